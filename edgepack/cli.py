@@ -1,0 +1,165 @@
+"""The ``edgepack`` command line: the only module that prints.
+
+Kept light on purpose: ``edgepack --help`` and ``edgepack targets`` must start instantly, so
+nothing here (or in edgepack.targets) imports torch; commands that need it import the stage
+modules inside their bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from edgepack import __version__
+from edgepack.errors import BudgetExceeded, EdgepackError
+from edgepack.targets import Budgets, Target, list_targets, load_target
+
+
+class EdgepackGroup(click.Group):
+    """A click group that turns an :class:`EdgepackError` into ``error: <message>`` on stderr
+    and the error's exit code, with no traceback. Any other exception is a bug and keeps its
+    traceback. Subgroups made with ``@group.group()`` get the same class."""
+
+    group_class = type
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgepackError as exc:
+            click.echo(f"error: {' '.join(str(exc).split())}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=EdgepackGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgepack")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Distill a teacher into a small student, quantize it to int8, export it for a device."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    # Only edgepack's own loggers get chattier; third-party libraries stay at warnings.
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.getLogger("edgepack").setLevel(level)
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def targets(ctx: click.Context) -> None:
+    """List the device profiles, or show one in full."""
+    if ctx.invoked_subcommand is None:
+        _echo_table([_target_row(target) for target in list_targets()])
+
+
+@targets.command("show")
+@click.argument("name_or_path")
+def targets_show(name_or_path: str) -> None:
+    """Print a profile, with everything it inherits resolved, as YAML.
+
+    NAME_OR_PATH is a shipped target's name or a path to your own .yaml file.
+    """
+    click.echo(yaml.safe_dump(load_target(name_or_path).to_dict(), sort_keys=False), nl=False)
+
+
+@main.command()
+@click.option("-t", "--target", "target_ref", default="android", show_default=True,
+              help="A profile name from `edgepack targets`, or a path to your own .yaml.")
+@click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("dist"),
+              show_default=True, help="Output root; the build lands in OUT/<target>/.")
+@click.option("--teacher", type=click.Path(path_type=Path), default=None,
+              help="Teacher .pt2 to distill (default: the bundled Fashion-MNIST sample).")
+@click.option("--quick", is_flag=True,
+              help="Reduced effort (a data subset, one epoch): every stage runs for real in ~1 min.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".edgepack-cache"),
+              show_default=True, help="Teacher logits and training checkpoints (safe to delete).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bars (default: on when stderr is a terminal).")
+def build(
+    target_ref: str, out_root: Path, teacher: Path | None, quick: bool, cache_dir: Path,
+    progress: bool | None,
+) -> None:
+    """Distill, quantize, convert, verify and budget-check a model for one target.
+
+    Writes OUT/<target>/ (the model, labels.txt, manifest.json) only when every stage finished.
+    Exit codes: 0 all budgets hold, 1 a budget is exceeded (the build is still written),
+    2 bad input.
+    """
+    from edgepack.build import BuildOptions
+    from edgepack.build import build as run_build
+    from edgepack.project import sample_project
+
+    target = load_target(target_ref)
+    show = sys.stderr.isatty() if progress is None else progress
+    options = BuildOptions(out_root=out_root, cache_dir=cache_dir, quick=quick, progress=show)
+    effort = "quick" if quick else "full"
+    click.echo(f"building {target.name} ({target.format}, {effort} effort) from {target.source}")
+    started = time.perf_counter()
+    result = run_build(target, sample_project(teacher), options, on_stage=_echo_stage)
+    for verdict in result.verdicts:
+        click.echo(f"  budget {verdict.describe()}")
+    size = (result.out_dir / result.manifest["artifact"]).stat().st_size
+    click.echo(
+        f"wrote {result.out_dir}/ ({result.manifest['artifact']} {size / 1024:.1f} KB) "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
+    if not result.passed:
+        failed = ", ".join(v.name for v in result.verdicts if not v.passed)
+        raise BudgetExceeded(f"budget exceeded: {failed} (see {result.out_dir}/manifest.json)")
+
+
+@main.command()
+@click.argument("dist", type=click.Path(path_type=Path), default=Path("dist/android"))
+@click.option("-t", "--target", "target_ref", default=None,
+              help="Judge against this profile instead of the one named in the manifest.")
+def check(dist: Path, target_ref: str | None) -> None:
+    """Re-check a built artifact's budgets (for nightly CI): exit 1 if one is exceeded.
+
+    Verifies the files against the manifest's sha256, re-measures size and latency now, and
+    takes accuracies from the manifest. Budgets come from the current profile.
+    """
+    from edgepack.check import check as run_check
+
+    result = run_check(dist, target_ref)
+    for verdict in result.verdicts:
+        click.echo(f"{'ok  ' if verdict.passed else 'FAIL'} {verdict.describe()}")
+    if not all(v.passed for v in result.verdicts):
+        failed = ", ".join(v.name for v in result.verdicts if not v.passed)
+        raise BudgetExceeded(f"budget exceeded: {failed} ({result.artifact})")
+    click.echo(f"all {len(result.verdicts)} budgets hold for {result.artifact}")
+
+
+def _echo_stage(name: str, summary: str, seconds: float) -> None:
+    click.echo(f"  {name:<15} {seconds:6.1f} s  {summary}")
+
+
+def _target_row(target: Target) -> dict[str, str]:
+    student = target.student
+    return {
+        "NAME": target.name,
+        "FORMAT": target.format,
+        "STUDENT": f"{student.family} x{student.width:g} @{student.resolution}px",
+        "BUDGETS": _budget_summary(target.budgets),
+    }
+
+
+def _budget_summary(budgets: Budgets) -> str:
+    parts = [
+        (budgets.max_size_kb, "size <= {:g} KB"),
+        (budgets.max_latency_ms, "latency <= {:g} ms"),
+        (budgets.max_accuracy_drop_pp, "drop <= {:g} pp"),
+        (budgets.min_accuracy, "accuracy >= {:g}"),
+    ]
+    return ", ".join(text.format(value) for value, text in parts if value is not None) or "none"
+
+
+def _echo_table(rows: list[dict[str, str]]) -> None:
+    if not rows:
+        click.echo("no targets found")
+        return
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+    for row in [{key: key for key in widths}, *rows]:
+        click.echo("  ".join(row[key].ljust(width) for key, width in widths.items()).rstrip())

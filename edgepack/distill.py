@@ -1,0 +1,214 @@
+"""Knowledge distillation: a student learns the teacher's softened outputs plus the labels.
+
+The teacher runs once per (teacher, data) pair: its logits are cached on disk keyed by both
+hashes, so every epoch, every rebuild and every target with the same data reuses them. Training
+checkpoints after every epoch; an interrupted build resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgepack.datasets import ImageSet
+from edgepack.project import InputSpec
+from edgepack.targets import DistillSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgepack.teachers import Teacher
+
+log = logging.getLogger(__name__)
+
+
+def to_model_input(images: np.ndarray, spec: InputSpec, resolution: int) -> torch.Tensor:
+    """uint8 NHWC pixels → normalised float32 NCHW at ``resolution`` (bilinear if resized)."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std).view(1, -1, 1, 1)
+    x = (x - mean) / std
+    if x.shape[-1] != resolution or x.shape[-2] != resolution:
+        x = torch.nn.functional.interpolate(
+            x, size=(resolution, resolution), mode="bilinear", align_corners=False
+        )
+    return x.contiguous()
+
+
+def teacher_logits(
+    teacher: Teacher,
+    inputs: torch.Tensor,
+    *,
+    cache: Path | None = None,
+    batch_size: int = 500,
+    progress: bool = False,
+    desc: str = "teacher",
+) -> np.ndarray:
+    """The teacher's logits over ``inputs``, read from ``cache`` (.npy) when present."""
+    import torch
+    from tqdm import tqdm
+
+    if cache is not None and cache.is_file():
+        cached = np.load(cache)
+        if cached.shape[0] == inputs.shape[0]:
+            log.info("teacher logits from cache %s", cache)
+            return cached
+    chunks = []
+    with torch.no_grad():
+        for start in tqdm(
+            range(0, inputs.shape[0], batch_size), desc=desc, unit="batch", disable=not progress,
+            leave=False,
+        ):
+            chunks.append(teacher(inputs[start : start + batch_size]).float().numpy())
+    logits = np.concatenate(chunks)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(".partial.npy")
+        np.save(partial, logits)
+        partial.replace(cache)  # atomic: an interrupted write never looks like a cache hit
+    return logits
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    """Hinton et al.: ``alpha`` · T² · KL(teacher_T ‖ student_T) + (1 − alpha) · CE(labels).
+
+    T² keeps the soft term's gradient scale independent of the temperature.
+    """
+    import torch.nn.functional as F
+
+    soft = F.kl_div(
+        F.log_softmax(student_logits / temperature, 1),
+        F.log_softmax(teacher_logits / temperature, 1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (temperature * temperature)
+    hard = F.cross_entropy(student_logits, labels)
+    return alpha * soft + (1.0 - alpha) * hard
+
+
+@dataclass(frozen=True)
+class DistillStats:
+    epochs: int
+    resumed_from_epoch: int
+    steps: int
+    final_loss: float
+    seconds: float
+
+
+def distill(
+    student: torch.nn.Module,
+    inputs: torch.Tensor,
+    labels: np.ndarray,
+    logits: np.ndarray,
+    spec: DistillSpec,
+    *,
+    checkpoint: Path | None = None,
+    progress: bool = False,
+) -> DistillStats:
+    """Train ``student`` in place on (inputs, teacher logits, labels) for ``spec.epochs``.
+
+    SGD with Nesterov momentum under a one-cycle schedule: in measured sweeps on this data
+    (scratch runs recorded in the issue notes) it beat AdamW for short schedules.
+    """
+    import torch
+    from tqdm import tqdm
+
+    torch.manual_seed(spec.seed)
+    targets = torch.from_numpy(logits)
+    hard = torch.from_numpy(labels)
+    steps_per_epoch = max(1, inputs.shape[0] // spec.batch_size)
+    optimizer = torch.optim.SGD(
+        student.parameters(), lr=spec.lr, momentum=0.9, nesterov=True, weight_decay=4e-5
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, spec.lr, total_steps=spec.epochs * steps_per_epoch, pct_start=0.15
+    )
+    generator = torch.Generator().manual_seed(spec.seed)
+    start_epoch = _resume(checkpoint, student, optimizer, schedule, generator)
+    # channels_last: measured 1.3× faster training for depthwise-heavy students on 2 CPU cores.
+    student.to(memory_format=torch.channels_last)
+    started, loss = time.perf_counter(), torch.tensor(float("nan"))
+    for epoch in range(start_epoch, spec.epochs):
+        student.train()
+        order = torch.randperm(inputs.shape[0], generator=generator)
+        flips = torch.rand(inputs.shape[0], generator=generator) < 0.5
+        bar = tqdm(
+            range(steps_per_epoch), desc=f"distill {epoch + 1}/{spec.epochs}", unit="step",
+            disable=not progress, leave=False,
+        )
+        for step in bar:
+            index = order[step * spec.batch_size : (step + 1) * spec.batch_size]
+            batch, soft = inputs[index], targets[index]
+            if spec.hflip:
+                # The teacher logits were computed on unflipped images; a flipped image keeps the
+                # same soft target. Measured: helps long schedules, hurts short ones (off by default).
+                flip = flips[index].view(-1, 1, 1, 1)
+                batch = torch.where(flip, batch.flip(3), batch)
+            out = student(batch.contiguous(memory_format=torch.channels_last))
+            loss = kd_loss(out, soft, hard[index], temperature=spec.temperature, alpha=spec.alpha)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        log.info("epoch %d/%d loss %.4f", epoch + 1, spec.epochs, loss.item())
+        if checkpoint is not None:
+            _save(checkpoint, epoch + 1, student, optimizer, schedule, generator)
+    student.eval()
+    return DistillStats(
+        epochs=spec.epochs,
+        resumed_from_epoch=start_epoch,
+        steps=(spec.epochs - start_epoch) * steps_per_epoch,
+        final_loss=float(loss.item()),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _save(path: Path, epoch: int, model, optimizer, schedule, generator) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    state = {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "generator": generator.get_state(),
+    }
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def _resume(path: Path | None, model, optimizer, schedule, generator) -> int:  # type: ignore[no-untyped-def]
+    """Load the checkpoint if one exists; returns the number of epochs already done."""
+    import torch
+
+    if path is None or not path.is_file():
+        return 0
+    try:
+        state = torch.load(path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+    except Exception as exc:  # a stale or damaged checkpoint is only a lost cache entry
+        log.warning("ignoring unreadable checkpoint %s: %s", path, exc)
+        return 0
+    log.info("resuming distillation after epoch %d from %s", state["epoch"], path)
+    return int(state["epoch"])
