@@ -221,12 +221,14 @@ def _quantize(state: BuildState) -> str:
 
 
 def _export(state: BuildState) -> str:
-    from edgepack.exporters import get_exporter
+    from edgepack.exporters import FORMATS, get_exporter
 
     exporter = get_exporter(state.target.format)
+    name = FORMATS[state.target.format].artifact
     example = state.need("train_x")[:1]
-    artifact = exporter.export_int8(state.need("quantized"), example, state.work / "model.int8")
-    reference = exporter.export_float(state.need("student"), example, state.work / "model.float")
+    artifact = exporter.export_int8(state.need("quantized"), example, state.work / name)
+    (state.work / "float").mkdir()
+    reference = exporter.export_float(state.need("student"), example, state.work / "float" / name)
     state.results["artifact"] = artifact
     state.results["float_reference"] = reference
     state.results["describe"] = exporter.describe(artifact)
@@ -317,7 +319,7 @@ STAGES: list[Stage[BuildState]] = [
 def _package(state: BuildState, staging: Path, timings: dict[str, float]) -> dict[str, Any]:
     from edgepack.report import build_manifest
 
-    artifact_name = {"tflite": "model.tflite"}.get(state.target.format, "model.bin")
+    artifact_name = state.results["artifact"].name
     shutil.move(state.results["artifact"], staging / artifact_name)
     (staging / "labels.txt").write_text("\n".join(state.project.labels) + "\n")
     shutil.rmtree(state.work)

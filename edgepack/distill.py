@@ -105,7 +105,7 @@ class DistillStats:
     epochs: int
     resumed_from_epoch: int
     steps: int
-    final_loss: float
+    final_loss: float | None  # None when every epoch came from the checkpoint
     seconds: float
 
 
@@ -174,7 +174,7 @@ def distill(
         epochs=spec.epochs,
         resumed_from_epoch=start_epoch,
         steps=(spec.epochs - start_epoch) * steps_per_epoch,
-        final_loss=float(loss.item()),
+        final_loss=None if start_epoch == spec.epochs else float(loss.item()),
         seconds=time.perf_counter() - started,
     )
 

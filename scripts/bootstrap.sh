@@ -65,10 +65,12 @@ ls "$data_dir"/train-images-idx3-ubyte.gz >/dev/null 2>&1 \
 python="${PYTHON:-python3.11}"
 step "Virtual environment: .venv"
 if [ -x .venv/bin/python ]; then
+    .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die ".venv has $(.venv/bin/python --version 2>&1); edgepack needs 3.11+: remove .venv, rerun"
     echo "already exists ($(.venv/bin/python --version))"
 else
     command -v "$python" >/dev/null 2>&1 \
-        || die "'$python' not found; install Python 3.11+ or point PYTHON at one (PYTHON=python3.12 bash $0)"
+        || die "'$python' not found; install Python 3.11+ or set PYTHON (PYTHON=python3.12 bash $0)"
     "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die "'$python' is $("$python" --version 2>&1); edgepack needs Python 3.11 or newer"
     echo "+ $python -m venv .venv"
@@ -92,8 +94,16 @@ echo "+ ${pip[*]} -e '$target'"
 if [ "$build" -eq 1 ]; then
     step "Sample build: edgepack build --target android (about 5-10 min on 2 cores)"
     echo "+ .venv/bin/edgepack build --target android"
-    .venv/bin/edgepack build --target android
+    rc=0
+    .venv/bin/edgepack build --target android || rc=$?
+    if [ "$rc" -eq 1 ]; then
+        die "the sample build missed a budget (exit 1). The artifacts are still in dist/android/;
+       manifest.json says which budget failed."
+    elif [ "$rc" -ne 0 ]; then
+        die "the sample build failed (exit $rc); see the messages above."
+    fi
     echo "Done: the Android model is in dist/android/ (model.tflite, labels.txt, manifest.json)."
 else
-    step "Skipping the sample build (--no-build). Run it with: .venv/bin/edgepack build --target android"
+    step "Skipping the sample build (--no-build)"
+    echo "Run it later with: .venv/bin/edgepack build --target android"
 fi

@@ -42,10 +42,13 @@ class Format:
     module: str
     requires: tuple[str, ...]
     extra: str
+    artifact: str  # file name of the shipped model in dist/<target>/
 
 
 FORMATS: dict[str, Format] = {
-    "tflite": Format("edgepack.exporters.tflite", ("litert_torch", "ai_edge_litert"), "tflite"),
+    "tflite": Format(
+        "edgepack.exporters.tflite", ("litert_torch", "ai_edge_litert"), "tflite", "model.tflite"
+    ),
 }
 
 

@@ -1,0 +1,135 @@
+"""End-to-end: `edgepack build --quick` on the bundled sample, then `edgepack check`.
+
+Every stage runs for real (teacher, distillation, PT2E, LiteRT conversion, interpreter); only the
+effort is reduced. Marked slow; CI runs them too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from edgepack.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _profile(tmp: Path, name: str, **budgets: float) -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"extends": "android", "budgets": budgets}))
+    return path
+
+
+def _build(args: list[str], out: Path, cache: Path) -> Result:
+    return CliRunner().invoke(
+        main, ["build", "--quick", "--no-progress", "--out", str(out), "--cache-dir", str(cache),
+               *args],
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> tuple[Path, Result]:
+    tmp = tmp_path_factory.mktemp("build")
+    # Quick effort cannot reach release accuracy, so this profile relaxes the accuracy budgets;
+    # size and latency keep android's limits.
+    target = _profile(tmp, "smoke", max_accuracy_drop_pp=60.0, min_accuracy=0.3)
+    result = _build(["--target", str(target)], tmp / "dist", shared_cache)
+    return tmp / "dist" / "smoke", result
+
+
+def test_quick_build_exits_0_and_writes_the_app_folder(built: tuple[Path, Result]) -> None:
+    out, result = built
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["labels.txt", "manifest.json", "model.tflite"]
+    assert len((out / "labels.txt").read_text().splitlines()) == 10
+    assert not list(out.parent.glob(".*partial*")), "staging folder left behind"
+    for stage in ("load teacher", "distill", "quantize", "export", "verify", "latency"):
+        assert stage in result.output
+
+
+def test_manifest_describes_the_artifact(built: tuple[Path, Result]) -> None:
+    out, _ = built
+    manifest = json.loads((out / "manifest.json").read_text())
+    model = out / "model.tflite"
+    entry = manifest["files"]["model.tflite"]
+    assert entry["bytes"] == model.stat().st_size
+    assert entry["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert manifest["input"]["shape"] == [1, 28, 28, 1]
+    assert manifest["input"]["dtype"] == "float32" and manifest["input"]["mean"] == [0.286]
+    assert manifest["output"]["shape"] == [1, 10]
+    assert manifest["effort"] == "quick" and manifest["passed"] is True
+    accuracy = manifest["accuracy"]
+    assert accuracy["test_samples"] == 1000
+    assert 0.9 < accuracy["teacher"] <= 1.0  # the sample teacher is ~94.5 %
+    assert 0.1 < accuracy["int8_artifact"] <= 1.0
+    assert accuracy["top1_agreement_vs_torch_int8"] >= 0.97
+    latency = manifest["latency"]
+    assert latency["runner"] == "host" and latency["threads"] == 1
+    assert 0 < latency["p50_ms"] <= latency["p90_ms"]
+    assert {v["name"] for v in manifest["budgets"]} == {
+        "max_size_kb", "max_latency_ms", "max_accuracy_drop_pp", "min_accuracy"
+    }
+    assert manifest["quantization"]["float_ops"] == {}
+    assert set(manifest["stages_seconds"]) >= {"distill", "export", "verify"}
+    for package in ("torch", "litert-torch", "ai-edge-litert", "edgepack"):
+        assert manifest["versions"][package] != "not installed"
+
+
+def test_artifact_runs_with_float_io(built: tuple[Path, Result]) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(built[0] / "model.tflite"))
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert inp["dtype"] == np.float32 and out["dtype"] == np.float32
+    interpreter.set_tensor(inp["index"], np.zeros(inp["shape"], np.float32))
+    interpreter.invoke()
+    assert interpreter.get_tensor(out["index"]).shape == (1, 10)
+
+
+def test_check_passes_then_fails_a_tightened_budget(
+    built: tuple[Path, Result], tmp_path: Path
+) -> None:
+    out, _ = built
+    # The manifest names the profile "smoke", which is not a shipped target: pass it explicitly.
+    ok = CliRunner().invoke(
+        main,
+        ["check", str(out), "--target",
+         str(_profile(tmp_path, "smoke", max_accuracy_drop_pp=60.0, min_accuracy=0.3))],
+    )
+    assert ok.exit_code == 0, ok.output
+    tight = _profile(tmp_path, "tight", max_size_kb=1.0)
+    failed = CliRunner().invoke(main, ["check", str(out), "--target", str(tight)])
+    assert failed.exit_code == 1
+    assert "FAIL max_size_kb" in failed.output
+
+
+def test_check_detects_a_modified_artifact(built: tuple[Path, Result], tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in built[0].iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    with (copy / "model.tflite").open("ab") as handle:
+        handle.write(b"\0")
+    result = CliRunner().invoke(main, ["check", str(copy), "--target", "android"])
+    assert result.exit_code == 2
+    assert "changed since the build" in result.output
+
+
+def test_exceeded_budget_exits_1_and_still_writes(tmp_path: Path, shared_cache: Path) -> None:
+    target = _profile(tmp_path, "tiny", max_size_kb=1.0)
+    result = _build(["--target", str(target)], tmp_path / "dist", shared_cache)
+    assert result.exit_code == 1, result.output
+    assert "budget exceeded: max_size_kb" in result.output
+    manifest = json.loads((tmp_path / "dist" / "tiny" / "manifest.json").read_text())
+    assert manifest["passed"] is False
+    failed = [v["name"] for v in manifest["budgets"] if not v["passed"]]
+    assert failed == ["max_size_kb"]
+    # Same teacher, data and recipe as the module build: logits and student come from the cache.
+    assert "from cache" in result.output

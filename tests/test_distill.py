@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgepack import distill as distill_module
+from edgepack.distill import distill, kd_loss, teacher_logits, to_model_input
+from edgepack.project import InputSpec
+from edgepack.students import create
+from edgepack.targets import DistillSpec
+
+SPEC = DistillSpec(epochs=2, batch_size=16, lr=0.05, temperature=4.0, alpha=0.9, hflip=True,
+                   seed=0)
+
+
+def _data(n: int = 64) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Learnable toy data: the class is how bright the image is (three levels)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, n)
+    images = (labels[:, None, None, None] * 100 + rng.integers(0, 40, (n, 16, 16, 1)))
+    x = to_model_input(images.astype(np.uint8), InputSpec(1, (0.5,), (0.25,)), 16)
+    logits = (np.eye(3)[labels] * 4.0 + rng.normal(0, 0.1, (n, 3))).astype(np.float32)
+    return x, labels, logits
+
+
+def test_to_model_input_normalises_and_resizes() -> None:
+    images = np.full((2, 10, 10, 1), 255, np.uint8)
+    x = to_model_input(images, InputSpec(1, (0.5,), (0.25,)), 20)
+    assert x.shape == (2, 1, 20, 20) and x.dtype == torch.float32
+    assert torch.allclose(x, torch.full_like(x, 2.0))
+
+
+def test_kd_loss_is_zero_only_when_student_matches_teacher() -> None:
+    logits = torch.randn(8, 5)
+    labels = logits.argmax(1)
+    same = kd_loss(logits, logits, labels, temperature=4.0, alpha=1.0)
+    other = kd_loss(torch.zeros(8, 5), logits, labels, temperature=4.0, alpha=1.0)
+    assert same.abs() < 1e-6 < other
+
+
+def test_kd_loss_mixes_soft_and_hard_terms() -> None:
+    student, teacher = torch.randn(8, 5), torch.randn(8, 5)
+    labels = torch.randint(0, 5, (8,))
+    hard = torch.nn.functional.cross_entropy(student, labels)
+    assert torch.allclose(kd_loss(student, teacher, labels, temperature=2.0, alpha=0.0), hard)
+
+
+def test_teacher_logits_are_cached(tmp_path: Path) -> None:
+    calls = []
+
+    def teacher(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(len(batch))
+        return batch.flatten(1)[:, :3]
+
+    x, _, _ = _data(10)
+    cache = tmp_path / "logits.npy"
+    first = teacher_logits(teacher, x, cache=cache, batch_size=4)
+    second = teacher_logits(teacher, x, cache=cache, batch_size=4)
+    assert calls == [4, 4, 2]  # the second call never ran the teacher
+    np.testing.assert_array_equal(first, second)
+
+
+def test_distillation_lowers_the_loss() -> None:
+    x, labels, logits = _data()
+    student = create("mobilenetv2_small", width=0.35, num_classes=3, in_channels=1)
+    before = kd_loss(student.eval()(x), torch.from_numpy(logits), torch.from_numpy(labels),
+                     temperature=4.0, alpha=0.9).item()
+    spec = DistillSpec(**{**SPEC.__dict__, "epochs": 6, "lr": 0.2})
+    distill(student, x, labels, logits, spec)
+    after = kd_loss(student.eval()(x), torch.from_numpy(logits), torch.from_numpy(labels),
+                    temperature=4.0, alpha=0.9).item()
+    assert after < 0.8 * before
+
+
+def test_interrupted_distillation_resumes_to_the_same_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, labels, logits = _data()
+
+    def fresh() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return create("mobilenetv2_small", width=0.35, num_classes=3, in_channels=1)
+
+    reference = fresh()
+    distill(reference, x, labels, logits, SPEC)
+
+    checkpoint = tmp_path / "student.ckpt"
+    real_save = distill_module._save
+
+    def save_then_crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distill_module, "_save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        distill(fresh(), x, labels, logits, SPEC, checkpoint=checkpoint)
+    monkeypatch.setattr(distill_module, "_save", real_save)
+
+    resumed = fresh()
+    stats = distill(resumed, x, labels, logits, SPEC, checkpoint=checkpoint)
+    assert stats.resumed_from_epoch == 1
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_damaged_checkpoint_is_ignored(tmp_path: Path) -> None:
+    x, labels, logits = _data()
+    checkpoint = tmp_path / "student.ckpt"
+    checkpoint.write_bytes(b"garbage")
+    student = create("mobilenetv2_small", width=0.35, num_classes=3, in_channels=1)
+    stats = distill(student, x, labels, logits, SPEC, checkpoint=checkpoint)
+    assert stats.resumed_from_epoch == 0
