@@ -153,12 +153,18 @@ def _teacher_logits(state: BuildState) -> str:
     progress = state.options.progress
     hits = [_cache_file(cache, state, data).is_file() for data in (train, test)]
     state.train_logits = teacher_logits(
-        state.need("teacher"), state.need("train_x"), cache=_cache_file(cache, state, train),
-        progress=progress, desc="teacher (train)",
+        state.need("teacher"),
+        state.need("train_x"),
+        cache=_cache_file(cache, state, train),
+        progress=progress,
+        desc="teacher (train)",
     )
     test_logits = teacher_logits(
-        state.need("teacher"), state.need("test_x"), cache=_cache_file(cache, state, test),
-        progress=progress, desc="teacher (test)",
+        state.need("teacher"),
+        state.need("test_x"),
+        cache=_cache_file(cache, state, test),
+        progress=progress,
+        desc="teacher (test)",
     )
     state.results["teacher_accuracy"] = _accuracy(test_logits, test.labels)
     state.results["teacher_logits_cached"] = all(hits)
@@ -183,20 +189,30 @@ def _distill(state: BuildState) -> str:
     train = state.need("train")
     checkpoint = state.options.cache_dir / "students" / f"{_student_key(state)}.ckpt"
     stats = distill(
-        student, state.need("train_x"), train.labels, state.need("train_logits"),
-        target.distill, checkpoint=checkpoint, progress=state.options.progress,
+        student,
+        state.need("train_x"),
+        train.labels,
+        state.need("train_logits"),
+        target.distill,
+        checkpoint=checkpoint,
+        progress=state.options.progress,
     )
-    state.student = student.to(memory_format=torch.contiguous_format).eval()
+    student.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    state.student = student.eval()
     with torch.no_grad():
         logits = _batched(student, state.need("test_x"))
     state.results["float_student_logits"] = logits
     state.results["float_student_accuracy"] = _accuracy(logits, state.need("test").labels)
     state.results["student_params"] = sum(p.numel() for p in student.parameters())
     state.results["distill"] = {
-        "epochs": stats.epochs, "resumed_from_epoch": stats.resumed_from_epoch,
-        "steps_run": stats.steps, "final_loss": stats.final_loss,
+        "epochs": stats.epochs,
+        "resumed_from_epoch": stats.resumed_from_epoch,
+        "steps_run": stats.steps,
+        "final_loss": stats.final_loss,
     }
-    resumed = f", resumed after epoch {stats.resumed_from_epoch}" if stats.resumed_from_epoch else ""
+    resumed = (
+        f", resumed after epoch {stats.resumed_from_epoch}" if stats.resumed_from_epoch else ""
+    )
     return (
         f"{target.student.family} ×{target.student.width:g}, "
         f"{state.results['student_params']:,} params, {stats.epochs} epochs{resumed}: "
@@ -243,7 +259,9 @@ def _verify(state: BuildState) -> str:
     exporter = get_exporter(state.target.format)
     test, test_x = state.need("test"), state.need("test_x")
     nhwc = test_x.permute(0, 2, 3, 1).contiguous().numpy()
-    int8_logits = exporter.predict(state.results["artifact"], nhwc, threads=state.target.runner.threads)
+    int8_logits = exporter.predict(
+        state.results["artifact"], nhwc, threads=state.target.runner.threads
+    )
     with torch.no_grad():
         reference = _batched(state.need("quantized"), test_x)
     float_logits = state.results["float_student_logits"]
@@ -346,8 +364,8 @@ def _replace_dir(staging: Path, final: Path) -> None:
 def _check_writable(out_root: Path) -> None:
     try:
         out_root.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out_root, prefix=".write-test-")
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=out_root, prefix=".write-test-"):
+            pass
     except OSError as exc:
         raise InputError(
             f"cannot write to output folder {out_root}: {exc.strerror or exc}"
@@ -387,6 +405,11 @@ def _cache_file(cache: Path, state: BuildState, data: ImageSet) -> Path:
 def _student_key(state: BuildState) -> str:
     """Everything that changes the trained weights: teacher, data, student and recipe."""
     t = state.target
-    parts = [state.teacher_sha256, state.need("train").fingerprint(), repr(t.student),
-             repr(t.distill), repr(state.project.input)]
+    parts = [
+        state.teacher_sha256,
+        state.need("train").fingerprint(),
+        repr(t.student),
+        repr(t.distill),
+        repr(state.project.input),
+    ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]

@@ -66,20 +66,51 @@ def targets_show(name_or_path: str) -> None:
 
 
 @main.command()
-@click.option("-t", "--target", "target_ref", default="android", show_default=True,
-              help="A profile name from `edgepack targets`, or a path to your own .yaml.")
-@click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("dist"),
-              show_default=True, help="Output root; the build lands in OUT/<target>/.")
-@click.option("--teacher", type=click.Path(path_type=Path), default=None,
-              help="Teacher .pt2 to distill (default: the bundled Fashion-MNIST sample).")
-@click.option("--quick", is_flag=True,
-              help="Reduced effort (a data subset, one epoch): every stage runs for real in ~1 min.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".edgepack-cache"),
-              show_default=True, help="Teacher logits and training checkpoints (safe to delete).")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bars (default: on when stderr is a terminal).")
+@click.option(
+    "-t",
+    "--target",
+    "target_ref",
+    default="android",
+    show_default=True,
+    help="A profile name from `edgepack targets`, or a path to your own .yaml.",
+)
+@click.option(
+    "--out",
+    "out_root",
+    type=click.Path(path_type=Path),
+    default=Path("dist"),
+    show_default=True,
+    help="Output root; the build lands in OUT/<target>/.",
+)
+@click.option(
+    "--teacher",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Teacher .pt2 to distill (default: the bundled Fashion-MNIST sample).",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Reduced effort (a data subset, one epoch): every stage runs for real in ~1 min.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=Path(".edgepack-cache"),
+    show_default=True,
+    help="Teacher logits and training checkpoints (safe to delete).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bars (default: on when stderr is a terminal).",
+)
 def build(
-    target_ref: str, out_root: Path, teacher: Path | None, quick: bool, cache_dir: Path,
+    target_ref: str,
+    out_root: Path,
+    teacher: Path | None,
+    quick: bool,
+    cache_dir: Path,
     progress: bool | None,
 ) -> None:
     """Distill, quantize, convert, verify and budget-check a model for one target.
@@ -113,8 +144,13 @@ def build(
 
 @main.command()
 @click.argument("dist", type=click.Path(path_type=Path), default=Path("dist/android"))
-@click.option("-t", "--target", "target_ref", default=None,
-              help="Judge against this profile instead of the one named in the manifest.")
+@click.option(
+    "-t",
+    "--target",
+    "target_ref",
+    default=None,
+    help="Judge against this profile instead of the one named in the manifest.",
+)
 def check(dist: Path, target_ref: str | None) -> None:
     """Re-check a built artifact's budgets (for nightly CI): exit 1 if one is exceeded.
 

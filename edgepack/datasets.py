@@ -19,8 +19,16 @@ from edgepack.errors import InputError
 # Debian's `dataset-fashion-mnist` package (MIT licence) installs the IDX files here.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_LABELS = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 
 
@@ -50,7 +58,12 @@ class ImageSet:
         return digest.hexdigest()
 
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4")}
+_IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+}
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -68,7 +81,7 @@ def read_idx(path: Path) -> np.ndarray:
     ndim = raw[3]
     header = 4 + 4 * ndim
     shape = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    dtype = _IDX_DTYPES[raw[2]]
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
         raise InputError(

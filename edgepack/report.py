@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -35,20 +35,34 @@ def build_manifest(
     latency, float_latency = results["latency"], results["float_latency"]
     return {
         "manifest_version": MANIFEST_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "target": {"name": target.name, "format": target.format, "profile": target.to_dict()},
         "effort": "quick" if state.options.quick else "full",
-        "project": {"name": project.name, "teacher": project.teacher.name,
-                    "teacher_sha256": state.teacher_sha256, "licence": project.licence},
+        "project": {
+            "name": project.name,
+            "teacher": project.teacher.name,
+            "teacher_sha256": state.teacher_sha256,
+            "licence": project.licence,
+        },
         "artifact": artifact,
-        "input": {"name": describe["inputs"][0]["name"], "shape": describe["inputs"][0]["shape"],
-                  **project.input.to_dict()},
-        "output": {"name": describe["outputs"][0]["name"],
-                   "shape": describe["outputs"][0]["shape"], "dtype": "float32",
-                   "meaning": "logits, one per line of labels.txt", "labels": "labels.txt"},
+        "input": {
+            "name": describe["inputs"][0]["name"],
+            "shape": describe["inputs"][0]["shape"],
+            **project.input.to_dict(),
+        },
+        "output": {
+            "name": describe["outputs"][0]["name"],
+            "shape": describe["outputs"][0]["shape"],
+            "dtype": "float32",
+            "meaning": "logits, one per line of labels.txt",
+            "labels": "labels.txt",
+        },
         "files": files,
-        "student": {**asdict(target.student), "params": results["student_params"],
-                    "distill": results["distill"]},
+        "student": {
+            **asdict(target.student),
+            "params": results["student_params"],
+            "distill": results["distill"],
+        },
         "quantization": {
             "scheme": target.quantization.scheme,
             "per_channel": target.quantization.per_channel,
@@ -62,13 +76,17 @@ def build_manifest(
             "teacher": results["teacher_accuracy"],
             "float_student": results["float_student_accuracy"],
             "int8_artifact": results["verification"]["int8_accuracy"],
-            "top1_agreement_vs_float_student":
-                results["verification"]["top1_agreement_vs_float_student"],
+            "top1_agreement_vs_float_student": results["verification"][
+                "top1_agreement_vs_float_student"
+            ],
             "top1_agreement_vs_torch_int8": results["verification"]["top1_agreement_vs_torch_int8"],
             "max_abs_diff_vs_torch_int8": results["verification"]["max_abs_diff_vs_torch_int8"],
         },
-        "latency": {**asdict(latency), "float_reference_p50_ms": float_latency.p50_ms,
-                    "float_reference_p90_ms": float_latency.p90_ms},
+        "latency": {
+            **asdict(latency),
+            "float_reference_p50_ms": float_latency.p50_ms,
+            "float_reference_p90_ms": float_latency.p90_ms,
+        },
         "budgets": [v.to_dict() for v in state.verdicts],
         "passed": all(v.passed for v in state.verdicts),
         "stages_seconds": timings,

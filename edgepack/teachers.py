@@ -56,9 +56,7 @@ def _refuse_pickled_payloads(path: Path) -> None:
                             "execution to load); re-export with plain tensors"
                         )
     except (zipfile.BadZipFile, json.JSONDecodeError, OSError) as exc:
-        raise InputError(
-            f"{path} is not a torch.export archive (.pt2 zip): {exc}"
-        ) from None
+        raise InputError(f"{path} is not a torch.export archive (.pt2 zip): {exc}") from None
 
 
 def _load_exported_program(path: Path) -> Teacher:

@@ -21,8 +21,19 @@ from pathlib import Path
 
 
 def timed_build(out: Path, cache: Path) -> tuple[float, int]:
-    command = [sys.executable, "-m", "edgepack", "build", "--target", "android",
-               "--out", str(out), "--cache-dir", str(cache), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "edgepack",
+        "build",
+        "--target",
+        "android",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--no-progress",
+    ]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()
     code = subprocess.call(command)
@@ -35,26 +46,49 @@ def figures(manifest: dict, cold_s: float | None, warm_s: float | None) -> list[
     weights = quant["int8_param_bytes"]
     with_scales = weights + quant["quant_param_bytes"]
     rows = [
-        ("int8 accuracy, 10k test", f"{acc['int8_artifact']:.2%}", acc["int8_artifact"] >= 0.93,
-         ">= 93.0 %"),
+        (
+            "int8 accuracy, 10k test",
+            f"{acc['int8_artifact']:.2%}",
+            acc["int8_artifact"] >= 0.93,
+            ">= 93.0 %",
+        ),
         ("teacher accuracy", f"{acc['teacher']:.2%}", acc["teacher"] >= 0.935, ">= 93.5 %"),
         ("float student accuracy", f"{acc['float_student']:.2%}", None, ""),
-        ("drop vs teacher", f"{(acc['teacher'] - acc['int8_artifact']) * 100:.2f} pp",
-         acc["teacher"] - acc["int8_artifact"] <= 0.010 + 1e-9, "<= 1.0 pp"),
-        ("drop vs float student", f"{(acc['float_student'] - acc['int8_artifact']) * 100:.2f} pp",
-         acc["float_student"] - acc["int8_artifact"] <= 0.003 + 1e-9, "<= 0.3 pp"),
-        ("model.tflite bytes", f"{size:,} ({size / 1024:.1f} KB)", size <= 150 * 1024,
-         "<= 150 KB"),
+        (
+            "drop vs teacher",
+            f"{(acc['teacher'] - acc['int8_artifact']) * 100:.2f} pp",
+            acc["teacher"] - acc["int8_artifact"] <= 0.010 + 1e-9,
+            "<= 1.0 pp",
+        ),
+        (
+            "drop vs float student",
+            f"{(acc['float_student'] - acc['int8_artifact']) * 100:.2f} pp",
+            acc["float_student"] - acc["int8_artifact"] <= 0.003 + 1e-9,
+            "<= 0.3 pp",
+        ),
+        ("model.tflite bytes", f"{size:,} ({size / 1024:.1f} KB)", size <= 150 * 1024, "<= 150 KB"),
         ("int8 weight+bias bytes", f"{weights:,}", None, ""),
         ("per-channel scale+zero-point bytes", f"{quant['quant_param_bytes']:,}", None, ""),
-        ("size vs 1.15 x weight+bias + 8 KB", f"{size / (1.15 * weights + 8192):.3f}",
-         size <= 1.15 * weights + 8192, "<= 1.0"),
-        ("size vs 1.15 x (weight+bias+scales) + 8 KB", f"{size / (1.15 * with_scales + 8192):.3f}",
-         size <= 1.15 * with_scales + 8192, "<= 1.0"),
+        (
+            "size vs 1.15 x weight+bias + 8 KB",
+            f"{size / (1.15 * weights + 8192):.3f}",
+            size <= 1.15 * weights + 8192,
+            "<= 1.0",
+        ),
+        (
+            "size vs 1.15 x (weight+bias+scales) + 8 KB",
+            f"{size / (1.15 * with_scales + 8192):.3f}",
+            size <= 1.15 * with_scales + 8192,
+            "<= 1.0",
+        ),
         ("int8 p50 latency, 1 thread", f"{lat['p50_ms']:.4f} ms", None, ""),
         ("float p50 latency, same run", f"{lat['float_reference_p50_ms']:.4f} ms", None, ""),
-        ("int8 / float latency", f"{lat['p50_ms'] / lat['float_reference_p50_ms']:.3f}",
-         lat["p50_ms"] <= 0.7 * lat["float_reference_p50_ms"], "<= 0.7"),
+        (
+            "int8 / float latency",
+            f"{lat['p50_ms'] / lat['float_reference_p50_ms']:.3f}",
+            lat["p50_ms"] <= 0.7 * lat["float_reference_p50_ms"],
+            "<= 0.7",
+        ),
         ("teacher bytes / model.tflite bytes", None, None, ">= 20"),
     ]
     teacher = Path(__file__).resolve().parents[1] / "sample_models" / manifest["project"]["teacher"]

@@ -52,10 +52,10 @@ else
     echo "+ ${sudo[*]:+${sudo[*]} }apt-get install -y $data_pkg"
     if ! "${sudo[@]}" apt-get install -y "$data_pkg"; then
         echo "install failed; refreshing the package lists and trying once more"
-        "${sudo[@]}" apt-get update \
-            && "${sudo[@]}" apt-get install -y "$data_pkg" \
-            || die "could not install $data_pkg with apt-get.
+        if ! { "${sudo[@]}" apt-get update && "${sudo[@]}" apt-get install -y "$data_pkg"; }; then
+            die "could not install $data_pkg with apt-get.
        Install it yourself (apt-get install $data_pkg) and run this script again."
+        fi
     fi
 fi
 ls "$data_dir"/train-images-idx3-ubyte.gz >/dev/null 2>&1 \
@@ -66,7 +66,7 @@ python="${PYTHON:-python3.11}"
 step "Virtual environment: .venv"
 if [ -x .venv/bin/python ]; then
     .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-        || die ".venv has $(.venv/bin/python --version 2>&1); edgepack needs 3.11+: remove .venv, rerun"
+        || die ".venv has $(.venv/bin/python --version 2>&1); needs 3.11+: remove .venv and rerun"
     echo "already exists ($(.venv/bin/python --version))"
 else
     command -v "$python" >/dev/null 2>&1 \
@@ -97,10 +97,12 @@ if [ "$build" -eq 1 ]; then
     rc=0
     .venv/bin/edgepack build --target android || rc=$?
     if [ "$rc" -eq 1 ]; then
-        die "the sample build missed a budget (exit 1). The artifacts are still in dist/android/;
-       manifest.json says which budget failed."
+        echo "error: the sample build missed a budget or failed verification (exit 1);" \
+            "see the messages above and dist/android/manifest.json" >&2
+        exit 1
     elif [ "$rc" -ne 0 ]; then
-        die "the sample build failed (exit $rc); see the messages above."
+        echo "error: the sample build failed (exit $rc); see the messages above" >&2
+        exit "$rc"
     fi
     echo "Done: the Android model is in dist/android/ (model.tflite, labels.txt, manifest.json)."
 else

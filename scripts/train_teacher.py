@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from edgepack.datasets import FASHION_MNIST_DIR, load_fashion_mnist  # noqa: E402
+from edgepack.datasets import FASHION_MNIST_DIR, load_fashion_mnist
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST train-set pixel statistics (pixels scaled to [0, 1])
 
@@ -40,13 +40,23 @@ class FashionTeacher(nn.Module):
         super().__init__()
         c1, c2, c3 = width, 2 * width, 4 * width
         self.features = nn.Sequential(
-            *conv_block(1, c1), *conv_block(c1, c1), nn.MaxPool2d(2),
-            *conv_block(c1, c2), *conv_block(c2, c2), nn.MaxPool2d(2),
-            *conv_block(c2, c3), *conv_block(c3, c3), nn.MaxPool2d(2),
+            *conv_block(1, c1),
+            *conv_block(c1, c1),
+            nn.MaxPool2d(2),
+            *conv_block(c1, c2),
+            *conv_block(c2, c2),
+            nn.MaxPool2d(2),
+            *conv_block(c2, c3),
+            *conv_block(c3, c3),
+            nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Dropout(0.4), nn.Linear(c3 * 9, hidden), nn.ReLU(),
-            nn.Dropout(0.4), nn.Linear(hidden, num_classes),
+            nn.Flatten(),
+            nn.Dropout(0.4),
+            nn.Linear(c3 * 9, hidden),
+            nn.ReLU(),
+            nn.Dropout(0.4),
+            nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,15 +95,19 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10
 def train(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, float]:
     torch.manual_seed(args.seed)
     gen = torch.Generator(device=device).manual_seed(args.seed)
-    train_set, test_set = load_fashion_mnist("train", args.data), load_fashion_mnist("test", args.data)
+    train_set, test_set = (
+        load_fashion_mnist("train", args.data),
+        load_fashion_mnist("test", args.data),
+    )
     x = to_input(torch.from_numpy(train_set.images)).to(device)
     y = torch.from_numpy(train_set.labels).to(device)
     xt = to_input(torch.from_numpy(test_set.images)).to(device)
     yt = torch.from_numpy(test_set.labels).to(device)
     model = FashionTeacher(args.width, args.hidden).to(device)
     steps = args.epochs * (len(x) // args.batch)
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.2)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     for epoch in range(args.epochs):
@@ -108,8 +122,11 @@ def train(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, fl
             opt.step()
             sched.step()
         acc = accuracy(model, xt, yt)
-        print(f"epoch {epoch + 1}/{args.epochs} loss {loss.item():.3f} "
-              f"test {acc:.4f} ({time.time() - start:.1f}s)", flush=True)
+        print(
+            f"epoch {epoch + 1}/{args.epochs} loss {loss.item():.3f} "
+            f"test {acc:.4f} ({time.time() - start:.1f}s)",
+            flush=True,
+        )
     final = accuracy(model, xt, yt)
     return model.cpu(), final
 
@@ -143,12 +160,16 @@ def main() -> None:
         model = FashionTeacher(args.width, args.hidden)
         model.load_state_dict(torch.load(args.from_weights, weights_only=True))
         test = load_fashion_mnist("test", args.data)
-        acc = accuracy(model, to_input(torch.from_numpy(test.images)), torch.from_numpy(test.labels))
+        acc = accuracy(
+            model, to_input(torch.from_numpy(test.images)), torch.from_numpy(test.labels)
+        )
     else:
         model, acc = train(args, torch.device(args.device))
         torch.save(model.state_dict(), args.out / "teacher_state.pt")
-    print(json.dumps({"test_accuracy": acc,
-                      "params": sum(p.numel() for p in model.parameters())}), flush=True)
+    print(
+        json.dumps({"test_accuracy": acc, "params": sum(p.numel() for p in model.parameters())}),
+        flush=True,
+    )
     if not args.weights_only:
         print(f"exported {export(model, args.out)}")
 

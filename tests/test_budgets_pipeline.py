@@ -10,8 +10,9 @@ ALL = Budgets(max_size_kb=100.0, max_latency_ms=1.0, max_accuracy_drop_pp=1.0, m
 
 
 def _measured(**overrides: float | None) -> Measurements:
-    base = dict(size_bytes=100 * 1024, latency_p50_ms=1.0, teacher_accuracy=0.95,
-                artifact_accuracy=0.94)
+    base = dict(
+        size_bytes=100 * 1024, latency_p50_ms=1.0, teacher_accuracy=0.95, artifact_accuracy=0.94
+    )
     return Measurements(**{**base, **overrides})  # type: ignore[arg-type]
 
 
@@ -51,8 +52,10 @@ def test_stage_order_is_checked_before_running() -> None:
 
 def test_stages_run_in_order_and_are_timed() -> None:
     seen: list[str] = []
-    stages = [Stage("a", lambda s: s.append("a") or "did a"),
-              Stage("b", lambda s: s.append("b") or "did b", after=("a",))]
+    stages = [
+        Stage("a", lambda s: s.append("a") or "did a"),
+        Stage("b", lambda s: s.append("b") or "did b", after=("a",)),
+    ]
     check_order(stages)
     done: list[tuple[str, str]] = []
     timings = run_stages(stages, seen, lambda name, summary, _: done.append((name, summary)))

@@ -28,8 +28,8 @@ def _profile(tmp: Path, name: str, **budgets: float) -> Path:
 
 def _build(args: list[str], out: Path, cache: Path) -> Result:
     return CliRunner().invoke(
-        main, ["build", "--quick", "--no-progress", "--out", str(out), "--cache-dir", str(cache),
-               *args],
+        main,
+        ["build", "--quick", "--no-progress", "--out", str(out), "--cache-dir", str(cache), *args],
     )
 
 
@@ -73,7 +73,10 @@ def test_manifest_describes_the_artifact(built: tuple[Path, Result]) -> None:
     assert latency["runner"] == "host" and latency["threads"] == 1
     assert 0 < latency["p50_ms"] <= latency["p90_ms"]
     assert {v["name"] for v in manifest["budgets"]} == {
-        "max_size_kb", "max_latency_ms", "max_accuracy_drop_pp", "min_accuracy"
+        "max_size_kb",
+        "max_latency_ms",
+        "max_accuracy_drop_pp",
+        "min_accuracy",
     }
     assert manifest["quantization"]["float_ops"] == {}
     assert set(manifest["stages_seconds"]) >= {"distill", "export", "verify"}
@@ -100,8 +103,12 @@ def test_check_passes_then_fails_a_tightened_budget(
     # The manifest names the profile "smoke", which is not a shipped target: pass it explicitly.
     ok = CliRunner().invoke(
         main,
-        ["check", str(out), "--target",
-         str(_profile(tmp_path, "smoke", max_accuracy_drop_pp=60.0, min_accuracy=0.3))],
+        [
+            "check",
+            str(out),
+            "--target",
+            str(_profile(tmp_path, "smoke", max_accuracy_drop_pp=60.0, min_accuracy=0.3)),
+        ],
     )
     assert ok.exit_code == 0, ok.output
     tight = _profile(tmp_path, "tight", max_size_kb=1.0)

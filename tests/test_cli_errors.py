@@ -51,8 +51,16 @@ def test_bad_profile(tmp_path: Path, body: str, fragments: tuple[str, ...]) -> N
 
 
 def test_missing_teacher(tmp_path: Path) -> None:
-    args = ["build", "--quick", "--teacher", str(tmp_path / "nope.pt2"),
-            "--out", str(tmp_path / "dist"), "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "build",
+        "--quick",
+        "--teacher",
+        str(tmp_path / "nope.pt2"),
+        "--out",
+        str(tmp_path / "dist"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     code, output = _run(args)
     _assert_user_error(code, output, "teacher not found", "nope.pt2")
     _no_build_output(tmp_path / "dist")
@@ -62,8 +70,16 @@ def test_missing_teacher(tmp_path: Path) -> None:
 def test_corrupt_teacher(tmp_path: Path, content: bytes) -> None:
     teacher = tmp_path / "broken.pt2"
     teacher.write_bytes(content)
-    args = ["build", "--quick", "--teacher", str(teacher),
-            "--out", str(tmp_path / "dist"), "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "build",
+        "--quick",
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(tmp_path / "dist"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     code, output = _run(args)
     _assert_user_error(code, output, "broken.pt2")
     _no_build_output(tmp_path / "dist")

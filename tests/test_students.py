@@ -23,8 +23,10 @@ def test_every_family_builds_runs_and_strict_exports(
 @pytest.mark.parametrize("family", family_names())
 def test_width_scales_parameters(family: str) -> None:
     def params(width: float) -> int:
-        return sum(p.numel() for p in create(family, width=width, num_classes=10,
-                                             in_channels=1).parameters())
+        return sum(
+            p.numel()
+            for p in create(family, width=width, num_classes=10, in_channels=1).parameters()
+        )
 
     assert params(0.35) < params(0.5) < params(1.0)
 

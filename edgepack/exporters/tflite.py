@@ -328,7 +328,7 @@ def _float_ops(model: Any, graph: Any, ops: list[str]) -> Counter[str]:
     """Ops touching a float activation, except QUANTIZE fed by a graph input and DEQUANTIZE
     feeding a graph output (the app-facing edges)."""
     found: Counter[str] = Counter()
-    for op, name in zip(graph.operators, ops):
+    for op, name in zip(graph.operators, ops, strict=False):
         if name == "QUANTIZE" and set(op.inputs) <= set(graph.inputs):
             continue
         if name == "DEQUANTIZE" and set(op.outputs) <= set(graph.outputs):
@@ -349,7 +349,7 @@ def _param_bytes(model: Any, graph: Any, ops: list[str], *, int8: bool) -> int:
         if _is_constant(model, tensor) and (dtype == "int8" if int8 else dtype.startswith("float")):
             wanted.add(index)
     if int8:
-        for op, name in zip(graph.operators, ops):
+        for op, name in zip(graph.operators, ops, strict=False):
             slot = _BIAS_INPUT.get(name)
             if slot is not None and len(op.inputs) > slot and op.inputs[slot] >= 0:
                 bias = graph.tensors[op.inputs[slot]]

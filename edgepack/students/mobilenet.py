@@ -40,7 +40,12 @@ def _activation(name: str) -> nn.Module:
 
 class ConvBNAct(nn.Sequential):
     def __init__(
-        self, cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1,
+        self,
+        cin: int,
+        cout: int,
+        kernel: int = 3,
+        stride: int = 1,
+        groups: int = 1,
         act: str | None = "relu6",
     ) -> None:
         layers: list[nn.Module] = [
@@ -70,8 +75,14 @@ class InvertedResidual(nn.Module):
     """Expand (1×1) → depthwise (k×k) → [SE] → project (1×1), residual when shapes allow."""
 
     def __init__(
-        self, cin: int, cout: int, stride: int, expand: float, kernel: int = 3,
-        se: bool = False, act: str = "relu6",
+        self,
+        cin: int,
+        cout: int,
+        stride: int,
+        expand: float,
+        kernel: int = 3,
+        se: bool = False,
+        act: str = "relu6",
     ) -> None:
         super().__init__()
         hidden = _make_divisible(cin * expand)
@@ -107,8 +118,16 @@ class MobileNet(nn.Module):
     """A MobileNetV2/V3-style classifier over NCHW float input."""
 
     def __init__(
-        self, stages: list[BlockSpec], *, stem: int, head: int, num_classes: int,
-        in_channels: int, width: float, stem_stride: int = 1, dropout: float = 0.0,
+        self,
+        stages: list[BlockSpec],
+        *,
+        stem: int,
+        head: int,
+        num_classes: int,
+        in_channels: int,
+        width: float,
+        stem_stride: int = 1,
+        dropout: float = 0.0,
         act: str = "relu6",
     ) -> None:
         super().__init__()
@@ -154,11 +173,19 @@ _V3_SMALL = [
 
 @register("mobilenetv2_small")
 def mobilenetv2_small(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
-    return MobileNet(_V2_SMALL, stem=32, head=256, num_classes=num_classes,
-                     in_channels=in_channels, width=width)
+    return MobileNet(
+        _V2_SMALL, stem=32, head=256, num_classes=num_classes, in_channels=in_channels, width=width
+    )
 
 
 @register("mobilenetv3_small")
 def mobilenetv3_small(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
-    return MobileNet(_V3_SMALL, stem=16, head=256, num_classes=num_classes,
-                     in_channels=in_channels, width=width, act="hswish")
+    return MobileNet(
+        _V3_SMALL,
+        stem=16,
+        head=256,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        width=width,
+        act="hswish",
+    )
