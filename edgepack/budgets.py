@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from edgepack.targets import Budgets
 
@@ -14,6 +14,9 @@ class Measurements:
     latency_p50_ms: float | None
     teacher_accuracy: float | None
     artifact_accuracy: float | None
+    # Figures this machine cannot produce, with the reason (e.g. Core ML predicts only on
+    # macOS). Their budgets are reported as skipped instead of failed.
+    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -22,17 +25,25 @@ class Verdict:
     limit: float
     measured: float | None
     unit: str
-    passed: bool
+    status: str  # "pass", "fail" or "skipped"
     note: str = ""
 
+    @property
+    def passed(self) -> bool:
+        """Skipped budgets do not fail a build; the manifest and the CLI say they were skipped."""
+        return self.status != "fail"
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "passed": self.passed}
 
     def describe(self) -> str:
-        shown = "not measured" if self.measured is None else f"{self.measured:.4g} {self.unit}"
         relation = "≥" if self.name == "min_accuracy" else "≤"
-        status = "ok" if self.passed else "EXCEEDED"
-        return f"{self.name}: {shown} (budget {relation} {self.limit:g} {self.unit}) {status}"
+        budget = f"(budget {relation} {self.limit:g} {self.unit})".replace(" )", ")")
+        if self.measured is None:
+            return f"{self.name}: {self.status} {budget}: {self.note}"
+        shown = f"{self.measured:.4g} {self.unit}".rstrip()
+        status = {"pass": "ok", "fail": "EXCEEDED"}[self.status]
+        return f"{self.name}: {shown} {budget} {status}"
 
 
 def _size(m: Measurements) -> float | None:
@@ -46,34 +57,38 @@ def _latency(m: Measurements) -> float | None:
 def _drop(m: Measurements) -> float | None:
     if m.teacher_accuracy is None or m.artifact_accuracy is None:
         return None
-    return (m.teacher_accuracy - m.artifact_accuracy) * 100
+    # Rounded so 0.95 − 0.94 is 1.0 pp, not 1.0000000000000009 (a limit must hold at equality).
+    return round((m.teacher_accuracy - m.artifact_accuracy) * 100, 9)
 
 
 def _accuracy(m: Measurements) -> float | None:
     return m.artifact_accuracy
 
 
-# budget field → (what it measures, unit, True if the limit is a floor)
-_CHECKS: dict[str, tuple[Callable[[Measurements], float | None], str, bool]] = {
-    "max_size_kb": (_size, "KB", False),
-    "max_latency_ms": (_latency, "ms p50", False),
-    "max_accuracy_drop_pp": (_drop, "pp", False),
-    "min_accuracy": (_accuracy, "", True),
+# budget field → (what it measures, the measurement's name, unit, True if the limit is a floor)
+_CHECKS: dict[str, tuple[Callable[[Measurements], float | None], str, str, bool]] = {
+    "max_size_kb": (_size, "size", "KB", False),
+    "max_latency_ms": (_latency, "latency", "ms p50", False),
+    "max_accuracy_drop_pp": (_drop, "accuracy", "pp", False),
+    "min_accuracy": (_accuracy, "accuracy", "", True),
 }
 
 
 def evaluate(budgets: Budgets, measured: Measurements) -> list[Verdict]:
-    """One verdict per budget that is set. A budget whose figure could not be measured fails:
-    a nightly check must never pass because a measurement went missing."""
+    """One verdict per budget that is set. A figure that went missing fails its budget (a
+    nightly check must never pass because a measurement vanished); a figure this machine
+    cannot produce at all is skipped, visibly, with the reason."""
     verdicts = []
-    for name, (measure, unit, is_floor) in _CHECKS.items():
+    for name, (measure, kind, unit, is_floor) in _CHECKS.items():
         limit = getattr(budgets, name)
         if limit is None:
             continue
         value = measure(measured)
         if value is None:
-            verdicts.append(Verdict(name, limit, None, unit, False, "not measured"))
+            reason = measured.unavailable.get(kind)
+            status = "skipped" if reason else "fail"
+            verdicts.append(Verdict(name, limit, None, unit, status, reason or "not measured"))
             continue
         passed = value >= limit if is_floor else value <= limit
-        verdicts.append(Verdict(name, limit, value, unit, passed))
+        verdicts.append(Verdict(name, limit, value, unit, "pass" if passed else "fail"))
     return verdicts

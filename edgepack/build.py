@@ -3,10 +3,15 @@
 Stages share one :class:`BuildState`. Everything is written into a staging folder next to the
 destination and moved into place only after the manifest is complete, so an interrupted or
 failed build never leaves a half-written ``dist/<target>``.
+
+Several targets in one run share a :class:`SharedWork`: the teacher loads once, its logits are
+computed once per (data, resolution), and each distinct student configuration is distilled once,
+whatever the number of formats it is exported to.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -19,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgepack._files import artifact_bytes, sha256
 from edgepack.budgets import Measurements, Verdict, evaluate
 from edgepack.datasets import ImageSet
 from edgepack.errors import InputError, VerificationError
@@ -29,6 +35,7 @@ from edgepack.targets import Target
 if TYPE_CHECKING:
     import torch
 
+    from edgepack.exporters import ExportRequest, Int8Export
     from edgepack.runners.host import Latency
     from edgepack.teachers import Teacher
 
@@ -50,11 +57,24 @@ class BuildOptions:
 
 
 @dataclass
+class SharedWork:
+    """Results reused across the targets of one run, keyed by what determines them."""
+
+    teacher: tuple[Teacher, str] | None = None
+    data: dict[tuple, tuple[ImageSet, ImageSet, torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict
+    )
+    logits: dict[str, tuple[np.ndarray, float, bool]] = field(default_factory=dict)
+    students: dict[str, tuple[torch.nn.Module, dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
 class BuildState:
     target: Target
     project: Project
     options: BuildOptions
     work: Path
+    shared: SharedWork = field(default_factory=SharedWork)
     teacher: Teacher | None = None
     teacher_sha256: str = ""
     train: ImageSet | None = None
@@ -63,7 +83,8 @@ class BuildState:
     test_x: torch.Tensor | None = None
     train_logits: np.ndarray | None = None
     student: torch.nn.Module | None = None
-    quantized: torch.fx.GraphModule | None = None
+    request: ExportRequest | None = None
+    int8: Int8Export | None = None
     results: dict[str, Any] = field(default_factory=dict)
     verdicts: list[Verdict] = field(default_factory=list)
 
@@ -86,16 +107,23 @@ class BuildResult:
 
 
 def build(
-    target: Target, project: Project, options: BuildOptions, on_stage: StageCallback | None = None
+    target: Target,
+    project: Project,
+    options: BuildOptions,
+    on_stage: StageCallback | None = None,
+    shared: SharedWork | None = None,
 ) -> BuildResult:
     """Run every stage for ``target`` and move the finished folder to ``out_root/<name>``."""
+    from edgepack.exporters import get_exporter
+
+    get_exporter(target.format)  # a missing extra fails before any work
     if options.quick:
         target = target.with_quick()
     final = options.out_root / target.name
     _check_writable(options.out_root)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=options.out_root))
     try:
-        state = BuildState(target, project, options, work=staging / ".work")
+        state = BuildState(target, project, options, staging / ".work", shared or SharedWork())
         state.work.mkdir()
         timings = run_stages(STAGES, state, on_stage)
         manifest = _package(state, staging, timings)
@@ -113,18 +141,36 @@ def _load_teacher(state: BuildState) -> str:
     from edgepack.teachers import load_teacher
 
     path = state.project.teacher
-    state.teacher = load_teacher(path)
-    state.teacher_sha256 = _sha256(path)
-    return f"{path.name} ({path.stat().st_size / 1e6:.1f} MB)"
+    reused = state.shared.teacher is not None
+    if state.shared.teacher is None:
+        state.shared.teacher = (load_teacher(path), sha256(path))
+    state.teacher, state.teacher_sha256 = state.shared.teacher
+    return f"{path.name} ({path.stat().st_size / 1e6:.1f} MB){' (reused)' if reused else ''}"
 
 
 def _load_data(state: BuildState) -> str:
+    target, quick = state.target, state.options.quick
+    key = (
+        target.student.resolution,
+        quick,
+        target.quick.train_samples,
+        target.quick.test_samples,
+        target.distill.seed,
+    )
+    if key not in state.shared.data:
+        state.shared.data[key] = _read_data(state)
+    state.train, state.test, state.train_x, state.test_x = state.shared.data[key]
+    resolution = target.student.resolution
+    return f"{len(state.train)} train / {len(state.test)} test images at {resolution}×{resolution}"
+
+
+def _read_data(state: BuildState) -> tuple[ImageSet, ImageSet, torch.Tensor, torch.Tensor]:
     from edgepack.distill import to_model_input
     from edgepack.teachers import check_teacher
 
-    target, quick = state.target, state.options.quick
+    target = state.target
     train, test = state.project.train(), state.project.test()
-    if quick:
+    if state.options.quick:
         train = train.subset(target.quick.train_samples, seed=target.distill.seed)
         test = test.subset(target.quick.test_samples, seed=target.distill.seed)
     for split, data in (("train", train), ("test", test)):
@@ -136,43 +182,64 @@ def _load_data(state: BuildState) -> str:
                 f"spec expects {state.project.input.channels}"
             )
     resolution = target.student.resolution
-    state.train, state.test = train, test
-    state.train_x = to_model_input(train.images, state.project.input, resolution)
-    state.test_x = to_model_input(test.images, state.project.input, resolution)
+    train_x = to_model_input(train.images, state.project.input, resolution)
+    test_x = to_model_input(test.images, state.project.input, resolution)
     check_teacher(
-        state.need("teacher"), state.test_x[:2], len(state.project.labels), state.project.teacher
+        state.need("teacher"), test_x[:2], len(state.project.labels), state.project.teacher
     )
-    return f"{len(train)} train / {len(test)} test images at {resolution}×{resolution}"
+    return train, test, train_x, test_x
 
 
 def _teacher_logits(state: BuildState) -> str:
     from edgepack.distill import teacher_logits
 
     cache = state.options.cache_dir / "logits"
-    train, test = state.need("train"), state.need("test")
-    progress = state.options.progress
-    hits = [_cache_file(cache, state, data).is_file() for data in (train, test)]
-    state.train_logits = teacher_logits(
-        state.need("teacher"),
-        state.need("train_x"),
-        cache=_cache_file(cache, state, train),
-        progress=progress,
-        desc="teacher (train)",
-    )
-    test_logits = teacher_logits(
-        state.need("teacher"),
-        state.need("test_x"),
-        cache=_cache_file(cache, state, test),
-        progress=progress,
-        desc="teacher (test)",
-    )
-    state.results["teacher_accuracy"] = _accuracy(test_logits, test.labels)
-    state.results["teacher_logits_cached"] = all(hits)
-    origin = "from cache" if all(hits) else "computed and cached"
-    return f"teacher accuracy {state.results['teacher_accuracy']:.2%} ({origin})"
+    outputs = []
+    for split in ("train", "test"):
+        data, x = state.need(split), state.need(f"{split}_x")
+        path = _cache_file(cache, state, data)
+        if path.name not in state.shared.logits:
+            hit = path.is_file()
+            logits = teacher_logits(
+                state.need("teacher"),
+                x,
+                cache=path,
+                progress=state.options.progress,
+                desc=f"teacher ({split})",
+            )
+            state.shared.logits[path.name] = (logits, _accuracy(logits, data.labels), hit)
+        outputs.append(state.shared.logits[path.name])
+    (train_logits, _, train_hit), (_, accuracy, test_hit) = outputs
+    state.train_logits = train_logits
+    state.results["teacher_accuracy"] = accuracy
+    origin = "from cache" if train_hit and test_hit else "computed and cached"
+    return f"teacher accuracy {accuracy:.2%} ({origin})"
 
 
 def _distill(state: BuildState) -> str:
+    key = _student_key(state)
+    reused = key in state.shared.students
+    if not reused:
+        state.shared.students[key] = _train_student(state, key)
+    student, facts = state.shared.students[key]
+    # Each target gets its own copy: exporters may trace or rewrite the module they are given.
+    state.student = copy.deepcopy(student)
+    state.results.update(facts)
+    distilled = facts["distill"]
+    resumed = distilled["resumed_from_epoch"]
+    note = (
+        " (shared with an earlier target)"
+        if reused
+        else (f", resumed after epoch {resumed}" if resumed else "")
+    )
+    return (
+        f"{state.target.student.family} ×{state.target.student.width:g}, "
+        f"{facts['student_params']:,} params, {distilled['epochs']} epochs{note}: "
+        f"float accuracy {facts['float_student_accuracy']:.2%}"
+    )
+
+
+def _train_student(state: BuildState, key: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     import torch
 
     from edgepack.distill import distill
@@ -186,118 +253,117 @@ def _distill(state: BuildState) -> str:
         num_classes=len(state.project.labels),
         in_channels=state.project.input.channels,
     )
-    train = state.need("train")
-    checkpoint = state.options.cache_dir / "students" / f"{_student_key(state)}.ckpt"
     stats = distill(
         student,
         state.need("train_x"),
-        train.labels,
+        state.need("train").labels,
         state.need("train_logits"),
         target.distill,
-        checkpoint=checkpoint,
+        checkpoint=state.options.cache_dir / "students" / f"{key}.ckpt",
         progress=state.options.progress,
     )
     student.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    state.student = student.eval()
-    with torch.no_grad():
-        logits = _batched(student, state.need("test_x"))
-    state.results["float_student_logits"] = logits
-    state.results["float_student_accuracy"] = _accuracy(logits, state.need("test").labels)
-    state.results["student_params"] = sum(p.numel() for p in student.parameters())
-    state.results["distill"] = {
-        "epochs": stats.epochs,
-        "resumed_from_epoch": stats.resumed_from_epoch,
-        "steps_run": stats.steps,
-        "final_loss": stats.final_loss,
+    student.eval()
+    logits = _batched(student, state.need("test_x"))
+    facts = {
+        "float_student_logits": logits,
+        "float_student_accuracy": _accuracy(logits, state.need("test").labels),
+        "student_params": sum(p.numel() for p in student.parameters()),
+        "distill": {
+            "epochs": stats.epochs,
+            "resumed_from_epoch": stats.resumed_from_epoch,
+            "steps_run": stats.steps,
+            "final_loss": stats.final_loss,
+        },
     }
-    resumed = (
-        f", resumed after epoch {stats.resumed_from_epoch}" if stats.resumed_from_epoch else ""
-    )
-    return (
-        f"{target.student.family} ×{target.student.width:g}, "
-        f"{state.results['student_params']:,} params, {stats.epochs} epochs{resumed}: "
-        f"float accuracy {state.results['float_student_accuracy']:.2%}"
-    )
-
-
-def _quantize(state: BuildState) -> str:
-    from edgepack.quantize import quantize_pt2e_int8
-
-    spec = state.target.quantization
-    train_x = state.need("train_x")
-    count = min(spec.calibration_samples, train_x.shape[0])
-    index = np.random.default_rng(state.target.distill.seed).permutation(train_x.shape[0])[:count]
-    calibration = train_x[np.sort(index)]
-    batches = [calibration[i : i + 64] for i in range(0, count, 64)]
-    state.quantized = quantize_pt2e_int8(
-        state.need("student"), train_x[:1], batches, per_channel=spec.per_channel
-    )
-    state.results["calibration_samples"] = count
-    return f"int8 PT2E ({'per-channel' if spec.per_channel else 'per-tensor'}), {count} calibration images"
+    return student, facts
 
 
 def _export(state: BuildState) -> str:
-    from edgepack.exporters import FORMATS, get_exporter
+    from edgepack.exporters import ExportRequest, get_exporter
 
-    exporter = get_exporter(state.target.format)
-    name = FORMATS[state.target.format].artifact
-    example = state.need("train_x")[:1]
-    artifact = exporter.export_int8(state.need("quantized"), example, state.work / name)
+    target, project = state.target, state.project
+    exporter = get_exporter(target.format)
+    train_x = state.need("train_x")
+    count = min(target.quantization.calibration_samples, train_x.shape[0])
+    index = np.random.default_rng(target.distill.seed).permutation(train_x.shape[0])[:count]
+    calibration = train_x[np.sort(index)]
+    state.request = ExportRequest(
+        student=state.need("student"),
+        example=train_x[:1],
+        calibration=[calibration[i : i + 64] for i in range(0, count, 64)],
+        per_channel=target.quantization.per_channel,
+        labels=project.labels,
+        input=project.input,
+        options=target.export,
+        metadata={
+            "author": project.author,
+            "licence": project.licence,
+            "description": f"{project.name} for {target.name}: {target.description}",
+            "version": _edgepack_version(),
+        },
+    )
+    state.int8 = exporter.export_int8(state.request, state.work / exporter.ARTIFACT)
     (state.work / "float").mkdir()
-    reference = exporter.export_float(state.need("student"), example, state.work / "float" / name)
-    state.results["artifact"] = artifact
+    reference = exporter.export_float(state.request, state.work / "float" / exporter.ARTIFACT)
+    state.results["calibration_samples"] = count
     state.results["float_reference"] = reference
-    state.results["describe"] = exporter.describe(artifact)
-    return f"{artifact.stat().st_size / 1024:.1f} KB int8 {state.target.format}"
+    size = artifact_bytes(state.int8.path)
+    return f"{size / 1024:.1f} KB int8 {target.format}, {count} calibration images"
 
 
 def _verify(state: BuildState) -> str:
-    import torch
-
     from edgepack.exporters import get_exporter
 
     exporter = get_exporter(state.target.format)
+    int8, request = state.need("int8"), state.need("request")
+    state.results["inspection"] = exporter.inspect(int8.path, request)
     test, test_x = state.need("test"), state.need("test_x")
     nhwc = test_x.permute(0, 2, 3, 1).contiguous().numpy()
-    int8_logits = exporter.predict(
-        state.results["artifact"], nhwc, threads=state.target.runner.threads
-    )
-    with torch.no_grad():
-        reference = _batched(state.need("quantized"), test_x)
+    logits = exporter.predict(int8.path, nhwc, threads=state.target.runner.threads)
+    verification: dict[str, Any] = {"test_samples": len(test)}
+    state.results["verification"] = verification
+    checks = f"{len(state.results['inspection']['checks'])} structural checks passed"
+    if logits is None:
+        verification["prediction"] = f"skipped: {_runtime_note(exporter, state.target.format)}"
+        return f"{checks}; {verification['prediction']}"
     float_logits = state.results["float_student_logits"]
-    agreement_ref = float((int8_logits.argmax(1) == reference.argmax(1)).mean())
-    state.results["verification"] = {
-        "test_samples": len(test),
-        "int8_accuracy": _accuracy(int8_logits, test.labels),
-        "top1_agreement_vs_float_student": float(
-            (int8_logits.argmax(1) == float_logits.argmax(1)).mean()
-        ),
-        "top1_agreement_vs_torch_int8": agreement_ref,
-        "max_abs_diff_vs_torch_int8": float(np.abs(int8_logits - reference).max()),
-    }
-    if agreement_ref < MIN_INT8_REFERENCE_AGREEMENT:
-        raise VerificationError(
-            f"{state.target.format} artifact agrees with the torch int8 model on only "
-            f"{agreement_ref:.2%} of {len(test)} test images (expected ≥ "
-            f"{MIN_INT8_REFERENCE_AGREEMENT:.0%}): the conversion changed the model"
+    verification.update(
+        int8_accuracy=_accuracy(logits, test.labels),
+        top1_agreement_vs_float_student=_agreement(logits, float_logits),
+        max_abs_diff_vs_float_student=float(np.abs(logits - float_logits).max()),
+    )
+    if int8.reference is not None:
+        reference = _batched(int8.reference, test_x)
+        agreement = _agreement(logits, reference)
+        verification.update(
+            top1_agreement_vs_torch_int8=agreement,
+            max_abs_diff_vs_torch_int8=float(np.abs(logits - reference).max()),
         )
-    v = state.results["verification"]
+        if agreement < MIN_INT8_REFERENCE_AGREEMENT:
+            raise VerificationError(
+                f"{state.target.format} artifact agrees with the torch int8 model on only "
+                f"{agreement:.2%} of {len(test)} test images (expected ≥ "
+                f"{MIN_INT8_REFERENCE_AGREEMENT:.0%}): the conversion changed the model"
+            )
     return (
-        f"int8 accuracy {v['int8_accuracy']:.2%}, agreement with float student "
-        f"{v['top1_agreement_vs_float_student']:.2%}"
+        f"{checks}; int8 accuracy {verification['int8_accuracy']:.2%}, agreement with float "
+        f"student {verification['top1_agreement_vs_float_student']:.2%}"
     )
 
 
 def _latency(state: BuildState) -> str:
+    from edgepack.exporters import get_exporter
     from edgepack.runners import get_runner
 
-    runner = state.target.runner
+    runner, fmt = state.target.runner, state.target.format
     measure = get_runner(runner.name)
     kwargs = {"threads": runner.threads, "warmup": runner.warmup, "iterations": runner.iterations}
-    int8: Latency = measure(state.results["artifact"], **kwargs)
-    reference: Latency = measure(state.results["float_reference"], **kwargs)
-    state.results["latency"] = int8
-    state.results["float_latency"] = reference
+    int8: Latency | None = measure(state.need("int8").path, fmt, **kwargs)
+    reference: Latency | None = measure(state.results["float_reference"], fmt, **kwargs)
+    state.results["latency"], state.results["float_latency"] = int8, reference
+    if int8 is None or reference is None:
+        return f"skipped: {_runtime_note(get_exporter(fmt), fmt)}"
     return (
         f"{runner.name} runner, {runner.threads} thread(s): p50 {int8.p50_ms:.3f} ms "
         f"(float {reference.p50_ms:.3f} ms)"
@@ -305,17 +371,34 @@ def _latency(state: BuildState) -> str:
 
 
 def _budgets(state: BuildState) -> str:
+    from edgepack.exporters import get_exporter
+
+    latency = state.results["latency"]
+    verification = state.results["verification"]
+    unavailable = {}
+    if latency is None:
+        unavailable["latency"] = _runtime_note(
+            get_exporter(state.target.format), state.target.format
+        )
+    if "prediction" in verification:
+        unavailable["accuracy"] = verification["prediction"].removeprefix("skipped: ")
     measured = Measurements(
-        size_bytes=state.results["artifact"].stat().st_size,
-        latency_p50_ms=state.results["latency"].p50_ms,
+        size_bytes=artifact_bytes(state.need("int8").path),
+        latency_p50_ms=None if latency is None else latency.p50_ms,
         teacher_accuracy=state.results["teacher_accuracy"],
-        artifact_accuracy=state.results["verification"]["int8_accuracy"],
+        artifact_accuracy=verification.get("int8_accuracy"),
+        unavailable=unavailable,
     )
     state.verdicts = evaluate(state.target.budgets, measured)
-    failed = [v.name for v in state.verdicts if not v.passed]
-    return f"{len(state.verdicts) - len(failed)}/{len(state.verdicts)} budgets hold" + (
-        f"; exceeded: {', '.join(failed)}" if failed else ""
-    )
+    failed = [v.name for v in state.verdicts if v.status == "fail"]
+    skipped = [v.name for v in state.verdicts if v.status == "skipped"]
+    held = len(state.verdicts) - len(failed) - len(skipped)
+    summary = f"{held}/{len(state.verdicts)} budgets hold"
+    if failed:
+        summary += f"; exceeded: {', '.join(failed)}"
+    if skipped:
+        summary += f"; skipped: {', '.join(skipped)}"
+    return summary
 
 
 STAGES: list[Stage[BuildState]] = [
@@ -323,10 +406,9 @@ STAGES: list[Stage[BuildState]] = [
     Stage("load data", _load_data, after=("load teacher",)),
     Stage("teacher logits", _teacher_logits, after=("load data",)),
     Stage("distill", _distill, after=("teacher logits",)),
-    Stage("quantize", _quantize, after=("distill",)),
-    Stage("export", _export, after=("quantize",)),
-    Stage("verify", _verify, after=("export",)),
-    Stage("latency", _latency, after=("export",)),
+    Stage("quantize+export", _export, after=("distill",)),
+    Stage("verify", _verify, after=("quantize+export",)),
+    Stage("latency", _latency, after=("quantize+export",)),
     Stage("budgets", _budgets, after=("verify", "latency")),
 ]
 
@@ -337,15 +419,16 @@ STAGES: list[Stage[BuildState]] = [
 def _package(state: BuildState, staging: Path, timings: dict[str, float]) -> dict[str, Any]:
     from edgepack.report import build_manifest
 
-    artifact_name = state.results["artifact"].name
-    shutil.move(state.results["artifact"], staging / artifact_name)
+    artifact = state.need("int8").path
+    shutil.move(artifact, staging / artifact.name)
     (staging / "labels.txt").write_text("\n".join(state.project.labels) + "\n")
     shutil.rmtree(state.work)
     files = {
-        path.name: {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-        for path in sorted(staging.iterdir())
+        path.relative_to(staging).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256(path)}
+        for path in sorted(staging.rglob("*"))
+        if path.is_file()
     }
-    manifest = build_manifest(state, files, timings, artifact_name)
+    manifest = build_manifest(state, files, timings, artifact.name)
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -387,12 +470,18 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean())
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a.argmax(1) == b.argmax(1)).mean())
+
+
+def _runtime_note(exporter: Any, fmt: str) -> str:
+    return str(getattr(exporter, "RUNTIME_NOTE", f"the {fmt} runtime cannot run on this machine"))
+
+
+def _edgepack_version() -> str:
+    from edgepack import __version__
+
+    return __version__
 
 
 def _cache_file(cache: Path, state: BuildState, data: ImageSet) -> Path:

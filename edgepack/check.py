@@ -8,12 +8,12 @@ profile, so tightening a budget in ``targets/`` makes yesterday's artifact fail 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgepack._files import artifact_bytes, sha256
 from edgepack.budgets import Measurements, Verdict, evaluate
 from edgepack.errors import InputError
 from edgepack.targets import Target, load_target
@@ -23,7 +23,7 @@ from edgepack.targets import Target, load_target
 class CheckResult:
     target: Target
     artifact: Path
-    latency_p50_ms: float
+    latency_p50_ms: float | None
     verdicts: list[Verdict]
 
 
@@ -50,16 +50,27 @@ def check(dist: Path, target_ref: str | None = None) -> CheckResult:
     _verify_files(dist, manifest["files"])
     runner = target.runner
     latency = get_runner(runner.name)(
-        artifact, threads=runner.threads, warmup=runner.warmup, iterations=runner.iterations
+        artifact,
+        target.format,
+        threads=runner.threads,
+        warmup=runner.warmup,
+        iterations=runner.iterations,
     )
     accuracy = manifest["accuracy"]
+    unavailable = {}
+    if latency is None:
+        unavailable["latency"] = f"the {target.format} runtime cannot run here"
+    if accuracy.get("int8_artifact") is None and "prediction" in accuracy:
+        unavailable["accuracy"] = str(accuracy["prediction"]).removeprefix("skipped: ")
     measured = Measurements(
-        size_bytes=artifact.stat().st_size,
-        latency_p50_ms=latency.p50_ms,
+        size_bytes=artifact_bytes(artifact),
+        latency_p50_ms=None if latency is None else latency.p50_ms,
         teacher_accuracy=accuracy.get("teacher"),
         artifact_accuracy=accuracy.get("int8_artifact"),
+        unavailable=unavailable,
     )
-    return CheckResult(target, artifact, latency.p50_ms, evaluate(target.budgets, measured))
+    p50 = None if latency is None else latency.p50_ms
+    return CheckResult(target, artifact, p50, evaluate(target.budgets, measured))
 
 
 def _verify_files(dist: Path, files: dict[str, dict[str, Any]]) -> None:
@@ -67,7 +78,7 @@ def _verify_files(dist: Path, files: dict[str, dict[str, Any]]) -> None:
         path = dist / name
         if not path.is_file():
             raise InputError(f"{path} is missing: the manifest lists it")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = sha256(path)
         if digest != expected.get("sha256"):
             raise InputError(
                 f"{path} changed since the build: sha256 {digest[:12]}…, manifest says "

@@ -17,6 +17,7 @@ import click
 import yaml
 
 from edgepack import __version__
+from edgepack._files import artifact_bytes
 from edgepack.errors import BudgetExceeded, EdgepackError
 from edgepack.targets import Budgets, Target, list_targets, load_target
 
@@ -69,10 +70,10 @@ def targets_show(name_or_path: str) -> None:
 @click.option(
     "-t",
     "--target",
-    "target_ref",
-    default="android",
-    show_default=True,
-    help="A profile name from `edgepack targets`, or a path to your own .yaml.",
+    "target_refs",
+    multiple=True,
+    help="A profile name from `edgepack targets`, a path to your own .yaml, or `all`. "
+    "Repeat to build several. [default: android]",
 )
 @click.option(
     "--out",
@@ -106,40 +107,61 @@ def targets_show(name_or_path: str) -> None:
     help="Progress bars (default: on when stderr is a terminal).",
 )
 def build(
-    target_ref: str,
+    target_refs: tuple[str, ...],
     out_root: Path,
     teacher: Path | None,
     quick: bool,
     cache_dir: Path,
     progress: bool | None,
 ) -> None:
-    """Distill, quantize, convert, verify and budget-check a model for one target.
+    """Distill, quantize, convert, verify and budget-check a model for each target.
 
     Writes OUT/<target>/ (the model, labels.txt, manifest.json) only when every stage finished.
-    Exit codes: 0 all budgets hold, 1 a budget is exceeded (the build is still written),
-    2 bad input.
+    Several targets (repeat --target, or --target all) share the teacher, its logits and each
+    distinct student. Exit codes: 0 all budgets hold, 1 a budget is exceeded (the builds are
+    still written), 2 bad input.
     """
-    from edgepack.build import BuildOptions
+    from edgepack.build import BuildOptions, SharedWork
     from edgepack.build import build as run_build
+    from edgepack.exporters import get_exporter
     from edgepack.project import sample_project
 
-    target = load_target(target_ref)
+    targets = _resolve_targets(target_refs or ("android",))
+    for target in targets:  # a missing extra fails before any work
+        get_exporter(target.format)
     show = sys.stderr.isatty() if progress is None else progress
     options = BuildOptions(out_root=out_root, cache_dir=cache_dir, quick=quick, progress=show)
+    project, shared = sample_project(teacher), SharedWork()
     effort = "quick" if quick else "full"
-    click.echo(f"building {target.name} ({target.format}, {effort} effort) from {target.source}")
-    started = time.perf_counter()
-    result = run_build(target, sample_project(teacher), options, on_stage=_echo_stage)
-    for verdict in result.verdicts:
-        click.echo(f"  budget {verdict.describe()}")
-    size = (result.out_dir / result.manifest["artifact"]).stat().st_size
-    click.echo(
-        f"wrote {result.out_dir}/ ({result.manifest['artifact']} {size / 1024:.1f} KB) "
-        f"in {time.perf_counter() - started:.0f} s"
-    )
-    if not result.passed:
-        failed = ", ".join(v.name for v in result.verdicts if not v.passed)
-        raise BudgetExceeded(f"budget exceeded: {failed} (see {result.out_dir}/manifest.json)")
+    failures = []
+    for target in targets:
+        click.echo(
+            f"building {target.name} ({target.format}, {effort} effort) from {target.source}"
+        )
+        started = time.perf_counter()
+        result = run_build(target, project, options, on_stage=_echo_stage, shared=shared)
+        for verdict in result.verdicts:
+            click.echo(f"  budget {verdict.describe()}")
+        size = artifact_bytes(result.out_dir / result.manifest["artifact"])
+        click.echo(
+            f"wrote {result.out_dir}/ ({result.manifest['artifact']} {size / 1024:.1f} KB) "
+            f"in {time.perf_counter() - started:.0f} s"
+        )
+        if not result.passed:
+            failed = ", ".join(v.name for v in result.verdicts if not v.passed)
+            failures.append(f"{target.name}: {failed} (see {result.out_dir}/manifest.json)")
+    if failures:
+        raise BudgetExceeded(f"budget exceeded: {'; '.join(failures)}")
+
+
+def _resolve_targets(refs: tuple[str, ...]) -> list[Target]:
+    """``all`` means every shipped profile; duplicates are built once."""
+    targets: list[Target] = []
+    for ref in refs:
+        for target in list_targets() if ref == "all" else [load_target(ref)]:
+            if target.source not in [t.source for t in targets]:
+                targets.append(target)
+    return targets
 
 
 @main.command()
@@ -161,11 +183,14 @@ def check(dist: Path, target_ref: str | None) -> None:
 
     result = run_check(dist, target_ref)
     for verdict in result.verdicts:
-        click.echo(f"{'ok  ' if verdict.passed else 'FAIL'} {verdict.describe()}")
+        click.echo(f"{_STATUS[verdict.status]} {verdict.describe()}")
     if not all(v.passed for v in result.verdicts):
         failed = ", ".join(v.name for v in result.verdicts if not v.passed)
         raise BudgetExceeded(f"budget exceeded: {failed} ({result.artifact})")
     click.echo(f"all {len(result.verdicts)} budgets hold for {result.artifact}")
+
+
+_STATUS = {"pass": "ok  ", "fail": "FAIL", "skipped": "skip"}
 
 
 def _echo_stage(name: str, summary: str, seconds: float) -> None:

@@ -38,7 +38,10 @@ def to_model_input(images: np.ndarray, spec: InputSpec, resolution: int) -> torc
         x = torch.nn.functional.interpolate(
             x, size=(resolution, resolution), mode="bilinear", align_corners=False
         )
-    return x.contiguous()
+    # clone(contiguous_format), not .contiguous(): with one channel, NHWC strides already count
+    # as "contiguous" (size-1 dims are ignored), so .contiguous() would keep them, and
+    # coremltools' exporter rejects any dim order but the canonical one.
+    return x.clone(memory_format=torch.contiguous_format)
 
 
 def teacher_logits(

@@ -12,14 +12,19 @@ from edgepack import __version__
 
 if TYPE_CHECKING:
     from edgepack.build import BuildState
+    from edgepack.runners.host import Latency
 
 MANIFEST_VERSION = 1
-_VERSIONED = ("torch", "litert-torch", "ai-edge-litert", "torchao", "numpy")
+_VERSIONED = {
+    "tflite": ("litert-torch", "ai-edge-litert", "torchao"),
+    "onnx": ("onnx", "onnxruntime"),
+    "coreml": ("coremltools", "torchao"),
+}
 
 
-def versions() -> dict[str, str]:
+def versions(fmt: str) -> dict[str, str]:
     found = {"edgepack": __version__, "python": platform.python_version()}
-    for package in _VERSIONED:
+    for package in ("torch", "numpy", *_VERSIONED.get(fmt, ())):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -31,8 +36,10 @@ def build_manifest(
     state: BuildState, files: dict[str, dict], timings: dict[str, float], artifact: str
 ) -> dict[str, Any]:
     target, project, results = state.target, state.project, state.results
-    describe = results["describe"]
-    latency, float_latency = results["latency"], results["float_latency"]
+    inspection = {k: v for k, v in results["inspection"].items() if k not in ("inputs", "outputs")}
+    io = results["inspection"]
+    example = state.need("request").example
+    verification = results["verification"]
     return {
         "manifest_version": MANIFEST_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -46,15 +53,13 @@ def build_manifest(
         },
         "artifact": artifact,
         "input": {
-            "name": describe["inputs"][0]["name"],
-            "shape": describe["inputs"][0]["shape"],
+            **_io(io, "inputs"),
+            "example_nchw_shape": list(example.shape),
             **project.input.to_dict(),
         },
         "output": {
-            "name": describe["outputs"][0]["name"],
-            "shape": describe["outputs"][0]["shape"],
-            "dtype": "float32",
-            "meaning": "logits, one per line of labels.txt",
+            **_io(io, "outputs"),
+            "meaning": "one score per line of labels.txt",
             "labels": "labels.txt",
         },
         "files": files,
@@ -67,28 +72,35 @@ def build_manifest(
             "scheme": target.quantization.scheme,
             "per_channel": target.quantization.per_channel,
             "calibration_samples": results["calibration_samples"],
-            "int8_param_bytes": describe["int8_param_bytes"],
-            "quant_param_bytes": describe["quant_param_bytes"],
-            "float_ops": describe["float_ops"],
+            **state.need("int8").details,
         },
+        "inspection": inspection,
         "accuracy": {
-            "test_samples": results["verification"]["test_samples"],
             "teacher": results["teacher_accuracy"],
             "float_student": results["float_student_accuracy"],
-            "int8_artifact": results["verification"]["int8_accuracy"],
-            "top1_agreement_vs_float_student": results["verification"][
-                "top1_agreement_vs_float_student"
-            ],
-            "top1_agreement_vs_torch_int8": results["verification"]["top1_agreement_vs_torch_int8"],
-            "max_abs_diff_vs_torch_int8": results["verification"]["max_abs_diff_vs_torch_int8"],
+            "int8_artifact": verification.get("int8_accuracy"),
+            **{k: v for k, v in verification.items() if k != "int8_accuracy"},
         },
-        "latency": {
-            **asdict(latency),
-            "float_reference_p50_ms": float_latency.p50_ms,
-            "float_reference_p90_ms": float_latency.p90_ms,
-        },
+        "latency": _latency(results["latency"], results["float_latency"]),
         "budgets": [v.to_dict() for v in state.verdicts],
         "passed": all(v.passed for v in state.verdicts),
         "stages_seconds": timings,
-        "versions": versions(),
+        "versions": versions(state.target.format),
+    }
+
+
+def _io(inspection: dict[str, Any], key: str) -> dict[str, Any]:
+    """The first input/output as the format's inspection reported it, when it did."""
+    entries = inspection.get(key) or [{}]
+    return {k: v for k, v in entries[0].items() if k in ("name", "shape", "dtype")}
+
+
+def _latency(int8: Latency | None, reference: Latency | None) -> dict[str, Any]:
+    if int8 is None or reference is None:
+        return {"measured": False, "note": "the format's runtime cannot run on this machine"}
+    return {
+        "measured": True,
+        **asdict(int8),
+        "float_reference_p50_ms": reference.p50_ms,
+        "float_reference_p90_ms": reference.p90_ms,
     }

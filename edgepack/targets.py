@@ -22,8 +22,9 @@ from typing import Any
 import yaml
 
 from edgepack.errors import ConfigError
+from edgepack.exporters import format_names, options_class
 
-KNOWN_FORMATS = ("tflite",)
+KNOWN_FORMATS = format_names()
 KNOWN_SCHEMES = ("int8",)
 TARGETS_DIR_ENV = "EDGEPACK_TARGETS_DIR"
 _SHIPPED_TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"
@@ -126,6 +127,9 @@ class Target:
     budgets: Budgets
     runner: RunnerSpec
     quick: QuickSpec
+    # The format's own options: keys and types come from the exporter's OPTIONS dataclass
+    # (edgepack/exporters/<format>.py), checked once the format is known.
+    export: Any = field(default=None)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts, strings and numbers, ready for YAML or JSON (schema order kept)."""
@@ -337,6 +341,12 @@ def _check_mapping(cls: type, raw: Any, path: Path, prefix: str = "") -> dict[st
 
 
 def _check_value(hint: Any, value: Any, rule: _Rule | None, path: Path, key_path: str) -> Any:
+    if hint is Any:  # the export section: a mapping now, checked against its format later
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(
+                f"{_show(path)}: {key_path} must be a mapping, got {_describe(value)}"
+            )
+        return value or {}
     if _is_section(hint):
         return _check_mapping(hint, value, path, key_path + ".")
     if not _accepts(hint, value):
@@ -361,7 +371,10 @@ def _load(path: Path) -> Target:
         )
     merged, chain = _resolve(path, ())
     target: Target = _build(Target, merged, chain, "", name=path.stem, source=path)
-    return target
+    options_cls = options_class(target.format)
+    raw = _check_mapping(options_cls, merged.get("export", {}), chain[0], "export.")
+    options = _build(options_cls, raw, chain, "export.")
+    return dataclasses.replace(target, export=options)
 
 
 def _resolve(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tuple[Path, ...]]:
@@ -392,10 +405,13 @@ def _build(
 ) -> Any:
     """Instantiate ``cls`` from checked, merged data; a required key no file sets is an error."""
     hints = typing.get_type_hints(cls)
+    defaults = {f.name: f.default for f in fields(cls) if f.default is not dataclasses.MISSING}
     values = dict(given)
     for name in [key for key in _schema(cls) if key not in _DIRECTIVES]:
         hint = hints[name]
-        if _is_section(hint):
+        if name in defaults:
+            values[name] = data.get(name, defaults[name])
+        elif _is_section(hint):
             values[name] = _build(hint, data.get(name, {}), chain, f"{prefix}{name}.")
         elif name in data:
             values[name] = data[name]

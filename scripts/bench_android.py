@@ -41,7 +41,7 @@ def timed_build(out: Path, cache: Path) -> tuple[float, int]:
 
 
 def figures(manifest: dict, cold_s: float | None, warm_s: float | None) -> list[tuple]:
-    acc, quant, lat = manifest["accuracy"], manifest["quantization"], manifest["latency"]
+    acc, quant, lat = manifest["accuracy"], manifest["inspection"], manifest["latency"]
     size = manifest["files"]["model.tflite"]["bytes"]
     weights = quant["int8_param_bytes"]
     with_scales = weights + quant["quant_param_bytes"]

@@ -8,7 +8,7 @@
 #
 # Environment:
 #   PYTHON           interpreter for the venv (default: python3.11; must be 3.11 or newer)
-#   EDGEPACK_EXTRAS  extras to install (default: tflite,test; e.g. "all,test"; empty for none)
+#   EDGEPACK_EXTRAS  extras to install (default: all,test; e.g. "tflite,test" for Android only)
 set -euo pipefail
 
 usage() {
@@ -82,7 +82,7 @@ step "Packages"
 pip=(.venv/bin/python -m pip install)
 echo "+ ${pip[*]} torch==2.13.0"
 "${pip[@]}" torch==2.13.0
-extras="${EDGEPACK_EXTRAS-tflite,test}"
+extras="${EDGEPACK_EXTRAS-all,test}"
 target="."
 [ -n "$extras" ] && target=".[$extras]"
 # Editable install: the package finds its target profiles in <repo>/targets.

@@ -49,7 +49,7 @@ def test_quick_build_exits_0_and_writes_the_app_folder(built: tuple[Path, Result
     assert sorted(p.name for p in out.iterdir()) == ["labels.txt", "manifest.json", "model.tflite"]
     assert len((out / "labels.txt").read_text().splitlines()) == 10
     assert not list(out.parent.glob(".*partial*")), "staging folder left behind"
-    for stage in ("load teacher", "distill", "quantize", "export", "verify", "latency"):
+    for stage in ("load teacher", "distill", "quantize+export", "verify", "latency"):
         assert stage in result.output
 
 
@@ -70,7 +70,7 @@ def test_manifest_describes_the_artifact(built: tuple[Path, Result]) -> None:
     assert 0.1 < accuracy["int8_artifact"] <= 1.0
     assert accuracy["top1_agreement_vs_torch_int8"] >= 0.97
     latency = manifest["latency"]
-    assert latency["runner"] == "host" and latency["threads"] == 1
+    assert latency["measured"] and latency["runner"] == "host" and latency["threads"] == 1
     assert 0 < latency["p50_ms"] <= latency["p90_ms"]
     assert {v["name"] for v in manifest["budgets"]} == {
         "max_size_kb",
@@ -78,8 +78,9 @@ def test_manifest_describes_the_artifact(built: tuple[Path, Result]) -> None:
         "max_accuracy_drop_pp",
         "min_accuracy",
     }
-    assert manifest["quantization"]["float_ops"] == {}
-    assert set(manifest["stages_seconds"]) >= {"distill", "export", "verify"}
+    assert manifest["inspection"]["float_ops"] == {}
+    assert all(manifest["inspection"]["checks"].values())
+    assert set(manifest["stages_seconds"]) >= {"distill", "quantize+export", "verify"}
     for package in ("torch", "litert-torch", "ai-edge-litert", "edgepack"):
         assert manifest["versions"][package] != "not installed"
 
@@ -130,13 +131,55 @@ def test_check_detects_a_modified_artifact(built: tuple[Path, Result], tmp_path:
 
 
 def test_exceeded_budget_exits_1_and_still_writes(tmp_path: Path, shared_cache: Path) -> None:
-    target = _profile(tmp_path, "tiny", max_size_kb=1.0)
+    target = _profile(
+        tmp_path, "tiny", max_size_kb=1.0, max_accuracy_drop_pp=60.0, min_accuracy=0.3
+    )
     result = _build(["--target", str(target)], tmp_path / "dist", shared_cache)
     assert result.exit_code == 1, result.output
-    assert "budget exceeded: max_size_kb" in result.output
+    assert "budget exceeded: tiny: max_size_kb (see" in result.output
     manifest = json.loads((tmp_path / "dist" / "tiny" / "manifest.json").read_text())
     assert manifest["passed"] is False
     failed = [v["name"] for v in manifest["budgets"] if not v["passed"]]
     assert failed == ["max_size_kb"]
     # Same teacher, data and recipe as the module build: logits and student come from the cache.
     assert "from cache" in result.output
+
+
+def test_all_targets_share_one_student(tmp_path: Path, shared_cache: Path) -> None:
+    result = _build(["--target", "all"], tmp_path / "dist", shared_cache)
+    # Quick effort misses the accuracy budgets, so the run exits 1 after writing every target.
+    assert result.exit_code == 1, result.output
+    assert result.output.count("(shared with an earlier target)") == 2
+    manifests = {
+        name: json.loads((tmp_path / "dist" / name / "manifest.json").read_text())
+        for name in ("android", "ios", "onnx")
+    }
+    students = {json.dumps(m["student"], sort_keys=True) for m in manifests.values()}
+    assert len(students) == 1
+    assert (tmp_path / "dist" / "ios" / "model.mlpackage").is_dir()
+    assert (tmp_path / "dist" / "onnx" / "model.onnx").is_file()
+
+    ios = manifests["ios"]
+    assert ios["accuracy"]["int8_artifact"] is None
+    assert "macOS" in ios["accuracy"]["prediction"]
+    statuses = {v["name"]: v["status"] for v in ios["budgets"]}
+    assert statuses["min_accuracy"] == "skipped" and statuses["max_size_kb"] in ("pass", "fail")
+    assert all(ios["inspection"]["checks"].values())
+
+    onnx = manifests["onnx"]
+    assert onnx["quantization"]["activations"] == "uint8"
+    assert onnx["accuracy"]["top1_agreement_vs_float_student"] > 0.9
+    assert onnx["latency"]["measured"] and onnx["latency"]["p50_ms"] > 0
+
+
+def test_missing_extra_stops_before_any_work(
+    tmp_path: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgepack import exporters
+
+    missing = exporters.Format("edgepack.exporters.onnx", ("no_such_runtime",), "onnx")
+    monkeypatch.setitem(exporters.FORMATS, "onnx", missing)
+    result = _build(["--target", "android", "--target", "onnx"], tmp_path / "dist", shared_cache)
+    assert result.exit_code == 2
+    assert "pip install 'edgepack[onnx]'" in result.output
+    assert not (tmp_path / "dist" / "android").exists()

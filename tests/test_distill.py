@@ -113,3 +113,8 @@ def test_damaged_checkpoint_is_ignored(tmp_path: Path) -> None:
     student = create("mobilenetv2_small", width=0.35, num_classes=3, in_channels=1)
     stats = distill(student, x, labels, logits, SPEC, checkpoint=checkpoint)
     assert stats.resumed_from_epoch == 0
+
+
+def test_model_input_has_canonical_strides() -> None:
+    x = to_model_input(np.zeros((2, 5, 5, 1), np.uint8), InputSpec(1, (0.0,), (1.0,)), 5)
+    assert x.dim_order() == (0, 1, 2, 3)  # Core ML's exporter rejects any other order

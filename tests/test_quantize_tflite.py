@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {
         "model": model,
         "quantized": quantized,
-        "int8": tflite.export_int8(quantized, example, folder / "int8.tflite"),
-        "int8_per_tensor": tflite.export_int8(per_tensor, example, folder / "int8_pt.tflite"),
-        "float": tflite.export_float(model, example, folder / "float.tflite"),
+        "int8": tflite.lower_int8(quantized, example, folder / "int8.tflite"),
+        "int8_per_tensor": tflite.lower_int8(per_tensor, example, folder / "int8_pt.tflite"),
+        "float": tflite.lower_float(model, example, folder / "float.tflite"),
         "images": torch.randn(16, *SHAPE),
     }
 
@@ -137,7 +138,9 @@ def test_per_channel_int8_fits_size_budget_with_its_scales(built: dict[str, Any]
 
 
 def test_host_latency_is_positive_and_ordered(built: dict[str, Any]) -> None:
-    latency = runners.get_runner("host")(built["int8"], threads=1, warmup=2, iterations=20)
+    latency = runners.get_runner("host")(
+        built["int8"], "tflite", threads=1, warmup=2, iterations=20
+    )
     assert 0 < latency.p50_ms <= latency.p90_ms
     assert (latency.runner, latency.threads, latency.iterations) == ("host", 1, 20)
 
@@ -149,7 +152,7 @@ def test_predict_rejects_wrong_layout(built: dict[str, Any]) -> None:
 
 def test_measure_latency_rejects_bad_counts(built: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="iterations >= 1"):
-        measure_latency(built["int8"], iterations=0)
+        measure_latency(built["int8"], "tflite", iterations=0)
 
 
 def test_quantize_needs_calibration() -> None:
@@ -158,13 +161,15 @@ def test_quantize_needs_calibration() -> None:
 
 
 @pytest.mark.parametrize("name", exporters.format_names())
-def test_every_format_resolves(name: str) -> None:
+def test_every_format_satisfies_the_exporter_contract(name: str) -> None:
     exporter = exporters.get_exporter(name)
-    assert callable(exporter.export_int8) and callable(exporter.describe)
+    for attribute in ("export_int8", "export_float", "predict", "inspect", "prepare_invoke"):
+        assert callable(getattr(exporter, attribute)), f"{name} lacks {attribute}"
+    assert dataclasses.is_dataclass(exporter.OPTIONS) and exporter.ARTIFACT.startswith("model.")
 
 
 def test_unknown_format_and_runner_name_the_choices() -> None:
-    with pytest.raises(ConfigError, match="choose one of: tflite"):
+    with pytest.raises(ConfigError, match="choose one of: tflite, onnx, coreml"):
         exporters.get_exporter("tensorrt")
     with pytest.raises(ConfigError, match="choose one of: host"):
         runners.get_runner("phone")

@@ -60,7 +60,7 @@ def test_android_values() -> None:
     assert target.format == "tflite"
     assert target.budgets.max_size_kb == 150.0
     assert isinstance(target.budgets.max_size_kb, float)  # written as int, stored as float
-    assert target.distill.epochs == 8  # inherited from base
+    assert target.distill.epochs == 12  # inherited from base
     assert target.runner.warmup == 20
 
 
@@ -70,7 +70,7 @@ def test_with_quick_takes_epochs_and_calibration_from_quick() -> None:
     assert quick.distill.epochs == target.quick.epochs
     assert quick.quantization.calibration_samples == target.quick.calibration_samples
     assert quick.distill.lr == target.distill.lr
-    assert target.distill.epochs == 8  # the original is untouched (frozen)
+    assert target.distill.epochs == 12  # the original is untouched (frozen)
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def test_value_out_of_range(
 
 def test_unknown_format_lists_known_ones(tmp_path: Path) -> None:
     message = config_error(write(tmp_path, "user.yaml", "extends: android\nformat: tflitee\n"))
-    assert "format must be one of tflite, got 'tflitee'" in message
+    assert "format must be one of tflite, onnx, coreml, got 'tflitee'" in message
 
 
 def test_unknown_target_name_lists_choices() -> None:
@@ -256,3 +256,11 @@ def test_extends_cycle(tmp_path: Path) -> None:
 
 def test_self_extends_is_a_cycle(tmp_path: Path) -> None:
     assert "extends cycle:" in config_error(write(tmp_path, "me.yaml", "extends: me\n"))
+
+
+def test_export_section_is_checked_against_the_format_options(tmp_path: Path) -> None:
+    message = config_error(
+        write(tmp_path, "user.yaml", "extends: android\nexport:\n  activations: uint8\n")
+    )
+    assert "unknown key export.activations" in message
+    assert load_target("android").to_dict()["export"] == {}

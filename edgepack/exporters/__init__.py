@@ -1,8 +1,8 @@
 """Export formats: one module per format, looked up by name and imported on first use.
 
-Each format module provides ``export_int8``, ``export_float``, ``predict`` and ``describe``
-(see :mod:`edgepack.exporters.tflite`). Keeping the table to plain strings means listing or
-validating formats never imports torch or a converter.
+Adding a format means adding one module that satisfies :class:`Exporter` (see ``_base.py``),
+one line in :data:`FORMATS`, and a profile in ``targets/``. Format modules keep torch and their
+converters inside functions, so importing one (e.g. for its ``OPTIONS``) stays cheap.
 """
 
 from __future__ import annotations
@@ -10,29 +10,21 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
-
-import numpy as np
+from typing import cast
 
 from edgepack.errors import ConfigError, MissingExtraError
+from edgepack.exporters._base import Exporter, ExportRequest, Int8Export
 
-if TYPE_CHECKING:
-    import torch
-
-
-class Exporter(Protocol):
-    """What a format module offers; modules satisfy it structurally."""
-
-    def export_int8(
-        self, quantized: torch.fx.GraphModule, example: torch.Tensor, path: Path
-    ) -> Path: ...
-
-    def export_float(self, model: torch.nn.Module, example: torch.Tensor, path: Path) -> Path: ...
-
-    def predict(self, path: Path, images: np.ndarray, *, threads: int = 1) -> np.ndarray: ...
-
-    def describe(self, path: Path) -> dict[str, Any]: ...
+__all__ = [
+    "FORMATS",
+    "ExportRequest",
+    "Exporter",
+    "Format",
+    "Int8Export",
+    "format_names",
+    "get_exporter",
+    "options_class",
+]
 
 
 @dataclass(frozen=True)
@@ -42,12 +34,13 @@ class Format:
     module: str
     requires: tuple[str, ...]
     extra: str
-    artifact: str  # file name of the shipped model in dist/<target>/
 
 
 FORMATS: dict[str, Format] = {
-    "tflite": Format(
-        "edgepack.exporters.tflite", ("litert_torch", "ai_edge_litert"), "tflite", "model.tflite"
+    "tflite": Format("edgepack.exporters.tflite", ("litert_torch", "ai_edge_litert"), "tflite"),
+    "onnx": Format("edgepack.exporters.onnx", ("onnx", "onnxruntime"), "onnx"),
+    "coreml": Format(
+        "edgepack.exporters.coreml", ("coremltools", "litert_torch", "torchao"), "coreml"
     ),
 }
 
@@ -56,14 +49,24 @@ def format_names() -> tuple[str, ...]:
     return tuple(FORMATS)
 
 
+def _format(name: str) -> Format:
+    fmt = FORMATS.get(name)
+    if fmt is None:
+        raise ConfigError(f"unknown export format {name!r}; choose one of: {', '.join(FORMATS)}")
+    return fmt
+
+
+def options_class(name: str) -> type:
+    """The dataclass of keys a profile may set under ``export:`` for format ``name``."""
+    return cast(type, importlib.import_module(_format(name).module).OPTIONS)
+
+
 def get_exporter(name: str) -> Exporter:
     """The exporter module for format ``name``.
 
     Raises ConfigError for an unknown name, MissingExtraError if its libraries are absent.
     """
-    fmt = FORMATS.get(name)
-    if fmt is None:
-        raise ConfigError(f"unknown export format {name!r}; choose one of: {', '.join(FORMATS)}")
+    fmt = _format(name)
     # find_spec answers "installed?" without paying for the import (litert_torch takes seconds).
     missing = [package for package in fmt.requires if importlib.util.find_spec(package) is None]
     if missing:

@@ -62,4 +62,5 @@ class Exporter(Protocol):
 
     def prepare_invoke(self, path: Path, *, threads: int = 1) -> Callable[[], None] | None:
         """A no-argument callable running one inference on a fixed input (for latency);
-        None where the runtime cannot run here."""
+        None where the runtime cannot run here (then an optional module-level ``RUNTIME_NOTE``
+        string says why, for the manifest)."""

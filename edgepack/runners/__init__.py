@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 class MeasureLatency(Protocol):
     def __call__(
-        self, path: Path, *, threads: int = 1, warmup: int = 20, iterations: int = 200
-    ) -> Latency: ...
+        self, path: Path, fmt: str, *, threads: int = 1, warmup: int = 20, iterations: int = 200
+    ) -> Latency | None: ...
 
 
 RUNNERS: dict[str, str] = {

@@ -1,4 +1,4 @@
-"""Latency on the machine edgepack runs on: ai-edge-litert's Interpreter with XNNPACK.
+"""Latency on the machine edgepack runs on, through the format's own runtime.
 
 Host numbers rank models against each other (int8 vs float, one student vs another); they are
 not phone numbers. Each invoke is timed on its own so percentiles show jitter, not just a mean.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack.errors import ConfigError, InputError
+from edgepack.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -28,29 +28,27 @@ class Latency:
 
 
 def measure_latency(
-    path: Path, *, threads: int = 1, warmup: int = 20, iterations: int = 200
-) -> Latency:
-    """Time ``Interpreter.invoke()`` ``iterations`` times on one fixed random input, after
-    ``warmup`` untimed invokes (XNNPACK packs weights and warms caches on the first ones)."""
-    from edgepack.exporters.tflite import load_interpreter
+    path: Path, fmt: str, *, threads: int = 1, warmup: int = 20, iterations: int = 200
+) -> Latency | None:
+    """Time one inference ``iterations`` times on a fixed input after ``warmup`` untimed runs
+    (XNNPACK and onnxruntime pack weights and warm caches on the first ones). None when the
+    format's runtime cannot run on this machine (Core ML off macOS)."""
+    from edgepack.exporters import get_exporter
 
     if threads < 1 or warmup < 0 or iterations < 1:
         raise ConfigError(
             f"latency needs threads >= 1, warmup >= 0, iterations >= 1; "
             f"got threads={threads}, warmup={warmup}, iterations={iterations}"
         )
-    if path.suffix != ".tflite":
-        raise InputError(f"the host runner times .tflite models, got {path.name}")
-    interpreter = load_interpreter(path, threads=threads)
-    source = interpreter.get_input_details()[0]
-    interpreter.set_tensor(source["index"], _fixed_input(source["shape"], source["dtype"]))
-
+    invoke = get_exporter(fmt).prepare_invoke(path, threads=threads)
+    if invoke is None:
+        return None
     for _ in range(warmup):
-        interpreter.invoke()
+        invoke()
     samples = np.empty(iterations, dtype=np.float64)
     for i in range(iterations):
         start = time.perf_counter_ns()
-        interpreter.invoke()
+        invoke()
         samples[i] = time.perf_counter_ns() - start
     samples_ms = samples / 1e6
     return Latency(
@@ -61,12 +59,3 @@ def measure_latency(
         threads=threads,
         iterations=iterations,
     )
-
-
-def _fixed_input(shape: np.ndarray, dtype: type) -> np.ndarray:
-    """Seeded noise: the same input on every run, in the model's own input dtype."""
-    rng = np.random.default_rng(0)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
-    return rng.standard_normal(size=shape).astype(dtype)

