@@ -8,8 +8,10 @@ modules inside their bodies.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,24 @@ def main(verbose: int) -> None:
     # Only edgepack's own loggers get chattier; third-party libraries stay at warnings.
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.getLogger("edgepack").setLevel(level)
+    if verbose == 0:
+        _quiet_third_party()
+
+
+# Converters chatter on every build: torchao warns about CUDA kernels it cannot load on a CPU
+# wheel, coremltools about an untested torch, torch's pytree about a deprecation inside its own
+# unpickling, and the LiteRT converter logs op counts from C++ through absl. None of it is
+# actionable for a user; -v brings it back.
+_NOISY_LOGGERS = ("torchao", "coremltools", "torch._export", "torch.export", "absl")
+
+
+def _quiet_third_party() -> None:
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # Read by the TensorFlow-based LiteRT converter's C++ logging when it loads (2 = errors only).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @main.group(invoke_without_command=True)

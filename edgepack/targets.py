@@ -373,7 +373,14 @@ def _load(path: Path) -> Target:
     target: Target = _build(Target, merged, chain, "", name=path.stem, source=path)
     options_cls = options_class(target.format)
     raw = _check_mapping(options_cls, merged.get("export", {}), chain[0], "export.")
-    options = _build(options_cls, raw, chain, "export.")
+    try:
+        options = _build(options_cls, raw, chain, "export.")
+    except ConfigError as exc:  # the format's own value checks do not know the file
+        message = str(exc)
+        files = ", ".join(_show(p) for p in chain)
+        raise ConfigError(
+            message if message.startswith(_show(chain[0])) else f"{files}: {message}"
+        ) from None
     return dataclasses.replace(target, export=options)
 
 

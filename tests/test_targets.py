@@ -264,3 +264,10 @@ def test_export_section_is_checked_against_the_format_options(tmp_path: Path) ->
     )
     assert "unknown key export.activations" in message
     assert load_target("android").to_dict()["export"] == {}
+
+
+def test_format_option_values_are_checked_with_the_file_named(tmp_path: Path) -> None:
+    message = config_error(
+        write(tmp_path, "user.yaml", "extends: onnx\nexport:\n  activations: fp8\n")
+    )
+    assert "user.yaml" in message and "fp8" in message and "uint8" in message
