@@ -13,32 +13,22 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import SHAPE, tiny_student
 
 from edgepack.errors import ConfigError, InputError, VerificationError
 from edgepack.exporters import coreml
 from edgepack.exporters._base import ExportRequest
 from edgepack.project import InputSpec
-from edgepack.students.mobilenet import BlockSpec, MobileNet
 
 pytestmark = pytest.mark.skipif(
     find_spec("coremltools") is None or find_spec("litert_torch") is None,
     reason="needs coremltools (coreml extra) and litert_torch (its PT2E quantizer)",
 )
 
-SHAPE = (1, 28, 28)  # C, H, W
 LABELS = tuple(f"class{i}" for i in range(10))
 
 
-def student() -> MobileNet:
-    """A width-0.35 MobileNetV2-style student with residual adds, BN stats from random data."""
-    torch.manual_seed(0)
-    stages = [BlockSpec(1, 16, 1, 1), BlockSpec(6, 24, 2, 2), BlockSpec(6, 32, 2, 2)]
-    model = MobileNet(stages, stem=32, head=128, num_classes=10, in_channels=1, width=0.35)
-    model.train()
-    with torch.no_grad():
-        for _ in range(4):
-            model(torch.randn(16, *SHAPE))
-    return model.eval()
+student = tiny_student
 
 
 @pytest.fixture(scope="module")

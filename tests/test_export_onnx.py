@@ -12,37 +12,25 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import SHAPE, tiny_student
 
 from edgepack.errors import ConfigError, InputError, VerificationError
 from edgepack.exporters import _base
 from edgepack.exporters import onnx as onnx_export
 from edgepack.exporters._base import ExportRequest
 from edgepack.project import InputSpec
-from edgepack.students.mobilenet import BlockSpec, MobileNet
 
 pytestmark = pytest.mark.skipif(
     find_spec("onnx") is None or find_spec("onnxruntime") is None,
     reason="needs the onnx extra: pip install 'edgepack[onnx]'",
 )
 
-SHAPE = (1, 28, 28)  # C, H, W
 LABELS = tuple(f"class{i}" for i in range(10))
 # (activations, per_channel) of the int8 variants under test.
 VARIANTS = [("uint8", True), ("int8", True), ("uint8", False)]
 
 
-def student() -> MobileNet:
-    """A width-0.35 MobileNetV2-style student with residual adds, BN stats from random data."""
-    torch.manual_seed(0)
-    stages = [BlockSpec(1, 16, 1, 1), BlockSpec(6, 24, 2, 2), BlockSpec(6, 32, 2, 2)]
-    model = MobileNet(stages, stem=32, head=128, num_classes=10, in_channels=1, width=0.35)
-    # Train-mode passes give BatchNorm real running statistics, so activations have
-    # trained-like ranges rather than the identity stats of a fresh init.
-    model.train()
-    with torch.no_grad():
-        for _ in range(4):
-            model(torch.randn(16, *SHAPE))
-    return model.eval()
+student = tiny_student
 
 
 def request_for(model: torch.nn.Module, **options: Any) -> ExportRequest:

@@ -10,35 +10,23 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import SHAPE, tiny_student
 
 from edgepack import exporters, runners
 from edgepack.errors import ConfigError, InputError, MissingExtraError
 from edgepack.exporters import tflite
 from edgepack.quantize import quantize_pt2e_int8
 from edgepack.runners.host import measure_latency
-from edgepack.students.mobilenet import BlockSpec, MobileNet
 
 pytestmark = pytest.mark.skipif(
     find_spec("litert_torch") is None or find_spec("ai_edge_litert") is None,
     reason="needs the tflite extra: pip install 'edgepack[tflite]'",
 )
 
-SHAPE = (1, 28, 28)  # C, H, W
 COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 
 
-def student() -> MobileNet:
-    """A width-0.35 MobileNetV2-style student with residual adds, BN stats from random data."""
-    torch.manual_seed(0)
-    stages = [BlockSpec(1, 16, 1, 1), BlockSpec(6, 24, 2, 2), BlockSpec(6, 32, 2, 2)]
-    model = MobileNet(stages, stem=32, head=128, num_classes=10, in_channels=1, width=0.35)
-    # A few train-mode passes give BatchNorm real running statistics, so activations have
-    # trained-like ranges rather than the identity stats of a fresh init.
-    model.train()
-    with torch.no_grad():
-        for _ in range(4):
-            model(torch.randn(16, *SHAPE))
-    return model.eval()
+student = tiny_student
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,23 @@
+"""Small models shared by the exporter tests (importable because pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import torch
+
+from edgepack.students.mobilenet import BlockSpec, MobileNet
+
+SHAPE = (1, 28, 28)  # C, H, W
+
+
+def tiny_student() -> MobileNet:
+    """A width-0.35 MobileNetV2-style student with residual adds, BN stats from random data."""
+    torch.manual_seed(0)
+    stages = [BlockSpec(1, 16, 1, 1), BlockSpec(6, 24, 2, 2), BlockSpec(6, 32, 2, 2)]
+    model = MobileNet(stages, stem=32, head=128, num_classes=10, in_channels=1, width=0.35)
+    # A few train-mode passes give BatchNorm real running statistics, so activations have
+    # trained-like ranges rather than the identity stats of a fresh init.
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(16, *SHAPE))
+    return model.eval()
