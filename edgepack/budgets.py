@@ -37,11 +37,12 @@ class Verdict:
         return {**asdict(self), "passed": self.passed}
 
     def describe(self) -> str:
-        relation = "≥" if self.name == "min_accuracy" else "≤"
-        budget = f"(budget {relation} {self.limit:g} {self.unit})".replace(" )", ")")
+        unit = f" {self.unit}" if self.unit else ""
+        relation = "≥" if _CHECKS[self.name][3] else "≤"
+        budget = f"(budget {relation} {self.limit:g}{unit})"
         if self.measured is None:
             return f"{self.name}: {self.status} {budget}: {self.note}"
-        shown = f"{self.measured:.4g} {self.unit}".rstrip()
+        shown = f"{self.measured:.4g}{unit}"
         status = {"pass": "ok", "fail": "EXCEEDED"}[self.status]
         return f"{self.name}: {shown} {budget} {status}"
 

@@ -35,8 +35,10 @@ def read_manifest(dist: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path} is not an edgepack manifest: expected a JSON object")
     missing = [key for key in ("target", "artifact", "files", "accuracy") if key not in manifest]
-    if not isinstance(manifest, dict) or missing:
+    if missing:
         raise InputError(f"{path} is not an edgepack manifest: missing {', '.join(missing)}")
     return manifest
 

@@ -50,12 +50,18 @@ class ImageSet:
         return ImageSet(self.images[index], self.labels[index])
 
     def fingerprint(self) -> str:
-        """sha256 over shapes, pixels and labels: the key for cached teacher outputs."""
-        digest = hashlib.sha256()
-        digest.update(repr((self.images.shape, self.labels.shape)).encode())
-        digest.update(np.ascontiguousarray(self.images).tobytes())
-        digest.update(np.ascontiguousarray(self.labels).tobytes())
-        return digest.hexdigest()
+        """sha256 over shapes, pixels and labels: the key for cached teacher outputs and
+        checkpoints. Computed once per set (the arrays are never modified in place): a build
+        asks for it per cache key and per target, and hashing 47 MB each time adds up."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            digest = hashlib.sha256()
+            digest.update(repr((self.images.shape, self.labels.shape)).encode())
+            digest.update(np.ascontiguousarray(self.images).tobytes())
+            digest.update(np.ascontiguousarray(self.labels).tobytes())
+            cached = digest.hexdigest()
+            object.__setattr__(self, "_fingerprint", cached)  # frozen: bypass, as a cache
+        return str(cached)
 
 
 _IDX_DTYPES: dict[int, np.dtype] = {
