@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     import torch
 
     from edgepack.exporters import ExportRequest, Int8Export
+    from edgepack.project import ProjectData
     from edgepack.runners.host import Latency
-    from edgepack.teachers import Teacher
+    from edgepack.teachers import LoadedTeacher, Teacher
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +57,25 @@ class BuildOptions:
     progress: bool = False
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One project's data at one resolution, as model inputs (normalised NCHW float32)."""
+
+    train: ImageSet
+    test: ImageSet
+    train_x: torch.Tensor
+    test_x: torch.Tensor
+    calibration_x: torch.Tensor
+
+
 @dataclass
 class SharedWork:
     """Results reused across the targets of one run, keyed by what determines them."""
 
-    teacher: tuple[Teacher, str] | None = None
-    data: dict[tuple, tuple[ImageSet, ImageSet, torch.Tensor, torch.Tensor]] = field(
-        default_factory=dict
-    )
-    logits: dict[str, tuple[np.ndarray, float, bool]] = field(default_factory=dict)
+    teacher: LoadedTeacher | None = None
+    project_data: ProjectData | None = None
+    data: dict[tuple, Prepared] = field(default_factory=dict)
+    logits: dict[str, tuple[np.ndarray, float | None, bool]] = field(default_factory=dict)
     students: dict[str, tuple[torch.nn.Module, dict[str, Any]]] = field(default_factory=dict)
 
 
@@ -81,7 +92,9 @@ class BuildState:
     test: ImageSet | None = None
     train_x: torch.Tensor | None = None
     test_x: torch.Tensor | None = None
+    calibration_x: torch.Tensor | None = None
     train_logits: np.ndarray | None = None
+    train_labels: np.ndarray | None = None  # the data's labels, or the teacher's for unlabelled
     student: torch.nn.Module | None = None
     request: ExportRequest | None = None
     int8: Int8Export | None = None
@@ -119,6 +132,8 @@ def build(
     get_exporter(target.format)  # a missing extra fails before any work
     if options.quick:
         target = target.with_quick()
+    if project.input.size is not None:  # the project fixes the input size its teacher takes
+        target = target.with_resolution(project.input.size)
     final = options.out_root / target.name
     _check_writable(options.out_root)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=options.out_root))
@@ -140,16 +155,41 @@ def build(
 def _load_teacher(state: BuildState) -> str:
     from edgepack.teachers import load_teacher
 
-    path = state.project.teacher
     reused = state.shared.teacher is not None
     if state.shared.teacher is None:
-        state.shared.teacher = (load_teacher(path), sha256(path))
-    state.teacher, state.teacher_sha256 = state.shared.teacher
-    return f"{path.name} ({path.stat().st_size / 1e6:.1f} MB){' (reused)' if reused else ''}"
+        state.shared.teacher = load_teacher(state.project.teacher)
+    _use_teacher(state, state.shared.teacher)
+    info = state.shared.teacher.info
+    shape = "×".join("?" if d is None else str(d) for d in info.input_shape or ())
+    facts = ", ".join(
+        part
+        for part in (
+            info.kind,
+            info.layout and f"{info.layout} {shape}",
+            info.num_classes and f"{info.num_classes} outputs",
+        )
+        if part
+    )
+    return f"{info.source} ({facts}){' (reused)' if reused else ''}"
+
+
+def _use_teacher(state: BuildState, loaded: LoadedTeacher) -> None:
+    state.teacher, state.teacher_sha256 = loaded.run, loaded.info.fingerprint
+    state.results["teacher"] = {
+        "source": loaded.info.source,
+        "kind": loaded.info.kind,
+        "layout": loaded.info.layout,
+        "input_shape": loaded.info.input_shape and list(loaded.info.input_shape),
+        "sha256": loaded.info.fingerprint,
+    }
 
 
 def _load_data(state: BuildState) -> str:
-    target, quick = state.target, state.options.quick
+    target, quick, project = state.target, state.options.quick, state.project
+    if state.shared.project_data is None:
+        state.shared.project_data = project.load_data(
+            state.options.cache_dir, state.options.progress
+        )
     key = (
         target.student.resolution,
         quick,
@@ -158,36 +198,60 @@ def _load_data(state: BuildState) -> str:
         target.distill.seed,
     )
     if key not in state.shared.data:
-        state.shared.data[key] = _read_data(state)
-    state.train, state.test, state.train_x, state.test_x = state.shared.data[key]
+        state.shared.data[key] = _prepare(state, state.shared.project_data)
+    prepared = state.shared.data[key]
+    state.train, state.test = prepared.train, prepared.test
+    state.train_x, state.test_x = prepared.train_x, prepared.test_x
+    state.calibration_x = prepared.calibration_x
     resolution = target.student.resolution
-    return f"{len(state.train)} train / {len(state.test)} test images at {resolution}×{resolution}"
+    summary = (
+        f"{len(state.train)} train / {len(state.test)} held-out images at {resolution}×{resolution}"
+    )
+    skipped = sum(part.get("skipped", 0) for part in state.shared.project_data.report.values())
+    if skipped:
+        summary += f"; {skipped} unreadable file(s) skipped (listed in the manifest)"
+    if not state.train.labelled:
+        summary += "; training images unlabelled (the teacher labels them)"
+    if not state.test.labelled:
+        summary += "; held-out images unlabelled: accuracy not measured"
+    return summary
 
 
-def _read_data(state: BuildState) -> tuple[ImageSet, ImageSet, torch.Tensor, torch.Tensor]:
+def _prepare(state: BuildState, data: ProjectData) -> Prepared:
     from edgepack.distill import to_model_input
     from edgepack.teachers import check_teacher
 
-    target = state.target
-    train, test = state.project.train(), state.project.test()
+    target, project = state.target, state.project
+    train, test = data.train, data.test
     if state.options.quick:
         train = train.subset(target.quick.train_samples, seed=target.distill.seed)
         test = test.subset(target.quick.test_samples, seed=target.distill.seed)
-    for split, data in (("train", train), ("test", test)):
-        if len(data) == 0:
-            raise InputError(f"{split} data is empty: expected at least one labelled image")
-        if data.images.shape[-1] != state.project.input.channels:
+    for split, images in (("train", train), ("held-out", test)):
+        if len(images) == 0:
+            raise InputError(f"{split} data is empty: expected at least one image")
+        if images.images.shape[-1] != project.input.channels:
             raise InputError(
-                f"{split} images have {data.images.shape[-1]} channels; the project's input "
-                f"spec expects {state.project.input.channels}"
+                f"{split} images have {images.images.shape[-1]} channels; the project's input "
+                f"spec expects {project.input.channels}"
             )
     resolution = target.student.resolution
-    train_x = to_model_input(train.images, state.project.input, resolution)
-    test_x = to_model_input(test.images, state.project.input, resolution)
-    check_teacher(
-        state.need("teacher"), test_x[:2], len(state.project.labels), state.project.teacher
+    train_x = to_model_input(train.images, project.input, resolution)
+    test_x = to_model_input(test.images, project.input, resolution)
+    calibration_x = train_x
+    if data.calibration is not None:
+        calibration_x = to_model_input(data.calibration.images, project.input, resolution)
+    # The teacher's layout is probed on real data when its file does not declare it.
+    loaded = state.shared.teacher
+    assert loaded is not None, "the load teacher stage runs first"
+    checked = check_teacher(
+        loaded,
+        test_x[:2],
+        len(project.labels),
+        project.teacher.describe(),
     )
-    return train, test, train_x, test_x
+    state.shared.teacher = checked
+    _use_teacher(state, checked)
+    return Prepared(train, test, train_x, test_x, calibration_x)
 
 
 def _teacher_logits(state: BuildState) -> str:
@@ -207,12 +271,17 @@ def _teacher_logits(state: BuildState) -> str:
                 progress=state.options.progress,
                 desc=f"teacher ({split})",
             )
-            state.shared.logits[path.name] = (logits, _accuracy(logits, data.labels), hit)
+            accuracy = _accuracy(logits, data.labels) if data.labelled else None
+            state.shared.logits[path.name] = (logits, accuracy, hit)
         outputs.append(state.shared.logits[path.name])
     (train_logits, _, train_hit), (_, accuracy, test_hit) = outputs
     state.train_logits = train_logits
+    train = state.need("train")
+    state.train_labels = train.labels if train.labelled else train_logits.argmax(1)
     state.results["teacher_accuracy"] = accuracy
     origin = "from cache" if train_hit and test_hit else "computed and cached"
+    if accuracy is None:
+        return f"teacher accuracy not measured: no labelled held-out images ({origin})"
     return f"teacher accuracy {accuracy:.2%} ({origin})"
 
 
@@ -232,10 +301,14 @@ def _distill(state: BuildState) -> str:
         if reused
         else (f", resumed after epoch {resumed}" if resumed else "")
     )
+    if state.project.augment.active:
+        note += ", augmented (teacher on every batch)"
+    accuracy = facts["float_student_accuracy"]
+    shown = "not measured" if accuracy is None else f"{accuracy:.2%}"
     return (
         f"{state.target.student.family} ×{state.target.student.width:g}, "
         f"{facts['student_params']:,} params, {distilled['epochs']} epochs{note}: "
-        f"float accuracy {facts['float_student_accuracy']:.2%}"
+        f"float accuracy {shown}"
     )
 
 
@@ -256,24 +329,29 @@ def _train_student(state: BuildState, key: str) -> tuple[torch.nn.Module, dict[s
     stats = distill(
         student,
         state.need("train_x"),
-        state.need("train").labels,
+        state.need("train_labels"),
         state.need("train_logits"),
         target.distill,
+        augment=state.project.augment,
+        teacher=state.need("teacher"),
         checkpoint=state.options.cache_dir / "students" / f"{key}.ckpt",
         progress=state.options.progress,
     )
     student.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     student.eval()
     logits = _batched(student, state.need("test_x"))
+    test = state.need("test")
     facts = {
         "float_student_logits": logits,
-        "float_student_accuracy": _accuracy(logits, state.need("test").labels),
+        "float_student_accuracy": _accuracy(logits, test.labels) if test.labelled else None,
         "student_params": sum(p.numel() for p in student.parameters()),
         "distill": {
             "epochs": stats.epochs,
             "resumed_from_epoch": stats.resumed_from_epoch,
             "steps_run": stats.steps,
             "final_loss": stats.final_loss,
+            "seconds": round(stats.seconds, 1),
+            **stats.rates(),
         },
     }
     return student, facts
@@ -284,10 +362,10 @@ def _export(state: BuildState) -> str:
 
     target, project = state.target, state.project
     exporter = get_exporter(target.format)
-    train_x = state.need("train_x")
-    count = min(target.quantization.calibration_samples, train_x.shape[0])
-    index = np.random.default_rng(target.distill.seed).permutation(train_x.shape[0])[:count]
-    calibration = train_x[np.sort(index)]
+    train_x, pool = state.need("train_x"), state.need("calibration_x")
+    count = min(target.quantization.calibration_samples, pool.shape[0])
+    index = np.random.default_rng(target.distill.seed).permutation(pool.shape[0])[:count]
+    calibration = pool[np.sort(index)]
     state.request = ExportRequest(
         student=state.need("student"),
         example=train_x[:1],
@@ -328,8 +406,9 @@ def _verify(state: BuildState) -> str:
         verification["prediction"] = f"skipped: {_runtime_note(exporter, state.target.format)}"
         return f"{checks}; {verification['prediction']}"
     float_logits = state.results["float_student_logits"]
+    if test.labelled:
+        verification["int8_accuracy"] = _accuracy(logits, test.labels)
     verification.update(
-        int8_accuracy=_accuracy(logits, test.labels),
         top1_agreement_vs_float_student=_agreement(logits, float_logits),
         max_abs_diff_vs_float_student=float(np.abs(logits - float_logits).max()),
     )
@@ -346,8 +425,10 @@ def _verify(state: BuildState) -> str:
                 f"{agreement:.2%} of {len(test)} test images (expected ≥ "
                 f"{MIN_INT8_REFERENCE_AGREEMENT:.0%}): the conversion changed the model"
             )
+    accuracy = verification.get("int8_accuracy")
+    shown = "not measured (unlabelled)" if accuracy is None else f"{accuracy:.2%}"
     return (
-        f"{checks}; int8 accuracy {verification['int8_accuracy']:.2%}, agreement with float "
+        f"{checks}; int8 accuracy {shown}, agreement with float "
         f"student {verification['top1_agreement_vs_float_student']:.2%}"
     )
 
@@ -382,6 +463,10 @@ def _budgets(state: BuildState) -> str:
         )
     if "prediction" in verification:
         unavailable["accuracy"] = verification["prediction"].removeprefix("skipped: ")
+    elif not state.need("test").labelled:
+        unavailable["accuracy"] = (
+            "no labelled held-out images (give data.val a labelled folder, or label data.train)"
+        )
     measured = Measurements(
         size_bytes=artifact_bytes(state.need("int8").path),
         latency_p50_ms=None if latency is None else latency.p50_ms,
@@ -500,5 +585,7 @@ def _student_key(state: BuildState) -> str:
         repr(t.student),
         repr(t.distill),
         repr(state.project.input),
+        repr(state.project.augment),
+        "labelled" if state.need("train").labelled else "teacher-labelled",
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]

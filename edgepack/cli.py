@@ -13,15 +13,18 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
 
 from edgepack import __version__
 from edgepack._files import artifact_bytes
-from edgepack.errors import BudgetExceeded, EdgepackError
+from edgepack.errors import BudgetExceeded, ConfigError, EdgepackError
 from edgepack.targets import Budgets, Target, list_targets, load_target
+
+if TYPE_CHECKING:
+    from edgepack.project import Project
 
 
 class EdgepackGroup(click.Group):
@@ -93,21 +96,29 @@ def targets_show(name_or_path: str) -> None:
     "target_refs",
     multiple=True,
     help="A profile name from `edgepack targets`, a path to your own .yaml, or `all`. "
-    "Repeat to build several. [default: android]",
+    "Repeat to build several. [default: the config's targets, else android]",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Project config. [default: the nearest edgepack.yaml in this folder or a parent; "
+    "with none, the bundled Fashion-MNIST sample]",
 )
 @click.option(
     "--out",
     "out_root",
     type=click.Path(path_type=Path),
-    default=Path("dist"),
-    show_default=True,
-    help="Output root; the build lands in OUT/<target>/.",
+    default=None,
+    help="Output root; the build lands in OUT/<target>/. [default: the config's out, else dist]",
 )
 @click.option(
     "--teacher",
-    type=click.Path(path_type=Path),
     default=None,
-    help="Teacher .pt2 to distill (default: the bundled Fashion-MNIST sample).",
+    help="Teacher to distill instead of the config's: a file (.pt2, TorchScript .pt/.ts, "
+    ".onnx, .keras, a SavedModel folder).",
 )
 @click.option(
     "--quick",
@@ -117,9 +128,9 @@ def targets_show(name_or_path: str) -> None:
 @click.option(
     "--cache-dir",
     type=click.Path(path_type=Path),
-    default=Path(".edgepack-cache"),
-    show_default=True,
-    help="Teacher logits and training checkpoints (safe to delete).",
+    default=None,
+    help="Decoded images, teacher logits and training checkpoints (safe to delete). "
+    "[default: the config's cache_dir, else .edgepack-cache]",
 )
 @click.option(
     "--progress/--no-progress",
@@ -128,30 +139,37 @@ def targets_show(name_or_path: str) -> None:
 )
 def build(
     target_refs: tuple[str, ...],
-    out_root: Path,
-    teacher: Path | None,
+    config_path: Path | None,
+    out_root: Path | None,
+    teacher: str | None,
     quick: bool,
-    cache_dir: Path,
+    cache_dir: Path | None,
     progress: bool | None,
 ) -> None:
     """Distill, quantize, convert, verify and budget-check a model for each target.
 
-    Writes OUT/<target>/ (the model, labels.txt, manifest.json) only when every stage finished.
-    Several targets (repeat --target, or --target all) share the teacher, its logits and each
-    distinct student. Exit codes: 0 all budgets hold, 1 a budget is exceeded (the builds are
-    still written), 2 bad input.
+    Reads the project (teacher, data, labels, input convention, targets) from edgepack.yaml;
+    flags override it. Writes OUT/<target>/ (the model, labels.txt, manifest.json) only when
+    every stage finished. Several targets (repeat --target, or --target all) share the teacher,
+    its logits and each distinct student. Exit codes: 0 all budgets hold, 1 a budget is
+    exceeded (the builds are still written), 2 bad input.
     """
     from edgepack.build import BuildOptions, SharedWork
     from edgepack.build import build as run_build
     from edgepack.exporters import get_exporter
-    from edgepack.project import sample_project
 
-    targets = _resolve_targets(target_refs or ("android",))
+    project = _project(config_path, teacher)
+    targets = _resolve_targets(target_refs or project.targets)
     for target in targets:  # a missing extra fails before any work
         get_exporter(target.format)
     show = sys.stderr.isatty() if progress is None else progress
-    options = BuildOptions(out_root=out_root, cache_dir=cache_dir, quick=quick, progress=show)
-    project, shared = sample_project(teacher), SharedWork()
+    options = BuildOptions(
+        out_root=out_root or project.out,
+        cache_dir=cache_dir or project.cache_dir,
+        quick=quick,
+        progress=show,
+    )
+    shared = SharedWork()
     effort = "quick" if quick else "full"
     failures = []
     for target in targets:
@@ -172,6 +190,94 @@ def build(
             failures.append(f"{target.name}: {failed} (see {result.out_dir}/manifest.json)")
     if failures:
         raise BudgetExceeded(f"budget exceeded: {'; '.join(failures)}")
+
+
+def _project(config_path: Path | None, teacher: str | None) -> Project:
+    """The project from --config, the nearest edgepack.yaml, or the bundled sample."""
+    import dataclasses
+
+    from edgepack.config import CONFIG_NAME, find_config, load_project
+    from edgepack.project import sample_project
+    from edgepack.teachers import TeacherSpec
+
+    if config_path is not None and not config_path.is_file():
+        raise ConfigError(f"project config not found: expected a YAML file at {config_path}")
+    path = config_path or find_config(Path.cwd())
+    if path is None:
+        click.echo(
+            f"no {CONFIG_NAME} here or in a parent folder: building the bundled Fashion-MNIST "
+            "sample (`edgepack init` writes a config for your own teacher and data)"
+        )
+        project = sample_project()
+    else:
+        click.echo(f"project {path}")
+        project = load_project(path)
+    if teacher is not None:
+        spec = TeacherSpec.parse(teacher, Path.cwd())
+        project = dataclasses.replace(project, teacher=spec)
+    return project
+
+
+@main.command()
+@click.option(
+    "--teacher",
+    required=True,
+    help="The teacher: a file (.pt2, .pt/.ts, .onnx, .keras, SavedModel folder), "
+    "package.module:function, or torchvision:NAME.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Weights for a factory or torchvision teacher (.safetensors or a weights-only .pt).",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Training images: a folder of class folders, a folder of images, .npz or IDX.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("edgepack.yaml"),
+    show_default=True,
+    help="Where to write the config.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing config.")
+def init(teacher: str, weights: Path | None, data: Path, output: Path, force: bool) -> None:
+    """Write a commented starter edgepack.yaml by inspecting a teacher and a data folder.
+
+    Reads the teacher's input size, channels and outputs and the data's classes and image
+    sizes, and measures which input normalisation the teacher expects on a few of your labelled
+    images. Review the file, then run `edgepack build --quick`.
+    """
+    import dataclasses
+
+    from edgepack.starter import inspect
+    from edgepack.teachers import TeacherSpec
+
+    if output.exists() and not force:
+        raise ConfigError(f"{output} already exists: pass --force to overwrite it")
+    base = output.resolve().parent
+    spec = TeacherSpec.parse(teacher, Path.cwd())
+    if weights is not None:
+        spec = dataclasses.replace(spec, weights=weights)
+    starter = inspect(dataclasses.replace(spec, search_path=Path.cwd()), data)
+    base.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial")
+    partial.write_text(starter.text(base), encoding="utf-8")
+    partial.replace(output)
+    click.echo(f"wrote {output}")
+    click.echo(f"  teacher  {starter.teacher_line}")
+    click.echo(f"  data     {starter.data_line}")
+    chosen = starter.chosen
+    measured = "" if chosen.accuracy is None else f" (teacher accuracy {chosen.accuracy:.1%})"
+    click.echo(
+        f"  input    {starter.size}×{starter.size}×{starter.channels}, {chosen.name}{measured}"
+    )
+    click.echo("next: review it, then `edgepack build --quick`")
 
 
 def _resolve_targets(refs: tuple[str, ...]) -> list[Target]:

@@ -33,21 +33,40 @@ FASHION_MNIST_LABELS = (
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A file a reader could not use, and why (listed in the manifest)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ImageSet:
-    """``images``: uint8 (N, H, W, C); ``labels``: int64 (N,)."""
+    """``images``: uint8 (N, H, W, C); ``labels``: int64 (N,), or None for unlabelled images
+    (the teacher labels them for distillation; accuracy cannot be measured on them).
+    ``skipped``: unreadable files the reader left out."""
 
     images: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
+    skipped: tuple[Skipped, ...] = ()
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.images)
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels is not None
+
+    def take(self, index: np.ndarray) -> ImageSet:
+        """The items at ``index`` (labels follow; ``skipped`` is kept for the report)."""
+        labels = None if self.labels is None else self.labels[index]
+        return ImageSet(self.images[index], labels, self.skipped)
 
     def subset(self, count: int, seed: int = 0) -> ImageSet:
         """A seeded random subset of at most ``count`` items (all of them if fewer)."""
         if count >= len(self):
             return self
-        index = np.sort(np.random.default_rng(seed).permutation(len(self))[:count])
-        return ImageSet(self.images[index], self.labels[index])
+        return self.take(np.sort(np.random.default_rng(seed).permutation(len(self))[:count]))
 
     def fingerprint(self) -> str:
         """sha256 over shapes, pixels and labels: the key for cached teacher outputs and
@@ -56,9 +75,13 @@ class ImageSet:
         cached = self.__dict__.get("_fingerprint")
         if cached is None:
             digest = hashlib.sha256()
-            digest.update(repr((self.images.shape, self.labels.shape)).encode())
+            labels = self.labels
+            digest.update(
+                repr((self.images.shape, None if labels is None else labels.shape)).encode()
+            )
             digest.update(np.ascontiguousarray(self.images).tobytes())
-            digest.update(np.ascontiguousarray(self.labels).tobytes())
+            if labels is not None:
+                digest.update(np.ascontiguousarray(labels).tobytes())
             cached = digest.hexdigest()
             object.__setattr__(self, "_fingerprint", cached)  # frozen: bypass, as a cache
         return str(cached)

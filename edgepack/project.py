@@ -1,8 +1,8 @@
 """What is being packaged: a teacher, its data, its labels and its input convention.
 
 A :class:`Project` is target-independent: the same project builds for every device profile.
-The bundled Fashion-MNIST sample is the only project source for now; user projects
-(``edgepack.yaml``) will produce the same record.
+Two sources produce one: the bundled Fashion-MNIST sample (:func:`sample_project`) and a user's
+``edgepack.yaml`` (:mod:`edgepack.config`).
 """
 
 from __future__ import annotations
@@ -10,21 +10,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgepack.datasets import FASHION_MNIST_LABELS, ImageSet, load_fashion_mnist
+from edgepack.teachers import TeacherSpec
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_models"
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """Images arrive as uint8 pixels; the model sees ``(pixel / 255 - mean) / std`` per channel."""
+    """Images arrive as uint8 pixels; the model sees ``(pixel / 255 - mean) / std`` per channel.
+
+    ``size`` fixes the square input side for teacher and student; None leaves it to the target
+    profile's ``student.resolution`` (the bundled sample)."""
 
     channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    size: int | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "layout": "NHWC",
             "dtype": "float32",
@@ -36,27 +42,68 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class Augment:
+    """Label-preserving views for distillation. Teacher and student see the identical view, so
+    when any is on the teacher runs on every augmented batch instead of using cached logits."""
+
+    hflip: bool = False
+    shift: int = 0  # random translation by up to this many pixels (edges replicated)
+
+    @property
+    def active(self) -> bool:
+        return self.hflip or self.shift > 0
+
+
+@dataclass(frozen=True)
+class ProjectData:
+    """Held in memory for a build. ``test`` may be unlabelled (accuracy is then not measured);
+    ``calibration`` None means quantization calibrates on training images. ``report`` goes to
+    the manifest: sources, counts, skipped files, how the held-out set was made."""
+
+    train: ImageSet
+    test: ImageSet
+    calibration: ImageSet | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+DataLoader = Callable[[Path | None, bool], ProjectData]  # (cache_dir, progress) -> data
+
+
+@dataclass(frozen=True)
 class Project:
     name: str
-    teacher: Path
+    teacher: TeacherSpec
     labels: tuple[str, ...]
     input: InputSpec
-    train: Callable[[], ImageSet] = field(repr=False)
-    test: Callable[[], ImageSet] = field(repr=False)
+    load_data: DataLoader = field(repr=False)
     licence: str = ""
     author: str = ""
+    augment: Augment = Augment()
+    config: Path | None = None  # the edgepack.yaml it came from; None for the sample
+    targets: tuple[str, ...] = ("android",)
+    out: Path = Path("dist")
+    cache_dir: Path = Path(".edgepack-cache")
 
 
-def sample_project(teacher: Path | None = None) -> Project:
+def sample_project(teacher: TeacherSpec | None = None) -> Project:
     """The bundled sample: a VGG-style teacher trained on Fashion-MNIST (see its model card)."""
+
+    def load(cache_dir: Path | None, progress: bool) -> ProjectData:
+        train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
+        source = {"source": "Fashion-MNIST (Debian dataset-fashion-mnist)", "labelled": True}
+        report = {
+            "train": {**source, "images": len(train)},
+            "test": {**source, "images": len(test)},
+        }
+        return ProjectData(train, test, report=report)
+
     return Project(
         name="fashion-mnist-sample",
-        teacher=teacher or SAMPLE_DIR / "fashion_teacher.pt2",
+        teacher=teacher or TeacherSpec(path=SAMPLE_DIR / "fashion_teacher.pt2"),
         labels=FASHION_MNIST_LABELS,
         # Fashion-MNIST train-set statistics, the convention the sample teacher was trained with.
         input=InputSpec(channels=1, mean=(0.2860,), std=(0.3530,)),
-        train=lambda: load_fashion_mnist("train"),
-        test=lambda: load_fashion_mnist("test"),
+        load_data=load,
         licence="MIT",
         author="edgepack sample (Fashion-MNIST by Zalando Research, MIT)",
     )

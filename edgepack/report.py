@@ -47,10 +47,12 @@ def build_manifest(
         "effort": "quick" if state.options.quick else "full",
         "project": {
             "name": project.name,
-            "teacher": project.teacher.name,
-            "teacher_sha256": state.teacher_sha256,
+            "config": None if project.config is None else str(project.config),
+            "teacher": results["teacher"],
             "licence": project.licence,
+            "augment": asdict(project.augment),
         },
+        "data": state.shared.project_data.report if state.shared.project_data else {},
         "artifact": artifact,
         "input": {
             **_io(io, "inputs"),

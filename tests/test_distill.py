@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from edgepack import distill as distill_module
-from edgepack.distill import distill, kd_loss, teacher_logits, to_model_input
-from edgepack.project import InputSpec
+from edgepack.distill import augment_batch, distill, kd_loss, teacher_logits, to_model_input
+from edgepack.project import Augment, InputSpec
 from edgepack.students import create
 from edgepack.targets import DistillSpec
 
-SPEC = DistillSpec(epochs=2, batch_size=16, lr=0.05, temperature=4.0, alpha=0.9, hflip=True, seed=0)
+SPEC = DistillSpec(epochs=2, batch_size=16, lr=0.05, temperature=4.0, alpha=0.9, seed=0)
 
 
 def _data(n: int = 64) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -118,3 +118,49 @@ def test_damaged_checkpoint_is_ignored(tmp_path: Path) -> None:
 def test_model_input_has_canonical_strides() -> None:
     x = to_model_input(np.zeros((2, 5, 5, 1), np.uint8), InputSpec(1, (0.0,), (1.0,)), 5)
     assert x.dim_order() == (0, 1, 2, 3)  # Core ML's exporter rejects any other order
+
+
+def test_augment_batch_flips_and_shifts_each_image_within_bounds() -> None:
+    batch = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).view(2, 1, 5, 5)
+    generator = torch.Generator().manual_seed(0)
+    flipped = [augment_batch(batch, Augment(hflip=True), generator) for _ in range(8)]
+    for out in flipped:
+        for i in range(2):  # every image is either itself or its mirror image
+            assert torch.equal(out[i], batch[i]) or torch.equal(out[i], batch[i].flip(2))
+    assert any(not torch.equal(out, batch) for out in flipped)
+
+    shifted = augment_batch(batch, Augment(shift=1), torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(batch, (1, 1, 1, 1), mode="replicate")
+    for i in range(2):  # each output is some 5×5 window of its replicate-padded image
+        windows = [padded[i, :, y : y + 5, x : x + 5] for y in range(3) for x in range(3)]
+        assert any(torch.equal(shifted[i], window) for window in windows)
+
+
+def test_augmented_distillation_gives_the_teacher_the_students_view() -> None:
+    x, labels, logits = _data()
+    seen: dict[str, list[torch.Tensor]] = {"teacher": [], "student": []}
+    teacher_net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x[0].numel(), 3))
+
+    def teacher(batch: torch.Tensor) -> torch.Tensor:
+        seen["teacher"].append(batch.clone())
+        return teacher_net(batch)
+
+    student = create("mobilenetv2_small", width=0.35, num_classes=3, in_channels=1)
+    student.register_forward_pre_hook(lambda _, args: seen["student"].append(args[0].clone()))
+    spec = DistillSpec(**{**SPEC.__dict__, "epochs": 1})
+    stats = distill(
+        student, x, labels, logits, spec, augment=Augment(hflip=True, shift=2), teacher=teacher
+    )
+    assert len(seen["teacher"]) == len(seen["student"]) == x.shape[0] // spec.batch_size
+    for t, s in zip(seen["teacher"], seen["student"], strict=True):
+        assert torch.equal(t, s)
+    assert not any(torch.equal(t, x[: len(t)]) for t in seen["teacher"])  # really augmented
+    rates = stats.rates()
+    assert rates["teacher_images_per_s"] and rates["data_images_per_s"] and rates["train_images_per_s"]
+
+
+def test_augmentation_without_a_teacher_is_refused() -> None:
+    x, labels, logits = _data()
+    student = create("mobilenetv2_small", width=0.35, num_classes=3, in_channels=1)
+    with pytest.raises(ValueError, match="augmentation needs the teacher"):
+        distill(student, x, labels, logits, SPEC, augment=Augment(hflip=True))

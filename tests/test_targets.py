@@ -149,8 +149,8 @@ def test_targets_dir_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             id="float-for-int",
         ),
         pytest.param(
-            "extends: android\ndistill:\n  hflip: 1\n",
-            ["distill.hflip must be true or false", "got 1 (int)"],
+            "extends: android\nquantization:\n  per_channel: 1\n",
+            ["quantization.per_channel must be true or false", "got 1 (int)"],
             id="int-for-bool",
         ),
         pytest.param(

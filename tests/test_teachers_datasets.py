@@ -1,57 +1,15 @@
+"""IDX dataset reading (the teacher tests live in test_teachers.py)."""
+
 from __future__ import annotations
 
 import gzip
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from edgepack.datasets import read_idx
 from edgepack.errors import InputError
-from edgepack.teachers import check_teacher, load_teacher
-
-
-def _export(tmp_path: Path, classes: int = 4) -> Path:
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, classes)).eval()
-    path = tmp_path / "teacher.pt2"
-    torch.export.save(torch.export.export(model, (torch.zeros(1, 1, 4, 4),)), str(path))
-    return path
-
-
-def test_exported_teacher_loads_and_runs(tmp_path: Path) -> None:
-    teacher = load_teacher(_export(tmp_path))
-    assert teacher(torch.zeros(1, 1, 4, 4)).shape == (1, 4)
-
-
-def test_teacher_with_wrong_class_count_is_explained(tmp_path: Path) -> None:
-    path = _export(tmp_path, classes=5)
-    with pytest.raises(InputError, match=r"returned shape \(1, 5\); expected \(1, 10\)"):
-        check_teacher(load_teacher(path), torch.zeros(1, 1, 4, 4), 10, path)
-
-
-def test_teacher_with_wrong_input_shape_is_explained(tmp_path: Path) -> None:
-    path = _export(tmp_path)
-    with pytest.raises(InputError, match=r"rejected input of shape \(1, 1, 28, 28\)"):
-        check_teacher(load_teacher(path), torch.zeros(1, 1, 28, 28), 4, path)
-
-
-def test_pickled_payloads_are_refused_before_loading(tmp_path: Path) -> None:
-    path = _export(tmp_path)
-    tampered = tmp_path / "tampered.pt2"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tampered, "w") as dst:
-        for item in src.infolist():
-            data = src.read(item)
-            if item.filename.endswith("model_weights_config.json"):
-                config = json.loads(data)
-                for meta in config["config"].values():
-                    meta["use_pickle"] = True
-                data = json.dumps(config).encode()
-            dst.writestr(item, data)
-    with pytest.raises(InputError, match="refusing pickled tensors"):
-        load_teacher(tampered)
 
 
 def _idx(path: Path, payload: bytes) -> Path:

@@ -1,0 +1,309 @@
+"""``edgepack.yaml``: a user's project (teacher, data, labels, input convention, targets).
+
+Found like ruff or pytest find theirs: the first ``edgepack.yaml`` in the working directory or
+one of its parents, unless ``--config`` names one. Paths inside are relative to the file. The
+dataclasses below are the schema, checked strictly by :mod:`edgepack._schema` (unknown keys and
+wrong types are one-line errors naming the file); cross-field rules follow in
+:func:`load_project`. Nothing heavy is imported: data and teacher are read when a build runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from edgepack._schema import above, at_least, between, build, check_mapping, one_of, read_yaml, show
+from edgepack.errors import ConfigError
+from edgepack.project import Augment, InputSpec, Project, ProjectData
+from edgepack.teachers import TeacherSpec
+
+CONFIG_NAME = "edgepack.yaml"
+RESIZE_POLICIES = ("stretch", "crop")  # mirrors edgepack.readers (not imported: it pulls numpy)
+SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Exactly one of path / factory / torchvision; ``weights`` goes with the latter two."""
+
+    path: str | None = None
+    factory: str | None = None
+    torchvision: str | None = None
+    weights: str | None = None
+    layout: str | None = field(default=None, metadata=one_of(("NCHW", "NHWC")))
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    size: int | None = field(default=None, metadata=at_least(8))
+    channels: int | None = field(default=None, metadata=one_of((1, 3)))
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    scale: float | None = field(default=None, metadata=above(0))
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    images: str
+    labels: str | None = None  # an IDX labels file paired with an IDX images file
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    hflip: bool = False
+    shift: int = field(default=0, metadata=at_least(0))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: SourceConfig
+    augment: AugmentConfig
+    val: SourceConfig | None = None
+    calibration: SourceConfig | None = None
+    val_fraction: float = field(default=0.1, metadata=between(0.01, 0.5))
+    resize: str | None = field(default=None, metadata=one_of(RESIZE_POLICIES))
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    teacher: TeacherConfig
+    input: InputConfig
+    data: DataConfig
+    name: str | None = None
+    labels: list[str] | str | None = None
+    targets: list[str] | None = None
+    out: str | None = None
+    cache_dir: str | None = None
+    licence: str = ""
+    author: str = ""
+
+
+def find_config(start: Path) -> Path | None:
+    """The nearest ``edgepack.yaml`` in ``start`` or its parents."""
+    for folder in (start.resolve(), *start.resolve().parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_project(path: Path) -> Project:
+    """Read, check and resolve ``path`` into a :class:`Project` (data is read later)."""
+    path = path.resolve()
+    raw = read_yaml(path, what="project config")
+    checked = check_mapping(ProjectConfig, _shorthands(raw), path)
+    config: ProjectConfig = build(ProjectConfig, checked, (path,), "")
+    base = path.parent
+    labels = _labels(config, base, path)
+    return Project(
+        name=config.name or base.name,
+        teacher=_teacher(config.teacher, base, path),
+        labels=labels,
+        input=_input(config.input, path),
+        load_data=partial(_load_data, config.data, base, labels, _input(config.input, path)),
+        licence=config.licence,
+        author=config.author,
+        augment=Augment(hflip=config.data.augment.hflip, shift=config.data.augment.shift),
+        config=path,
+        targets=tuple(_target_ref(ref, base) for ref in config.targets or ["android"]),
+        out=base / (config.out or "dist"),
+        cache_dir=base / (config.cache_dir or ".edgepack-cache"),
+    )
+
+
+# --- shorthands and cross-field rules ----------------------------------------------------------
+
+
+def _shorthands(raw: dict[str, Any]) -> dict[str, Any]:
+    """``teacher: model.pt2`` and ``train: data/train`` stand for their one-key mappings."""
+    raw = dict(raw)
+    if isinstance(raw.get("teacher"), str):
+        raw["teacher"] = _teacher_ref(raw["teacher"])
+    if isinstance(raw.get("data"), dict):
+        data = dict(raw["data"])
+        for split in ("train", "val", "calibration"):
+            if isinstance(data.get(split), str):
+                data[split] = {"images": data[split]}
+        raw["data"] = data
+    return raw
+
+
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _teacher_ref(ref: str) -> dict[str, str]:
+    if ref.startswith("torchvision:"):
+        return {"torchvision": ref.removeprefix("torchvision:")}
+    if _FACTORY.match(ref):
+        return {"factory": ref}
+    return {"path": ref}
+
+
+def _teacher(config: TeacherConfig, base: Path, path: Path) -> TeacherSpec:
+    given = [key for key in ("path", "factory", "torchvision") if getattr(config, key)]
+    if len(given) != 1:
+        raise ConfigError(
+            f"{show(path)}: teacher needs exactly one of path, factory or torchvision; "
+            f"got {', '.join(given) or 'none'}"
+        )
+    if config.weights and config.path:
+        raise ConfigError(
+            f"{show(path)}: teacher.weights goes with teacher.factory or teacher.torchvision; "
+            f"a teacher file ({config.path}) carries its own weights"
+        )
+    files = {key: base / value for key in ("path", "weights") if (value := getattr(config, key))}
+    for key, file in files.items():
+        if not file.exists():
+            raise ConfigError(
+                f"{show(path)}: teacher.{key} {getattr(config, key)!r} does not exist "
+                f"(looked at {show(file)})"
+            )
+    return TeacherSpec(
+        path=files.get("path"),
+        factory=config.factory,
+        torchvision=config.torchvision,
+        weights=files.get("weights"),
+        search_path=base,
+        layout=config.layout,
+    )
+
+
+def _input(config: InputConfig, path: Path) -> InputSpec:
+    if config.size is None:
+        raise ConfigError(
+            f"{show(path)}: input.size is not set: the square side, in pixels, your teacher "
+            "takes (`edgepack init` reads it from the teacher)"
+        )
+    if config.scale is not None:
+        if config.mean is not None or config.std is not None:
+            raise ConfigError(f"{show(path)}: input sets both scale and mean/std; give one")
+        channels = config.channels or 1
+        # pixel * scale == (pixel / 255 - 0) / std  with  std = 1 / (255 * scale)
+        return InputSpec(
+            channels, (0.0,) * channels, (1 / (255 * config.scale),) * channels, config.size
+        )
+    if config.mean is None or config.std is None:
+        raise ConfigError(
+            f"{show(path)}: input needs mean and std (the teacher's normalisation, "
+            "(pixel / 255 - mean) / std per channel) or scale (pixel * scale)"
+        )
+    channels = config.channels or len(config.mean)
+    for key in ("mean", "std"):
+        values = getattr(config, key)
+        if len(values) != channels:
+            raise ConfigError(
+                f"{show(path)}: input.{key} has {len(values)} values; expected {channels}, "
+                "one per channel"
+            )
+    if any(value <= 0 for value in config.std):
+        raise ConfigError(f"{show(path)}: input.std values must be > 0, got {config.std}")
+    return InputSpec(channels, tuple(config.mean), tuple(config.std), config.size)
+
+
+def _labels(config: ProjectConfig, base: Path, path: Path) -> tuple[str, ...]:
+    """From ``labels:`` (a list or a labels.txt), else the training folder's class folders."""
+    if isinstance(config.labels, list):
+        names = [str(name) for name in config.labels]
+    elif isinstance(config.labels, str):
+        file = base / config.labels
+        if not file.is_file():
+            raise ConfigError(f"{show(path)}: labels file {show(file)} does not exist")
+        names = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
+        names = [name for name in names if name]
+    else:
+        train = base / config.data.train.images
+        names = _class_folders(train)
+        if not names:
+            raise ConfigError(
+                f"{show(path)}: labels is not set and data.train ({show(train)}) has no class "
+                "sub-folders to name them: list the class names under labels:"
+            )
+    if len(names) < 2:
+        raise ConfigError(f"{show(path)}: expected at least 2 labels, got {len(names)}")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"{show(path)}: duplicate labels: {', '.join(duplicates)}")
+    return tuple(names)
+
+
+def _class_folders(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _target_ref(ref: str, base: Path) -> str:
+    """Profile names stay names; paths are taken relative to the config file."""
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        return str((base / ref).resolve())
+    return ref
+
+
+# --- reading the data when a build runs --------------------------------------------------------
+
+
+def _load_data(
+    data: DataConfig,
+    base: Path,
+    labels: tuple[str, ...],
+    spec: InputSpec,
+    cache_dir: Path | None,
+    progress: bool,
+) -> ProjectData:
+    from edgepack.readers import read_images, stratified_split
+
+    size = None if spec.size is None else (spec.size, spec.size)
+
+    def read(source: SourceConfig) -> Any:
+        return read_images(
+            base / source.images,
+            labels_file=None if source.labels is None else base / source.labels,
+            channels=spec.channels,
+            size=size,
+            resize=data.resize,
+            classes=labels,
+            cache_dir=cache_dir,
+            progress=progress,
+        )
+
+    train = read(data.train)
+    report: dict[str, Any] = {"train": _describe(train, data.train, base)}
+    if data.val is not None:
+        test = read(data.val)
+        report["test"] = _describe(test, data.val, base)
+        test_set = test.data
+        train_set = train.data
+    else:
+        train_set, test_set = stratified_split(train.data, data.val_fraction, SPLIT_SEED)
+        report["test"] = {
+            "source": f"{data.val_fraction:.0%} of data.train, stratified (seed {SPLIT_SEED})",
+            "images": len(test_set),
+            "labelled": test_set.labelled,
+        }
+        report["train"]["images_after_split"] = len(train_set)
+    calibration = None
+    if data.calibration is not None:
+        loaded = read(data.calibration)
+        calibration = loaded.data
+        report["calibration"] = _describe(loaded, data.calibration, base)
+    return ProjectData(train_set, test_set, calibration, report)
+
+
+_MAX_LISTED = 50
+
+
+def _describe(loaded: Any, source: SourceConfig, base: Path) -> dict[str, Any]:
+    skipped = loaded.data.skipped
+    return {
+        "source": str(source.images),
+        "kind": loaded.kind,
+        "images": len(loaded.data),
+        "labelled": loaded.data.labelled,
+        "skipped": len(skipped),
+        "skipped_files": [
+            {"path": item.path, "reason": item.reason} for item in skipped[:_MAX_LISTED]
+        ],
+    }

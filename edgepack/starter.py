@@ -1,0 +1,235 @@
+"""``edgepack init``: a commented starter ``edgepack.yaml`` from a teacher and a data folder.
+
+What can be read is read: the teacher's input layout, size, channels and number of outputs; the
+data's classes, image sizes and colour. What cannot be read, the teacher's input normalisation,
+is measured: each common convention is tried on up to :data:`PROBE_IMAGES` labelled images and
+the one under which the teacher is most accurate is written, with the accuracies as a comment.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepack.errors import InputError
+from edgepack.teachers import TeacherSpec
+
+PROBE_IMAGES = 256
+_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    name: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class Starter:
+    """Everything the template needs; ``text`` renders it."""
+
+    teacher: TeacherSpec
+    teacher_line: str
+    data: Path
+    data_line: str
+    labels: tuple[str, ...] | None
+    size: int
+    channels: int
+    resize: str | None
+    chosen: Normalisation
+    tried: tuple[Normalisation, ...]
+
+    def text(self, base: Path) -> str:
+        return _render(self, base)
+
+
+def inspect(teacher: TeacherSpec, data: Path) -> Starter:
+    """Load the teacher, look at the data, pick size, channels and normalisation."""
+    from edgepack.readers import read_images, summarize
+    from edgepack.teachers import load_teacher
+
+    loaded = load_teacher(teacher)
+    info = loaded.info
+    summary = summarize(data)
+    size, channels = _shape(info, summary)
+    sizes = set(summary.sizes)
+    resize = None if sizes == {(size, size)} else "stretch"
+    if (
+        info.num_classes is not None
+        and summary.classes
+        and info.num_classes != len(summary.classes)
+    ):
+        raise InputError(
+            f"teacher {teacher.describe()} has {info.num_classes} outputs but {data} has "
+            f"{len(summary.classes)} class folders ({', '.join(summary.classes[:5])}…); "
+            "they must match one to one"
+        )
+    images = read_images(data, channels=channels, size=(size, size), resize=resize).data
+    images = images.subset(PROBE_IMAGES, seed=0)
+    tried = tuple(_probe(loaded, images, candidate) for candidate in _candidates(images))
+    measured = [c for c in tried if c.accuracy is not None]
+    chosen = max(measured, key=lambda c: c.accuracy or 0.0) if measured else tried[0]
+    shape = "×".join("?" if d is None else str(d) for d in info.input_shape or ())
+    teacher_line = f"{info.kind}, {info.layout or 'layout probed at build time'} {shape}".strip()
+    if info.num_classes:
+        teacher_line += f", {info.num_classes} outputs"
+    histogram = ", ".join(f"{h}×{w}: {n}" for (h, w), n in Counter(summary.sizes).most_common(3))
+    data_line = (
+        f"{summary.kind}, {summary.count} images"
+        f"{f', {len(summary.classes)} classes' if summary.classes else ', unlabelled'}"
+        f", {'grayscale' if summary.grayscale else 'colour'}, sizes {histogram}"
+    )
+    return Starter(
+        teacher,
+        teacher_line,
+        data,
+        data_line,
+        summary.classes,
+        size,
+        channels,
+        resize,
+        chosen,
+        tried,
+    )
+
+
+def _shape(info: Any, summary: Any) -> tuple[int, int]:
+    """(size, channels): the teacher's static input shape wins, the data's shape fills in."""
+    shape = info.input_shape
+    height = width = channels = None
+    if shape is not None and len(shape) == 4 and info.layout in ("NCHW", "NHWC"):
+        if info.layout == "NCHW":
+            channels, height, width = shape[1], shape[2], shape[3]
+        else:
+            height, width, channels = shape[1], shape[2], shape[3]
+    if height is None or width is None:
+        (height, width), _ = Counter(summary.sizes).most_common(1)[0]
+    if height != width:
+        raise InputError(
+            f"teacher input is {height}×{width}; edgepack builds square inputs (input.size): "
+            "export the teacher at a square size"
+        )
+    if channels is None:
+        channels = 1 if summary.grayscale else 3
+    return int(height), int(channels)
+
+
+def _candidates(images: Any) -> list[Normalisation]:
+    pixels = images.images.reshape(-1, images.images.shape[-1]).astype(np.float64) / 255.0
+    mean = tuple(round(float(v), 4) for v in pixels.mean(0))
+    std = tuple(round(max(float(v), 1e-3), 4) for v in pixels.std(0))
+    channels = len(mean)
+    found = [
+        Normalisation("statistics of your images", mean, std),
+        Normalisation("pixel / 255", (0.0,) * channels, (1.0,) * channels),
+        Normalisation("[-1, 1]", (0.5,) * channels, (0.5,) * channels),
+    ]
+    if channels == 3:
+        found.append(Normalisation("ImageNet", *_IMAGENET))
+    return found
+
+
+def _probe(loaded: Any, images: Any, candidate: Normalisation) -> Normalisation:
+    """The teacher's accuracy on ``images`` under ``candidate`` (None if unlabelled)."""
+    from edgepack.distill import to_model_input
+    from edgepack.project import InputSpec
+    from edgepack.teachers import check_teacher
+
+    if not images.labelled:
+        return candidate
+    spec = InputSpec(len(candidate.mean), candidate.mean, candidate.std)
+    x = to_model_input(images.images, spec, images.images.shape[1])
+    teacher = check_teacher(loaded, x[:2], int(images.labels.max()) + 1, None)
+    logits = teacher.run(x).numpy()
+    if logits.shape[1] <= int(images.labels.max()):
+        return candidate
+    accuracy = float((logits.argmax(1) == images.labels).mean())
+    return Normalisation(candidate.name, candidate.mean, candidate.std, accuracy)
+
+
+def _render(s: Starter, base: Path) -> str:
+    def rel(path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            return str(path.resolve())
+
+    def floats(values: tuple[float, ...]) -> str:
+        return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+    teacher = s.teacher
+    if teacher.path is not None:
+        teacher_yaml = f"teacher: {rel(teacher.path)}"
+    else:
+        kind = "factory" if teacher.factory else "torchvision"
+        teacher_yaml = f"teacher:\n  {kind}: {teacher.factory or teacher.torchvision}"
+        if teacher.weights is not None:
+            teacher_yaml += f"\n  weights: {rel(teacher.weights)}"
+    if s.chosen.accuracy is None:
+        norm_note = (
+            "# The data is unlabelled, so init could not check which normalisation the teacher\n"
+            "# expects: these are your images' statistics. Replace them with the values the\n"
+            "# teacher was trained with."
+        )
+    else:
+        lines = ", ".join(f"{c.name} {c.accuracy:.1%}" for c in s.tried if c.accuracy is not None)
+        norm_note = (
+            f"# Chosen by measuring the teacher's accuracy on up to {PROBE_IMAGES} of your images\n"
+            f"# under each common convention: {lines}.\n"
+            f"# Use the values the teacher was trained with if you know them."
+        )
+    labels = (
+        f"# labels: taken from the class folders of data.train, in sorted order:\n"
+        f"#   {', '.join(s.labels)}\n"
+        "# To rename or reorder them, list them here or point at a labels.txt (one per line)."
+        if s.labels
+        else "labels: []   # unlabelled images: list the teacher's class names, in output order"
+    )
+    resize = (
+        "null          # every image is already the input size"
+        if s.resize is None
+        else f"{s.resize}       # images are not all {s.size}×{s.size}: stretch or crop"
+    )
+    return f"""\
+# edgepack project: `edgepack build` reads this file from this folder or any folder below.
+# Written by `edgepack init`. Paths are relative to this file.
+name: {base.resolve().name}
+
+# The model to distill. Found: {s.teacher_line}.
+# Also accepted: TorchScript (.pt/.ts), ONNX (.onnx), Keras (.keras/.h5), a SavedModel folder,
+# or code plus weights: {{factory: package.module:function, weights: model.safetensors}}.
+{teacher_yaml}
+
+{labels}
+
+# What the teacher takes: a square image of `size` pixels, `channels` 1 (gray) or 3 (RGB),
+# normalised as (pixel / 255 - mean) / std per channel.
+{norm_note}
+input:
+  size: {s.size}
+  channels: {s.channels}
+  mean: {floats(s.chosen.mean)}
+  std: {floats(s.chosen.std)}
+
+# Found in {rel(s.data)}: {s.data_line}.
+data:
+  train: {rel(s.data)}    # a folder of class folders, a folder of unlabelled images, .npz or IDX
+  # val: path/to/val  # labelled held-out images; without it 10% of train is held out
+  val_fraction: 0.1
+  # calibration: path/to/images   # images that set int8 ranges; default: training images
+  resize: {resize}
+  augment:
+    hflip: false      # only for data where a mirrored image keeps its label
+    shift: 0          # random shifts of up to N pixels; the teacher then runs on every batch
+
+# Device profiles from `edgepack targets`, or paths to your own .yaml (`extends: android`
+# and change the budgets there).
+targets: [android]
+out: dist
+"""
