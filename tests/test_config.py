@@ -101,7 +101,9 @@ def test_found_in_a_parent_folder(project_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        pytest.param(VALID + "epochs: 3\n", "unknown key epochs; valid keys: teacher", id="unknown"),
+        pytest.param(
+            VALID + "epochs: 3\n", "unknown key epochs; valid keys: teacher", id="unknown"
+        ),
         pytest.param(
             VALID.replace("size: 32", "size: big"),
             "input.size must be an integer or null, got 'big'",
@@ -127,9 +129,7 @@ def test_found_in_a_parent_folder(project_dir: Path) -> None:
             "teacher.path 'missing.pt2' does not exist",
             id="missing-teacher",
         ),
-        pytest.param(
-            VALID.replace("  size: 32\n", ""), "input.size is not set", id="no-size"
-        ),
+        pytest.param(VALID.replace("  size: 32\n", ""), "input.size is not set", id="no-size"),
         pytest.param(
             VALID.replace("mean: [0.5]", "mean: [0.5, 0.5, 0.5]").replace(
                 "  size: 32", "  size: 32\n  channels: 3"
@@ -160,9 +160,7 @@ def test_found_in_a_parent_folder(project_dir: Path) -> None:
             "input.channels must be one of 1, 3, got 2",
             id="channels",
         ),
-        pytest.param(
-            VALID + "labels: [a, b, a]\n", "duplicate labels: a", id="duplicate-labels"
-        ),
+        pytest.param(VALID + "labels: [a, b, a]\n", "duplicate labels: a", id="duplicate-labels"),
         pytest.param(VALID + "labels: [a]\n", "expected at least 2 labels", id="one-label"),
         pytest.param(
             VALID + "labels: [a, 2]\n",

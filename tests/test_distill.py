@@ -156,7 +156,9 @@ def test_augmented_distillation_gives_the_teacher_the_students_view() -> None:
         assert torch.equal(t, s)
     assert not any(torch.equal(t, x[: len(t)]) for t in seen["teacher"])  # really augmented
     rates = stats.rates()
-    assert rates["teacher_images_per_s"] and rates["data_images_per_s"] and rates["train_images_per_s"]
+    assert (
+        rates["teacher_images_per_s"] and rates["data_images_per_s"] and rates["train_images_per_s"]
+    )
 
 
 def test_augmentation_without_a_teacher_is_refused() -> None:
