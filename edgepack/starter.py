@@ -84,6 +84,7 @@ def inspect(teacher: TeacherSpec, data: Path) -> Starter:
         f"{summary.kind}, {summary.count} images"
         f"{f', {len(summary.classes)} classes' if summary.classes else ', unlabelled'}"
         f", {'grayscale' if summary.grayscale else 'colour'}, sizes {histogram}"
+        f" (of {sum(summary.sizes.values())} sampled)"
     )
     return Starter(
         teacher,
