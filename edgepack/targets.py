@@ -91,6 +91,7 @@ class QuickSpec:
     """The reduced-effort settings ``--quick`` uses instead of the full ones."""
 
     epochs: int = field(metadata=at_least(1))
+    min_steps: int = field(metadata=at_least(0))
     train_samples: int = field(metadata=at_least(1))
     test_samples: int = field(metadata=at_least(1))
     calibration_samples: int = field(metadata=at_least(1))

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgepack import readers
 from edgepack.datasets import ImageSet
 from edgepack.errors import InputError
+from edgepack.readers import _folder as folder_reader
 from edgepack.readers import read_images, stratified_split, summarize
 
 RNG = np.random.default_rng(0)
@@ -37,13 +37,13 @@ def _gray(h: int = 8, w: int = 8) -> np.ndarray:
 def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Record every file the reader decodes (the decoder itself still runs)."""
     calls: list[Path] = []
-    decode = readers._decode
+    decode = folder_reader._decode
 
     def counting(path: Path, *args: Any, **kwargs: Any) -> np.ndarray | str:
         calls.append(path)
         return decode(path, *args, **kwargs)
 
-    monkeypatch.setattr(readers, "_decode", counting)
+    monkeypatch.setattr(folder_reader, "_decode", counting)
     return calls
 
 
