@@ -269,11 +269,12 @@ def _teacher_logits(state: BuildState) -> str:
     from edgepack.distill import teacher_logits
 
     cache = state.options.cache_dir / "logits"
-    outputs = []
+    outputs, shared = [], True
     for split in ("train", "test"):
         data, x = state.need(split), state.need(f"{split}_x")
         path = _cache_file(cache, state, data)
         if path.name not in state.shared.logits:
+            shared = False
             hit = path.is_file()
             logits = teacher_logits(
                 state.need("teacher"),
@@ -291,6 +292,8 @@ def _teacher_logits(state: BuildState) -> str:
     state.train_labels = train.labels if train.labelled else train_logits.argmax(1)
     state.results["teacher_accuracy"] = accuracy
     origin = "from cache" if train_hit and test_hit else "computed and cached"
+    if shared:
+        origin = "shared with an earlier target"
     if accuracy is None:
         return f"teacher accuracy not measured: no labelled held-out images ({origin})"
     return f"teacher accuracy {accuracy:.2%} ({origin})"

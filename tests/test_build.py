@@ -149,7 +149,10 @@ def test_all_targets_share_one_student(tmp_path: Path, shared_cache: Path) -> No
     result = _build(["--target", "all"], tmp_path / "dist", shared_cache)
     # Quick effort misses the accuracy budgets, so the run exits 1 after writing every target.
     assert result.exit_code == 1, result.output
-    assert result.output.count("(shared with an earlier target)") == 2
+    lines = result.output.splitlines()
+    for stage in ("teacher logits", "distill"):  # android computes; ios and onnx reuse
+        shared = [line for line in lines if stage in line and "shared with an earlier" in line]
+        assert len(shared) == 2, result.output
     manifests = {
         name: json.loads((tmp_path / "dist" / name / "manifest.json").read_text())
         for name in ("android", "ios", "onnx")
