@@ -161,17 +161,7 @@ def _load_teacher(state: BuildState) -> str:
         state.shared.teacher = load_teacher(state.project.teacher)
     _use_teacher(state, state.shared.teacher)
     info = state.shared.teacher.info
-    shape = "×".join("?" if d is None else str(d) for d in info.input_shape or ())
-    facts = ", ".join(
-        part
-        for part in (
-            info.kind,
-            info.layout and f"{info.layout} {shape}",
-            info.num_classes and f"{info.num_classes} outputs",
-        )
-        if part
-    )
-    return f"{info.source} ({facts}){' (reused)' if reused else ''}"
+    return f"{info.source} ({info.summary()}){' (reused)' if reused else ''}"
 
 
 def _use_teacher(state: BuildState, loaded: LoadedTeacher) -> None:

@@ -123,7 +123,7 @@ def targets_show(name_or_path: str) -> None:
 @click.option(
     "--quick",
     is_flag=True,
-    help="Reduced effort (a data subset, one epoch): every stage runs for real in ~1 min.",
+    help="Reduced effort (a data subset, few epochs): every stage runs for real in ~1 min.",
 )
 @click.option(
     "--cache-dir",
@@ -264,7 +264,7 @@ def init(teacher: str, weights: Path | None, data: Path, output: Path, force: bo
     spec = TeacherSpec.parse(teacher, Path.cwd())
     if weights is not None:
         spec = dataclasses.replace(spec, weights=weights)
-    starter = inspect(dataclasses.replace(spec, search_path=Path.cwd()), data)
+    starter = inspect(spec, data)
     base.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     partial.write_text(starter.text(base), encoding="utf-8")

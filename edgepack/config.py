@@ -4,7 +4,8 @@ Found like ruff or pytest find theirs: the first ``edgepack.yaml`` in the workin
 one of its parents, unless ``--config`` names one. Paths inside are relative to the file. The
 dataclasses below are the schema, checked strictly by :mod:`edgepack._schema` (unknown keys and
 wrong types are one-line errors naming the file); cross-field rules follow in
-:func:`load_project`. Nothing heavy is imported: data and teacher are read when a build runs.
+:func:`load_project`. Data and teachers are read when a build runs; the CLI imports this module only in the commands
+that need it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 from edgepack._schema import above, at_least, between, build, check_mapping, one_of, read_yaml, show
 from edgepack.errors import ConfigError
 from edgepack.project import Augment, InputSpec, Project, ProjectData
+from edgepack.readers import RESIZE_POLICIES, LoadedImages, read_images, stratified_split
 from edgepack.teachers import TeacherSpec
 
 CONFIG_NAME = "edgepack.yaml"
-RESIZE_POLICIES = ("stretch", "crop")  # mirrors edgepack.readers (not imported: it pulls numpy)
 SPLIT_SEED = 0
 
 
@@ -98,12 +99,13 @@ def load_project(path: Path) -> Project:
     config: ProjectConfig = build(ProjectConfig, checked, (path,), "")
     base = path.parent
     labels = _labels(config, base, path)
+    spec = _input(config.input, path)
     return Project(
         name=config.name or base.name,
         teacher=_teacher(config.teacher, base, path),
         labels=labels,
-        input=_input(config.input, path),
-        load_data=partial(_load_data, config.data, base, labels, _input(config.input, path)),
+        input=spec,
+        load_data=partial(_load_data, config.data, base, labels, spec),
         licence=config.licence,
         author=config.author,
         augment=Augment(hflip=config.data.augment.hflip, shift=config.data.augment.shift),
@@ -253,11 +255,9 @@ def _load_data(
     cache_dir: Path | None,
     progress: bool,
 ) -> ProjectData:
-    from edgepack.readers import read_images, stratified_split
-
     size = None if spec.size is None else (spec.size, spec.size)
 
-    def read(source: SourceConfig) -> Any:
+    def read(source: SourceConfig) -> LoadedImages:
         return read_images(
             base / source.images,
             labels_file=None if source.labels is None else base / source.labels,
@@ -270,10 +270,10 @@ def _load_data(
         )
 
     train = read(data.train)
-    report: dict[str, Any] = {"train": _describe(train, data.train, base)}
+    report: dict[str, Any] = {"train": _describe(train, data.train)}
     if data.val is not None:
         test = read(data.val)
-        report["test"] = _describe(test, data.val, base)
+        report["test"] = _describe(test, data.val)
         test_set = test.data
         train_set = train.data
     else:
@@ -288,14 +288,14 @@ def _load_data(
     if data.calibration is not None:
         loaded = read(data.calibration)
         calibration = loaded.data
-        report["calibration"] = _describe(loaded, data.calibration, base)
+        report["calibration"] = _describe(loaded, data.calibration)
     return ProjectData(train_set, test_set, calibration, report)
 
 
 _MAX_LISTED = 50
 
 
-def _describe(loaded: Any, source: SourceConfig, base: Path) -> dict[str, Any]:
+def _describe(loaded: LoadedImages, source: SourceConfig) -> dict[str, Any]:
     skipped = loaded.data.skipped
     return {
         "source": str(source.images),

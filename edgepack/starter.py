@@ -75,10 +75,6 @@ def inspect(teacher: TeacherSpec, data: Path) -> Starter:
     tried = tuple(_probe(loaded, images, candidate) for candidate in _candidates(images))
     measured = [c for c in tried if c.accuracy is not None]
     chosen = max(measured, key=lambda c: c.accuracy or 0.0) if measured else tried[0]
-    shape = "×".join("?" if d is None else str(d) for d in info.input_shape or ())
-    teacher_line = f"{info.kind}, {info.layout or 'layout probed at build time'} {shape}".strip()
-    if info.num_classes:
-        teacher_line += f", {info.num_classes} outputs"
     histogram = ", ".join(f"{h}×{w}: {n}" for (h, w), n in Counter(summary.sizes).most_common(3))
     data_line = (
         f"{summary.kind}, {summary.count} images"
@@ -88,7 +84,7 @@ def inspect(teacher: TeacherSpec, data: Path) -> Starter:
     )
     return Starter(
         teacher,
-        teacher_line,
+        info.summary(),
         data,
         data_line,
         summary.classes,

@@ -197,9 +197,3 @@ def test_bad_configs_are_one_line_errors_naming_the_file(
     assert message in str(caught.value)
     assert "edgepack.yaml" in str(caught.value)
     assert "\n" not in str(caught.value)
-
-
-def test_resize_policies_match_the_readers() -> None:
-    from edgepack import config, readers
-
-    assert config.RESIZE_POLICIES == readers.RESIZE_POLICIES

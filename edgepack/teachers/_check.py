@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from edgepack.errors import InputError
 from edgepack.teachers._load import in_layout
-from edgepack.teachers._spec import LAYOUTS, LoadedTeacher, Shape, Teacher, first_line
+from edgepack.teachers._spec import LAYOUTS, LoadedTeacher, Shape, Teacher, dims_text, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -48,7 +48,7 @@ def _fitting_layouts(
 ) -> list[str]:
     if len(shape) != 4:
         raise InputError(
-            f"teacher {name} takes {len(shape)}-D input ({_dims(shape)}); edgepack feeds image "
+            f"teacher {name} takes {len(shape)}-D input ({dims_text(shape)}); edgepack feeds image "
             "batches (N×C×H×W)"
         )
     layouts = [layout] if layout else list(LAYOUTS)
@@ -57,8 +57,8 @@ def _fitting_layouts(
         return fitting
     shown = layout or "NCHW"
     raise InputError(
-        f"teacher {name} expects {_dims(shape[1:])} ({layout or 'layout unknown'}), the data gives "
-        f"{_dims(_data_dims(example, shown))}: set input.size / input.channels in edgepack.yaml "
+        f"teacher {name} expects {dims_text(shape[1:])} ({layout or 'layout unknown'}), the data gives "
+        f"{dims_text(_data_dims(example, shown))}: set input.size / input.channels in edgepack.yaml "
         "or resize the data"
     )
 
@@ -72,7 +72,7 @@ def _problem(
     try:
         out = run(example)
     except Exception as exc:
-        return f"teacher {name} rejected a {_dims(tuple(example.shape))} batch ({layout}): {first_line(exc)}"
+        return f"teacher {name} rejected a {dims_text(tuple(example.shape))} batch ({layout}): {first_line(exc)}"
     shape = tuple(out.shape)
     if shape != (batch, labels):
         if len(shape) == 2 and shape[0] == batch:
@@ -90,7 +90,3 @@ def _data_dims(example: torch.Tensor, layout: str) -> Shape:
 
 def _fits(expected: Shape, actual: Shape) -> bool:
     return all(want is None or want == got for want, got in zip(expected, actual, strict=True))
-
-
-def _dims(shape: Shape) -> str:
-    return "×".join("?" if d is None else str(d) for d in shape)

@@ -107,6 +107,15 @@ class TeacherInfo:
     fingerprint: str
     source: str
 
+    def summary(self) -> str:
+        """``torch.export, NCHW ?×1×28×28, 10 outputs``: what the CLI shows."""
+        parts = [self.kind]
+        if self.input_shape is not None:
+            parts.append(f"{self.layout or 'layout probed on data'} {dims_text(self.input_shape)}")
+        if self.num_classes is not None:
+            parts.append(f"{self.num_classes} outputs")
+        return ", ".join(parts)
+
 
 @dataclass(frozen=True)
 class LoadedTeacher:
@@ -141,6 +150,11 @@ def first_line(exc: BaseException) -> str:
     if lines[0].startswith("The following operation failed in the TorchScript interpreter"):
         return lines[-1].removeprefix("RuntimeError: ")
     return lines[0]
+
+
+def dims_text(shape: Shape) -> str:
+    """``(None, 1, 28, 28)`` → ``?×1×28×28``."""
+    return "×".join("?" if d is None else str(d) for d in shape)
 
 
 def static_dims(dims: Iterable[object]) -> Shape:
