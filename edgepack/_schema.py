@@ -169,6 +169,11 @@ def check_mapping(cls: type, raw: Any, path: Path, prefix: str = "") -> dict[str
     rules = {f.name: f.metadata.get("rule") for f in fields(cls)}
     checked: dict[str, Any] = {}
     for key, value in raw.items():
+        if key not in schema and getattr(cls, "PLUGIN_KEYS", False):
+            # Keys of the section's plugin (a runner's own options): kept for the caller, who
+            # checks them once the merged section names the plugin.
+            checked[key] = value
+            continue
         if key not in schema:
             section = f" in {prefix[:-1]}" if prefix else ""
             valid = ", ".join(schema)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from edgepack.targets import Budgets
+
+if TYPE_CHECKING:
+    from edgepack.runners import Latency, Unavailable
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,9 @@ class Measurements:
     # Figures this machine cannot produce, with the reason (e.g. Core ML predicts only on
     # macOS). Their budgets are reported as skipped instead of failed.
     unavailable: dict[str, str] = field(default_factory=dict)
+    # What kind of latency figure it is, for the verdict: "" for a measurement on this
+    # machine, "estimate for Pixel 4 (...)" for an emulated runner's estimate.
+    latency_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,8 @@ class Verdict:
         if self.measured is None:
             return f"{self.name}: {self.status} {budget}: {self.note}"
         shown = f"{self.measured:.4g}{unit}"
+        if self.note:
+            shown += f" ({self.note})"
         status = {"pass": "ok", "fail": "EXCEEDED"}[self.status]
         return f"{self.name}: {shown} {budget} {status}"
 
@@ -91,5 +100,32 @@ def evaluate(budgets: Budgets, measured: Measurements) -> list[Verdict]:
             verdicts.append(Verdict(name, limit, None, unit, status, reason or "not measured"))
             continue
         passed = value >= limit if is_floor else value <= limit
-        verdicts.append(Verdict(name, limit, value, unit, "pass" if passed else "fail"))
+        note = measured.latency_note if kind == "latency" else ""
+        verdicts.append(Verdict(name, limit, value, unit, "pass" if passed else "fail", note))
     return verdicts
+
+
+def judge(
+    budgets: Budgets,
+    *,
+    size_bytes: int,
+    latency: Latency | Unavailable,
+    teacher_accuracy: float | None,
+    artifact_accuracy: float | None,
+    unavailable: dict[str, str] | None = None,
+) -> list[Verdict]:
+    """The verdicts of a build or a check: one path for both, from a runner's result."""
+    from edgepack.runners import Unavailable
+
+    reasons = dict(unavailable or {})
+    p50, note = None, ""
+    if isinstance(latency, Unavailable):
+        reasons["latency"] = latency.reason
+    else:
+        p50 = latency.p50_ms
+        if latency.estimate is not None:
+            note = f"estimate for {latency.estimate.device}"
+    return evaluate(
+        budgets,
+        Measurements(size_bytes, p50, teacher_accuracy, artifact_accuracy, reasons, note),
+    )

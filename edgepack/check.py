@@ -1,88 +1,151 @@
 """``edgepack check``: re-judge a built ``dist/<target>`` folder against its budgets.
 
 Meant for nightly CI: the artifact's bytes are checked against the manifest (sha256), its size
-and latency are measured again now, on this machine, and the accuracies come from the manifest
-(they were measured on the full held-out set at build time). Budgets come from the current
-profile, so tightening a budget in ``targets/`` makes yesterday's artifact fail today.
+and latency are measured again now, through the same runner path as the build, and the
+accuracies come from the manifest (they were measured on the full held-out set at build time).
+Budgets come from the current profile, so tightening a budget in ``targets/`` makes yesterday's
+artifact fail today; a build from a profile file that is not shipped is judged against the
+profile recorded in its manifest unless ``--target`` names the file.
+
+The manifest is untrusted input: every path in it must stay inside the folder and every field
+must have the type the build writes, or the check stops with one line.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edgepack._files import artifact_bytes, sha256
-from edgepack.budgets import Measurements, Verdict, evaluate
-from edgepack.errors import InputError
-from edgepack.targets import Target, load_target
+from edgepack.budgets import Verdict, judge
+from edgepack.errors import ConfigError, InputError
+from edgepack.targets import Target, load_target, target_from_profile, targets_dir
+
+MAX_MANIFEST_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
 class CheckResult:
     target: Target
     artifact: Path
-    latency_p50_ms: float | None
+    latency: Any  # runners.Latency | runners.Unavailable
     verdicts: list[Verdict]
+
+    @property
+    def latency_p50_ms(self) -> float | None:
+        return getattr(self.latency, "p50_ms", None)
 
 
 def read_manifest(dist: Path) -> dict[str, Any]:
+    """The manifest of a built folder, checked field by field before anything trusts it."""
     path = dist / "manifest.json"
     if not path.is_file():
         raise InputError(f"no build found: expected {path} (run `edgepack build` first)")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise InputError(f"{path} is {path.stat().st_size:,} bytes: not an edgepack manifest")
     try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise InputError(f"{path} is not an edgepack manifest: expected a JSON object")
+    except RecursionError:
+        raise InputError(f"{path} is not an edgepack manifest: nested too deeply") from None
+    _expect(path, "the manifest", manifest, dict)
     missing = [key for key in ("target", "artifact", "files", "accuracy") if key not in manifest]
     if missing:
         raise InputError(f"{path} is not an edgepack manifest: missing {', '.join(missing)}")
+    _expect(path, "target", manifest["target"], dict)
+    _expect(path, "target.name", manifest["target"].get("name"), str)
+    _expect(path, "accuracy", manifest["accuracy"], dict)
+    for key in ("teacher", "int8_artifact"):
+        value = manifest["accuracy"].get(key)
+        if value is not None and not _is_number(value):
+            raise InputError(f"{path}: accuracy.{key} must be a number or null, got {value!r:.40}")
+    _expect(path, "files", manifest["files"], dict)
+    for name, entry in manifest["files"].items():
+        _inside(path, f"files key {name!r:.60}", name)
+        _expect(path, f"files[{name!r:.60}]", entry, dict)
+        _expect(path, f"files[{name!r:.60}].sha256", entry.get("sha256"), str)
+    artifact = manifest["artifact"]
+    _expect(path, "artifact", artifact, str)
+    _inside(path, "artifact", artifact)
+    listed = [n for n in manifest["files"] if n == artifact or n.startswith(f"{artifact}/")]
+    if not listed:
+        raise InputError(f"{path}: artifact {artifact!r:.60} is not among the hashed files")
     return manifest
 
 
 def check(dist: Path, target_ref: str | None = None) -> CheckResult:
-    from edgepack.runners import get_runner
+    from edgepack.runners import measure
 
     manifest = read_manifest(dist)
-    target = load_target(target_ref or manifest["target"]["name"])
+    target = _target(dist, manifest, target_ref)
     artifact = dist / manifest["artifact"]
     _verify_files(dist, manifest["files"])
-    runner = target.runner
-    latency = get_runner(runner.name)(
-        artifact,
-        target.format,
-        threads=runner.threads,
-        warmup=runner.warmup,
-        iterations=runner.iterations,
-    )
+    latency = measure(target, artifact)
     accuracy = manifest["accuracy"]
     unavailable = {}
-    if latency is None:
-        unavailable["latency"] = f"the {target.format} runtime cannot run here"
     if accuracy.get("int8_artifact") is None and "prediction" in accuracy:
         unavailable["accuracy"] = str(accuracy["prediction"]).removeprefix("skipped: ")
-    measured = Measurements(
+    verdicts = judge(
+        target.budgets,
         size_bytes=artifact_bytes(artifact),
-        latency_p50_ms=None if latency is None else latency.p50_ms,
+        latency=latency,
         teacher_accuracy=accuracy.get("teacher"),
         artifact_accuracy=accuracy.get("int8_artifact"),
         unavailable=unavailable,
     )
-    p50 = None if latency is None else latency.p50_ms
-    return CheckResult(target, artifact, p50, evaluate(target.budgets, measured))
+    return CheckResult(target, artifact, latency, verdicts)
+
+
+def _target(dist: Path, manifest: dict[str, Any], target_ref: str | None) -> Target:
+    """``--target`` if given; else the shipped profile of that name; else the recorded one."""
+    if target_ref is not None:
+        return load_target(target_ref)
+    name = manifest["target"]["name"]
+    if (targets_dir() / f"{name}.yaml").is_file():
+        return load_target(name)
+    profile = manifest["target"].get("profile")
+    if not isinstance(profile, dict):
+        raise ConfigError(
+            f"{dist / 'manifest.json'}: target {name!r:.60} is not a shipped profile and the "
+            "manifest records none; pass --target PROFILE.yaml"
+        )
+    return target_from_profile({**profile, "name": name}, dist / "manifest.json")
 
 
 def _verify_files(dist: Path, files: dict[str, dict[str, Any]]) -> None:
     for name, expected in files.items():
         path = dist / name
+        if path.is_symlink():
+            raise InputError(f"{path} is a symbolic link: refusing to follow it")
         if not path.is_file():
             raise InputError(f"{path} is missing: the manifest lists it")
         digest = sha256(path)
-        if digest != expected.get("sha256"):
+        if digest != expected["sha256"]:
             raise InputError(
                 f"{path} changed since the build: sha256 {digest[:12]}…, manifest says "
-                f"{str(expected.get('sha256'))[:12]}…"
+                f"{expected['sha256'][:12]}…"
             )
+
+
+def _expect(path: Path, what: str, value: Any, kind: type) -> None:
+    if not isinstance(value, kind):
+        expected = "a JSON object" if kind is dict else "a string"
+        raise InputError(
+            f"{path}: {what} must be {expected}, got {type(value).__name__} (not an edgepack "
+            "manifest, or a damaged one)"
+        )
+
+
+def _inside(path: Path, what: str, name: str) -> None:
+    """A name from the manifest must be a relative path that stays inside the folder."""
+    parts = PurePosixPath(name).parts
+    if not name or name.startswith("/") or "\\" in name or ".." in parts or "\0" in name:
+        raise InputError(f"{path}: {what} points outside the build folder")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

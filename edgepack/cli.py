@@ -307,7 +307,10 @@ def check(dist: Path, target_ref: str | None) -> None:
     """
     from edgepack.check import check as run_check
 
+    from edgepack.runners import describe
+
     result = run_check(dist, target_ref)
+    click.echo(f"latency  {describe(result.latency)}")
     for verdict in result.verdicts:
         click.echo(f"{_STATUS[verdict.status]} {verdict.describe()}")
     if not all(v.passed for v in result.verdicts):

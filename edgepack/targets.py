@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from edgepack import runners
 from edgepack._schema import (
     FROM_FILE,
     above,
@@ -78,12 +80,17 @@ class Budgets:
 
 @dataclass(frozen=True)
 class RunnerSpec:
-    """Where latency is measured; ``name`` is checked against the runners registry at build time."""
+    """Where latency is measured. ``name`` picks a runner from the registry
+    (edgepack/runners/); the runner's own keys sit next to these and fill ``options`` (its
+    OPTIONS dataclass), checked once the merged profile names the runner."""
 
     name: str
     threads: int = field(metadata=at_least(1))
     warmup: int = field(metadata=at_least(0))
     iterations: int = field(metadata=at_least(1))
+    options: Any = field(default=None, metadata=FROM_FILE)
+
+    PLUGIN_KEYS: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,17 @@ class Target:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts, strings and numbers, ready for YAML or JSON (schema order kept)."""
-        return {**dataclasses.asdict(self), "source": str(self.source)}
+        data = {**dataclasses.asdict(self), "source": str(self.source)}
+        options = data["runner"].pop("options") or {}
+        data["runner"].update(options)  # a runner's own keys sit in its section, as in the file
+        return data
+
+    def portable_source(self) -> str:
+        """The profile's file without this machine's folders: ``targets/android.yaml`` for a
+        shipped profile, else the file's name (a manifest must not differ between checkouts)."""
+        if self.source.parent == _SHIPPED_TARGETS_DIR:
+            return f"targets/{self.source.name}"
+        return self.source.name
 
     def with_resolution(self, resolution: int) -> Target:
         """A copy whose student takes ``resolution`` pixels (a project that fixes its size)."""
@@ -213,18 +230,58 @@ def _load(path: Path) -> Target:
             f"valid targets: {', '.join(_target_names())}"
         )
     merged, chain = _resolve(path, ())
-    target: Target = build(Target, merged, chain, "", name=path.stem, source=path)
-    options_cls = options_class(target.format)
-    raw = check_mapping(options_cls, merged.get("export", {}), chain[0], "export.")
+    return _finish(merged, chain, path.stem, path)
+
+
+def target_from_profile(profile: dict[str, Any], label: Path) -> Target:
+    """A target from a resolved profile mapping (as a manifest records it); errors name
+    ``label``. Every key is checked as in a file."""
+    raw = {k: v for k, v in profile.items() if k not in ("name", "source")}
+    merged = check_mapping(Target, raw, label)
+    name = profile.get("name")
+    if not isinstance(name, str):
+        raise ConfigError(f"{show(label)}: the recorded profile has no name")
+    return _finish(merged, (label,), name, label)
+
+
+def _finish(merged: dict[str, Any], chain: tuple[Path, ...], name: str, source: Path) -> Target:
+    _check_name(name, source)
+    target: Target = build(Target, merged, chain, "", name=name, source=source)
+    export = _plugin_options(
+        options_class(target.format), merged.get("export", {}), chain, "export."
+    )
+    runner_keys = {f.name for f in dataclasses.fields(RunnerSpec)}
+    own = {k: v for k, v in merged.get("runner", {}).items() if k not in runner_keys}
+    runner_options = _plugin_options(
+        runners.options_class(target.runner.name), own, chain, "runner."
+    )
+    runner = dataclasses.replace(target.runner, options=runner_options)
+    return dataclasses.replace(target, export=export, runner=runner)
+
+
+def _plugin_options(cls: type, raw: dict[str, Any], chain: tuple[Path, ...], prefix: str) -> Any:
+    """A format's or runner's own options, checked strictly against its OPTIONS dataclass."""
     try:
-        options = build(options_cls, raw, chain, "export.")
-    except ConfigError as exc:  # the format's own value checks do not know the file
+        checked = check_mapping(cls, raw, chain[0], prefix)
+        return build(cls, checked, chain, prefix)
+    except ConfigError as exc:  # the plugin's own value checks do not know the file
         message = str(exc)
         files = ", ".join(show(p) for p in chain)
         raise ConfigError(
             message if message.startswith(show(chain[0])) else f"{files}: {message}"
         ) from None
-    return dataclasses.replace(target, export=options)
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _check_name(name: str, source: Path) -> None:
+    """A target's name becomes a folder under the output root: it must be a plain name."""
+    if not _SAFE_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{show(source)}: target name {name!r} cannot be an output folder name: expected "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit; rename the file"
+        )
 
 
 def _resolve(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tuple[Path, ...]]:
@@ -232,7 +289,10 @@ def _resolve(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tuple[
     if path in seen:
         cycle = " -> ".join(show(p) for p in (*seen, path))
         raise ConfigError(f"extends cycle: {cycle}")
-    own = check_mapping(Target, read_yaml(path), path)
+    raw = read_yaml(path)
+    if isinstance(raw.get("runner"), str):  # `runner: host` names a runner with its defaults
+        raw["runner"] = {"name": raw["runner"]}
+    own = check_mapping(Target, raw, path)
     parent = own.pop("extends", None)
     own.pop("abstract", None)
     if parent is None:
@@ -247,4 +307,10 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     for key, value in override.items():
         both = isinstance(value, dict) and isinstance(base.get(key), dict)
         merged[key] = {**base[key], **value} if both else value
+    runner, inherited = override.get("runner") or {}, base.get("runner") or {}
+    if runner.get("name", inherited.get("name")) != inherited.get("name"):
+        # Another runner: the parent's runner-specific keys do not apply to it.
+        common = {f.name for f in dataclasses.fields(RunnerSpec)}
+        kept = {k: v for k, v in inherited.items() if k in common}
+        merged["runner"] = {**kept, **runner}
     return merged

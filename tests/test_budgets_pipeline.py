@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from edgepack.budgets import Measurements, evaluate
@@ -42,22 +44,42 @@ def test_unset_budgets_are_skipped_and_missing_measurements_fail() -> None:
     assert verdict.name == "max_latency_ms" and not verdict.passed
 
 
+@dataclass(frozen=True)
+class _A:
+    value: str
+
+    def summary(self) -> str:
+        return f"made {self.value}"
+
+
+@dataclass(frozen=True)
+class _B(_A):
+    pass
+
+
 def test_stage_order_is_checked_before_running() -> None:
     ran: list[str] = []
-    stages = [Stage("b", lambda s: ran.append("b") or "", after=("a",)), Stage("a", lambda s: "")]
-    with pytest.raises(PipelineError, match="'b' must run after a"):
+    stages = [
+        Stage("b", lambda c, got: ran.append("b") or _B(got[_A].value), _B, needs=(_A,)),
+        Stage("a", lambda c, got: _A("a"), _A),
+    ]
+    with pytest.raises(PipelineError, match=r"'b' needs _A \(made by 'a'\) before it"):
         run_stages(stages, None)
     assert ran == []
 
 
-def test_stages_run_in_order_and_are_timed() -> None:
-    seen: list[str] = []
+def test_stages_pass_records_forward_in_order_and_are_timed() -> None:
     stages = [
-        Stage("a", lambda s: s.append("a") or "did a"),
-        Stage("b", lambda s: s.append("b") or "did b", after=("a",)),
+        Stage("a", lambda c, got: _A(c), _A),
+        Stage("b", lambda c, got: _B(got[_A].value + "b"), _B, needs=(_A,)),
     ]
     check_order(stages)
     done: list[tuple[str, str]] = []
-    timings = run_stages(stages, seen, lambda name, summary, _: done.append((name, summary)))
-    assert seen == ["a", "b"] and list(timings) == ["a", "b"]
-    assert done == [("a", "did a"), ("b", "did b")]
+    got, timings = run_stages(stages, "a", lambda name, summary, _: done.append((name, summary)))
+    assert got[_B] == _B("ab") and list(timings) == ["a", "b"]
+    assert done == [("a", "made a"), ("b", "made ab")]
+
+
+def test_a_stage_must_return_the_record_it_declares() -> None:
+    with pytest.raises(PipelineError, match="returned _A, expected _B"):
+        run_stages([Stage("b", lambda c, got: _A("x"), _B)], None)

@@ -12,11 +12,10 @@ import pytest
 import torch
 from helpers import SHAPE, tiny_student
 
-from edgepack import exporters, runners
+from edgepack import exporters
 from edgepack.errors import ConfigError, InputError, MissingExtraError
 from edgepack.exporters import tflite
 from edgepack.quantize import quantize_pt2e_int8
-from edgepack.runners.host import measure_latency
 
 pytestmark = pytest.mark.skipif(
     find_spec("litert_torch") is None or find_spec("ai_edge_litert") is None,
@@ -125,22 +124,9 @@ def test_per_channel_int8_fits_size_budget_with_its_scales(built: dict[str, Any]
     assert info["file_bytes"] < tflite.describe(built["float"])["file_bytes"]
 
 
-def test_host_latency_is_positive_and_ordered(built: dict[str, Any]) -> None:
-    latency = runners.get_runner("host")(
-        built["int8"], "tflite", threads=1, warmup=2, iterations=20
-    )
-    assert 0 < latency.p50_ms <= latency.p90_ms
-    assert (latency.runner, latency.threads, latency.iterations) == ("host", 1, 20)
-
-
 def test_predict_rejects_wrong_layout(built: dict[str, Any]) -> None:
     with pytest.raises(InputError, match=r"float32 \(N, 28, 28, 1\)"):
         tflite.predict(built["int8"], built["images"].numpy())  # NCHW, not NHWC
-
-
-def test_measure_latency_rejects_bad_counts(built: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError, match="iterations >= 1"):
-        measure_latency(built["int8"], "tflite", iterations=0)
 
 
 def test_quantize_needs_calibration() -> None:
@@ -156,11 +142,9 @@ def test_every_format_satisfies_the_exporter_contract(name: str) -> None:
     assert dataclasses.is_dataclass(exporter.OPTIONS) and exporter.ARTIFACT.startswith("model.")
 
 
-def test_unknown_format_and_runner_name_the_choices() -> None:
+def test_unknown_format_names_the_choices() -> None:
     with pytest.raises(ConfigError, match="choose one of: tflite, onnx, coreml"):
         exporters.get_exporter("tensorrt")
-    with pytest.raises(ConfigError, match="choose one of: host"):
-        runners.get_runner("phone")
 
 
 def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,8 +153,3 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
     )
     with pytest.raises(MissingExtraError, match=r"pip install 'edgepack\[tflite\]'"):
         exporters.get_exporter("tflite")
-
-
-def test_runner_registry_lists_host() -> None:
-    assert runners.runner_names() == ("host",)
-    assert runners.get_runner("host") is measure_latency

@@ -24,6 +24,7 @@ __all__ = [
     "format_names",
     "get_exporter",
     "options_class",
+    "runtime_unavailable",
 ]
 
 
@@ -34,13 +35,20 @@ class Format:
     module: str
     requires: tuple[str, ...]
     extra: str
+    # Operating systems (platform.system()) whose runtime can execute the artifact; None: all.
+    runs_on: tuple[str, ...] | None = None
+    runtime_note: str = ""  # why it cannot run elsewhere, shown wherever a figure is skipped
 
 
 FORMATS: dict[str, Format] = {
     "tflite": Format("edgepack.exporters.tflite", ("litert_torch", "ai_edge_litert"), "tflite"),
     "onnx": Format("edgepack.exporters.onnx", ("onnx", "onnxruntime"), "onnx"),
     "coreml": Format(
-        "edgepack.exporters.coreml", ("coremltools", "litert_torch", "torchao"), "coreml"
+        "edgepack.exporters.coreml",
+        ("coremltools", "litert_torch", "torchao"),
+        "coreml",
+        runs_on=("Darwin",),
+        runtime_note="Core ML predicts only on macOS",
     ),
 }
 
@@ -54,6 +62,17 @@ def _format(name: str) -> Format:
     if fmt is None:
         raise ConfigError(f"unknown export format {name!r}; choose one of: {', '.join(FORMATS)}")
     return fmt
+
+
+def runtime_unavailable(name: str) -> str | None:
+    """None if format ``name``'s runtime can execute an artifact on this machine, else why not
+    (one wording for build, check and the report)."""
+    import platform
+
+    fmt = _format(name)
+    if fmt.runs_on is None or platform.system() in fmt.runs_on:
+        return None
+    return f"{fmt.runtime_note} (this machine runs {platform.system()})"
 
 
 def options_class(name: str) -> type:

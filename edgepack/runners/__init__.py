@@ -1,28 +1,37 @@
-"""Latency runners: where a packaged model is timed ("host" now; "qemu" and "adb" to come).
+"""Latency runners: where a packaged model is timed.
 
-The table maps a runner name to ``"module:function"`` so choosing a runner imports only it.
+Adding a runner means one module satisfying :class:`Runner` (see ``_base.py``) and one line in
+:data:`RUNNERS`. Modules are imported on first use, so choosing a runner imports only it.
+Build and ``edgepack check`` both judge latency through :func:`measure`.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 from edgepack.errors import ConfigError
+from edgepack.runners._base import Estimate, Latency, Runner, Unavailable
 
 if TYPE_CHECKING:
-    from edgepack.runners.host import Latency
+    from edgepack.targets import Target
 
-
-class MeasureLatency(Protocol):
-    def __call__(
-        self, path: Path, fmt: str, *, threads: int = 1, warmup: int = 20, iterations: int = 200
-    ) -> Latency | None: ...
-
+__all__ = [
+    "RUNNERS",
+    "Estimate",
+    "Latency",
+    "Runner",
+    "Unavailable",
+    "describe",
+    "get_runner",
+    "measure",
+    "options_class",
+    "runner_names",
+]
 
 RUNNERS: dict[str, str] = {
-    "host": "edgepack.runners.host:measure_latency",
+    "host": "edgepack.runners.host",
 }
 
 
@@ -30,10 +39,44 @@ def runner_names() -> tuple[str, ...]:
     return tuple(RUNNERS)
 
 
-def get_runner(name: str) -> MeasureLatency:
-    """The measure function of runner ``name``; ConfigError naming the choices if unknown."""
-    target = RUNNERS.get(name)
-    if target is None:
+def get_runner(name: str) -> Runner:
+    """The runner module ``name``; ConfigError naming the choices if unknown."""
+    module = RUNNERS.get(name)
+    if module is None:
         raise ConfigError(f"unknown runner {name!r}; choose one of: {', '.join(RUNNERS)}")
-    module, function = target.split(":")
-    return cast(MeasureLatency, getattr(importlib.import_module(module), function))
+    return cast(Runner, importlib.import_module(module))
+
+
+def options_class(name: str) -> type:
+    """The dataclass of runner-specific keys a profile may set under ``runner:``."""
+    return get_runner(name).OPTIONS
+
+
+def measure(target: Target, path: Path, fmt: str | None = None) -> Latency | Unavailable:
+    """Time ``path`` on ``target``'s runner: the one path build and check share."""
+    spec = target.runner
+    runner = get_runner(spec.name)
+    fmt = fmt or target.format
+    reason = runner.supports(fmt)
+    if reason is not None:
+        return Unavailable(reason)
+    return runner.measure(
+        path,
+        fmt,
+        threads=spec.threads,
+        warmup=spec.warmup,
+        iterations=spec.iterations,
+        options=spec.options,
+    )
+
+
+def describe(int8: Latency | Unavailable, reference: Latency | Unavailable | None = None) -> str:
+    """One line for the terminal: the figure, what kind it is, and the float reference."""
+    if isinstance(int8, Unavailable):
+        return f"skipped: {int8.reason}"
+    text = f"{int8.runner} runner, {int8.threads} thread(s): p50 {int8.p50_ms:.3f} ms"
+    if int8.estimate is not None:
+        text += f" (estimate for {int8.estimate.device})"
+    if isinstance(reference, Latency):
+        text += f" (float {reference.p50_ms:.3f} ms)"
+    return text

@@ -9,40 +9,41 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgepack.errors import ConfigError
+from edgepack.runners._base import Latency, Unavailable
+
+NAME = "host"
 
 
 @dataclass(frozen=True)
-class Latency:
-    """Per-invoke latency of one model on one runner."""
-
-    p50_ms: float
-    p90_ms: float
-    mean_ms: float
-    runner: str
-    threads: int
-    iterations: int
+class HostOptions:
+    """The host runner has no keys of its own beyond name, threads, warmup and iterations."""
 
 
-def measure_latency(
-    path: Path, fmt: str, *, threads: int = 1, warmup: int = 20, iterations: int = 200
-) -> Latency | None:
+OPTIONS: type = HostOptions
+
+
+def supports(fmt: str) -> str | None:
+    """The format's runtime must run on this machine (Core ML predicts only on macOS)."""
+    from edgepack.exporters import get_exporter, runtime_unavailable
+
+    get_exporter(fmt)  # a missing extra is named before anything runs
+    return runtime_unavailable(fmt)
+
+
+def measure(
+    path: Path, fmt: str, *, threads: int, warmup: int, iterations: int, options: Any = None
+) -> Latency | Unavailable:
     """Time one inference ``iterations`` times on a fixed input after ``warmup`` untimed runs
-    (XNNPACK and onnxruntime pack weights and warm caches on the first ones). None when the
-    format's runtime cannot run on this machine (Core ML off macOS)."""
+    (XNNPACK and onnxruntime pack weights and warm caches on the first ones)."""
     from edgepack.exporters import get_exporter
 
-    if threads < 1 or warmup < 0 or iterations < 1:
-        raise ConfigError(
-            f"latency needs threads >= 1, warmup >= 0, iterations >= 1; "
-            f"got threads={threads}, warmup={warmup}, iterations={iterations}"
-        )
     invoke = get_exporter(fmt).prepare_invoke(path, threads=threads)
     if invoke is None:
-        return None
+        return Unavailable(f"the {fmt} runtime cannot run on this machine")
     for _ in range(warmup):
         invoke()
     samples = np.empty(iterations, dtype=np.float64)
@@ -52,10 +53,11 @@ def measure_latency(
         samples[i] = time.perf_counter_ns() - start
     samples_ms = samples / 1e6
     return Latency(
+        runner=NAME,
+        kind="measured",
         p50_ms=float(np.percentile(samples_ms, 50)),
         p90_ms=float(np.percentile(samples_ms, 90)),
         mean_ms=float(samples_ms.mean()),
-        runner="host",
         threads=threads,
         iterations=iterations,
     )

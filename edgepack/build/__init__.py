@@ -1,0 +1,151 @@
+"""``edgepack build``: the stages from a teacher file to a verified ``dist/<target>/`` folder.
+
+Each stage is one module here, named like the stage the terminal prints, and returns one frozen
+record (:mod:`edgepack.records`) made from the records before it. :func:`build` only
+orchestrates: it checks the stage order, runs the stages in a staging folder, writes the
+manifest from the records (:mod:`edgepack.manifest`), and moves the folder into place
+(:mod:`edgepack.build._output`). An interrupted or failed build never leaves a half-written
+``dist/<target>``.
+
+Several targets in one run share a :class:`SharedWork`: the teacher loads once, its logits are
+computed once per (data, resolution), and each distinct student is distilled once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgepack._files import sha256
+from edgepack.budgets import Verdict
+from edgepack.build._context import BuildContext, BuildOptions, SharedWork
+from edgepack.build._output import ENVIRONMENT_ERRNOS, OutputFolder
+from edgepack.build.budgets import check_budgets
+from edgepack.build.data import load_data
+from edgepack.build.export import export
+from edgepack.build.latency import measure_latency
+from edgepack.build.logits import teacher_logits
+from edgepack.build.student import distill_student
+from edgepack.build.teacher import load_teacher
+from edgepack.build.verify import verify
+from edgepack.errors import InputError
+from edgepack.pipeline import Products, Stage, StageCallback, run_stages
+from edgepack.project import Project
+from edgepack.records import (
+    BudgetReport,
+    BuildRecord,
+    DistilledStudent,
+    ExportResult,
+    LatencyResult,
+    PreparedData,
+    TeacherLogits,
+    TeacherModel,
+    Verification,
+)
+from edgepack.targets import Target
+
+__all__ = ["STAGES", "BuildOptions", "BuildResult", "SharedWork", "build"]
+
+STAGES: list[Stage[BuildContext]] = [
+    Stage("load teacher", load_teacher, TeacherModel),
+    Stage("load data", load_data, PreparedData, needs=(TeacherModel,)),
+    Stage("teacher logits", teacher_logits, TeacherLogits, needs=(PreparedData,)),
+    Stage("distill", distill_student, DistilledStudent, needs=(PreparedData, TeacherLogits)),
+    Stage("quantize+export", export, ExportResult, needs=(PreparedData, DistilledStudent)),
+    Stage("verify", verify, Verification, needs=(ExportResult, PreparedData, DistilledStudent)),
+    Stage("latency", measure_latency, LatencyResult, needs=(ExportResult,)),
+    Stage(
+        "budgets",
+        check_budgets,
+        BudgetReport,
+        needs=(Verification, PreparedData, ExportResult, LatencyResult, TeacherLogits),
+    ),
+]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    record: BuildRecord
+
+    @property
+    def verdicts(self) -> tuple[Verdict, ...]:
+        return self.record.budgets.verdicts
+
+    @property
+    def passed(self) -> bool:
+        return self.record.budgets.passed
+
+
+def build(
+    target: Target,
+    project: Project,
+    options: BuildOptions,
+    on_stage: StageCallback | None = None,
+    shared: SharedWork | None = None,
+) -> BuildResult:
+    """Run every stage for ``target`` and move the finished folder to ``out_root/<name>``."""
+    from edgepack.exporters import get_exporter
+
+    get_exporter(target.format)  # a missing extra fails before any work
+    if options.quick:
+        target = target.with_quick()
+    if project.input.size is not None:  # the project fixes the input size its teacher takes
+        target = target.with_resolution(project.input.size)
+    output = OutputFolder(options.out_root, target.name)
+    try:
+        with output as staging:
+            context = BuildContext(
+                target, project, options, staging / ".work", shared or SharedWork()
+            )
+            context.work.mkdir()
+            got, timings = run_stages(STAGES, context, on_stage)
+            record = _record(context, got, timings)
+            manifest = _package(record, staging, context.work)
+            output.commit()
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = exc.filename or options.out_root
+        raise InputError(
+            f"cannot write {where}: {exc.strerror} (nothing was written to "
+            f"{options.out_root / target.name}; free space or fix permissions, then rerun)"
+        ) from None
+    return BuildResult(output.final, manifest, record)
+
+
+def _record(context: BuildContext, got: Products, timings: dict[str, float]) -> BuildRecord:
+    return BuildRecord(
+        target=context.target,
+        project=context.project,
+        effort="quick" if context.options.quick else "full",
+        data=got[PreparedData],
+        logits=got[TeacherLogits],
+        student=got[DistilledStudent],
+        export=got[ExportResult],
+        verification=got[Verification],
+        latency=got[LatencyResult],
+        budgets=got[BudgetReport],
+        timings=timings,
+    )
+
+
+def _package(record: BuildRecord, staging: Path, work: Path) -> dict[str, Any]:
+    from edgepack.manifest import build_manifest
+
+    artifact = record.export.int8.path
+    shutil.move(artifact, staging / artifact.name)
+    (staging / "labels.txt").write_text("\n".join(record.project.labels) + "\n")
+    shutil.rmtree(work)
+    files = {
+        path.relative_to(staging).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256(path)}
+        for path in sorted(staging.rglob("*"))
+        if path.is_file()
+    }
+    manifest = build_manifest(record, files, artifact.name)
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

@@ -1,0 +1,55 @@
+"""What every stage of one target's build can read: the target, the project, the options, the
+work folder, and the work shared with the other targets of the same run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgepack.project import Project
+from edgepack.targets import Target
+
+if TYPE_CHECKING:
+    from edgepack.project import ProjectData
+    from edgepack.records import DistilledStudent, PreparedData
+    from edgepack.teachers import LoadedTeacher
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    out_root: Path
+    cache_dir: Path
+    quick: bool = False
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class TeacherPass:
+    """The teacher's logits over one image set, and its accuracy there."""
+
+    logits: object  # np.ndarray; typed loosely so this module stays import-light
+    accuracy: float | None
+    from_cache: bool
+
+
+@dataclass
+class SharedWork:
+    """Results reused across the targets of one run, keyed by what determines them: the
+    teacher loads once, its logits are computed once per (data, resolution), and each distinct
+    student configuration is distilled once, whatever the number of formats it goes to."""
+
+    teacher: LoadedTeacher | None = None
+    project_data: ProjectData | None = None
+    prepared: dict[tuple[object, ...], PreparedData] = field(default_factory=dict)
+    logits: dict[str, TeacherPass] = field(default_factory=dict)
+    students: dict[str, DistilledStudent] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    target: Target
+    project: Project
+    options: BuildOptions
+    work: Path  # scratch folder inside the staging folder; removed before packaging
+    shared: SharedWork

@@ -1,0 +1,35 @@
+"""Stage ``budgets``: the profile's limits against what the build measured."""
+
+from __future__ import annotations
+
+from edgepack.budgets import judge
+from edgepack.build._context import BuildContext
+from edgepack.pipeline import Products
+from edgepack.records import (
+    BudgetReport,
+    ExportResult,
+    LatencyResult,
+    PreparedData,
+    TeacherLogits,
+    Verification,
+)
+
+UNLABELLED = "no labelled held-out images (give data.val a labelled folder, or label data.train)"
+
+
+def check_budgets(context: BuildContext, got: Products) -> BudgetReport:
+    verification = got[Verification]
+    unavailable = {}
+    if verification.skipped is not None:
+        unavailable["accuracy"] = verification.skipped
+    elif not got[PreparedData].test.labelled:
+        unavailable["accuracy"] = UNLABELLED
+    verdicts = judge(
+        context.target.budgets,
+        size_bytes=got[ExportResult].size_bytes,
+        latency=got[LatencyResult].int8,
+        teacher_accuracy=got[TeacherLogits].accuracy,
+        artifact_accuracy=verification.int8_accuracy,
+        unavailable=unavailable,
+    )
+    return BudgetReport(tuple(verdicts))

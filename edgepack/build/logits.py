@@ -1,0 +1,50 @@
+"""Stage ``teacher logits``: the teacher once over the training and held-out images, cached on
+disk by teacher, data and resolution, and shared with the other targets of the run."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.build._context import BuildContext, TeacherPass
+from edgepack.build._numeric import accuracy
+from edgepack.datasets import ImageSet
+from edgepack.pipeline import Products
+from edgepack.records import PreparedData, TeacherLogits
+
+
+def teacher_logits(context: BuildContext, got: Products) -> TeacherLogits:
+    from edgepack.distill import teacher_logits as run_teacher
+
+    data = got[PreparedData]
+    cache = context.options.cache_dir / "logits"
+    passes, shared = [], True
+    for split, images, x in (("train", data.train, data.train_x), ("test", data.test, data.test_x)):
+        path = cache_file(cache, data.teacher.info.fingerprint, images, data.resolution)
+        if path.name not in context.shared.logits:
+            shared = False
+            hit = path.is_file()
+            logits = run_teacher(
+                data.teacher.run,
+                x,
+                cache=path,
+                progress=context.options.progress,
+                desc=f"teacher ({split})",
+            )
+            measured = accuracy(logits, images.labels) if images.labels is not None else None
+            context.shared.logits[path.name] = TeacherPass(logits, measured, hit)
+        passes.append(context.shared.logits[path.name])
+    train, test = passes
+    train_logits = np.asarray(train.logits)
+    labels = data.train.labels if data.train.labels is not None else train_logits.argmax(1)
+    origin = "from cache" if train.from_cache and test.from_cache else "computed and cached"
+    if shared:
+        origin = "shared with an earlier target"
+    return TeacherLogits(train_logits, labels, test.accuracy, origin)
+
+
+def cache_file(cache: Path, teacher_sha256: str, data: ImageSet, resolution: int) -> Path:
+    key = hashlib.sha256(f"{teacher_sha256}:{data.fingerprint()}:{resolution}".encode())
+    return cache / f"{key.hexdigest()[:24]}.npy"

@@ -1,0 +1,105 @@
+"""Stage ``distill``: train the profile's student on the teacher's logits (once per distinct
+student and recipe in a run; every target gets its own copy of the module)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+
+from edgepack.build._context import BuildContext
+from edgepack.build._numeric import accuracy, batched
+from edgepack.pipeline import Products
+from edgepack.records import DistilledStudent, PreparedData, TeacherLogits
+from edgepack.targets import DistillSpec, Target
+
+
+def distill_student(context: BuildContext, got: Products) -> DistilledStudent:
+    data, logits = got[PreparedData], got[TeacherLogits]
+    recipe = context.target.distill
+    if context.options.quick:
+        recipe = quick_recipe(context.target, len(data.train))
+    key = student_key(context, data, recipe)
+    reused = key in context.shared.students
+    if not reused:
+        context.shared.students[key] = _train(context, data, logits, recipe, key)
+    trained = context.shared.students[key]
+    # Each target gets its own copy: exporters may trace or rewrite the module they are given.
+    return dataclasses.replace(trained, model=copy.deepcopy(trained.model), shared=reused)
+
+
+def quick_recipe(target: Target, train_images: int) -> DistillSpec:
+    """Quick mode's epochs, raised until ``quick.min_steps`` steps run: one epoch over a small
+    data set (21 steps for 1,347 images) leaves the student at chance."""
+    steps_per_epoch = max(1, train_images // target.distill.batch_size)
+    epochs = max(target.distill.epochs, -(-target.quick.min_steps // steps_per_epoch))
+    return dataclasses.replace(target.distill, epochs=epochs)
+
+
+def student_key(context: BuildContext, data: PreparedData, recipe: DistillSpec) -> str:
+    """Everything that changes the trained weights: teacher, data, student and recipe."""
+    parts = [
+        data.teacher.info.fingerprint,
+        data.train.fingerprint(),
+        repr(context.target.student),
+        repr(recipe),
+        repr(context.project.input),
+        repr(context.project.augment),
+        "labelled" if data.train.labelled else "teacher-labelled",
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def _train(
+    context: BuildContext,
+    data: PreparedData,
+    logits: TeacherLogits,
+    recipe: DistillSpec,
+    key: str,
+) -> DistilledStudent:
+    import torch
+
+    from edgepack.distill import distill
+    from edgepack.students import create
+
+    spec, project = context.target.student, context.project
+    torch.manual_seed(recipe.seed)
+    student = create(
+        spec.family,
+        width=spec.width,
+        num_classes=len(project.labels),
+        in_channels=project.input.channels,
+    )
+    stats = distill(
+        student,
+        data.train_x,
+        logits.train_labels,
+        logits.train_logits,
+        recipe,
+        augment=project.augment,
+        teacher=data.teacher.run,
+        checkpoint=context.options.cache_dir / "students" / f"{key}.ckpt",
+        progress=context.options.progress,
+    )
+    student.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    student.eval()
+    test_logits = batched(student, data.test_x)
+    labels = data.test.labels
+    return DistilledStudent(
+        model=student,
+        family=spec.family,
+        width=spec.width,
+        recipe=recipe,
+        params=sum(p.numel() for p in student.parameters()),
+        test_logits=test_logits,
+        accuracy=accuracy(test_logits, labels) if labels is not None else None,
+        stats={
+            "epochs": stats.epochs,
+            "resumed_from_epoch": stats.resumed_from_epoch,
+            "steps_run": stats.steps,
+            "final_loss": stats.final_loss,
+            "seconds": round(stats.seconds, 1),
+            **stats.rates(),
+        },
+        augmented=project.augment.active,
+    )

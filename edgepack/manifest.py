@@ -1,0 +1,113 @@
+"""``manifest.json``: everything an app and a nightly check need to know about a build.
+
+Written from the build's records (:class:`edgepack.records.BuildRecord`); this module does not
+import the build. It holds no absolute paths of the build machine, so two identical builds in
+different folders differ only in ``created`` and timings.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from edgepack import __version__
+
+if TYPE_CHECKING:
+    from edgepack.records import BuildRecord, LatencyResult
+
+MANIFEST_VERSION = 1
+_VERSIONED = {
+    "tflite": ("litert-torch", "ai-edge-litert", "torchao"),
+    "onnx": ("onnx", "onnxruntime"),
+    "coreml": ("coremltools", "torchao"),
+}
+
+
+def versions(fmt: str) -> dict[str, str]:
+    found = {"edgepack": __version__, "python": platform.python_version()}
+    for package in ("torch", "numpy", *_VERSIONED.get(fmt, ())):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -> dict[str, Any]:
+    target, project = record.target, record.project
+    inspection = record.verification.inspection
+    example = record.export.request.example
+    profile = target.to_dict()
+    profile["source"] = target.portable_source()
+    profile["distill"] = asdict(record.student.recipe)  # as run (quick may raise the epochs)
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "target": {"name": target.name, "format": target.format, "profile": profile},
+        "effort": record.effort,
+        "project": {
+            "name": project.name,
+            "config": None if project.config is None else project.config.name,
+            "teacher": record.teacher.to_dict(),
+            "licence": project.licence,
+            "augment": asdict(project.augment),
+        },
+        "data": record.data.report,
+        "artifact": artifact,
+        "input": {
+            **_io(inspection, "inputs"),
+            "example_nchw_shape": list(example.shape),
+            **project.input.to_dict(),
+        },
+        "output": {
+            **_io(inspection, "outputs"),
+            "meaning": "one score per line of labels.txt",
+            "labels": "labels.txt",
+        },
+        "files": files,
+        "student": {
+            **asdict(target.student),
+            "params": record.student.params,
+            "distill": record.student.stats,
+        },
+        "quantization": {
+            "scheme": target.quantization.scheme,
+            "per_channel": target.quantization.per_channel,
+            "calibration_samples": record.export.calibration_samples,
+            **record.export.int8.details,
+        },
+        "inspection": {k: v for k, v in inspection.items() if k not in ("inputs", "outputs")},
+        "accuracy": {
+            "teacher": record.logits.accuracy,
+            "float_student": record.student.accuracy,
+            "int8_artifact": record.verification.int8_accuracy,
+            **record.verification.to_dict(),
+        },
+        "latency": latency_section(record.latency),
+        "budgets": [v.to_dict() for v in record.budgets.verdicts],
+        "passed": record.budgets.passed,
+        "stages_seconds": record.timings,
+        "versions": versions(target.format),
+    }
+
+
+def _io(inspection: dict[str, Any], key: str) -> dict[str, Any]:
+    """The first input/output as the format's inspection reported it, when it did."""
+    entries = inspection.get(key) or [{}]
+    return {k: v for k, v in entries[0].items() if k in ("name", "shape", "dtype")}
+
+
+def latency_section(result: LatencyResult) -> dict[str, Any]:
+    from edgepack.runners import Latency
+
+    int8, reference = result.int8, result.float_reference
+    if not isinstance(int8, Latency):
+        return {"measured": False, "note": int8.reason}
+    section: dict[str, Any] = {"measured": True, **int8.to_dict()}
+    if isinstance(reference, Latency):
+        section["float_reference_p50_ms"] = reference.p50_ms
+        section["float_reference_p90_ms"] = reference.p90_ms
+    return section

@@ -1,0 +1,220 @@
+"""What each build stage produced: small frozen records, passed forward and kept by the build.
+
+A stage takes the records it needs and returns one new record; nothing is written into a shared
+bag. :mod:`edgepack.manifest` turns the finished :class:`BuildRecord` into ``manifest.json``
+without importing the build, and ``edgepack check`` and the report read the same manifest.
+
+Each record's ``summary()`` is the one line the CLI prints after its stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from edgepack.budgets import Verdict
+    from edgepack.datasets import ImageSet
+    from edgepack.exporters import ExportRequest, Int8Export
+    from edgepack.project import Project
+    from edgepack.runners import Latency, Unavailable
+    from edgepack.targets import DistillSpec, Target
+    from edgepack.teachers import Teacher, TeacherInfo
+
+
+@dataclass(frozen=True)
+class TeacherModel:
+    """The loaded teacher: a function from normalised NCHW batches to logits, and its facts."""
+
+    run: Teacher
+    info: TeacherInfo
+    reused: bool = False
+
+    def summary(self) -> str:
+        return f"{self.info.source} ({self.info.summary()}){' (reused)' if self.reused else ''}"
+
+    def to_dict(self) -> dict[str, Any]:
+        info = self.info
+        return {
+            "source": info.source,
+            "kind": info.kind,
+            "layout": info.layout,
+            "input_shape": info.input_shape and list(info.input_shape),
+            "sha256": info.fingerprint,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The project's images at the student's resolution, as model inputs (normalised NCHW)."""
+
+    train: ImageSet
+    test: ImageSet
+    train_x: torch.Tensor
+    test_x: torch.Tensor
+    calibration_x: torch.Tensor
+    resolution: int
+    teacher: TeacherModel  # checked on this data: its input layout is known
+    report: dict[str, Any] = field(default_factory=dict)  # sources, counts, skipped files
+
+    def summary(self) -> str:
+        side = self.resolution
+        text = f"{len(self.train)} train / {len(self.test)} held-out images at {side}×{side}"
+        skipped = sum(part.get("skipped", 0) for part in self.report.values())
+        if skipped:
+            text += f"; {skipped} unreadable file(s) skipped (listed in the manifest)"
+        if not self.train.labelled:
+            text += "; training images unlabelled (the teacher labels them)"
+        if not self.test.labelled:
+            text += "; held-out images unlabelled: accuracy not measured"
+        return text
+
+
+@dataclass(frozen=True)
+class TeacherLogits:
+    """The teacher's logits on the training images, and its accuracy on the held-out ones."""
+
+    train_logits: np.ndarray
+    train_labels: np.ndarray  # the data's labels, or the teacher's argmax for unlabelled data
+    accuracy: float | None
+    origin: str  # "from cache", "computed and cached", "shared with an earlier target"
+
+    def summary(self) -> str:
+        if self.accuracy is None:
+            return f"teacher accuracy not measured: no labelled held-out images ({self.origin})"
+        return f"teacher accuracy {self.accuracy:.2%} ({self.origin})"
+
+
+@dataclass(frozen=True)
+class DistilledStudent:
+    """The trained float student and how it was trained."""
+
+    model: torch.nn.Module
+    family: str
+    width: float
+    recipe: DistillSpec  # as actually run (quick mode may raise the epochs)
+    params: int
+    test_logits: np.ndarray
+    accuracy: float | None
+    stats: dict[str, Any]  # epochs, resumed_from_epoch, steps, loss, seconds, rates
+    shared: bool = False
+    augmented: bool = False
+
+    def summary(self) -> str:
+        resumed = self.stats["resumed_from_epoch"]
+        if self.shared:
+            note = " (shared with an earlier target)"
+        else:
+            note = f", resumed after epoch {resumed}" if resumed else ""
+        if self.augmented:
+            note += ", augmented (teacher on every batch)"
+        shown = "not measured" if self.accuracy is None else f"{self.accuracy:.2%}"
+        return (
+            f"{self.family} ×{self.width:g}, {self.params:,} params, "
+            f"{self.stats['epochs']} epochs{note}: float accuracy {shown}"
+        )
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The int8 artifact (in the work folder), its float twin for latency, and the request."""
+
+    int8: Int8Export
+    float_reference: Path
+    request: ExportRequest
+    calibration_samples: int
+    size_bytes: int
+    format: str
+
+    def summary(self) -> str:
+        return (
+            f"{self.size_bytes / 1024:.1f} KB int8 {self.format}, "
+            f"{self.calibration_samples} calibration images"
+        )
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Structural checks and, where the runtime runs here, the artifact's held-out behaviour."""
+
+    inspection: dict[str, Any]
+    test_samples: int
+    skipped: str | None = None  # why prediction could not run here
+    int8_accuracy: float | None = None
+    agreement: dict[str, float] = field(default_factory=dict)  # top1/max-diff vs references
+
+    def summary(self) -> str:
+        checks = f"{len(self.inspection['checks'])} structural checks passed"
+        if self.skipped is not None:
+            return f"{checks}; prediction skipped: {self.skipped}"
+        accuracy = self.int8_accuracy
+        shown = "not measured (unlabelled)" if accuracy is None else f"{accuracy:.2%}"
+        return (
+            f"{checks}; int8 accuracy {shown}, agreement with float "
+            f"student {self.agreement['top1_agreement_vs_float_student']:.2%}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's ``accuracy`` fields this stage owns."""
+        facts: dict[str, Any] = {"test_samples": self.test_samples}
+        if self.skipped is not None:
+            facts["prediction"] = f"skipped: {self.skipped}"
+        return {**facts, **self.agreement}
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """The int8 artifact and its float reference on the profile's runner."""
+
+    int8: Latency | Unavailable
+    float_reference: Latency | Unavailable
+
+    def summary(self) -> str:
+        from edgepack.runners import describe
+
+        return describe(self.int8, self.float_reference)
+
+
+@dataclass(frozen=True)
+class BudgetReport:
+    verdicts: tuple[Verdict, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts)
+
+    def summary(self) -> str:
+        failed = [v.name for v in self.verdicts if v.status == "fail"]
+        skipped = [v.name for v in self.verdicts if v.status == "skipped"]
+        held = len(self.verdicts) - len(failed) - len(skipped)
+        text = f"{held}/{len(self.verdicts)} budgets hold"
+        if failed:
+            text += f"; exceeded: {', '.join(failed)}"
+        if skipped:
+            text += f"; skipped: {', '.join(skipped)}"
+        return text
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """Everything one target's build produced, in stage order: what the manifest is made of."""
+
+    target: Target  # as built: quick settings and the project's resolution applied
+    project: Project
+    effort: str  # "full" or "quick"
+    data: PreparedData
+    logits: TeacherLogits
+    student: DistilledStudent
+    export: ExportResult
+    verification: Verification
+    latency: LatencyResult
+    budgets: BudgetReport
+    timings: dict[str, float]
+
+    @property
+    def teacher(self) -> TeacherModel:
+        return self.data.teacher

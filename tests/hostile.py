@@ -1,0 +1,42 @@
+"""Assertions the hostile-input suites share: exit 2, one `error:` line, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from edgepack.cli import main
+
+
+def run_cli(args: list[str], cwd: Path | None = None) -> tuple[int, str]:
+    """Run the CLI in this process; returns (exit code, stdout + stderr)."""
+    result = CliRunner().invoke(main, args, catch_exceptions=True)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a traceback the user would see: fail loudly
+    return result.exit_code, result.output
+
+
+def run_edgepack(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `python -m edgepack` as a user would, in its own process."""
+    return subprocess.run(
+        [sys.executable, "-m", "edgepack", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def assert_one_line_error(code: int, output: str, *fragments: str) -> str:
+    """Exit 2, the last line is `error: ...` naming every fragment, and no traceback."""
+    assert code == 2, output
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), output
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    return lines[-1]
