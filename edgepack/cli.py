@@ -306,7 +306,6 @@ def check(dist: Path, target_ref: str | None) -> None:
     takes accuracies from the manifest. Budgets come from the current profile.
     """
     from edgepack.check import check as run_check
-
     from edgepack.runners import describe
 
     result = run_check(dist, target_ref)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from hostile import assert_one_line_error, run_cli
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from hostile import assert_one_line_error, run_cli
 
 

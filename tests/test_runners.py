@@ -72,5 +72,5 @@ def test_runner_may_be_named_alone(tmp_path: Path) -> None:
 
 
 def test_wrong_runner_type_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="runner.threads must be an integer"):
+    with pytest.raises(ConfigError, match=r"runner\.threads must be an integer"):
         load_target(str(_profile(tmp_path, {"name": "host", "threads": "two"})))
