@@ -17,6 +17,7 @@ COMPUTE_UNITS_KEY = "com.edgepack.compute_units"
 
 
 def main_ops(spec: Any) -> list[Any]:
+    """The operations of the ML Program's ``main`` function; none for other model types."""
     if spec.WhichOneof("Type") != "mlProgram" or "main" not in spec.mlProgram.functions:
         return []
     main = spec.mlProgram.functions["main"]
@@ -24,6 +25,7 @@ def main_ops(spec: Any) -> list[Any]:
 
 
 def colour_space(spec: Any) -> str:
+    """``GRAYSCALE`` or ``RGB`` (ImageFeatureType names) of the first input."""
     import coremltools as ct
 
     space = spec.description.input[0].type.imageType.colorSpace
@@ -40,4 +42,5 @@ def class_labels(ops: list[Any]) -> tuple[str, ...]:
 
 
 def package_bytes(path: Path) -> int:
+    """Bytes of every file in a package folder (an .mlpackage is a folder, not one file)."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
