@@ -18,6 +18,7 @@ from helpers import SHAPE, tiny_student
 from edgepack.errors import ConfigError, InputError, VerificationError
 from edgepack.exporters import coreml
 from edgepack.exporters._base import ExportRequest
+from edgepack.exporters.coreml.convert import _image_input
 from edgepack.project import InputSpec
 
 pytestmark = pytest.mark.skipif(
@@ -141,7 +142,7 @@ def test_prediction_agrees_with_reference(built: dict[str, Any], request_: Expor
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("minimum_deployment_target", "iOS9", "unknown minimum_deployment_target"),
+        ("minimum_deployment_target", "iOS9", "export.minimum_deployment_target must be one of"),
         ("minimum_deployment_target", "iOS16", "cannot run int8 activations"),
         ("compute_units", "NE_ONLY", "CPU_AND_NE"),
     ],
@@ -163,7 +164,7 @@ def test_options_accept_coremltools_names() -> None:
 
 def test_rgb_with_unequal_std_gets_a_channel_gain() -> None:
     spec = InputSpec(channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    image, gain = coreml._image_input(spec, (1, 3, 32, 32))
+    image, gain = _image_input(spec, (1, 3, 32, 32))
     assert image.scale == pytest.approx(1 / (255 * 0.229)) and len(image.bias) == 3
     assert gain == pytest.approx([1.0, 0.229 / 0.224, 0.229 / 0.225])
     pixels = torch.rand(1, 3, 1, 1) * 255

@@ -15,7 +15,7 @@ from helpers import SHAPE, tiny_student
 from edgepack import exporters
 from edgepack.errors import ConfigError, InputError, MissingExtraError
 from edgepack.exporters import tflite
-from edgepack.quantize import quantize_pt2e_int8
+from edgepack.exporters._pt2e import quantize_pt2e_int8
 
 pytestmark = pytest.mark.skipif(
     find_spec("litert_torch") is None or find_spec("ai_edge_litert") is None,

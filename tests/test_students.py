@@ -15,7 +15,7 @@ def test_every_family_builds_runs_and_strict_exports(
     model = create(family, width=0.35, num_classes=7, in_channels=channels).eval()
     x = torch.randn(2, channels, resolution, resolution)
     assert model(x).shape == (2, 7)
-    # Strict export is what PT2E needs to annotate residual adds (see quantize.py).
+    # Strict export is what PT2E needs to annotate residual adds (see edgepack/exporters/_pt2e.py).
     program = torch.export.export(model, (x,), strict=True)
     assert torch.allclose(program.module()(x), model(x), atol=1e-5)
 

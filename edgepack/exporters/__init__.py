@@ -1,8 +1,14 @@
-"""Export formats: one module per format, looked up by name and imported on first use.
+"""Export formats: one package per format, looked up by name and imported on first use.
 
-Adding a format means adding one module that satisfies :class:`Exporter` (see ``_base.py``),
-one line in :data:`FORMATS`, and a profile in ``targets/``. Format modules keep torch and their
-converters inside functions, so importing one (e.g. for its ``OPTIONS``) stays cheap.
+Adding a format means adding one package that satisfies :class:`Exporter` (see ``_base.py``),
+one line in :data:`FORMATS`, and a profile in ``targets/``. A format package is split by role:
+``convert.py`` (export_int8, export_float and the ``OPTIONS`` dataclass), ``inspect.py``
+(structural checks, collected with ``_checks.Checks``), ``runtime.py`` (predict,
+prepare_invoke), and an ``__init__.py`` exposing the module-level names :class:`Exporter`
+lists, ``MIN_REFERENCE_AGREEMENT`` among them. Shared here: ``_checks.py`` (check collector,
+``export:`` option errors, name lists in messages) and ``_pt2e.py`` (the PT2E int8 quantizer
+LiteRT and Core ML share). Format packages keep torch and their converters inside functions,
+so importing one (e.g. for its ``OPTIONS``) stays cheap.
 """
 
 from __future__ import annotations

@@ -47,6 +47,11 @@ class Exporter(Protocol):
 
     OPTIONS: type  # frozen dataclass: the keys allowed under `export:` in a profile
     ARTIFACT: str  # file (or bundle folder) name in dist/<target>/
+    # The least top-1 agreement the artifact must reach against Int8Export.reference on the
+    # held-out images; None where the format's quantizer has no torch twin (no reference).
+    # The tolerance belongs to the format, like Optimum's per-config ATOL_FOR_VALIDATION:
+    # how far a runtime may round away from torch depends on the runtime.
+    MIN_REFERENCE_AGREEMENT: float | None
 
     def export_int8(self, request: ExportRequest, path: Path) -> Int8Export: ...
 
@@ -58,7 +63,7 @@ class Exporter(Protocol):
     def inspect(self, path: Path, request: ExportRequest) -> dict[str, Any]:
         """Structural checks that need no prediction (I/O names/shapes/dtypes, int8 evidence,
         bytes). Returns {"checks": {name: passed}, ...facts}; raises VerificationError listing
-        every failed check."""
+        every failed check (collected with :class:`edgepack.exporters._checks.Checks`)."""
 
     def prepare_invoke(self, path: Path, *, threads: int = 1) -> Callable[[], None] | None:
         """A no-argument callable running one inference on a fixed input (for latency);

@@ -2,7 +2,9 @@
 
 The result is a ``torch.fx.GraphModule`` holding quantize→dequantize pairs around every op
 (fake-quant math with float I/O): it computes the torch-side int8 reference and is what
-:func:`edgepack.exporters.tflite.export_int8` lowers to a fully int8 ``.tflite``.
+:func:`edgepack.exporters.tflite.export_int8` lowers to a fully int8 ``.tflite``. The Core ML
+exporter quantizes with it too (one calibration code path for both), then folds the weight
+quantizers into int8 constants (:mod:`edgepack.exporters.coreml.convert`).
 """
 
 from __future__ import annotations

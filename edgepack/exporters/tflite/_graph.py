@@ -56,8 +56,8 @@ def with_float_io(content: bytes) -> bytes:
 
 def _drop_internal_names(graph: Any) -> None:
     """Blank the names of all but the graph's I/O tensors: they are MLIR locations such as
-    "edgepack.exporters.tflite._nhwc_logits.<locals>.NhwcLogits;17", ~70 bytes per tensor that
-    no runtime reads (signatures refer to tensors by index)."""
+    "edgepack.exporters.tflite.convert._nhwc_logits.<locals>.NhwcLogits;17", ~70 bytes per
+    tensor that no runtime reads (signatures refer to tensors by index)."""
     keep = {*graph.inputs, *graph.outputs}
     for index, tensor in enumerate(graph.tensors):
         if index not in keep:

@@ -1,0 +1,46 @@
+"""What the Core ML converter writes and the inspector and runtime read back: the input's name,
+the metadata keys, and readers of the saved spec (coremltools imported inside functions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+INPUT_NAME = "image"
+# coremltools writes this next to the model when the torch graph carries debug handles (PT2E
+# graphs and torch.export graphs do): an op-to-source map for ExecuTorch tooling that no app
+# reads, 50–250 KB, as big as the weights of a small student. It is not in Manifest.json.
+DEBUG_MAPPING = "executorch_debug_handle_mapping.json"
+# User-defined metadata keys: what predict() needs to turn normalised images back into pixels.
+INPUT_KEY = "com.edgepack.input"
+COMPUTE_UNITS_KEY = "com.edgepack.compute_units"
+
+
+def main_ops(spec: Any) -> list[Any]:
+    """The operations of the ML Program's ``main`` function; none for other model types."""
+    if spec.WhichOneof("Type") != "mlProgram" or "main" not in spec.mlProgram.functions:
+        return []
+    main = spec.mlProgram.functions["main"]
+    return list(main.block_specializations[main.opset].operations)
+
+
+def colour_space(spec: Any) -> str:
+    """``GRAYSCALE`` or ``RGB`` (ImageFeatureType names) of the first input."""
+    import coremltools as ct
+
+    space = spec.description.input[0].type.imageType.colorSpace
+    return str(ct.proto.FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(space))
+
+
+def class_labels(ops: list[Any]) -> tuple[str, ...]:
+    """The labels of the program's classify op (coremltools writes them inline)."""
+    classify = [op for op in ops if op.type == "classify"]
+    if len(classify) != 1:
+        return ()
+    classes = classify[0].inputs["classes"].arguments[0].value.immediateValue.list.values
+    return tuple(str(entry.immediateValue.tensor.strings.values[0]) for entry in classes)
+
+
+def package_bytes(path: Path) -> int:
+    """Bytes of every file in a package folder (an .mlpackage is a folder, not one file)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
