@@ -149,7 +149,9 @@ def test_unknown_format_names_the_choices() -> None:
 
 def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(
-        exporters.FORMATS, "tflite", exporters.Format("x", ("surely_not_installed_pkg",), "tflite")
+        exporters.FORMATS,
+        "tflite",
+        exporters.Format("x", ("surely_not_installed_pkg",), "tflite", ".tflite"),
     )
     with pytest.raises(MissingExtraError, match=r"pip install 'edgepack\[tflite\]'"):
         exporters.get_exporter("tflite")

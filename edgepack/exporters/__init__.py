@@ -16,9 +16,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
-from edgepack.errors import ConfigError, MissingExtraError
+from edgepack.errors import ConfigError, InputError, MissingExtraError
 from edgepack.exporters._base import Exporter, ExportRequest, Int8Export
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Format",
     "Int8Export",
     "format_names",
+    "format_of",
     "get_exporter",
     "options_class",
     "runtime_unavailable",
@@ -41,18 +43,22 @@ class Format:
     module: str
     requires: tuple[str, ...]
     extra: str
+    suffix: str  # the artifact's file (or bundle folder) suffix
     # Operating systems (platform.system()) whose runtime can execute the artifact; None: all.
     runs_on: tuple[str, ...] | None = None
     runtime_note: str = ""  # why it cannot run elsewhere, shown wherever a figure is skipped
 
 
 FORMATS: dict[str, Format] = {
-    "tflite": Format("edgepack.exporters.tflite", ("litert_torch", "ai_edge_litert"), "tflite"),
-    "onnx": Format("edgepack.exporters.onnx", ("onnx", "onnxruntime"), "onnx"),
+    "tflite": Format(
+        "edgepack.exporters.tflite", ("litert_torch", "ai_edge_litert"), "tflite", ".tflite"
+    ),
+    "onnx": Format("edgepack.exporters.onnx", ("onnx", "onnxruntime"), "onnx", ".onnx"),
     "coreml": Format(
         "edgepack.exporters.coreml",
         ("coremltools", "litert_torch", "torchao"),
         "coreml",
+        ".mlpackage",
         runs_on=("Darwin",),
         runtime_note="Core ML predicts only on macOS",
     ),
@@ -61,6 +67,15 @@ FORMATS: dict[str, Format] = {
 
 def format_names() -> tuple[str, ...]:
     return tuple(FORMATS)
+
+
+def format_of(path: Path) -> str:
+    """The format of an artifact file, by its suffix; InputError naming the known suffixes."""
+    for name, fmt in FORMATS.items():
+        if path.suffix.lower() == fmt.suffix:
+            return name
+    known = ", ".join(f"{fmt.suffix} ({name})" for name, fmt in FORMATS.items())
+    raise InputError(f"{path}: unknown model format {path.suffix!r}; expected one of: {known}")
 
 
 def _format(name: str) -> Format:
