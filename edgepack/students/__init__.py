@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def _families() -> dict:
-    from edgepack.students import mobilenet  # noqa: F401  (registers its factories)
+    from edgepack.students import imagenet, small  # noqa: F401  (register their factories)
     from edgepack.students._registry import FAMILIES
 
     return FAMILIES
