@@ -2,35 +2,24 @@
 
 Factories take keyword arguments ``width``, ``num_classes`` and ``in_channels`` and return an
 ``nn.Module`` over normalised NCHW float input. Importing this package does not import torch;
-the families load on first use.
+the families load on first use (see ``_registry.py``). ``small.py`` holds the families for
+28–64 px input, ``imagenet.py`` the papers' 224 px tables; ``macs.py`` counts MACs.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgepack.errors import ConfigError
+from edgepack.students._registry import FAMILIES
 
 if TYPE_CHECKING:
     from torch import nn
 
 
-def _families() -> dict:
-    from edgepack.students import mobilenet  # noqa: F401  (registers its factories)
-    from edgepack.students._registry import FAMILIES
-
-    return FAMILIES
-
-
 def family_names() -> list[str]:
-    return sorted(_families())
+    return sorted(FAMILIES.names())
 
 
 def create(family: str, *, width: float, num_classes: int, in_channels: int) -> nn.Module:
     """Instantiate a registered student family; ConfigError names the valid families."""
-    factories = _families()
-    if family not in factories:
-        raise ConfigError(
-            f"unknown student family {family!r}; valid families: {', '.join(sorted(factories))}"
-        )
-    return factories[family](width=width, num_classes=num_classes, in_channels=in_channels)
+    return FAMILIES.get(family)(width=width, num_classes=num_classes, in_channels=in_channels)

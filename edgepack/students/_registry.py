@@ -1,24 +1,19 @@
-"""Name → factory table for student families; factories register with a decorator."""
+"""The student family registry. Families register with ``@register("name")`` in the modules
+listed here, which are imported (with torch) on the first lookup, not when edgepack starts."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
+
+from edgepack._registry import Registry
 
 if TYPE_CHECKING:
     from torch import nn
 
 Factory = Callable[..., "nn.Module"]
-F = TypeVar("F", bound=Factory)
 
-FAMILIES: dict[str, Factory] = {}
-
-
-def register(name: str) -> Callable[[F], F]:
-    def decorator(factory: F) -> F:
-        if name in FAMILIES:
-            raise ValueError(f"student family {name!r} registered twice")
-        FAMILIES[name] = factory
-        return factory
-
-    return decorator
+FAMILIES: Registry[Factory] = Registry(
+    "student family", modules=("edgepack.students.small", "edgepack.students.imagenet")
+)
+register = FAMILIES.register

@@ -1,4 +1,5 @@
-"""MobileNet-style students, sized for small inputs.
+"""MobileNet building blocks and the network that stacks them; the stage tables live in
+``small.py`` (28–64 px input) and ``imagenet.py`` (the papers' 224 px tables).
 
 Written here rather than imported from torchvision/timm: on the CPU torch wheel neither imports
 (see TOOLCHAIN.md), and a student must stay a plain ``nn.Module`` that exports with
@@ -12,13 +13,23 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edgepack.students._registry import register
 
-
-def _make_divisible(value: float, divisor: int = 8) -> int:
+def make_divisible(value: float, divisor: int = 8) -> int:
     """Round channels to a multiple of ``divisor`` (never more than 10 % below ``value``)."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def _constant(value: float, like: torch.Tensor) -> torch.Tensor:
+    """``value`` as a tensor of ``like``'s rank, all sizes 1.
+
+    A Python scalar becomes a 0-d constant once PT2E quantizes the op, and litert-torch's
+    layout pass keeps any op with a non-4-D input in NCHW: every hard-swish of the int8 graph
+    then sat between two TRANSPOSEs (39 of them in MobileNetV3-Large). A (1, 1, 1, 1)
+    constant lets the whole chain stay NHWC; the float graph is unchanged (still fused into
+    HARD_SWISH by the converter).
+    """
+    return torch.full((1,) * like.ndim, value, dtype=like.dtype, device=like.device)
 
 
 class HardSwish(nn.Module):
@@ -26,16 +37,21 @@ class HardSwish(nn.Module):
     spelled with relu6 the whole graph stays int8 and fast."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * nn.functional.relu6(x + 3.0) * (1.0 / 6.0)
+        gate = nn.functional.relu6(x + _constant(3.0, x)) * _constant(1.0 / 6.0, x)
+        return x * gate
 
 
 class HardSigmoid(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.relu6(x + 3.0) * (1.0 / 6.0)
+        return nn.functional.relu6(x + _constant(3.0, x)) * _constant(1.0 / 6.0, x)
+
+
+_ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU, "hswish": HardSwish}
 
 
 def _activation(name: str) -> nn.Module:
-    return HardSwish() if name == "hswish" else nn.ReLU6()
+    """``relu6`` (MobileNetV2), ``relu`` (MobileNetV3's "RE") or ``hswish``."""
+    return _ACTIVATIONS[name]()
 
 
 class ConvBNAct(nn.Sequential):
@@ -60,7 +76,7 @@ class ConvBNAct(nn.Sequential):
 class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduction: int = 4) -> None:
         super().__init__()
-        hidden = _make_divisible(channels / reduction)
+        hidden = make_divisible(channels / reduction)
         self.reduce = nn.Conv2d(channels, hidden, 1)
         self.expand = nn.Conv2d(hidden, channels, 1)
         self.gate = HardSigmoid()
@@ -79,13 +95,12 @@ class InvertedResidual(nn.Module):
         cin: int,
         cout: int,
         stride: int,
-        expand: float,
+        hidden: int,
         kernel: int = 3,
         se: bool = False,
         act: str = "relu6",
     ) -> None:
         super().__init__()
-        hidden = _make_divisible(cin * expand)
         layers: list[nn.Module] = []
         if hidden != cin:
             layers.append(ConvBNAct(cin, hidden, 1, act=act))
@@ -103,7 +118,12 @@ class InvertedResidual(nn.Module):
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """One stage: ``repeats`` blocks of ``channels`` outputs, the first with ``stride``."""
+    """One stage: ``repeats`` blocks of ``channels`` outputs, the first with ``stride``.
+
+    A block's expansion width is ``expand`` × its input channels (MobileNetV2's ``t``), or
+    ``hidden`` channels scaled by the width like every other layer when given (MobileNetV3's
+    tables list an "exp size" per block that is no whole multiple of the input).
+    """
 
     expand: float
     channels: int
@@ -112,83 +132,69 @@ class BlockSpec:
     kernel: int = 3
     se: bool = False
     act: str = "relu6"
+    hidden: int | None = None
+
+    def hidden_channels(self, cin: int, width: float) -> int:
+        if self.hidden is not None:
+            return make_divisible(self.hidden * width)
+        return make_divisible(cin * self.expand)
 
 
 class MobileNet(nn.Module):
-    """A MobileNetV2/V3-style classifier over NCHW float input."""
+    """A MobileNetV2/V3-style classifier over NCHW float input.
+
+    The last 1×1 conv has ``head`` channels, kept that wide below width 1 as MobileNetV2 does
+    (its paper: this improves the narrower models), or ``head_expand`` × the last
+    stage's channels, following the width as MobileNetV3 does. ``pre_logits`` adds
+    MobileNetV3's hard-swish layer without BatchNorm between pooling and the classifier; like
+    ``head`` it keeps its size below width 1, the rule of the authors' TF code, whose published
+    V3-Large 0.75 count (4.0 M) it matches (3.93 M; scaled, it would be 3.4 M).
+    """
 
     def __init__(
         self,
         stages: list[BlockSpec],
         *,
-        stem: int,
-        head: int,
         num_classes: int,
         in_channels: int,
         width: float,
+        stem: int,
+        head: int | None = None,
+        head_expand: float | None = None,
+        pre_logits: int | None = None,
         stem_stride: int = 1,
         dropout: float = 0.0,
         act: str = "relu6",
     ) -> None:
         super().__init__()
-        cin = _make_divisible(stem * width)
+        if (head is None) == (head_expand is None):
+            raise ValueError("give exactly one of head and head_expand")
+        cin = make_divisible(stem * width)
         layers: list[nn.Module] = [ConvBNAct(in_channels, cin, 3, stem_stride, act=act)]
         for spec in stages:
-            cout = _make_divisible(spec.channels * width)
+            cout = make_divisible(spec.channels * width)
             for i in range(spec.repeats):
                 stride = spec.stride if i == 0 else 1
+                hidden = spec.hidden_channels(cin, width)
                 layers.append(
-                    InvertedResidual(cin, cout, stride, spec.expand, spec.kernel, spec.se, spec.act)
+                    InvertedResidual(cin, cout, stride, hidden, spec.kernel, spec.se, spec.act)
                 )
                 cin = cout
-        head_channels = _make_divisible(head * max(1.0, width))
+        if head is not None:
+            head_channels = make_divisible(head * max(1.0, width))
+        else:
+            head_channels = int(cin * (head_expand or 0))
         layers.append(ConvBNAct(cin, head_channels, 1, act=act))
         self.features = nn.Sequential(*layers)
+        features = head_channels
+        self.pre_logits: nn.Module = nn.Identity()
+        if pre_logits is not None:
+            features = make_divisible(pre_logits * max(1.0, width))
+            self.pre_logits = nn.Sequential(nn.Linear(head_channels, features), _activation(act))
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(head_channels, num_classes)
+        self.classifier = nn.Linear(features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # keepdim + flatten: a plain mean((2, 3)) lowers to TRANSPOSE → MEAN in LiteRT.
         x = self.features(x).mean((2, 3), keepdim=True).flatten(1)
-        return self.classifier(self.dropout(x))
-
-
-# Stage tables for small inputs (28–64 px): the ImageNet tables downsample 32×, which leaves
-# nothing of a 28×28 image; these stop at 4× and keep the first stage at full resolution.
-# Expansion 3 rather than MobileNetV2's 6: measured on Fashion-MNIST at ~140 KB of int8
-# .tflite, it matched the accuracy of expansion 6 while training 1.2× faster on 2 CPU cores and
-# running int8 at 0.64× of float latency (0.72× with expansion 6), because fewer, wider
-# channels mean less per-channel overhead (scales in the file, per-op cost in XNNPACK).
-_V2_SMALL = [
-    BlockSpec(1, 16, 1, 1),
-    BlockSpec(3, 24, 2, 2),
-    BlockSpec(3, 48, 3, 2),
-    BlockSpec(3, 96, 3, 1),
-]
-# V3-style: squeeze-excite and hard-swish (written with relu6, see HardSwish) in the deep stages.
-_V3_SMALL = [
-    BlockSpec(1, 16, 1, 1),
-    BlockSpec(4, 24, 2, 2),
-    BlockSpec(4, 40, 3, 2, kernel=5, se=True, act="hswish"),
-    BlockSpec(4, 80, 2, 1, se=True, act="hswish"),
-]
-
-
-@register("mobilenetv2_small")
-def mobilenetv2_small(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
-    return MobileNet(
-        _V2_SMALL, stem=16, head=160, num_classes=num_classes, in_channels=in_channels, width=width
-    )
-
-
-@register("mobilenetv3_small")
-def mobilenetv3_small(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
-    return MobileNet(
-        _V3_SMALL,
-        stem=16,
-        head=256,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        width=width,
-        act="hswish",
-    )
+        return self.classifier(self.dropout(self.pre_logits(x)))
