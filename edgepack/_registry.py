@@ -17,7 +17,7 @@ registered twice is a programming error, raised at registration.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
@@ -29,10 +29,10 @@ D = TypeVar("D")
 
 @dataclass(frozen=True)
 class _Lazy:
-    """An entry not imported yet: ``module:attribute``."""
+    """An entry not imported yet: ``module:attribute``, or the module itself."""
 
     module: str
-    attribute: str
+    attribute: str | None
 
 
 class Registry(Generic[T]):
@@ -76,14 +76,15 @@ class Registry(Generic[T]):
         return decorator
 
     def add_lazy(self, name: str, target: str) -> None:
-        """Register ``"package.module:attribute"`` under ``name``, imported on first ``get``."""
+        """Register ``"package.module:attribute"`` (or a whole module, ``"package.module"``,
+        for plugins that are modules) under ``name``, imported on first ``get``."""
         module, sep, attribute = target.partition(":")
-        if not (module and sep and attribute):
+        if not module or (sep and not attribute):
             raise ValueError(
-                f"{self.kind} {name!r}: expected 'package.module:attribute', got {target!r}"
+                f"{self.kind} {name!r}: expected 'package.module[:attribute]', got {target!r}"
             )
         self._claim(name)
-        self._entries[name] = _Lazy(module, attribute)
+        self._entries[name] = _Lazy(module, attribute or None)
 
     def _claim(self, name: str) -> None:
         if name in self._entries:
@@ -109,9 +110,23 @@ class Registry(Generic[T]):
             raise self._error(f"unknown {self.kind} {name!r}; choose one of: {choices}")
         entry = self._entries[name]
         if isinstance(entry, _Lazy):
-            entry = cast(T, getattr(importlib.import_module(entry.module), entry.attribute))
+            module = importlib.import_module(entry.module)
+            entry = cast(T, module if entry.attribute is None else getattr(module, entry.attribute))
             self._entries[name] = entry
         return entry
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def replaced(self, name: str, obj: T) -> Registry[T]:
+        """A copy with ``name`` mapped to ``obj`` (tests swap one entry this way)."""
+        copy: Registry[T] = Registry(self.kind, error=self._error)
+        self._load_modules()
+        copy._entries = {**self._entries, name: obj}
+        return copy
 
     def items(self) -> list[tuple[str, T]]:
         """(name, entry) pairs in registration order; imports every lazy entry."""

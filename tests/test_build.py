@@ -181,7 +181,7 @@ def test_missing_extra_stops_before_any_work(
     from edgepack import exporters
 
     missing = exporters.Format("edgepack.exporters.onnx", ("no_such_runtime",), "onnx", ".onnx")
-    monkeypatch.setitem(exporters.FORMATS, "onnx", missing)
+    monkeypatch.setattr(exporters, "FORMATS", exporters.FORMATS.replaced("onnx", missing))
     result = _build(["--target", "android", "--target", "onnx"], tmp_path / "dist", shared_cache)
     assert result.exit_code == 2
     assert "pip install 'edgepack[onnx]'" in result.output

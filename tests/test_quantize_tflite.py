@@ -148,10 +148,7 @@ def test_unknown_format_names_the_choices() -> None:
 
 
 def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(
-        exporters.FORMATS,
-        "tflite",
-        exporters.Format("x", ("surely_not_installed_pkg",), "tflite", ".tflite"),
-    )
+    missing = exporters.Format("x", ("surely_not_installed_pkg",), "tflite", ".tflite")
+    monkeypatch.setattr(exporters, "FORMATS", exporters.FORMATS.replaced("tflite", missing))
     with pytest.raises(MissingExtraError, match=r"pip install 'edgepack\[tflite\]'"):
         exporters.get_exporter("tflite")

@@ -87,12 +87,20 @@ def test_lazy_entry_is_imported_on_first_get_only(modules: Path) -> None:
     assert widgets.names() == ("eager", "lazy")  # resolving keeps the order
 
 
-@pytest.mark.parametrize("target", ["no_colon", ":VALUE", "module:", ""])
+@pytest.mark.parametrize("target", [":VALUE", "module:", ""])
 def test_lazy_target_must_be_module_colon_attribute(target: str) -> None:
     widgets: Registry[int] = Registry("widget")
-    with pytest.raises(ValueError, match=r"expected 'package\.module:attribute'"):
+    with pytest.raises(ValueError, match=r"expected 'package\.module\[:attribute\]'"):
         widgets.add_lazy("w", target)
     assert widgets.names() == ()
+
+
+def test_a_lazy_module_entry_is_the_module_itself(modules: Path) -> None:
+    name = write_module(modules, "edgepack_test_plugin_module", "VALUE = 7\n")
+    plugins: Registry[object] = Registry("plugin")
+    plugins.add_lazy("p", name)
+    assert name not in sys.modules
+    assert plugins.get("p") is sys.modules[name] and plugins["p"].VALUE == 7  # type: ignore[attr-defined]
 
 
 def test_plugin_modules_register_themselves_before_the_first_lookup(modules: Path) -> None:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from edgepack.errors import ConfigError, InputError, MissingExtraError
+from edgepack._registry import Registry
+from edgepack.errors import InputError, MissingExtraError
 from edgepack.exporters._base import Exporter, ExportRequest, Int8Export
 
 __all__ = [
@@ -49,12 +50,15 @@ class Format:
     runtime_note: str = ""  # why it cannot run elsewhere, shown wherever a figure is skipped
 
 
-FORMATS: dict[str, Format] = {
-    "tflite": Format(
-        "edgepack.exporters.tflite", ("litert_torch", "ai_edge_litert"), "tflite", ".tflite"
-    ),
-    "onnx": Format("edgepack.exporters.onnx", ("onnx", "onnxruntime"), "onnx", ".onnx"),
-    "coreml": Format(
+FORMATS: Registry[Format] = Registry("export format")
+FORMATS.add(
+    "tflite",
+    Format("edgepack.exporters.tflite", ("litert_torch", "ai_edge_litert"), "tflite", ".tflite"),
+)
+FORMATS.add("onnx", Format("edgepack.exporters.onnx", ("onnx", "onnxruntime"), "onnx", ".onnx"))
+FORMATS.add(
+    "coreml",
+    Format(
         "edgepack.exporters.coreml",
         ("coremltools", "litert_torch", "torchao"),
         "coreml",
@@ -62,11 +66,11 @@ FORMATS: dict[str, Format] = {
         runs_on=("Darwin",),
         runtime_note="Core ML predicts only on macOS",
     ),
-}
+)
 
 
 def format_names() -> tuple[str, ...]:
-    return tuple(FORMATS)
+    return FORMATS.names()
 
 
 def format_of(path: Path) -> str:
@@ -79,10 +83,7 @@ def format_of(path: Path) -> str:
 
 
 def _format(name: str) -> Format:
-    fmt = FORMATS.get(name)
-    if fmt is None:
-        raise ConfigError(f"unknown export format {name!r}; choose one of: {', '.join(FORMATS)}")
-    return fmt
+    return FORMATS.get(name)
 
 
 def runtime_unavailable(name: str) -> str | None:

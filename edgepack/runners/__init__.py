@@ -1,17 +1,16 @@
 """Latency runners: where a packaged model is timed.
 
 Adding a runner means one module satisfying :class:`Runner` (see ``_base.py``) and one line in
-:data:`RUNNERS`. Modules are imported on first use, so choosing a runner imports only it.
+:data:`RUNNERS` (the registry shape every pluggable kind uses). Modules are imported on first use, so choosing a runner imports only it.
 Build and ``edgepack check`` both judge latency through :func:`measure`.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from edgepack.errors import ConfigError
+from edgepack._registry import Registry
 from edgepack.runners._base import Estimate, Latency, Runner, Unavailable
 
 if TYPE_CHECKING:
@@ -30,21 +29,17 @@ __all__ = [
     "runner_names",
 ]
 
-RUNNERS: dict[str, str] = {
-    "host": "edgepack.runners.host",
-}
+RUNNERS: Registry[Runner] = Registry("runner")
+RUNNERS.add_lazy("host", "edgepack.runners.host")
 
 
 def runner_names() -> tuple[str, ...]:
-    return tuple(RUNNERS)
+    return RUNNERS.names()
 
 
 def get_runner(name: str) -> Runner:
     """The runner module ``name``; ConfigError naming the choices if unknown."""
-    module = RUNNERS.get(name)
-    if module is None:
-        raise ConfigError(f"unknown runner {name!r}; choose one of: {', '.join(RUNNERS)}")
-    return cast(Runner, importlib.import_module(module))
+    return RUNNERS.get(name)
 
 
 def options_class(name: str) -> type:
