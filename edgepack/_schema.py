@@ -4,11 +4,16 @@ The dataclasses are the schema: :func:`check_mapping` walks their fields and typ
 range rules ride along as field metadata. A class may declare ``DIRECTIVES`` (a ClassVar of
 key → type) for keys that steer loading, such as ``extends``, rather than describe the object.
 Every message names the file and the key path, and says what was expected and what arrived.
+
+Files are hostile until checked: reads are bounded (size, nesting depth, nodes after alias
+expansion), numbers must be finite and fit in 32 bits, and every value a message echoes goes
+through :func:`excerpt` so an error never prints a file's contents.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -27,12 +32,16 @@ Rule = tuple[str, Callable[[Any], bool]]
 FROM_FILE = {"from_file": True}
 
 
-def above(low: float) -> dict[str, Rule]:
-    return {"rule": (f"> {low}", lambda value: value > low)}
+def above(low: float, high: float | None = None) -> dict[str, Rule]:
+    if high is None:
+        return {"rule": (f"> {low}", lambda value: value > low)}
+    return {"rule": (f"> {low} and <= {high}", lambda value: low < value <= high)}
 
 
-def at_least(low: int) -> dict[str, Rule]:
-    return {"rule": (f">= {low}", lambda value: value >= low)}
+def at_least(low: int, high: int | None = None) -> dict[str, Rule]:
+    if high is None:
+        return {"rule": (f">= {low}", lambda value: value >= low)}
+    return between(low, high)
 
 
 def between(low: float, high: float) -> dict[str, Rule]:
@@ -43,17 +52,152 @@ def one_of(choices: tuple[Any, ...]) -> dict[str, Rule]:
     return {"rule": (f"one of {', '.join(map(str, choices))}", lambda value: value in choices)}
 
 
-def show(path: Path) -> str:
-    """``path`` relative to the working directory when it lies below it (shorter messages)."""
+# What a file may hold before it is parsed. A profile or project config is a few KB; a MiB is
+# far beyond any real one and small enough that reading it costs nothing.
+MAX_YAML_BYTES = 1 << 20
+# Nesting as written and as expanded through aliases: real files nest 3-4 levels. PyYAML's
+# composer recurses once per level, so a file of 5000 `[` ends in RecursionError without this.
+MAX_YAML_DEPTH = 32
+# Nodes after alias expansion ("billion laughs": 9 aliases of 9 aliases ... is tiny on disk and
+# explodes in every walk over the loaded value). A config's labels list is the largest real part.
+MAX_YAML_NODES = 100_000
+# Integers must fit the C ints they end up in (thread counts, seeds, sizes): a YAML integer has
+# no bound, and `seed: 99999999999999999999` used to reach numpy as a traceback.
+MAX_INT = 2**31 - 1
+_EXCERPT_CHARS = 60
+# The largest square input side a profile or project may ask for. Mainstream classifier inputs
+# stop at ~600 px (EfficientNet-B7); edgepack's students are phone-sized. 1024 leaves room and
+# stops a typo early: `size: 10000` reached 7 GB of RAM before anything failed.
+MAX_IMAGE_SIDE = 1024
+
+
+def excerpt(value: Any, limit: int = _EXCERPT_CHARS) -> str:
+    """``repr(value)`` when it is short, else only its type and length: the one way messages
+    echo a value from a file.
+
+    A message must name the problem, never reproduce a file: `extends: /etc/passwd` parsed to one
+    long string and the old message printed all of it; even a prefix of a key file would leak
+    into a public CI log, so a long value is not quoted at all."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"a {type(value).__name__} of {len(text)} characters (not shown)"
+
+
+def clip(text: str, limit: int = _EXCERPT_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
+def show(path: Path | str) -> str:
+    """``path`` relative to the working directory when it lies below it (shorter messages),
+    clipped like :func:`excerpt` when a hostile file made it absurdly long."""
+    path = Path(path)
     try:
-        return str(path.relative_to(Path.cwd()))
+        text = str(path.relative_to(Path.cwd()))
     except ValueError:
-        return str(path)
+        text = str(path)
+    return clip(text if text.isprintable() else repr(text), 4 * _EXCERPT_CHARS)
+
+
+def is_file(path: Path) -> bool:
+    """``Path.is_file``, except that a name the OS refuses (ENAMETOOLONG, a NUL byte) is simply
+    not a file rather than an OSError escaping as a traceback."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+# Linux limits: 4096 bytes for a path, 255 for each name in it.
+_MAX_PATH, _MAX_NAME = 4096, 255
+
+
+def path_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a file path, or None. Checked before the OS sees it: the OS
+    answers a 5000-character name with an OSError deep inside some later call."""
+    if not value:
+        return "an empty path"
+    if not value.isprintable():
+        return "a path with control characters"
+    if len(value.encode("utf-8", "surrogateescape")) > _MAX_PATH:
+        return f"a path longer than {_MAX_PATH} bytes"
+    if any(len(part.encode("utf-8", "surrogateescape")) > _MAX_NAME for part in value.split("/")):
+        return f"a path with a name longer than {_MAX_NAME} bytes"
+    return None
+
+
+def user_path(ref: str, base: Path, what: str) -> Path:
+    """``ref`` (``~`` expanded) resolved against ``base``, or a ConfigError naming ``what``
+    when it cannot be a path at all (control characters, overlong, ``~nosuchuser``)."""
+    problem = path_problem(ref)
+    if problem is not None:
+        raise ConfigError(f"{what} must be a file path, got {problem}: {excerpt(ref)}")
+    try:
+        return (base / Path(ref).expanduser()).resolve()
+    except (RuntimeError, OSError, ValueError) as exc:  # expanduser: no home for ~nosuchuser
+        raise ConfigError(f"{what}: cannot resolve the path {excerpt(ref)}: {exc}") from None
+
+
+def a_path() -> dict[str, Rule]:
+    """Rule for path fields (one path, or a list of them)."""
+
+    def ok(value: Any) -> bool:
+        return all(path_problem(v) is None for v in (value if isinstance(value, list) else [value]))
+
+    return {"rule": ("a file path (printable, at most 4096 bytes, 255 per name)", ok)}
 
 
 class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and reads ``1e-3`` as a float, as YAML 1.2 does
-    (YAML 1.1 wants ``1.0e-3`` and would hand a learning rate over as a string)."""
+    """SafeLoader that rejects duplicate keys, bounds nesting and alias expansion, and reads
+    ``1e-3`` as a float, as YAML 1.2 does (YAML 1.1 wants ``1.0e-3`` and would hand a learning
+    rate over as a string)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        # id(node) -> (nodes, depth) once expanded through aliases; the nodes stay alive in the
+        # document graph while this loader exists, so ids are not reused.
+        self._measured: dict[int, tuple[int, int]] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """The base composer, measuring each node as it completes.
+
+        Measuring here, bottom-up, costs one step per written node however far aliases expand,
+        and stops a bomb before anything walks it."""
+        mark = self.peek_event().start_mark
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark
+            )
+        alias = self.check_event(yaml.AliasEvent)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if alias:
+            if id(node) not in self._measured:
+                raise yaml.composer.ComposerError(
+                    None, None, "an alias refers to a node that contains it", mark
+                )
+            size, depth = self._measured[id(node)]
+        else:
+            children = _children(node)
+            size = 1 + sum(self._measured[id(child)][0] for child in children)
+            depth = 1 + max((self._measured[id(child)][1] for child in children), default=0)
+            self._measured[id(node)] = (size, depth)
+        if depth + self._depth > MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases nest it deeper than {MAX_YAML_DEPTH} levels", mark
+            )
+        if size > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases expand it to more than {MAX_YAML_NODES} values", mark
+            )
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -63,10 +207,18 @@ class StrictLoader(yaml.SafeLoader):
                 continue  # the base class reports unhashable keys
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                    None, None, f"duplicate key {excerpt(key)}", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 StrictLoader.add_implicit_resolver(
@@ -78,22 +230,48 @@ StrictLoader.add_implicit_resolver(
 
 def read_yaml(path: Path, what: str = "target file") -> dict[Any, Any]:
     """One file's top-level mapping (an empty file is an empty mapping)."""
-    if not path.is_file():
+    if not is_file(path):
         raise ConfigError(f"{what} not found: expected a YAML file at {show(path)}")
+    text = read_text(path, what, MAX_YAML_BYTES)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)
+        data = yaml.load(text, Loader=StrictLoader)
     except yaml.MarkedYAMLError as exc:
         line = f":{exc.problem_mark.line + 1}" if exc.problem_mark else ""
         problem = ": ".join(part for part in (exc.context, exc.problem) if part)
-        problem = " ".join(problem.split())
+        problem = clip(" ".join(problem.split()), 4 * _EXCERPT_CHARS)
         raise ConfigError(f"{show(path)}{line}: malformed YAML: {problem}") from None
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{show(path)}: cannot read YAML: {' '.join(str(exc).split())}") from None
+    except yaml.YAMLError as exc:  # every error PyYAML raises while reading text is marked
+        raise ConfigError(f"{show(path)}: cannot read YAML: {type(exc).__name__}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{show(path)}: expected a mapping of keys, got {describe(data)}")
     return data
+
+
+def read_text(path: Path, what: str, limit: int) -> str:
+    """The UTF-8 text of ``path``, read only up to ``limit`` bytes: a config that names
+    /dev/zero or a multi-GB file gets an error, not an out-of-memory kill. Messages say what
+    is wrong with the file without quoting it."""
+    if not is_file(path):
+        raise ConfigError(f"{what} not found: expected a file at {show(path)}")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise ConfigError(f"{show(path)}: cannot read {what}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise ConfigError(
+            f"{show(path)}: {what} is larger than {limit // 1024} KiB; expected a small text file"
+        )
+    try:
+        return data.decode("utf-8-sig")  # tolerate the BOM some Windows editors write
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{show(path)}:{line}: {what} is not UTF-8 text "
+            f"(byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
 
 
 def schema_of(cls: type) -> dict[str, Any]:
@@ -152,7 +330,22 @@ def describe(value: Any) -> str:
     kind = {dict: "mapping", list: "list", type(None): "null"}.get(
         type(value), type(value).__name__
     )
-    return f"{value!r} ({kind})" if kind not in ("mapping", "list") else f"a {kind}"
+    if kind in ("mapping", "list"):
+        return f"a {kind}"
+    shown = excerpt(value)
+    return shown if shown.endswith("(not shown)") else f"{shown} ({kind})"
+
+
+def _out_of_range(value: Any) -> str | None:
+    """What every number must be, whatever its field: finite (`lr: .inf` reached the optimizer
+    as a traceback) and, for integers, within what the C code they feed can hold."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number"
+    if isinstance(value, int) and not -MAX_INT <= value <= MAX_INT:
+        return f"between {-MAX_INT} and {MAX_INT}"
+    return None
 
 
 def check_mapping(cls: type, raw: Any, path: Path, prefix: str = "") -> dict[str, Any]:
@@ -172,8 +365,9 @@ def check_mapping(cls: type, raw: Any, path: Path, prefix: str = "") -> dict[str
         if key not in schema:
             section = f" in {prefix[:-1]}" if prefix else ""
             valid = ", ".join(schema)
+            shown = clip(key) if isinstance(key, str) and key.isprintable() else excerpt(key)
             raise ConfigError(
-                f"{show(path)}: unknown key {prefix}{key}; valid keys{section}: {valid}"
+                f"{show(path)}: unknown key {prefix}{shown}; valid keys{section}: {valid}"
             )
         checked[key] = _check_value(schema[key], value, rules.get(key), path, prefix + key)
     return checked
@@ -193,8 +387,12 @@ def _check_value(hint: Any, value: Any, rule: Rule | None, path: Path, key_path:
         raise ConfigError(
             f"{show(path)}: {key_path} must be {_expected(hint)}, got {describe(value)}"
         )
+    for number in value if isinstance(value, list) else [value]:
+        problem = _out_of_range(number)
+        if problem:
+            raise ConfigError(f"{show(path)}: {key_path} must be {problem}, got {excerpt(number)}")
     if rule is not None and value is not None and not rule[1](value):
-        raise ConfigError(f"{show(path)}: {key_path} must be {rule[0]}, got {value!r}")
+        raise ConfigError(f"{show(path)}: {key_path} must be {rule[0]}, got {excerpt(value)}")
     widen = float in typing.get_args(hint) or hint is float
     return float(value) if widen and isinstance(value, int) else value
 

@@ -18,14 +18,18 @@ from typing import Any, ClassVar
 
 from edgepack._schema import (
     FROM_FILE,
+    MAX_IMAGE_SIDE,
     above,
     at_least,
     between,
     build,
     check_mapping,
+    excerpt,
+    is_file,
     one_of,
     read_yaml,
     show,
+    user_path,
 )
 from edgepack.errors import ConfigError
 from edgepack.exporters import format_names, options_class
@@ -41,8 +45,8 @@ class StudentSpec:
     """The student network; ``family`` is checked against the students registry at build time."""
 
     family: str
-    width: float = field(metadata=above(0))
-    resolution: int = field(metadata=at_least(8))
+    width: float = field(metadata=above(0, 4))  # MobileNets use 0.35-1.4; memory grows as width²
+    resolution: int = field(metadata=at_least(8, MAX_IMAGE_SIDE))
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class DistillSpec:
     """Knowledge-distillation training: ``alpha`` weighs the teacher's soft targets."""
 
     epochs: int = field(metadata=at_least(1))
-    batch_size: int = field(metadata=at_least(1))
+    batch_size: int = field(metadata=at_least(1, 4096))  # a batch is held as float32 tensors
     lr: float = field(metadata=above(0))
     temperature: float = field(metadata=above(0))
     alpha: float = field(metadata=between(0, 1))
@@ -81,7 +85,7 @@ class RunnerSpec:
     """Where latency is measured; ``name`` is checked against the runners registry at build time."""
 
     name: str
-    threads: int = field(metadata=at_least(1))
+    threads: int = field(metadata=at_least(1, 256))  # a runtime thread pool, not a wish list
     warmup: int = field(metadata=at_least(0))
     iterations: int = field(metadata=at_least(1))
 
@@ -154,12 +158,12 @@ def targets_dir() -> Path:
 def load_target(name_or_path: str) -> Target:
     """Load and resolve a profile by name (``android``) or by path (``my/phone.yaml``)."""
     if _looks_like_path(name_or_path):
-        path = Path(name_or_path).expanduser().resolve()
+        path = user_path(name_or_path, Path.cwd(), "target")
     else:
         path = targets_dir() / f"{name_or_path}.yaml"
-        if not path.is_file():
+        if not is_file(path):
             raise ConfigError(
-                f"unknown target {name_or_path!r}; valid targets: {', '.join(_target_names())} "
+                f"unknown target {excerpt(name_or_path)}; valid targets: {', '.join(_target_names())} "
                 "(or pass a path to a .yaml file)"
             )
     return _load(path)
@@ -189,16 +193,18 @@ def _is_abstract(path: Path) -> bool:
 def _locate_parent(ref: str, child: Path) -> Path:
     """Resolve ``extends: ref``: next to the extending file first, then in the targets folder."""
     if _looks_like_path(ref):
-        path = (child.parent / Path(ref).expanduser()).resolve()
-        if not path.is_file():
-            raise ConfigError(f"{show(child)}: extends {ref!r}, but {show(path)} does not exist")
+        path = user_path(ref, child.parent, f"{show(child)}: extends")
+        if not is_file(path):
+            raise ConfigError(
+                f"{show(child)}: extends {excerpt(ref)}, but {show(path)} does not exist"
+            )
         return path
     for folder in (child.parent, targets_dir()):
-        if (folder / f"{ref}.yaml").is_file():
+        if is_file(folder / f"{ref}.yaml"):
             return folder / f"{ref}.yaml"
     names = sorted(path.stem for path in targets_dir().glob("*.yaml"))
     raise ConfigError(
-        f"{show(child)}: extends unknown target {ref!r}; valid targets: {', '.join(names)}"
+        f"{show(child)}: extends unknown target {excerpt(ref)}; valid targets: {', '.join(names)}"
     )
 
 
