@@ -120,6 +120,8 @@ def path_problem(value: str) -> str | None:
     answers a 5000-character name with an OSError deep inside some later call."""
     if not value:
         return "an empty path"
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in value):
+        return "a path that is not UTF-8"
     if not value.isprintable():
         return "a path with control characters"
     if len(value.encode("utf-8", "surrogateescape")) > _MAX_PATH:
@@ -175,7 +177,7 @@ class StrictLoader(yaml.SafeLoader):
         alias = self.check_event(yaml.AliasEvent)
         self._depth += 1
         try:
-            node = super().compose_node(parent, index)
+            node: Any = super().compose_node(parent, index)
         finally:
             self._depth -= 1
         if alias:

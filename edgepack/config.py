@@ -33,7 +33,14 @@ from edgepack._schema import (
     user_path,
 )
 from edgepack.errors import ConfigError
-from edgepack.project import Augment, InputSpec, Project, ProjectData, check_labels
+from edgepack.project import (
+    Augment,
+    InputSpec,
+    Project,
+    ProjectData,
+    check_labels,
+    class_folder_origin,
+)
 from edgepack.readers import RESIZE_POLICIES, LoadedImages, read_images, stratified_split
 from edgepack.teachers import TeacherSpec
 
@@ -264,11 +271,6 @@ def _labels(config: ProjectConfig, base: Path, path: Path) -> tuple[str, ...]:
             "sub-folders to name them: list the class names under labels:"
         )
     return check_labels(names, class_folder_origin(train))
-
-
-def class_folder_origin(folder: Path) -> str:
-    """How an error names labels taken from class folders (``init`` says the same)."""
-    return f"class folders of {show(folder)}"
 
 
 def _class_folders(folder: Path, config: Path) -> list[str]:

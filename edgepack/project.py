@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepack._schema import excerpt
+from edgepack._schema import excerpt, show
 from edgepack.datasets import FASHION_MNIST_LABELS, ImageSet, load_fashion_mnist
 from edgepack.errors import ConfigError
 from edgepack.teachers import TeacherSpec
@@ -55,6 +55,11 @@ def check_labels(names: Sequence[str], origin: str) -> tuple[str, ...]:
         shown = ", ".join(excerpt(name) for name in duplicates[:5])
         raise ConfigError(f"{origin}: duplicate labels: {shown}")
     return tuple(names)
+
+
+def class_folder_origin(folder: Path) -> str:
+    """How an error names labels taken from class folder names (build and init say the same)."""
+    return f"class folders of {show(folder)}"
 
 
 def _label_problem(name: str) -> str | None:
