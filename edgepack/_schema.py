@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -117,16 +118,15 @@ _MAX_PATH, _MAX_NAME = 4096, 255
 
 def path_problem(value: str) -> str | None:
     """Why ``value`` cannot be a file path, or None. Checked before the OS sees it: the OS
-    answers a 5000-character name with an OSError deep inside some later call."""
+    answers a 5000-character name with an OSError deep inside some later call. Any other
+    character is a legal file name on Linux, newlines included; messages escape them."""
     if not value:
         return "an empty path"
-    if any(0xD800 <= ord(char) <= 0xDFFF for char in value):
-        return "a path that is not UTF-8"
-    if not value.isprintable():
-        return "a path with control characters"
-    if len(value.encode("utf-8", "surrogateescape")) > _MAX_PATH:
+    if "\0" in value:
+        return "a path with a NUL byte"
+    if len(os.fsencode(value)) > _MAX_PATH:
         return f"a path longer than {_MAX_PATH} bytes"
-    if any(len(part.encode("utf-8", "surrogateescape")) > _MAX_NAME for part in value.split("/")):
+    if any(len(os.fsencode(part)) > _MAX_NAME for part in value.split("/")):
         return f"a path with a name longer than {_MAX_NAME} bytes"
     return None
 
@@ -149,7 +149,7 @@ def a_path() -> dict[str, Rule]:
     def ok(value: Any) -> bool:
         return all(path_problem(v) is None for v in (value if isinstance(value, list) else [value]))
 
-    return {"rule": ("a file path (printable, at most 4096 bytes, 255 per name)", ok)}
+    return {"rule": ("a file path (no NUL byte, at most 4096 bytes, 255 per name)", ok)}
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -242,7 +242,13 @@ def read_yaml(path: Path, what: str = "target file") -> dict[Any, Any]:
         problem = ": ".join(part for part in (exc.context, exc.problem) if part)
         problem = clip(" ".join(problem.split()), 4 * _EXCERPT_CHARS)
         raise ConfigError(f"{show(path)}{line}: malformed YAML: {problem}") from None
-    except yaml.YAMLError as exc:  # every error PyYAML raises while reading text is marked
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, such as ESC
+        where = text[: exc.position].count("\n") + 1
+        raise ConfigError(
+            f"{show(path)}:{where}: malformed YAML: character U+{exc.character:04X} is not "
+            "allowed in YAML"
+        ) from None
+    except yaml.YAMLError as exc:  # anything else PyYAML raises while reading text is marked
         raise ConfigError(f"{show(path)}: cannot read YAML: {type(exc).__name__}") from None
     if data is None:
         return {}
@@ -367,7 +373,8 @@ def check_mapping(cls: type, raw: Any, path: Path, prefix: str = "") -> dict[str
         if key not in schema:
             section = f" in {prefix[:-1]}" if prefix else ""
             valid = ", ".join(schema)
-            shown = clip(key) if isinstance(key, str) and key.isprintable() else excerpt(key)
+            plain = isinstance(key, str) and key.isprintable() and len(key) <= _EXCERPT_CHARS
+            shown = key if plain else excerpt(key)
             raise ConfigError(
                 f"{show(path)}: unknown key {prefix}{shown}; valid keys{section}: {valid}"
             )
