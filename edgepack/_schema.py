@@ -124,16 +124,20 @@ def path_problem(value: str) -> str | None:
         return "an empty path"
     if "\0" in value:
         return "a path with a NUL byte"
-    if len(os.fsencode(value)) > _MAX_PATH:
+    try:
+        encoded = os.fsencode(value)
+    except UnicodeEncodeError:  # a lone surrogate that no file-name byte stands for
+        return "a path that cannot be encoded as a file name"
+    if len(encoded) > _MAX_PATH:
         return f"a path longer than {_MAX_PATH} bytes"
-    if any(len(os.fsencode(part)) > _MAX_NAME for part in value.split("/")):
+    if any(len(part) > _MAX_NAME for part in encoded.split(b"/")):
         return f"a path with a name longer than {_MAX_NAME} bytes"
     return None
 
 
 def user_path(ref: str, base: Path, what: str) -> Path:
     """``ref`` (``~`` expanded) resolved against ``base``, or a ConfigError naming ``what``
-    when it cannot be a path at all (control characters, overlong, ``~nosuchuser``)."""
+    when it cannot be a path at all (a NUL byte, overlong, ``~nosuchuser``)."""
     problem = path_problem(ref)
     if problem is not None:
         raise ConfigError(f"{what} must be a file path, got {problem}: {excerpt(ref)}")
@@ -143,13 +147,16 @@ def user_path(ref: str, base: Path, what: str) -> Path:
         raise ConfigError(f"{what}: cannot resolve the path {excerpt(ref)}: {exc}") from None
 
 
-def a_path() -> dict[str, Rule]:
+def a_path() -> dict[str, Any]:
     """Rule for path fields (one path, or a list of them)."""
 
     def ok(value: Any) -> bool:
         return all(path_problem(v) is None for v in (value if isinstance(value, list) else [value]))
 
-    return {"rule": ("a file path (no NUL byte, at most 4096 bytes, 255 per name)", ok)}
+    return {
+        "rule": ("a file path (no NUL byte, at most 4096 bytes, 255 per name)", ok),
+        "file_name": True,
+    }
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -344,15 +351,22 @@ def describe(value: Any) -> str:
     return shown if shown.endswith("(not shown)") else f"{shown} ({kind})"
 
 
-def _out_of_range(value: Any) -> str | None:
-    """What every number must be, whatever its field: finite (`lr: .inf` reached the optimizer
-    as a traceback) and, for integers, within what the C code they feed can hold."""
+def _scalar_problem(value: Any, file_name: bool) -> str | None:
+    """What every scalar must be, whatever its field. Numbers: finite (`lr: .inf` reached the
+    optimizer as a traceback) and, for integers, within what the C code they feed can hold.
+    Strings: text that can be written as UTF-8, as labels.txt, the manifest and model metadata
+    are (YAML's "\\ud800" escape makes a lone surrogate that cannot be); a file name may hold the
+    surrogates that stand for non-UTF-8 bytes in it, as Python's file-system functions do."""
     if isinstance(value, bool):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return "a finite number"
     if isinstance(value, int) and not -MAX_INT <= value <= MAX_INT:
         return f"between {-MAX_INT} and {MAX_INT}"
+    if isinstance(value, str):
+        raw_bytes = range(0xDC80, 0xDD00) if file_name else range(0)
+        if any(0xD800 <= ord(c) <= 0xDFFF and ord(c) not in raw_bytes for c in value):
+            return "text without lone surrogates (\\ud800-\\udfff)"
     return None
 
 
@@ -367,7 +381,7 @@ def check_mapping(cls: type, raw: Any, path: Path, prefix: str = "") -> dict[str
     if not isinstance(raw, dict):
         raise ConfigError(f"{show(path)}: {prefix[:-1]} must be a mapping, got {describe(raw)}")
     schema = schema_of(cls)
-    rules = {f.name: f.metadata.get("rule") for f in fields(cls)}
+    metadata = {f.name: f.metadata for f in fields(cls)}
     checked: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in schema:
@@ -378,11 +392,13 @@ def check_mapping(cls: type, raw: Any, path: Path, prefix: str = "") -> dict[str
             raise ConfigError(
                 f"{show(path)}: unknown key {prefix}{shown}; valid keys{section}: {valid}"
             )
-        checked[key] = _check_value(schema[key], value, rules.get(key), path, prefix + key)
+        checked[key] = _check_value(schema[key], value, metadata.get(key, {}), path, prefix + key)
     return checked
 
 
-def _check_value(hint: Any, value: Any, rule: Rule | None, path: Path, key_path: str) -> Any:
+def _check_value(
+    hint: Any, value: Any, meta: typing.Mapping[str, Any], path: Path, key_path: str
+) -> Any:
     if hint is Any:  # the export section: a mapping now, checked against its format later
         if value is not None and not isinstance(value, dict):
             raise ConfigError(f"{show(path)}: {key_path} must be a mapping, got {describe(value)}")
@@ -396,10 +412,11 @@ def _check_value(hint: Any, value: Any, rule: Rule | None, path: Path, key_path:
         raise ConfigError(
             f"{show(path)}: {key_path} must be {_expected(hint)}, got {describe(value)}"
         )
-    for number in value if isinstance(value, list) else [value]:
-        problem = _out_of_range(number)
+    for item in value if isinstance(value, list) else [value]:
+        problem = _scalar_problem(item, meta.get("file_name", False))
         if problem:
-            raise ConfigError(f"{show(path)}: {key_path} must be {problem}, got {excerpt(number)}")
+            raise ConfigError(f"{show(path)}: {key_path} must be {problem}, got {excerpt(item)}")
+    rule = meta.get("rule")
     if rule is not None and value is not None and not rule[1](value):
         raise ConfigError(f"{show(path)}: {key_path} must be {rule[0]}, got {excerpt(value)}")
     widen = float in typing.get_args(hint) or hint is float

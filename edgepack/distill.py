@@ -1,7 +1,10 @@
 """Knowledge distillation: a student learns the teacher's softened outputs plus the labels.
 
 The teacher runs once per (teacher, data) pair: its logits are cached on disk keyed by both
-hashes, so every epoch, every rebuild and every target with the same data reuses them. With
+hashes, so every epoch, every rebuild and every target with the same data reuses them. A cache
+entry is trusted only after it checks out (edgepack/_cache.py: checksum, shape, dtype; here:
+finite values, and a spot check of a few rows against the teacher); anything else is
+recomputed with a warning. A cache that cannot be written costs a warning, not the build. With
 augmentation on, cached logits would be wrong (they belong to the unaugmented image), so the
 teacher runs on every augmented batch and both networks see the identical view. Training
 checkpoints after every epoch; an interrupted build resumes where it stopped.

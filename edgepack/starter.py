@@ -9,6 +9,7 @@ the one under which the teacher is most accurate is written, with the accuracies
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -178,6 +179,12 @@ def _scalar(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in quoted)
 
 
+def _display(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 become U+FFFD (``name`` is a label for
+    people, not a path, so it must be writable as UTF-8)."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
 def _one_line(text: str) -> str:
     """``text`` for a comment: a newline in a file name must not end the comment."""
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
@@ -231,7 +238,7 @@ def _render(s: Starter, base: Path) -> str:
     return f"""\
 # edgepack project: `edgepack build` reads this file from this folder or any folder below.
 # Written by `edgepack init`. Paths are relative to this file.
-name: {_scalar(base.resolve().name)}
+name: {_scalar(_display(base.resolve().name))}
 
 # The model to distill. Found: {_one_line(s.teacher_line)}.
 # Also accepted: TorchScript (.pt/.ts), ONNX (.onnx), Keras (.keras/.h5), a SavedModel folder,

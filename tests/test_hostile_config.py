@@ -195,6 +195,7 @@ PROFILE_CASES = [
     pytest.param("extends: ios\n", ("duplicate key 'extends'",), id="duplicate-key"),
     pytest.param("\x1b[31mred: 1\n", (":2: malformed YAML", "U+001B"), id="escape"),
     pytest.param('"\\e[31mred": 1\n', ("unknown key '\\x1b[31mred'",), id="escaped-key"),
+    pytest.param('description: "a\\ud800b"\n', ("lone surrogates",), id="surrogate"),
     pytest.param("description: " + "x" * 5000 + "\n", None, id="long-ok"),
 ]
 
@@ -286,7 +287,9 @@ def test_a_config_that_is_not_a_mapping(project: Path) -> None:
 # --- init writes what build reads back ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["a: b #c", "123", "true", "-x", "tab\there", "bri\nght"])
+@pytest.mark.parametrize(
+    "name", ["a: b #c", "123", "true", "-x", "tab\there", "bri\nght", "raw\udcffbyte"]
+)
 def test_init_template_reads_back_any_folder_name(tmp_path: Path, name: str) -> None:
     base = tmp_path / name
     data = base / f"data {name}"
@@ -309,7 +312,8 @@ def test_init_template_reads_back_any_folder_name(tmp_path: Path, name: str) -> 
     config = base / "edgepack.yaml"
     config.write_text(starter.text(base), encoding="utf-8")
     project = load_project(config)
-    assert project.name == name
+    assert project.name == name.replace("\udcff", "\ufffd")
+    assert project.config == config.resolve()
     assert project.teacher.path == base / "teacher.pt2"
     assert project.labels == ("cat", "dog")
     assert project.input == InputSpec(1, (0.0,), (1.0,), 16)
