@@ -37,6 +37,7 @@ from edgepack.exporters import format_names, options_class
 KNOWN_FORMATS = format_names()
 KNOWN_SCHEMES = ("int8",)
 TARGETS_DIR_ENV = "EDGEPACK_TARGETS_DIR"
+MAX_EXTENDS = 16
 _SHIPPED_TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"
 
 
@@ -238,6 +239,8 @@ def _resolve(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tuple[
     if path in seen:
         cycle = " -> ".join(show(p) for p in (*seen, path))
         raise ConfigError(f"extends cycle: {cycle}")
+    if len(seen) >= MAX_EXTENDS:  # each level is a stack frame; real chains are 2-3 deep
+        raise ConfigError(f"{show(seen[0])}: extends chain longer than {MAX_EXTENDS} files")
     own = check_mapping(Target, read_yaml(path), path)
     parent = own.pop("extends", None)
     own.pop("abstract", None)

@@ -236,6 +236,14 @@ def test_extends_of_a_foreign_file_names_it_without_echoing_it(
     _assert_refused(args, project, "secret.txt", *fragments)
 
 
+def test_a_long_extends_chain_is_refused(project: Path) -> None:
+    for i in range(40):
+        (project / f"p{i}.yaml").write_text(f"extends: ./p{i + 1}.yaml\n")
+    (project / "p40.yaml").write_text("extends: android\n")
+    args = ["build", "--target", str(project / "p0.yaml"), "--out", "dist"]
+    _assert_refused(args, project, "p0.yaml: extends chain longer than 16 files")
+
+
 CONFIG_CASES = [
     pytest.param(
         ("size: 16", "size: 10000"), ("input.size must be between 8 and 1024",), id="size"
