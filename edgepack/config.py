@@ -27,11 +27,10 @@ from edgepack._schema import (
     excerpt,
     one_of,
     path_problem,
-    read_text,
-    read_yaml,
     show,
     user_path,
 )
+from edgepack._yaml import read_text, read_yaml
 from edgepack.errors import ConfigError
 from edgepack.project import (
     Augment,

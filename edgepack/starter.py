@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edgepack._schema import MAX_IMAGE_SIDE, StrictLoader
+from edgepack._schema import MAX_IMAGE_SIDE
+from edgepack._yaml import StrictLoader
 from edgepack.errors import InputError
 from edgepack.teachers import TeacherSpec
 

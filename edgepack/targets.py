@@ -25,12 +25,11 @@ from edgepack._schema import (
     build,
     check_mapping,
     excerpt,
-    is_file,
     one_of,
-    read_yaml,
     show,
     user_path,
 )
+from edgepack._yaml import is_file, read_yaml
 from edgepack.errors import ConfigError
 from edgepack.exporters import format_names, options_class
 

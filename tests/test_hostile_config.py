@@ -16,7 +16,7 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from edgepack._schema import MAX_YAML_BYTES, MAX_YAML_DEPTH
+from edgepack._yaml import MAX_YAML_BYTES, MAX_YAML_DEPTH
 from edgepack.cli import main
 from edgepack.config import load_project
 from edgepack.project import InputSpec
