@@ -4,20 +4,24 @@ The dataclasses are the schema: :func:`check_mapping` walks their fields and typ
 range rules ride along as field metadata. A class may declare ``DIRECTIVES`` (a ClassVar of
 key → type) for keys that steer loading, such as ``extends``, rather than describe the object.
 Every message names the file and the key path, and says what was expected and what arrived.
+
+Files are hostile until checked (:mod:`edgepack._yaml` reads them, bounded): numbers must be
+finite and fit in 32 bits, strings must be writable as UTF-8, paths must be paths the OS can
+take, and every value a message echoes goes through :func:`excerpt` so an error never prints a
+file's contents.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
+import math
+import os
 import types
 import typing
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from edgepack.errors import ConfigError
 
@@ -27,12 +31,16 @@ Rule = tuple[str, Callable[[Any], bool]]
 FROM_FILE = {"from_file": True}
 
 
-def above(low: float) -> dict[str, Rule]:
-    return {"rule": (f"> {low}", lambda value: value > low)}
+def above(low: float, high: float | None = None) -> dict[str, Rule]:
+    if high is None:
+        return {"rule": (f"> {low}", lambda value: value > low)}
+    return {"rule": (f"> {low} and <= {high}", lambda value: low < value <= high)}
 
 
-def at_least(low: int) -> dict[str, Rule]:
-    return {"rule": (f">= {low}", lambda value: value >= low)}
+def at_least(low: int, high: int | None = None) -> dict[str, Rule]:
+    if high is None:
+        return {"rule": (f">= {low}", lambda value: value >= low)}
+    return between(low, high)
 
 
 def between(low: float, high: float) -> dict[str, Rule]:
@@ -43,57 +51,92 @@ def one_of(choices: tuple[Any, ...]) -> dict[str, Rule]:
     return {"rule": (f"one of {', '.join(map(str, choices))}", lambda value: value in choices)}
 
 
-def show(path: Path) -> str:
-    """``path`` relative to the working directory when it lies below it (shorter messages)."""
+# Integers must fit the C ints they end up in (thread counts, seeds, sizes): a YAML integer has
+# no bound, and `seed: 99999999999999999999` used to reach numpy as a traceback.
+MAX_INT = 2**31 - 1
+_EXCERPT_CHARS = 60
+# The largest square input side a profile or project may ask for. Mainstream classifier inputs
+# stop at ~600 px (EfficientNet-B7); edgepack's students are phone-sized. 1024 leaves room and
+# stops a typo early: `size: 10000` reached 7 GB of RAM before anything failed.
+MAX_IMAGE_SIDE = 1024
+
+
+def excerpt(value: Any, limit: int = _EXCERPT_CHARS) -> str:
+    """``repr(value)`` when it is short, else only its type and length: the one way messages
+    echo a value from a file.
+
+    A message must name the problem, never reproduce a file: `extends: /etc/passwd` parsed to one
+    long string and the old message printed all of it; even a prefix of a key file would leak
+    into a public CI log, so a long value is not quoted at all."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"a {type(value).__name__} of {len(text)} characters (not shown)"
+
+
+def clip(text: str, limit: int = _EXCERPT_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
+def show(path: Path | str) -> str:
+    """``path`` relative to the working directory when it lies below it (shorter messages),
+    clipped like :func:`excerpt` when a hostile file made it absurdly long."""
+    path = Path(path)
     try:
-        return str(path.relative_to(Path.cwd()))
+        text = str(path.relative_to(Path.cwd()))
     except ValueError:
-        return str(path)
+        text = str(path)
+    return clip(text if text.isprintable() else repr(text), 4 * _EXCERPT_CHARS)
 
 
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and reads ``1e-3`` as a float, as YAML 1.2 does
-    (YAML 1.1 wants ``1.0e-3`` and would hand a learning rate over as a string)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):
-                continue  # the base class reports unhashable keys
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+# Linux limits: 4096 bytes for a path, 255 for each name in it.
+_MAX_PATH, _MAX_NAME = 4096, 255
 
 
-StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def read_yaml(path: Path, what: str = "target file") -> dict[Any, Any]:
-    """One file's top-level mapping (an empty file is an empty mapping)."""
-    if not path.is_file():
-        raise ConfigError(f"{what} not found: expected a YAML file at {show(path)}")
+def path_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a file path, or None. Checked before the OS sees it: the OS
+    answers a 5000-character name with an OSError deep inside some later call. Any other
+    character is a legal file name on Linux, newlines included; messages escape them."""
+    if not value:
+        return "an empty path"
+    if "\0" in value:
+        return "a path with a NUL byte"
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)
-    except yaml.MarkedYAMLError as exc:
-        line = f":{exc.problem_mark.line + 1}" if exc.problem_mark else ""
-        problem = ": ".join(part for part in (exc.context, exc.problem) if part)
-        problem = " ".join(problem.split())
-        raise ConfigError(f"{show(path)}{line}: malformed YAML: {problem}") from None
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{show(path)}: cannot read YAML: {' '.join(str(exc).split())}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{show(path)}: expected a mapping of keys, got {describe(data)}")
-    return data
+        encoded = os.fsencode(value)
+    except UnicodeEncodeError:  # a lone surrogate that no file-name byte stands for
+        return "a path that cannot be encoded as a file name"
+    if len(encoded) > _MAX_PATH:
+        return f"a path longer than {_MAX_PATH} bytes"
+    if any(len(part) > _MAX_NAME for part in encoded.split(b"/")):
+        return f"a path with a name longer than {_MAX_NAME} bytes"
+    return None
+
+
+def user_path(ref: str, base: Path, what: str) -> Path:
+    """``ref`` (``~`` expanded) resolved against ``base``, or a ConfigError naming ``what``
+    when it cannot be a path at all (a NUL byte, overlong, ``~nosuchuser``)."""
+    problem = path_problem(ref)
+    if problem is not None:
+        raise ConfigError(f"{what} must be a file path, got {problem}: {excerpt(ref)}")
+    try:
+        return (base / Path(ref).expanduser()).resolve()
+    except (RuntimeError, OSError, ValueError) as exc:  # expanduser: no home for ~nosuchuser
+        raise ConfigError(f"{what}: cannot resolve the path {excerpt(ref)}: {exc}") from None
+
+
+def a_path() -> dict[str, Any]:
+    """Rule for path fields (one path, or a list of them)."""
+
+    def ok(value: Any) -> bool:
+        return all(path_problem(v) is None for v in (value if isinstance(value, list) else [value]))
+
+    return {
+        "rule": ("a file path (no NUL byte, at most 4096 bytes, 255 per name)", ok),
+        "file_name": True,
+    }
 
 
 def schema_of(cls: type) -> dict[str, Any]:
@@ -152,7 +195,29 @@ def describe(value: Any) -> str:
     kind = {dict: "mapping", list: "list", type(None): "null"}.get(
         type(value), type(value).__name__
     )
-    return f"{value!r} ({kind})" if kind not in ("mapping", "list") else f"a {kind}"
+    if kind in ("mapping", "list"):
+        return f"a {kind}"
+    shown = excerpt(value)
+    return shown if shown.endswith("(not shown)") else f"{shown} ({kind})"
+
+
+def _scalar_problem(value: Any, file_name: bool) -> str | None:
+    """What every scalar must be, whatever its field. Numbers: finite (`lr: .inf` reached the
+    optimizer as a traceback) and, for integers, within what the C code they feed can hold.
+    Strings: text that can be written as UTF-8, as labels.txt, the manifest and model metadata
+    are (YAML's "\\ud800" escape makes a lone surrogate that cannot be); a file name may hold the
+    surrogates that stand for non-UTF-8 bytes in it, as Python's file-system functions do."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number"
+    if isinstance(value, int) and not -MAX_INT <= value <= MAX_INT:
+        return f"between {-MAX_INT} and {MAX_INT}"
+    if isinstance(value, str):
+        raw_bytes = range(0xDC80, 0xDD00) if file_name else range(0)
+        if any(0xD800 <= ord(c) <= 0xDFFF and ord(c) not in raw_bytes for c in value):
+            return "text without lone surrogates (\\ud800-\\udfff)"
+    return None
 
 
 def check_mapping(cls: type, raw: Any, path: Path, prefix: str = "") -> dict[str, Any]:
@@ -166,7 +231,7 @@ def check_mapping(cls: type, raw: Any, path: Path, prefix: str = "") -> dict[str
     if not isinstance(raw, dict):
         raise ConfigError(f"{show(path)}: {prefix[:-1]} must be a mapping, got {describe(raw)}")
     schema = schema_of(cls)
-    rules = {f.name: f.metadata.get("rule") for f in fields(cls)}
+    metadata = {f.name: f.metadata for f in fields(cls)}
     checked: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in schema and getattr(cls, "PLUGIN_KEYS", False):
@@ -177,14 +242,18 @@ def check_mapping(cls: type, raw: Any, path: Path, prefix: str = "") -> dict[str
         if key not in schema:
             section = f" in {prefix[:-1]}" if prefix else ""
             valid = ", ".join(schema)
+            plain = isinstance(key, str) and key.isprintable() and len(key) <= _EXCERPT_CHARS
+            shown = key if plain else excerpt(key)
             raise ConfigError(
-                f"{show(path)}: unknown key {prefix}{key}; valid keys{section}: {valid}"
+                f"{show(path)}: unknown key {prefix}{shown}; valid keys{section}: {valid}"
             )
-        checked[key] = _check_value(schema[key], value, rules.get(key), path, prefix + key)
+        checked[key] = _check_value(schema[key], value, metadata.get(key, {}), path, prefix + key)
     return checked
 
 
-def _check_value(hint: Any, value: Any, rule: Rule | None, path: Path, key_path: str) -> Any:
+def _check_value(
+    hint: Any, value: Any, meta: typing.Mapping[str, Any], path: Path, key_path: str
+) -> Any:
     if hint is Any:  # the export section: a mapping now, checked against its format later
         if value is not None and not isinstance(value, dict):
             raise ConfigError(f"{show(path)}: {key_path} must be a mapping, got {describe(value)}")
@@ -198,8 +267,13 @@ def _check_value(hint: Any, value: Any, rule: Rule | None, path: Path, key_path:
         raise ConfigError(
             f"{show(path)}: {key_path} must be {_expected(hint)}, got {describe(value)}"
         )
+    for item in value if isinstance(value, list) else [value]:
+        problem = _scalar_problem(item, meta.get("file_name", False))
+        if problem:
+            raise ConfigError(f"{show(path)}: {key_path} must be {problem}, got {excerpt(item)}")
+    rule = meta.get("rule")
     if rule is not None and value is not None and not rule[1](value):
-        raise ConfigError(f"{show(path)}: {key_path} must be {rule[0]}, got {value!r}")
+        raise ConfigError(f"{show(path)}: {key_path} must be {rule[0]}, got {excerpt(value)}")
     widen = float in typing.get_args(hint) or hint is float
     return float(value) if widen and isinstance(value, int) else value
 

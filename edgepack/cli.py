@@ -154,14 +154,16 @@ def build(
     its logits and each distinct student. Exit codes: 0 all budgets hold, 1 a budget is
     exceeded (the builds are still written), 2 bad input.
     """
+    from edgepack import students
     from edgepack.build import BuildOptions, SharedWork
     from edgepack.build import build as run_build
     from edgepack.exporters import get_exporter
 
     project = _project(config_path, teacher)
     targets = _resolve_targets(target_refs or project.targets)
-    for target in targets:  # a missing extra fails before any work
+    for target in targets:  # a missing extra or an unknown student fails before any work
         get_exporter(target.format)
+        students.FAMILIES.get(target.student.family)
     show = sys.stderr.isatty() if progress is None else progress
     options = BuildOptions(
         out_root=out_root or project.out,

@@ -16,9 +16,30 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from edgepack._schema import above, at_least, between, build, check_mapping, one_of, read_yaml, show
+from edgepack._schema import (
+    MAX_IMAGE_SIDE,
+    a_path,
+    above,
+    at_least,
+    between,
+    build,
+    check_mapping,
+    excerpt,
+    one_of,
+    path_problem,
+    show,
+    user_path,
+)
+from edgepack._yaml import read_text, read_yaml
 from edgepack.errors import ConfigError
-from edgepack.project import Augment, InputSpec, Project, ProjectData
+from edgepack.project import (
+    Augment,
+    InputSpec,
+    Project,
+    ProjectData,
+    check_labels,
+    class_folder_origin,
+)
 from edgepack.readers import RESIZE_POLICIES, LoadedImages, read_images, stratified_split
 from edgepack.teachers import TeacherSpec
 
@@ -30,16 +51,16 @@ SPLIT_SEED = 0
 class TeacherConfig:
     """Exactly one of path / factory / torchvision; ``weights`` goes with the latter two."""
 
-    path: str | None = None
+    path: str | None = field(default=None, metadata=a_path())
     factory: str | None = None
     torchvision: str | None = None
-    weights: str | None = None
+    weights: str | None = field(default=None, metadata=a_path())
     layout: str | None = field(default=None, metadata=one_of(("NCHW", "NHWC")))
 
 
 @dataclass(frozen=True)
 class InputConfig:
-    size: int | None = field(default=None, metadata=at_least(8))
+    size: int | None = field(default=None, metadata=at_least(8, MAX_IMAGE_SIDE))
     channels: int | None = field(default=None, metadata=one_of((1, 3)))
     mean: list[float] | None = None
     std: list[float] | None = None
@@ -48,8 +69,9 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    images: str
-    labels: str | None = None  # an IDX labels file paired with an IDX images file
+    images: str = field(metadata=a_path())
+    # an IDX labels file paired with an IDX images file
+    labels: str | None = field(default=None, metadata=a_path())
 
 
 @dataclass(frozen=True)
@@ -75,9 +97,9 @@ class ProjectConfig:
     data: DataConfig
     name: str | None = None
     labels: list[str] | str | None = None
-    targets: list[str] | None = None
-    out: str | None = None
-    cache_dir: str | None = None
+    targets: list[str] | None = field(default=None, metadata=a_path())
+    out: str | None = field(default=None, metadata=a_path())
+    cache_dir: str | None = field(default=None, metadata=a_path())
     licence: str = ""
     author: str = ""
 
@@ -108,9 +130,9 @@ def load_project(path: Path) -> Project:
         load_data=partial(_load_data, config.data, base, labels, spec),
         licence=config.licence,
         author=config.author,
-        augment=Augment(hflip=config.data.augment.hflip, shift=config.data.augment.shift),
+        augment=_augment(config.data.augment, spec, path),
         config=path,
-        targets=tuple(_target_ref(ref, base) for ref in config.targets or ["android"]),
+        targets=tuple(_target_ref(ref, base, path) for ref in config.targets or ["android"]),
         out=base / (config.out or "dist"),
         cache_dir=base / (config.cache_dir or ".edgepack-cache"),
     )
@@ -205,42 +227,66 @@ def _input(config: InputConfig, path: Path) -> InputSpec:
     return InputSpec(channels, tuple(config.mean), tuple(config.std), config.size)
 
 
+# A labels.txt is one short line per class: 4 MiB holds ~200 000 of them.
+MAX_LABELS_FILE_BYTES = 4 << 20
+
+
+def _augment(config: AugmentConfig, spec: InputSpec, path: Path) -> Augment:
+    """A shift moves the image by up to ``shift`` pixels: one of half the side or more leaves
+    mostly replicated border (and padding memory grows with it)."""
+    size = spec.size or MAX_IMAGE_SIDE
+    if config.shift > size // 2:
+        raise ConfigError(
+            f"{show(path)}: data.augment.shift must be at most half of input.size "
+            f"({size // 2} pixels), got {config.shift}"
+        )
+    return Augment(hflip=config.hflip, shift=config.shift)
+
+
 def _labels(config: ProjectConfig, base: Path, path: Path) -> tuple[str, ...]:
-    """From ``labels:`` (a list or a labels.txt), else the training folder's class folders."""
+    """From ``labels:`` (a list or a labels.txt), else the training folder's class folders;
+    every source goes through :func:`edgepack.project.check_labels`."""
     if isinstance(config.labels, list):
-        names = [str(name) for name in config.labels]
-    elif isinstance(config.labels, str):
-        file = base / config.labels
-        if not file.is_file():
-            raise ConfigError(f"{show(path)}: labels file {show(file)} does not exist")
-        names = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
-        names = [name for name in names if name]
-    else:
-        train = base / config.data.train.images
-        names = _class_folders(train)
-        if not names:
+        return check_labels(config.labels, f"{show(path)}: labels")
+    if isinstance(config.labels, str):
+        problem = path_problem(config.labels)
+        if problem is not None:
             raise ConfigError(
-                f"{show(path)}: labels is not set and data.train ({show(train)}) has no class "
-                "sub-folders to name them: list the class names under labels:"
+                f"{show(path)}: labels must be a list or a file path, got {problem}: "
+                f"{excerpt(config.labels)}"
             )
-    if len(names) < 2:
-        raise ConfigError(f"{show(path)}: expected at least 2 labels, got {len(names)}")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ConfigError(f"{show(path)}: duplicate labels: {', '.join(duplicates)}")
-    return tuple(names)
+        file = base / config.labels
+        text = read_text(file, "labels file", MAX_LABELS_FILE_BYTES)
+        # One label per line, as the labels.txt a build writes: split on "\n" only (not
+        # str.splitlines, which also splits on \x1c or U+2028 where an app's reader would not),
+        # strip the spaces and "\r" a text editor adds, skip blank lines.
+        names = [line.strip(" \t\r") for line in text.split("\n")]
+        return check_labels([name for name in names if name], show(file))
+    train = base / config.data.train.images
+    names = _class_folders(train, path)
+    if not names:
+        raise ConfigError(
+            f"{show(path)}: labels is not set and data.train ({show(train)}) has no class "
+            "sub-folders to name them: list the class names under labels:"
+        )
+    return check_labels(names, class_folder_origin(train))
 
 
-def _class_folders(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _class_folders(folder: Path, config: Path) -> list[str]:
+    try:
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as exc:
+        raise ConfigError(
+            f"{show(config)}: cannot list data.train ({show(folder)}): {exc.strerror or exc}"
+        ) from None
 
 
-def _target_ref(ref: str, base: Path) -> str:
+def _target_ref(ref: str, base: Path, path: Path) -> str:
     """Profile names stay names; paths are taken relative to the config file."""
     if ref.endswith((".yaml", ".yml")) or "/" in ref:
-        return str((base / ref).resolve())
+        return str(user_path(ref, base, f"{show(path)}: targets"))
     return ref
 
 

@@ -1,7 +1,10 @@
 """Knowledge distillation: a student learns the teacher's softened outputs plus the labels.
 
 The teacher runs once per (teacher, data) pair: its logits are cached on disk keyed by both
-hashes, so every epoch, every rebuild and every target with the same data reuses them. With
+hashes, so every epoch, every rebuild and every target with the same data reuses them. A cache
+entry is trusted only after it checks out (edgepack/_cache.py: checksum, shape, dtype; here:
+finite values, and a spot check of a few rows against the teacher); anything else is
+recomputed with a warning. A cache that cannot be written costs a warning, not the build. With
 augmentation on, cached logits would be wrong (they belong to the unaugmented image), so the
 teacher runs on every augmented batch and both networks see the identical view. Training
 checkpoints after every epoch; an interrupted build resumes where it stopped.
@@ -13,6 +16,7 @@ the teacher and in training steps, so the manifest shows the ratio.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from dataclasses import dataclass
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgepack._cache import discard, read_entry, write_entry
 from edgepack.project import Augment, InputSpec
 from edgepack.targets import DistillSpec
 
@@ -65,9 +70,9 @@ def teacher_logits(
     import torch
     from tqdm import tqdm
 
-    if cache is not None and cache.is_file():
-        cached = np.load(cache)
-        if cached.shape[0] == inputs.shape[0]:
+    if cache is not None:
+        cached = _cached_logits(cache, teacher, inputs)
+        if cached is not None:
             log.info("teacher logits from cache %s", cache)
             return cached
     chunks = []
@@ -82,11 +87,65 @@ def teacher_logits(
             chunks.append(teacher(inputs[start : start + batch_size]).float().numpy())
     logits = np.concatenate(chunks)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(".partial.npy")
-        np.save(partial, logits)
-        partial.replace(cache)  # atomic: an interrupted write never looks like a cache hit
+        buffer = io.BytesIO()
+        np.save(buffer, logits, allow_pickle=False)
+        write_entry(
+            cache, buffer.getvalue(), _LOGITS, shape=list(logits.shape), dtype=str(logits.dtype)
+        )
     return logits
+
+
+_LOGITS = "teacher logits"
+# Cached logits are compared with the teacher's fresh output on this many rows before use: a
+# well-formed entry with a matching checksum can still be another teacher's (or forged) logits,
+# and one small batch through the teacher costs milliseconds. Loose tolerance: the same rows in
+# a batch of another size may round differently.
+SPOT_CHECK_ROWS = 4
+
+
+def _cached_logits(cache: Path, teacher: Teacher, inputs: torch.Tensor) -> np.ndarray | None:
+    """The cached logits when the entry is intact and plausible, else None (with a warning)."""
+    entry = read_entry(cache, _LOGITS)
+    if entry is None:
+        return None
+    data, facts = entry
+    try:
+        logits = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        discard(cache, _LOGITS, f"not a readable .npy array ({type(exc).__name__})")
+        return None
+    problem = _logits_problem(logits, facts, inputs.shape[0])
+    if problem is None:
+        problem = _spot_check(logits, teacher, inputs)
+    if problem is not None:
+        discard(cache, _LOGITS, problem)
+        return None
+    return logits
+
+
+def _logits_problem(logits: np.ndarray, facts: dict, rows: int) -> str | None:
+    if not isinstance(logits, np.ndarray) or logits.dtype != np.float32:
+        return f"dtype {getattr(logits, 'dtype', type(logits).__name__)}, expected float32"
+    if logits.ndim != 2 or logits.shape[0] != rows or logits.shape[1] < 2:
+        return f"shape {logits.shape}, expected ({rows}, classes)"
+    if facts.get("shape") != list(logits.shape) or facts.get("dtype") != str(logits.dtype):
+        return "its shape or dtype differs from its checksum file"
+    if not np.isfinite(logits).all():
+        return "it holds non-finite values"
+    return None
+
+
+def _spot_check(logits: np.ndarray, teacher: Teacher, inputs: torch.Tensor) -> str | None:
+    import torch
+
+    rows = np.unique(np.linspace(0, len(logits) - 1, SPOT_CHECK_ROWS).round().astype(np.int64))
+    with torch.no_grad():
+        fresh = teacher(inputs[torch.from_numpy(rows)]).float().numpy()
+    cached = logits[rows]
+    scale = max(1.0, float(np.abs(fresh).max(initial=0.0)))
+    if fresh.shape != cached.shape or not np.allclose(cached, fresh, rtol=1e-3, atol=1e-3 * scale):
+        return "its values do not match the teacher's output on a spot check"
+    return None
 
 
 def kd_loss(
@@ -205,7 +264,7 @@ def distill(
         optimizer, spec.lr, total_steps=spec.epochs * steps_per_epoch, pct_start=0.15
     )
     generator = torch.Generator().manual_seed(spec.seed)
-    start_epoch = _resume(checkpoint, student, optimizer, schedule, generator)
+    start_epoch = _resume(checkpoint, spec.epochs, student, optimizer, schedule, generator)
     # channels_last: measured 1.3× faster training for depthwise-heavy students on 2 CPU cores.
     student.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     started, loss = time.perf_counter(), torch.tensor(float("nan"))
@@ -249,8 +308,10 @@ def distill(
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         log.info("epoch %d/%d loss %.4f", epoch + 1, spec.epochs, loss.item())
-        if checkpoint is not None:
-            _save(checkpoint, epoch + 1, student, optimizer, schedule, generator)
+        if checkpoint is not None and not _save(
+            checkpoint, epoch + 1, student, optimizer, schedule, generator
+        ):
+            checkpoint = None  # the cache refused one write (warned): stop trying this run
     student.eval()
     return DistillStats(
         epochs=spec.epochs,
@@ -265,11 +326,13 @@ def distill(
     )
 
 
-def _save(path: Path, epoch: int, model, optimizer, schedule, generator) -> None:  # type: ignore[no-untyped-def]
+_CHECKPOINT = "distillation checkpoint"
+
+
+def _save(path: Path, epoch: int, model, optimizer, schedule, generator) -> bool:  # type: ignore[no-untyped-def]
+    """Checkpoint after ``epoch``; False when the cache cannot take it (the run goes on)."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
     state = {
         "epoch": epoch,
         "model": model.state_dict(),
@@ -277,24 +340,29 @@ def _save(path: Path, epoch: int, model, optimizer, schedule, generator) -> None
         "schedule": schedule.state_dict(),
         "generator": generator.get_state(),
     }
-    torch.save(state, partial)
-    partial.replace(path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return write_entry(path, buffer.getvalue(), _CHECKPOINT, epoch=epoch)
 
 
-def _resume(path: Path | None, model, optimizer, schedule, generator) -> int:  # type: ignore[no-untyped-def]
-    """Load the checkpoint if one exists; returns the number of epochs already done."""
+def _resume(path: Path | None, epochs: int, model, optimizer, schedule, generator) -> int:  # type: ignore[no-untyped-def]
+    """Load the checkpoint if an intact one exists; returns the number of epochs already done."""
     import torch
 
-    if path is None or not path.is_file():
+    entry = None if path is None else read_entry(path, _CHECKPOINT)
+    if path is None or entry is None:
         return 0
     try:
-        state = torch.load(path, weights_only=True)
+        state = torch.load(io.BytesIO(entry[0]), weights_only=True)
+        epoch = state["epoch"]
+        if not isinstance(epoch, int) or not 0 <= epoch <= epochs or epoch != entry[1].get("epoch"):
+            raise ValueError(f"epoch {epoch!r} is not one of 0..{epochs}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"])
     except Exception as exc:  # a stale or damaged checkpoint is only a lost cache entry
-        log.warning("ignoring unreadable checkpoint %s: %s", path, exc)
+        discard(path, _CHECKPOINT, f"it does not load ({type(exc).__name__}: {exc})"[:300])
         return 0
-    log.info("resuming distillation after epoch %d from %s", state["epoch"], path)
-    return int(state["epoch"])
+    log.info("resuming distillation after epoch %d from %s", epoch, path)
+    return epoch

@@ -8,13 +8,19 @@ the one under which the teacher is most accurate is written, with the accuracies
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
+from edgepack._schema import MAX_IMAGE_SIDE
+from edgepack._yaml import StrictLoader
 from edgepack.errors import InputError
 from edgepack.teachers import TeacherSpec
 
@@ -51,12 +57,15 @@ class Starter:
 
 def inspect(teacher: TeacherSpec, data: Path) -> Starter:
     """Load the teacher, look at the data, pick size, channels and normalisation."""
+    from edgepack.project import check_labels, class_folder_origin
     from edgepack.readers import read_images, summarize
     from edgepack.teachers import load_teacher
 
+    summary = summarize(data)
+    if summary.classes is not None:  # the rules `build` applies, before the teacher loads
+        check_labels(summary.classes, class_folder_origin(data))
     loaded = load_teacher(teacher)
     info = loaded.info
-    summary = summarize(data)
     size, channels = _shape(info, summary)
     sizes = set(summary.sizes)
     resize = None if sizes == {(size, size)} else "stretch"
@@ -112,6 +121,11 @@ def _shape(info: Any, summary: Any) -> tuple[int, int]:
             f"teacher input is {height}×{width}; edgepack builds square inputs (input.size): "
             "export the teacher at a square size"
         )
+    if not 8 <= height <= MAX_IMAGE_SIDE:  # the rule build applies to input.size
+        raise InputError(
+            f"teacher input is {height}×{width}; input.size must be between 8 and "
+            f"{MAX_IMAGE_SIDE} pixels"
+        )
     if channels is None:
         channels = 1 if summary.grayscale else 3
     return int(height), int(channels)
@@ -150,12 +164,39 @@ def _probe(loaded: Any, images: Any, candidate: Normalisation) -> Normalisation:
     return Normalisation(candidate.name, candidate.mean, candidate.std, accuracy)
 
 
+def _scalar(text: str) -> str:
+    """``text`` as a YAML scalar that reads back as this very string: plain when it is a simple
+    name or path, else double-quoted (JSON escapes are valid YAML). A folder named ``a: b`` or
+    ``#x`` would otherwise write a config that ``build`` cannot read, or that means otherwise."""
+    if re.fullmatch(r"[\w][\w./-]*", text):
+        try:
+            if yaml.load(text, Loader=StrictLoader) == text:  # not 123, true, null, 1e3
+                return text
+        except yaml.YAMLError:
+            pass
+    quoted = json.dumps(text, ensure_ascii=False)
+    # JSON leaves U+2028 and lone surrogates (a file name that is not UTF-8) raw; YAML would fold
+    # the first and the file could not be written with the second. \uXXXX reads back exactly.
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in quoted)
+
+
+def _display(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 become U+FFFD (``name`` is a label for
+    people, not a path, so it must be writable as UTF-8)."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
+def _one_line(text: str) -> str:
+    """``text`` for a comment: a newline in a file name must not end the comment."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 def _render(s: Starter, base: Path) -> str:
     def rel(path: Path) -> str:
         try:
-            return str(path.resolve().relative_to(base.resolve()))
+            return _scalar(str(path.resolve().relative_to(base.resolve())))
         except ValueError:
-            return str(path.resolve())
+            return _scalar(str(path.resolve()))
 
     def floats(values: tuple[float, ...]) -> str:
         return "[" + ", ".join(f"{v:g}" for v in values) + "]"
@@ -165,7 +206,9 @@ def _render(s: Starter, base: Path) -> str:
         teacher_yaml = f"teacher: {rel(teacher.path)}"
     else:
         kind = "factory" if teacher.factory else "torchvision"
-        teacher_yaml = f"teacher:\n  {kind}: {teacher.factory or teacher.torchvision}"
+        teacher_yaml = (
+            f"teacher:\n  {kind}: {_scalar(teacher.factory or teacher.torchvision or '')}"
+        )
         if teacher.weights is not None:
             teacher_yaml += f"\n  weights: {rel(teacher.weights)}"
     if s.chosen.accuracy is None:
@@ -196,9 +239,9 @@ def _render(s: Starter, base: Path) -> str:
     return f"""\
 # edgepack project: `edgepack build` reads this file from this folder or any folder below.
 # Written by `edgepack init`. Paths are relative to this file.
-name: {base.resolve().name}
+name: {_scalar(_display(base.resolve().name))}
 
-# The model to distill. Found: {s.teacher_line}.
+# The model to distill. Found: {_one_line(s.teacher_line)}.
 # Also accepted: TorchScript (.pt/.ts), ONNX (.onnx), Keras (.keras/.h5), a SavedModel folder,
 # or code plus weights: {{factory: package.module:function, weights: model.safetensors}}.
 {teacher_yaml}
@@ -214,7 +257,7 @@ input:
   mean: {floats(s.chosen.mean)}
   std: {floats(s.chosen.std)}
 
-# Found in {rel(s.data)}: {s.data_line}.
+# Found in {rel(s.data)}: {_one_line(s.data_line)}.
 data:
   train: {rel(s.data)}    # a folder of class folders, a folder of unlabelled images, .npz or IDX
   # val: path/to/val  # labelled held-out images; without it 10% of train is held out

@@ -20,21 +20,25 @@ from typing import Any, ClassVar
 from edgepack import runners
 from edgepack._schema import (
     FROM_FILE,
+    MAX_IMAGE_SIDE,
     above,
     at_least,
     between,
     build,
     check_mapping,
+    excerpt,
     one_of,
-    read_yaml,
     show,
+    user_path,
 )
+from edgepack._yaml import is_file, read_yaml
 from edgepack.errors import ConfigError
 from edgepack.exporters import format_names, options_class
 
 KNOWN_FORMATS = format_names()
 KNOWN_SCHEMES = ("int8",)
 TARGETS_DIR_ENV = "EDGEPACK_TARGETS_DIR"
+MAX_EXTENDS = 16
 _SHIPPED_TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"
 
 
@@ -43,8 +47,8 @@ class StudentSpec:
     """The student network; ``family`` is checked against the students registry at build time."""
 
     family: str
-    width: float = field(metadata=above(0))
-    resolution: int = field(metadata=at_least(8))
+    width: float = field(metadata=above(0, 4))  # MobileNets use 0.35-1.4; memory grows as width²
+    resolution: int = field(metadata=at_least(8, MAX_IMAGE_SIDE))
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class DistillSpec:
     """Knowledge-distillation training: ``alpha`` weighs the teacher's soft targets."""
 
     epochs: int = field(metadata=at_least(1))
-    batch_size: int = field(metadata=at_least(1))
+    batch_size: int = field(metadata=at_least(1, 4096))  # a batch is held as float32 tensors
     lr: float = field(metadata=above(0))
     temperature: float = field(metadata=above(0))
     alpha: float = field(metadata=between(0, 1))
@@ -85,7 +89,7 @@ class RunnerSpec:
     OPTIONS dataclass), checked once the merged profile names the runner."""
 
     name: str
-    threads: int = field(metadata=at_least(1))
+    threads: int = field(metadata=at_least(1, 256))  # a runtime thread pool, not a wish list
     warmup: int = field(metadata=at_least(0))
     iterations: int = field(metadata=at_least(1))
     options: Any = field(default=None, metadata=FROM_FILE)
@@ -171,12 +175,12 @@ def targets_dir() -> Path:
 def load_target(name_or_path: str) -> Target:
     """Load and resolve a profile by name (``android``) or by path (``my/phone.yaml``)."""
     if _looks_like_path(name_or_path):
-        path = Path(name_or_path).expanduser().resolve()
+        path = user_path(name_or_path, Path.cwd(), "target")
     else:
         path = targets_dir() / f"{name_or_path}.yaml"
-        if not path.is_file():
+        if not is_file(path):
             raise ConfigError(
-                f"unknown target {name_or_path!r}; valid targets: {', '.join(_target_names())} "
+                f"unknown target {excerpt(name_or_path)}; valid targets: {', '.join(_target_names())} "
                 "(or pass a path to a .yaml file)"
             )
     return _load(path)
@@ -206,16 +210,18 @@ def _is_abstract(path: Path) -> bool:
 def _locate_parent(ref: str, child: Path) -> Path:
     """Resolve ``extends: ref``: next to the extending file first, then in the targets folder."""
     if _looks_like_path(ref):
-        path = (child.parent / Path(ref).expanduser()).resolve()
-        if not path.is_file():
-            raise ConfigError(f"{show(child)}: extends {ref!r}, but {show(path)} does not exist")
+        path = user_path(ref, child.parent, f"{show(child)}: extends")
+        if not is_file(path):
+            raise ConfigError(
+                f"{show(child)}: extends {excerpt(ref)}, but {show(path)} does not exist"
+            )
         return path
     for folder in (child.parent, targets_dir()):
-        if (folder / f"{ref}.yaml").is_file():
+        if is_file(folder / f"{ref}.yaml"):
             return folder / f"{ref}.yaml"
     names = sorted(path.stem for path in targets_dir().glob("*.yaml"))
     raise ConfigError(
-        f"{show(child)}: extends unknown target {ref!r}; valid targets: {', '.join(names)}"
+        f"{show(child)}: extends unknown target {excerpt(ref)}; valid targets: {', '.join(names)}"
     )
 
 
@@ -289,6 +295,8 @@ def _resolve(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tuple[
     if path in seen:
         cycle = " -> ".join(show(p) for p in (*seen, path))
         raise ConfigError(f"extends cycle: {cycle}")
+    if len(seen) >= MAX_EXTENDS:  # each level is a stack frame; real chains are 2-3 deep
+        raise ConfigError(f"{show(seen[0])}: extends chain longer than {MAX_EXTENDS} files")
     raw = read_yaml(path)
     if isinstance(raw.get("runner"), str):  # `runner: host` names a runner with its defaults
         raw["runner"] = {"name": raw["runner"]}

@@ -160,7 +160,7 @@ def test_found_in_a_parent_folder(project_dir: Path) -> None:
             "input.channels must be one of 1, 3, got 2",
             id="channels",
         ),
-        pytest.param(VALID + "labels: [a, b, a]\n", "duplicate labels: a", id="duplicate-labels"),
+        pytest.param(VALID + "labels: [a, b, a]\n", "duplicate labels: 'a'", id="duplicate-labels"),
         pytest.param(VALID + "labels: [a]\n", "expected at least 2 labels", id="one-label"),
         pytest.param(
             VALID + "labels: [a, 2]\n",

@@ -13,6 +13,7 @@ manifest is complete. Three guards keep that from hurting anyone:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -55,6 +56,7 @@ class OutputFolder:
         self.final = out_root / name
         self.staging = out_root / f".{name}.partial"  # set on enter
         self._lock: IO[str] | None = None
+        self._created_root = False
 
     def __enter__(self) -> Path:
         self._open_root()
@@ -95,10 +97,14 @@ class OutputFolder:
         if self.staging.exists() and self.staging != self.final:
             shutil.rmtree(self.staging, ignore_errors=True)
         self._release()
+        if kind is not None and self._created_root:
+            with contextlib.suppress(OSError):  # only if still empty: never remove content
+                self.out_root.rmdir()
 
     # ------------------------------------------------------------------------------------
 
     def _open_root(self) -> None:
+        self._created_root = not self.out_root.exists()
         try:
             self.out_root.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.out_root, prefix=".write-test-"):

@@ -1,0 +1,188 @@
+"""Cache entries that are verified on read and written atomically.
+
+A cache is an optimisation: a damaged entry is recomputed with a warning, and a cache that
+cannot be written (read-only folder, disk full) costs a warning, never the build. Each entry is
+one file plus a sidecar ``<entry>.check`` (JSON: format, size, sha256 and whatever facts the
+caller adds, such as shape and dtype). The entry is read into memory once, hashed, and parsed
+from those same bytes, so a file swapped between the check and the parse cannot slip through.
+A truncated file, a bit flip or a file replaced by another well-formed one no longer matches its
+sidecar; an entry without a sidecar (written by an older edgepack, or killed between the two
+renames) counts as damaged.
+
+Writes go to a uniquely named ``.<entry>.partial-*`` file that the writer holds an exclusive
+``flock`` on until the atomic ``os.replace``. A process killed mid-write leaves that file behind;
+the next run's :func:`sweep` deletes every partial file whose lock it can take (no live writer
+holds it) and that is older than :data:`STALE_AFTER_S` (which covers the instant between a
+writer creating the file and locking it). No pids or clocks across machines are trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import stat
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+SIDECAR_SUFFIX = ".check"
+STALE_AFTER_S = 60.0
+# Partial files of this module, and the names edgepack used before it (``<key>.partial`` for a
+# checkpoint, ``<key>.partial.npy`` for logits), which killed runs left behind.
+_PARTIAL_PATTERNS = (".*.partial-*", "*.partial", "*.partial.npy")
+_MAX_SIDECAR_BYTES = 64 * 1024
+_swept: set[Path] = set()
+
+
+def sidecar(path: Path) -> Path:
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def read_entry(path: Path, what: str) -> tuple[bytes, dict[str, Any]] | None:
+    """The entry's bytes and its sidecar facts when the entry is intact; None when it is
+    absent (silently) or damaged (a warning, and the entry is removed so it is rewritten)."""
+    sweep(path.parent)
+    try:
+        if not path.is_file():
+            return None
+        facts = json.loads(_read_limited(sidecar(path), _MAX_SIDECAR_BYTES))
+        if not isinstance(facts, dict) or facts.get("format") != FORMAT:
+            raise _Damaged("its checksum file is missing or of another format")
+        size = path.stat().st_size
+        if size != facts.get("bytes"):
+            raise _Damaged(f"it holds {size} bytes, its checksum file says {facts.get('bytes')}")
+        data = _read_limited(path, size)
+        if hashlib.sha256(data).hexdigest() != facts.get("sha256"):
+            raise _Damaged("its sha256 does not match its checksum file")
+    except FileNotFoundError:
+        discard(path, what, "its checksum file is missing")
+        return None
+    except (_Damaged, OSError, ValueError) as exc:  # ValueError: a sidecar that is not JSON
+        discard(path, what, _reason(exc))
+        return None
+    return data, facts
+
+
+def write_entry(path: Path, data: bytes, what: str, **facts: Any) -> bool:
+    """Write ``data`` to ``path`` atomically with its sidecar; False, with a warning, when the
+    cache cannot be written (the caller goes on without it)."""
+    sweep(path.parent)
+    record = {"format": FORMAT, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, data)
+        _write_atomic(sidecar(path), json.dumps({**record, **facts}).encode())
+    except OSError as exc:
+        _unlink(path)  # an entry without its sidecar would only be discarded on the next read
+        log.warning(
+            "cannot write the %s cache %s (%s): continuing without caching it",
+            what,
+            path,
+            _describe_os_error(exc),
+        )
+        return False
+    return True
+
+
+def discard(path: Path, what: str, reason: str) -> None:
+    """Warn that a damaged entry is not used, and remove it (best effort)."""
+    log.warning("ignoring the %s cache %s: %s; recomputing it", what, path, reason)
+    _unlink(path)
+    _unlink(sidecar(path))
+
+
+def sweep(folder: Path) -> list[Path]:
+    """Delete the partial files killed writers left in ``folder`` (once per folder and process);
+    returns what was removed. A partial file another process is writing stays: its writer
+    holds the lock."""
+    folder = folder.resolve()
+    if folder in _swept:
+        return []
+    _swept.add(folder)
+    removed = []
+    try:
+        candidates = {p for pattern in _PARTIAL_PATTERNS for p in folder.glob(pattern)}
+    except OSError:
+        return []
+    for partial in sorted(candidates):
+        try:
+            status = partial.lstat()
+            if not stat.S_ISREG(status.st_mode) or time.time() - status.st_mtime < STALE_AFTER_S:
+                continue  # not a plain file (never open a FIFO), or possibly not locked yet
+            with partial.open("rb") as handle:
+                if not _try_lock(handle):
+                    continue  # a live writer
+                partial.unlink()
+            removed.append(partial)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+    if removed:
+        log.info("removed %d stale partial file(s) from %s", len(removed), folder)
+    return removed
+
+
+class _Damaged(Exception):
+    pass
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            _try_lock(handle)  # held until the replace: sweep() leaves this file alone
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # the rename must not overtake the data after a crash
+            os.replace(name, path)
+    except BaseException:
+        _unlink(Path(name))
+        raise
+
+
+def _read_limited(path: Path, limit: int) -> bytes:
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise _Damaged(f"{path.name} is larger than expected")
+    return data
+
+
+def _try_lock(handle: Any) -> bool:
+    """An exclusive, non-blocking flock; True where flock does not exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock on Windows; age alone decides there
+        return True
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _unlink(path: Path) -> None:
+    # A read-only cache keeps the entry; it is discarded again on the next read.
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return _describe_os_error(exc)
+    if isinstance(exc, ValueError):
+        return "its checksum file is not valid JSON"
+    return str(exc)
+
+
+def _describe_os_error(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "")
+    text = exc.strerror or str(exc)
+    return f"{text} [{name}]" if name else text
