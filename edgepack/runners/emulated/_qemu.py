@@ -16,7 +16,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgepack.errors import EdgepackError
 from edgepack.runners.emulated import _setup

@@ -22,6 +22,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgepack.errors import EdgepackError
 
@@ -122,9 +123,9 @@ def setup() -> dict[str, object]:
     return {**stamp, "home": str(layout().home), "seconds": time.perf_counter() - began}
 
 
-def _run(argv: list[str], what: str, **kwargs: object) -> str:
+def _run(argv: list[str], what: str, **kwargs: Any) -> str:
     log.info("%s: %s", what, " ".join(argv))
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     if done.returncode != 0:
         tail = " ".join((done.stderr or done.stdout).split()[-30:])
         raise EmulatedSetupError(f"{what} failed (exit {done.returncode}): {tail}")
@@ -133,9 +134,10 @@ def _run(argv: list[str], what: str, **kwargs: object) -> str:
 
 def _missing_packages() -> list[str]:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    glib = shutil.which("pkg-config") and subprocess.run(
-        ["pkg-config", "--exists", "glib-2.0"], check=False
-    ).returncode == 0
+    glib = (
+        shutil.which("pkg-config")
+        and subprocess.run(["pkg-config", "--exists", "glib-2.0"], check=False).returncode == 0
+    )
     return missing + ([] if glib else ["glib-2.0 headers"])
 
 
@@ -217,12 +219,17 @@ def _make_root(where: Layout) -> None:
     are unpacked here with dpkg -x. No maintainer script runs, and none is needed."""
     if where.python.exists():
         return
+    if os.geteuid() != 0:
+        raise EmulatedSetupError(
+            "making the arm64 root needs root (debootstrap): run `sudo scripts/setup_emulated.sh` "
+            "once, with EDGEPACK_EMULATED_DIR naming a folder you can read"
+        )
     partial = where.home / "root.partial"
     shutil.rmtree(partial, ignore_errors=True)
     include = f"--include={PYTHON}-minimal,lib{PYTHON}-stdlib"
+    target = (str(partial), MIRROR)
     _run(
-        ["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase", include, SUITE]
-        + [str(partial), MIRROR],
+        ["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase", include, SUITE, *target],
         "debootstrap (arm64, first stage)",
     )
     archives = partial / "var" / "cache" / "apt" / "archives"
@@ -267,10 +274,10 @@ def _guest_python(where: Layout) -> list[str]:
 
 def _build_plugin(where: Layout) -> None:
     where.plugin.parent.mkdir(parents=True, exist_ok=True)
+    output = ("-o", str(where.plugin), str(SOURCE))
     glib = _run(["pkg-config", "--cflags", "--libs", "glib-2.0"], "pkg-config glib-2.0").split()
     _run(
-        ["gcc", "-O2", "-shared", "-fPIC", "-Wall", f"-I{where.header.parent}"]
-        + ["-o", str(where.plugin), str(SOURCE), *glib],
+        ["gcc", "-O2", "-shared", "-fPIC", "-Wall", f"-I{where.header.parent}", *output, *glib],
         "compile the insn_count plugin",
     )
 
