@@ -70,6 +70,7 @@ def test_tiny_tflite_is_estimated_from_its_instruction_count(prepared, models):
     assert result.iterations == 2  # the profile's 50 capped by max_iterations
     assert result.p50_ms == pytest.approx(estimate.instructions_per_inference / 2.0e6)
     assert result.details["runtime"] == "ai-edge-litert 2.3.0"
+    assert result.details["constant_for"] == "float"  # no integer tensors: the float constant
     assert result.peak_memory_kb is not None and result.peak_memory_kb > 0
 
 

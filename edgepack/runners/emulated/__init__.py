@@ -34,8 +34,14 @@ CPUS = tuple(CPU_MODELS)
 # table it prints for the figures).
 DEFAULT_DEVICE = "Pixel 3 (Snapdragon 845, Kryo 385 Gold big core)"
 DEFAULT_CPU = "cortex-a76"
-DEFAULT_INSTRUCTIONS_PER_MS = 1.0e6
-DEFAULT_CALIBRATION = "uncalibrated placeholder"
+DEFAULT_INSTRUCTIONS_PER_MS = 2.063e6
+DEFAULT_INT8_INSTRUCTIONS_PER_MS = 1.349e6
+DEFAULT_CALIBRATION = (
+    "fitted on MobileNetV3-Large 1.0@224, Pixel 3 large core, TF-Lite float 44 ms and 8-bit "
+    "32 ms (tensorflow/models research/slim/nets/mobilenet/README.md); held-out V3-Large 0.75 "
+    "and V3-Small 1.0/0.75 float and V3-Small 8-bit within 0.91-1.05 of published "
+    "(scripts/calibrate_emulated.py)"
+)
 
 
 @dataclass(frozen=True)
@@ -44,13 +50,18 @@ class EmulatedOptions:
 
     ``cpu``: the QEMU CPU model; pick the closest core with the device's ISA features (the
     runtime chooses kernels by them). ``instructions_per_ms`` and ``calibration``: the device
-    constant and where it came from. ``max_iterations`` / ``max_warmup`` cap the profile's
+    constant and where it came from; ``int8_instructions_per_ms`` the constant for quantized
+    models when it was calibrated apart (int8 kernels do different work per instruction than
+    float ones: four MACs per lane with the dot-product instructions, extra widening without). ``max_iterations`` / ``max_warmup`` cap the profile's
     latency iterations: counts repeat exactly, and every emulated inference costs seconds.
     """
 
     cpu: str = field(default=DEFAULT_CPU, metadata=one_of(CPUS))
     device: str = DEFAULT_DEVICE
     instructions_per_ms: float = field(default=DEFAULT_INSTRUCTIONS_PER_MS, metadata=above(0))
+    int8_instructions_per_ms: float | None = field(
+        default=DEFAULT_INT8_INSTRUCTIONS_PER_MS, metadata=above(0)
+    )
     calibration: str = DEFAULT_CALIBRATION
     max_iterations: int = field(default=2, metadata=at_least(1))
     max_warmup: int = field(default=1, metadata=at_least(0))
@@ -100,10 +111,13 @@ def measure(
         timeout_s=opts.timeout_s,
     )
     per_inference = counted.per_inference
-    estimate_ms = per_inference / opts.instructions_per_ms
+    constant, int8 = opts.instructions_per_ms, False
+    if counted.quantized and opts.int8_instructions_per_ms is not None:
+        constant, int8 = opts.int8_instructions_per_ms, True
+    estimate_ms = per_inference / constant
     estimate = Estimate(
         instructions_per_inference=per_inference,
-        instructions_per_ms=opts.instructions_per_ms,
+        instructions_per_ms=constant,
         device=opts.device,
         cpu=opts.cpu,
         calibration=opts.calibration,
@@ -120,6 +134,7 @@ def measure(
         peak_memory_kb=counted.model_rss_kb,
         details={
             "runtime": counted.runtime,
+            "constant_for": "int8" if int8 else "float",
             "instruction_classes_per_inference": {
                 name: value / counted.inferences for name, value in counted.classes.items()
             },

@@ -62,6 +62,7 @@ class Count:
     per_thread: list[dict[str, int]]
     inferences: int
     runtime: str  # e.g. "ai-edge-litert 2.3.0"
+    quantized: bool  # the model holds integer tensors (int8 kernels run)
     wall_s: float  # whole emulation, start to exit
     wall_s_per_inference: float  # emulated time of one timed inference (with the plugin)
     peak_rss_kb: int  # emulator process peak (guest memory + QEMU's own, translation cache)
@@ -147,6 +148,7 @@ def count(
         per_thread=counted["threads"],
         inferences=int(counted["inferences"]),
         runtime=str(facts["runtime"]),
+        quantized=bool(facts["quantized"]),
         wall_s=wall,
         wall_s_per_inference=float(facts["wall_s_per_inference"]),
         peak_rss_kb=int(hwm) if isinstance(hwm, int) else 0,

@@ -50,7 +50,9 @@ def tflite_session(model, threads):
     interpreter.set_tensor(detail["index"], data)
     from ai_edge_litert import __version__ as version
 
-    return interpreter.invoke, "ai-edge-litert " + version
+    integer = (np.int8, np.uint8, np.int16)
+    quantized = any(t["dtype"] in integer for t in interpreter.get_tensor_details())
+    return interpreter.invoke, "ai-edge-litert " + version, quantized
 
 
 def onnx_session(model, threads):
@@ -69,7 +71,11 @@ def onnx_session(model, threads):
     def invoke():
         session.run(None, feeds)
 
-    return invoke, "onnxruntime " + ort.__version__
+    # ORT does not list a session's nodes; quantized graphs name their operators in the file.
+    with open(model, "rb") as file:
+        raw = file.read()
+    quantized = any(op in raw for op in (b"QuantizeLinear", b"QLinear", b"ConvInteger"))
+    return invoke, "onnxruntime " + ort.__version__, quantized
 
 
 def fixed_input(np, shape, dtype):
@@ -88,7 +94,7 @@ SESSIONS = {"tflite": tflite_session, "onnx": onnx_session}
 def main(argv):
     spec = json.loads(argv[1])
     before = rss_kb()
-    invoke, version = SESSIONS[spec["format"]](spec["model"], spec["threads"])
+    invoke, version, quantized = SESSIONS[spec["format"]](spec["model"], spec["threads"])
     for _ in range(spec["warmup"]):
         invoke()
     iterations = spec["iterations"]
@@ -101,6 +107,7 @@ def main(argv):
     after = rss_kb()
     facts = {
         "runtime": version,
+        "quantized": quantized,
         "wall_s_per_inference": elapsed / iterations,
         "rss_before_load_kb": before.get("VmRSS"),
         "rss_after_kb": after.get("VmRSS"),
