@@ -134,6 +134,7 @@ def measure(
         peak_memory_kb=counted.model_rss_kb,
         details={
             "runtime": counted.runtime,
+            "instructions_all_threads_per_inference": counted.instructions / counted.inferences,
             "constant_for": "int8" if int8 else "float",
             "instruction_classes_per_inference": {
                 name: value / counted.inferences for name, value in counted.classes.items()
