@@ -143,9 +143,9 @@ def measure(
             "emulated_s_per_inference": round(counted.wall_s_per_inference, 4),
             "emulator_peak_rss_kb": counted.peak_rss_kb,
             "peak_memory": (
-                "growth of the emulated process's resident memory from loading the model to the "
-                "end of the timed inferences: runtime, model, arena, and QEMU's translated "
-                "code for them (an upper bound of the runtime's peak on the device)"
+                "peak resident memory of the emulated process minus its size after importing "
+                "the runtime: the model's weights, arena and runtime state, plus QEMU's "
+                "translated code for the kernels that ran (so an upper bound of the device's)"
             ),
             "qemu": str((_setup.ready() or {}).get("qemu", "")),
         },

@@ -147,7 +147,7 @@ def count(
             raise EmulationError(f"the emulated benchmark of {model.name} emitted no count")
         counted = json.loads(out.read_text(encoding="utf-8"))
     facts = json.loads(stdout.strip().splitlines()[-1])
-    before, hwm = facts.get("rss_before_load_kb"), facts.get("hwm_kb")
+    before, hwm = facts.get("rss_before_model_kb"), facts.get("hwm_kb")
     return Count(
         instructions=int(counted["total"]["instructions"]),
         classes={k: int(v) for k, v in counted["total"].items() if k != "instructions"},

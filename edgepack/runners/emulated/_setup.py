@@ -40,7 +40,7 @@ TOOLS = ("qemu-aarch64", "debootstrap", "gcc", "pkg-config", "setarch")
 WHEELS = ("ai-edge-litert==2.3.0", "onnxruntime==1.28.0", "numpy==2.4.6")
 PLATFORMS = ("manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 SOURCE = Path(__file__).with_name("insn_count.c")
-STAMP_VERSION = 1
+STAMP_VERSION = 2
 
 
 class EmulatedSetupError(EdgepackError):
@@ -111,6 +111,7 @@ def setup() -> dict[str, object]:
         _install_wheels(where)
         _compile_bytecode(where)
         _build_plugin(where)
+        _make_cpu_roots(where)
         stamp = {
             "version": STAMP_VERSION,
             "qemu": _qemu_version(),
@@ -280,6 +281,15 @@ def _build_plugin(where: Layout) -> None:
         ["gcc", "-O2", "-shared", "-fPIC", "-Wall", f"-I{where.header.parent}", *output, *glib],
         "compile the insn_count plugin",
     )
+
+
+def _make_cpu_roots(where: Layout) -> None:
+    """One hard-linked view of the root per CPU model (its own /proc/cpuinfo), made now so
+    that measuring never writes to the cache (which may belong to the user who set it up)."""
+    from edgepack.runners.emulated._qemu import CPU_MODELS, cpu_root
+
+    for cpu in CPU_MODELS:
+        cpu_root(where, cpu)
 
 
 def _qemu_version() -> str:
