@@ -1,0 +1,126 @@
+"""Benchmark one model inside the emulated aarch64 Python (run by qemu-aarch64, not imported).
+
+Only the standard library, numpy and the runtime are available in the guest. Usage:
+
+    python3.11 guest_bench.py '{"model": ..., "format": "tflite"|"onnx", "threads": 1,
+                                "warmup": 1, "iterations": 2}'
+
+It loads the model, runs ``warmup`` inferences, then emits the start marker, runs
+``iterations`` inferences and emits the end marker (the insn_count plugin counts guest
+instructions between the two), and prints one JSON line of facts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import sys
+import time
+
+# Marker syscalls the plugin watches: lseek on fd -1 fails with EBADF and changes nothing.
+MAGIC_START = 0x45504B5354415254
+MAGIC_END = 0x45504B5F454E4421
+
+
+def marker(magic: int, whence: int) -> None:
+    with contextlib.suppress(OSError):  # EBADF is the expected answer; the plugin saw the call
+        os.lseek(-1, magic, whence)
+
+
+def rss_kb() -> dict[str, int]:
+    """VmRSS/VmHWM as the (host) kernel reports them for the emulator process."""
+    found = {}
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(value.split()[0])
+    return found
+
+
+def tflite_session(model, threads):
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=model, num_threads=threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    data = fixed_input(np, detail["shape"], detail["dtype"])
+    interpreter.set_tensor(detail["index"], data)
+    from ai_edge_litert import __version__ as version
+
+    integer = (np.int8, np.uint8, np.int16)
+    quantized = any(t["dtype"] in integer for t in interpreter.get_tensor_details())
+    return interpreter.invoke, "ai-edge-litert " + version, quantized
+
+
+def onnx_session(model, threads):
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    node = session.get_inputs()[0]
+    shape = [dim if isinstance(dim, int) else 1 for dim in node.shape]
+    dtype = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+    feeds = {node.name: fixed_input(np, shape, dtype[node.type])}
+
+    def invoke():
+        session.run(None, feeds)
+
+    # ORT does not list a session's nodes; quantized graphs name their operators in the file.
+    with open(model, "rb") as file:
+        raw = file.read()
+    quantized = any(op in raw for op in (b"QuantizeLinear", b"QLinear", b"ConvInteger"))
+    return invoke, "onnxruntime " + ort.__version__, quantized
+
+
+def fixed_input(np, shape, dtype):
+    """The same input every run: a seeded pattern (kernels do not branch on values, but a
+    fixed input keeps even data-dependent paths such as NaN handling repeatable)."""
+    values = np.random.default_rng(0).standard_normal(tuple(int(d) for d in shape))
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(values * 32, info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+SESSIONS = {"tflite": tflite_session, "onnx": onnx_session}
+RUNTIMES = {"tflite": "ai_edge_litert.interpreter", "onnx": "onnxruntime"}
+
+
+def main(argv):
+    spec = json.loads(argv[1])
+    # Import the runtime first, so the memory growth below is the model's: weights, arena,
+    # runtime state (and QEMU's translated code for the kernels that ran), not the libraries.
+    importlib.import_module(RUNTIMES[spec["format"]])
+    before = rss_kb()
+    invoke, version, quantized = SESSIONS[spec["format"]](spec["model"], spec["threads"])
+    for _ in range(spec["warmup"]):
+        invoke()
+    iterations = spec["iterations"]
+    began = time.perf_counter()  # outside the markers: the clock read is not counted
+    marker(MAGIC_START, os.SEEK_SET)
+    for _ in range(iterations):
+        invoke()
+    marker(MAGIC_END, iterations)
+    elapsed = time.perf_counter() - began
+    after = rss_kb()
+    facts = {
+        "runtime": version,
+        "quantized": quantized,
+        "wall_s_per_inference": elapsed / iterations,
+        "rss_before_model_kb": before.get("VmRSS"),
+        "rss_after_kb": after.get("VmRSS"),
+        "hwm_kb": after.get("VmHWM"),
+    }
+    print(json.dumps(facts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
