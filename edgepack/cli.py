@@ -424,8 +424,17 @@ def _target_row(target: Target) -> dict[str, str]:
         "NAME": target.name,
         "FORMAT": target.format,
         "STUDENT": f"{student.family} x{student.width:g} @{student.resolution}px",
+        "LATENCY ON": _runner_summary(target),
         "BUDGETS": _budget_summary(target.budgets),
     }
+
+
+def _runner_summary(target: Target) -> str:
+    """Where the latency budget is judged: this machine, or the device an estimate is for."""
+    device = getattr(target.runner.options, "device", None)
+    if device:
+        return f"{device.split(' (')[0]} (estimate)"
+    return f"{target.runner.name} (this machine)"
 
 
 def _budget_summary(budgets: Budgets) -> str:

@@ -69,9 +69,15 @@ def test_manifest_describes_the_artifact(built: tuple[Path, Result]) -> None:
     assert 0.9 < accuracy["teacher"] <= 1.0  # the sample teacher is ~94.5 %
     assert 0.1 < accuracy["int8_artifact"] <= 1.0
     assert accuracy["top1_agreement_vs_torch_int8"] >= 0.97
-    latency = manifest["latency"]
-    assert latency["measured"] and latency["runner"] == "host" and latency["threads"] == 1
-    assert 0 < latency["p50_ms"] <= latency["p90_ms"]
+    latency = manifest["latency"]  # android judges a Pixel 3 estimate from the emulated runner
+    assert latency["measured"] and latency["runner"] == "emulated" and latency["threads"] == 1
+    assert latency["kind"] == "estimate" and 0 < latency["p50_ms"] == latency["p90_ms"]
+    estimate = latency["estimate"]
+    assert estimate["device"].startswith("Pixel 3") and estimate["instructions_per_inference"] > 0
+    assert latency["p50_ms"] == pytest.approx(
+        estimate["instructions_per_inference"] / estimate["instructions_per_ms"]
+    )
+    assert latency["details"]["constant_for"] == "int8"
     assert {v["name"] for v in manifest["budgets"]} == {
         "max_size_kb",
         "max_latency_ms",
@@ -145,8 +151,9 @@ def test_exceeded_budget_exits_1_and_still_writes(tmp_path: Path, shared_cache: 
     assert "from cache" in result.output
 
 
-def test_all_targets_share_one_student(tmp_path: Path, shared_cache: Path) -> None:
-    result = _build(["--target", "all"], tmp_path / "dist", shared_cache)
+def test_three_formats_share_one_student(tmp_path: Path, shared_cache: Path) -> None:
+    targets = ["--target", "android", "--target", "ios", "--target", "onnx"]
+    result = _build(targets, tmp_path / "dist", shared_cache)
     # Quick effort misses the accuracy budgets, so the run exits 1 after writing every target.
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()

@@ -31,6 +31,7 @@ __all__ = [
 
 RUNNERS: Registry[Runner] = Registry("runner")
 RUNNERS.add_lazy("host", "edgepack.runners.host")
+RUNNERS.add_lazy("emulated", "edgepack.runners.emulated")
 
 
 def runner_names() -> tuple[str, ...]:
