@@ -17,6 +17,7 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Protocol
 
 from edgepack.errors import InputError
 
@@ -106,3 +107,23 @@ def verify_crcs(archive: zipfile.ZipFile, path: Path, names: list[str] | None = 
             NotImplementedError,
         ) as exc:
             raise InputError(f"{path}: entry {name!r} is corrupt ({exc})") from None
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def fill(handle: Readable, target: memoryview, chunk: int = 1 << 22) -> int:
+    """Fill ``target`` from ``handle`` in bounded reads; the number of bytes read.
+
+    Reading into an array allocated from a validated header keeps memory at exactly the array,
+    however the stream behaves (a gzip or zip entry that inflates further is simply not read).
+    """
+    done = 0
+    while done < len(target):
+        data = handle.read(min(chunk, len(target) - done))
+        if not data:
+            break
+        target[done : done + len(data)] = data
+        done += len(data)
+    return done
