@@ -340,3 +340,27 @@ def test_build_refuses_the_code_execution_repro(
     assert "Traceback" not in result.output
     assert not (tmp_path / "marker").exists()
     assert not (tmp_path / "dist").exists() or not any((tmp_path / "dist").iterdir())
+
+
+def test_onnx_external_data_outside_its_folder_is_refused(data: Path, tmp_path: Path) -> None:
+    """An ONNX initializer may live in another file; one outside the model's folder is refused
+    (by onnxruntime's own path check: this pins that it stays so)."""
+    from onnx import TensorProto, helper
+
+    (tmp_path / "secret.bin").write_bytes(b"top secret bytes")
+    weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[1, 4])
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../secret.bin"), ("offset", "0"), ("length", "16")):
+        weight.external_data.add(key=key, value=value)
+    io_ = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in ("x", "y")]
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "W"], ["y"])], "g", [io_[0]], [io_[1]], [weight]
+    )
+    (tmp_path / "model").mkdir()
+    path = tmp_path / "model" / "evil.onnx"
+    path.write_bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    )
+    code, output = _init(path, data, tmp_path)
+    _assert_refused(code, output, tmp_path, "evil.onnx", "escapes model directory")
+    assert "top secret" not in output
