@@ -67,12 +67,12 @@ class Walker:
         if not self._first_visit(folder, listing):
             return listing
         try:
-            names = sorted(entry.name for entry in os.scandir(folder))
+            with os.scandir(folder) as scan:
+                entries = sorted((e for e in scan if visible(e.name)), key=lambda e: e.name)
         except OSError as exc:
             raise InputError(f"cannot list {shown(folder)}: {exc.strerror or exc}") from None
-        for name in names:
-            if visible(name):
-                self._sort(folder / name, listing)
+        for entry in entries:
+            self._sort(folder / entry.name, entry, listing)
         return listing
 
     def files_under(self, folder: Path, depth: int = 0) -> Listing:
@@ -100,7 +100,7 @@ class Walker:
         self._seen.add(key)
         return True
 
-    def _sort(self, path: Path, listing: Listing) -> None:
+    def _sort(self, path: Path, entry: os.DirEntry[str], listing: Listing) -> None:
         try:
             path.name.encode("utf-8")  # undecodable bytes arrive as lone surrogates
         except UnicodeEncodeError:
@@ -108,14 +108,15 @@ class Walker:
                 f"{shown(path)}: the name is not valid UTF-8; rename it (names become labels, "
                 "cache keys and manifest entries, which must be text)"
             ) from None
+        link = entry.is_symlink()  # from the directory listing: no extra system call
         try:
-            info = path.stat()  # follows links
-        except (OSError, RuntimeError) as exc:
-            if path.is_symlink():
+            info = entry.stat()  # follows links
+        except OSError as exc:
+            if link:
                 listing.skipped.append(Skipped(str(path), f"broken symbolic link ({_why(exc)})"))
                 return
             raise InputError(f"cannot read {shown(path)}: {_why(exc)}") from None
-        if path.is_symlink():
+        if link:
             self._inside(path)
         if stat.S_ISDIR(info.st_mode):
             listing.folders.append(path)
