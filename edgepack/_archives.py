@@ -27,6 +27,8 @@ from edgepack.errors import InputError
 MAX_RATIO = 100
 _RATIO_FLOOR = 1 << 20
 MAX_ENTRIES = 100_000
+# A teacher's parameters: the largest public vision classifiers (ViT-H) are ~2.5 GB in fp32.
+MAX_MODEL_BYTES = 8 << 30
 # ASCII only: Python decodes names without the UTF-8 flag as cp437 while torch's reader keeps
 # the raw bytes, so a non-ASCII name could mean two different entries to the two readers.
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*")
@@ -89,6 +91,13 @@ def check_zip(archive: zipfile.ZipFile, path: Path, max_bytes: int) -> list[zipf
                 f"of file; entry {name!r} passes it): refusing a likely decompression bomb"
             )
     return infos
+
+
+def check_archive(path: Path, what: str, max_bytes: int = MAX_MODEL_BYTES) -> None:
+    """:func:`check_zip` then :func:`verify_crcs`, for a zip that another library will read."""
+    with open_zip(path, what) as archive:
+        check_zip(archive, path, max_bytes)
+        verify_crcs(archive, path)
 
 
 def verify_crcs(archive: zipfile.ZipFile, path: Path, names: list[str] | None = None) -> None:

@@ -364,3 +364,10 @@ def test_onnx_external_data_outside_its_folder_is_refused(data: Path, tmp_path: 
     code, output = _init(path, data, tmp_path)
     _assert_refused(code, output, tmp_path, "evil.onnx", "escapes model directory")
     assert "top secret" not in output
+
+
+def test_keras_zip_bomb_is_refused_before_keras_reads_it(data: Path, tmp_path: Path) -> None:
+    """.keras files are zips too; the zip checks run before TensorFlow is even imported."""
+    entries = [("config.json", b"{}"), ("model.weights.h5", bytes(64 << 20))]
+    path = _write(tmp_path / "bomb.keras", entries, deflate=True)
+    _assert_refused(*_init(path, data, tmp_path), tmp_path, "bomb.keras", "decompression bomb")

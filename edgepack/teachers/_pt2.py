@@ -43,9 +43,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from edgepack._archives import check_zip, human, open_zip, verify_crcs
+from edgepack._archives import MAX_MODEL_BYTES, check_zip, human, open_zip, verify_crcs
 from edgepack.errors import InputError
-from edgepack.teachers._weights import MAX_TORCH_BYTES
 
 _SMALL = 4096  # metadata files and configs hold a few bytes to a few KB per tensor
 _METADATA = {
@@ -96,7 +95,7 @@ _MAX_CONSTANT = 1 << 62
 def check_pt2(path: Path) -> None:
     """Refuse a .pt2 with any entry that is not recognised as inert (see the module docstring)."""
     with open_zip(path, "torch.export archive (.pt2)") as archive:
-        infos = check_zip(archive, path, MAX_TORCH_BYTES)
+        infos = check_zip(archive, path, MAX_MODEL_BYTES)
         root = _root(path, [info.filename for info in infos])
         entries = {info.filename[len(root) + 1 :]: info for info in infos}
         allowed = _metadata(archive, path, root, entries)

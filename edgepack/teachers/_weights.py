@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgepack._archives import check_zip, open_zip, verify_crcs
+from edgepack._archives import check_archive
 from edgepack.errors import InputError
 from edgepack.teachers._spec import first_line
 
@@ -25,8 +25,6 @@ StateDict = dict[str, "torch.Tensor"]
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _HEADS = ("fc", "classifier", "head", "heads")
-# A teacher's parameters: the largest public vision classifiers (ViT-H) are ~2.5 GB in fp32.
-MAX_TORCH_BYTES = 8 << 30
 
 
 def archive_kind(path: Path) -> str:
@@ -57,11 +55,8 @@ def check_torch_zip(path: Path) -> None:
     whatever size is declared and never checks a CRC. A file that is not a zip at all (a legacy
     pickle) is left to ``torch.load(weights_only=True)``.
     """
-    if not zipfile.is_zipfile(path):
-        return
-    with open_zip(path, "torch archive") as archive:
-        check_zip(archive, path, MAX_TORCH_BYTES)
-        verify_crcs(archive, path)
+    if zipfile.is_zipfile(path):
+        check_archive(path, "torch archive")
 
 
 def pickled_code_message(path: Path, exc: BaseException) -> str:
