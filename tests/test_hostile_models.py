@@ -371,3 +371,25 @@ def test_keras_zip_bomb_is_refused_before_keras_reads_it(data: Path, tmp_path: P
     entries = [("config.json", b"{}"), ("model.weights.h5", bytes(64 << 20))]
     path = _write(tmp_path / "bomb.keras", entries, deflate=True)
     _assert_refused(*_init(path, data, tmp_path), tmp_path, "bomb.keras", "decompression bomb")
+
+
+@pytest.mark.parametrize(
+    ("expression", "safe"),
+    [
+        ("Symbol('s77', positive=True, integer=True)", True),  # what torch writes
+        ("FloorDiv(s0, 2) + 1", True),
+        ("Max(1, s0) <= 64", True),
+        ("s0**2", True),
+        ("__import__('os').system('true')", False),
+        ("s0.__class__", False),
+        ("(2**64)**64**64", False),  # a power tower: hours of integer arithmetic
+        ("Symbol('s0', evaluate=exec)", False),
+        ("[s0 for s0 in ()]", False),
+        ("lambda: 1", False),
+    ],
+)
+def test_graph_expressions_are_plain_arithmetic(expression: str, safe: bool) -> None:
+    """sympy.sympify evals its text: only symbols, numbers, operators and known functions pass."""
+    from edgepack.teachers._pt2 import _safe_expression
+
+    assert _safe_expression(expression) is safe

@@ -71,7 +71,7 @@ _SYMBOL = re.compile(r"[a-z]{1,4}\d{1,6}")
 # What may appear in a graph's sympy expressions (torch writes e.g.
 # "Symbol('s77', positive=True, integer=True)" or "FloorDiv(s0, 2) + 1"). Checked on Python's
 # AST: sympy's parser only wraps names and numbers before it evals, so a tree of these nodes
-# stays arithmetic on symbols. Powers that could compute huge integers are left out.
+# stays arithmetic on symbols. Powers other than symbol**small are left out (huge integers).
 _FUNCTIONS = frozenset(
     {
         "Symbol", "Integer", "Rational", "Float", "Max", "Min", "Abs", "Eq", "Ne", "Lt", "Le",
@@ -87,7 +87,7 @@ _NODES = (
     ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Call, ast.keyword,
     ast.Name, ast.Constant, ast.Load, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod,
     ast.USub, ast.UAdd, ast.Not, ast.And, ast.Or, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt,
-    ast.GtE, ast.Pow,
+    ast.GtE, ast.Pow, ast.Tuple,
 )  # fmt: skip
 _MAX_CONSTANT = 1 << 62
 
@@ -261,7 +261,7 @@ def _graph(
     info = entries.get(_GRAPH)
     if info is None:
         raise _refuse(path, f"it has no {name} (the program's graph)")
-    graph = _json(archive, path, info, 1 << 30)
+    graph = _json(archive, path, info, 256 << 20)
     if not isinstance(graph, dict):
         raise _refuse(path, f"{name} is not a JSON object")
     if graph.get("guards_code"):
@@ -311,13 +311,22 @@ def _safe_expression(text: object) -> bool:
             return False
         if isinstance(node, ast.Constant) and not _safe_constant(node.value):
             return False
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
-            exponent = node.right
-            if not (isinstance(exponent, ast.Constant) and type(exponent.value) is int):
-                return False
-            if not 0 <= exponent.value <= 64:
-                return False
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and not _small_power(node):
+            return False
     return True
+
+
+def _small_power(node: ast.BinOp) -> bool:
+    """``s0**2``: a symbol to a small constant power. Anything else could build a tower of
+    powers whose value takes hours to compute (``(2**64)**64**...``)."""
+    base, exponent = node.left, node.right
+    return (
+        isinstance(base, ast.Name)
+        and bool(_SYMBOL.fullmatch(base.id))
+        and isinstance(exponent, ast.Constant)
+        and type(exponent.value) is int
+        and 0 <= exponent.value <= 64
+    )
 
 
 def _safe_constant(value: object) -> bool:
