@@ -29,9 +29,11 @@ _RATIO_FLOOR = 1 << 20
 MAX_ENTRIES = 100_000
 # A teacher's parameters: the largest public vision classifiers (ViT-H) are ~2.5 GB in fp32.
 MAX_MODEL_BYTES = 8 << 30
-# ASCII only: Python decodes names without the UTF-8 flag as cp437 while torch's reader keeps
-# the raw bytes, so a non-ASCII name could mean two different entries to the two readers.
-_NAME = re.compile(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*")
+# Python decodes a name without the UTF-8 flag as cp437 while torch's reader keeps the raw bytes,
+# so a non-ASCII name without the flag could mean two different entries to the two readers.
+# (torch names the root folder after the file, so "my teacher ü.pt2" is legitimately non-ASCII.)
+_UTF8_FLAG = 0x800
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 _CHUNK = 1 << 20
 
 
@@ -62,10 +64,10 @@ def check_zip(archive: zipfile.ZipFile, path: Path, max_bytes: int) -> list[zipf
     total = 0
     for info in infos:
         name = info.filename
-        if not _NAME.fullmatch(name) or any(part in (".", "..") for part in name.split("/")):
+        if not _plain(info):
             raise InputError(
-                f"{path}: entry {name!r} is not a plain relative name "
-                "(expected ASCII letters, digits, '_.-' and '/', no '..')"
+                f"{path}: entry {name!r} is not a plain relative name (no leading '/', "
+                "'..', empty parts, backslashes or control characters)"
             )
         if name in seen:
             raise InputError(f"{path}: entry {name!r} appears twice (a tampered archive)")
@@ -98,6 +100,16 @@ def check_archive(path: Path, what: str, max_bytes: int = MAX_MODEL_BYTES) -> No
     with open_zip(path, what) as archive:
         check_zip(archive, path, max_bytes)
         verify_crcs(archive, path)
+
+
+def _plain(info: zipfile.ZipInfo) -> bool:
+    name = info.filename
+    parts = name.split("/")
+    return (
+        not _CONTROL.search(name)
+        and all(part not in ("", ".", "..") for part in parts)
+        and (name.isascii() or bool(info.flag_bits & _UTF8_FLAG))
+    )
 
 
 def verify_crcs(archive: zipfile.ZipFile, path: Path, names: list[str] | None = None) -> None:

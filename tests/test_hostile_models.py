@@ -276,8 +276,10 @@ def test_tampered_pt2_is_refused_before_torch_reads_it(
 
 def test_untampered_teacher_still_loads(teacher: Path, data: Path, tmp_path: Path) -> None:
     """The allowlist accepts what torch.export.save writes (dynamic dims included)."""
-    _, entries = _entries(teacher)
-    same = _write(tmp_path / "same.pt2", entries, deflate=True)
+    root, entries = _entries(teacher)
+    # torch names the root folder after the file: spaces and non-ASCII are legitimate.
+    renamed = [("my teacher ü" + name[len(root) :], data) for name, data in entries]
+    same = _write(tmp_path / "my teacher ü.pt2", renamed, deflate=True)
     code, output = _init(same, data, tmp_path)
     assert code == 0, output
 
