@@ -392,6 +392,6 @@ def test_keras_zip_bomb_is_refused_before_keras_reads_it(data: Path, tmp_path: P
 )
 def test_graph_expressions_are_plain_arithmetic(expression: str, safe: bool) -> None:
     """sympy.sympify evals its text: only symbols, numbers, operators and known functions pass."""
-    from edgepack.teachers._pt2 import _safe_expression
+    from edgepack.teachers._expressions import safe_expression
 
-    assert _safe_expression(expression) is safe
+    assert safe_expression(expression) is safe

@@ -34,7 +34,6 @@ weights-only globals, or small ``extra/`` text files -- and every CRC verifies.
 
 from __future__ import annotations
 
-import ast
 import io
 import json
 import math
@@ -45,6 +44,7 @@ from typing import Any
 
 from edgepack._archives import MAX_MODEL_BYTES, check_zip, human, open_zip, verify_crcs
 from edgepack.errors import InputError
+from edgepack.teachers._expressions import SYMBOL, safe_expression
 
 _SMALL = 4096  # metadata files and configs hold a few bytes to a few KB per tensor
 _METADATA = {
@@ -65,30 +65,7 @@ _CONFIGS = {
 }
 _EXTRA = re.compile(r"extra/[A-Za-z0-9_.\-]+")
 _EXTRA_BYTES = 1 << 20
-_SYMBOL = re.compile(r"[a-z]{1,4}\d{1,6}")
-
-# What may appear in a graph's sympy expressions (torch writes e.g.
-# "Symbol('s77', positive=True, integer=True)" or "FloorDiv(s0, 2) + 1"). Checked on Python's
-# AST: sympy's parser only wraps names and numbers before it evals, so a tree of these nodes
-# stays arithmetic on symbols. Powers other than symbol**small are left out (huge integers).
-_FUNCTIONS = frozenset(
-    {
-        "Symbol", "Integer", "Rational", "Float", "Max", "Min", "Abs", "Eq", "Ne", "Lt", "Le",
-        "Gt", "Ge", "And", "Or", "Not", "Piecewise", "floor", "ceiling", "FloorDiv",
-        "ModularIndexing", "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt", "FloorToInt",
-        "CeilDiv", "FloatTrueDiv", "IntTrueDiv", "IsNonOverlappingAndDenseIndicator",
-        "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "Identity",
-    }
-)  # fmt: skip
-_NAMES = frozenset({"True", "False", "oo", "nan", "zoo"})
-_ASSUMPTIONS = frozenset({"positive", "integer", "real", "nonnegative", "finite", "negative"})
-_NODES = (
-    ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Call, ast.keyword,
-    ast.Name, ast.Constant, ast.Load, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod,
-    ast.USub, ast.UAdd, ast.Not, ast.And, ast.Or, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt,
-    ast.GtE, ast.Pow, ast.Tuple,
-)  # fmt: skip
-_MAX_CONSTANT = 1 << 62
+_MAX_DIM = 1 << 62
 
 
 def check_pt2(path: Path) -> None:
@@ -238,7 +215,7 @@ def _extent(path: Path, where: str, tensor_meta: dict[str, Any]) -> int:
     def ints(value: Any) -> list[int]:
         items = value if isinstance(value, list) else [value]
         out = [_dig(item, "as_int") if isinstance(item, dict) else None for item in items]
-        if not all(isinstance(v, int) and 0 <= v < _MAX_CONSTANT for v in out):
+        if not all(isinstance(v, int) and 0 <= v < _MAX_DIM for v in out):
             raise _refuse(path, f"{where} has sizes/strides that are not plain non-negative ints")
         return out  # type: ignore[return-value]
 
@@ -263,7 +240,7 @@ def _graph(
     if graph.get("guards_code"):
         raise _refuse(path, f"{name} carries guard code, which torch runs as Python when loading")
     ranges = graph.get("range_constraints") or {}
-    bad = [key for key in ranges if not _SYMBOL.fullmatch(str(key))]
+    bad = [key for key in ranges if not SYMBOL.fullmatch(str(key))]
     if not isinstance(ranges, dict) or bad:
         raise _refuse(path, f"{name} has a range constraint on {str(bad[:1])[:60]}, not a symbol")
     stack: list[Any] = [graph]
@@ -271,7 +248,7 @@ def _graph(
         node = stack.pop()
         if isinstance(node, dict):
             expr = node.get("expr_str")
-            if expr is not None and not _safe_expression(expr):
+            if expr is not None and not safe_expression(expr):
                 raise _refuse(
                     path,
                     f"{name} has a symbolic expression {str(expr)[:60]!r} that is not plain arithmetic on symbols",
@@ -279,60 +256,6 @@ def _graph(
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-
-
-def _safe_expression(text: object) -> bool:
-    """True for sympy expressions made only of symbols, numbers, arithmetic and known functions."""
-    if not isinstance(text, str) or len(text) > 2000:
-        return False
-    try:
-        tree = ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError, RecursionError):
-        return False
-    for node in ast.walk(tree):
-        if not isinstance(node, _NODES):
-            return False
-        if isinstance(node, ast.Call) and not (
-            isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
-        ):
-            return False
-        if isinstance(node, ast.Name) and not (
-            node.id in _FUNCTIONS or node.id in _NAMES or _SYMBOL.fullmatch(node.id)
-        ):
-            return False
-        if isinstance(node, ast.keyword) and (
-            node.arg not in _ASSUMPTIONS
-            or not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, bool))
-        ):
-            return False
-        if isinstance(node, ast.Constant) and not _safe_constant(node.value):
-            return False
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and not _small_power(node):
-            return False
-    return True
-
-
-def _small_power(node: ast.BinOp) -> bool:
-    """``s0**2``: a symbol to a small constant power. Anything else could build a tower of
-    powers whose value takes hours to compute (``(2**64)**64**...``)."""
-    base, exponent = node.left, node.right
-    return (
-        isinstance(base, ast.Name)
-        and bool(_SYMBOL.fullmatch(base.id))
-        and isinstance(exponent, ast.Constant)
-        and type(exponent.value) is int
-        and 0 <= exponent.value <= 64
-    )
-
-
-def _safe_constant(value: object) -> bool:
-    if isinstance(value, str):
-        return bool(_SYMBOL.fullmatch(value))
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return abs(value) < _MAX_CONSTANT
-    return isinstance(value, float)
 
 
 def _sample_inputs(
