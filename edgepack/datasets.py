@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgepack._archives import MAX_RATIO, Readable, fill, human
 from edgepack.errors import InputError
 
 # Debian's `dataset-fashion-mnist` package (MIT licence) installs the IDX files here.
@@ -95,29 +98,80 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 
+# Arrays edgepack holds in memory as one block (IDX and .npz data, the decoded-image cache):
+# 8 GB is 10x ImageNet-val at 96x96 RGB, and more than the 2-core CI machines have.
+MAX_ARRAY_BYTES = 8 << 30
+# IDX files hold labels (1-D) or images (3-D, 4-D with channels); the format allows 255 dims.
+_IDX_MAX_DIMS = 4
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (MNIST format), gzipped or not."""
+    """Read an IDX file (MNIST format), gzipped or not.
+
+    The header is validated before anything is allocated: a dimension count, shape and data
+    size are checked against the file (and, for .gz, against what the compressed size can
+    plausibly hold), then exactly that many bytes are streamed into one array. A header that
+    claims more than :data:`MAX_ARRAY_BYTES`, a gzip that would inflate more than
+    ``MAX_RATIO`` times, a truncated body or trailing bytes are each one InputError.
+    """
     if not path.is_file():
         raise InputError(f"IDX file not found: expected a file at {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
+    gzipped = path.suffix == ".gz"
     try:
-        with opener(path, "rb") as handle:
-            raw = handle.read()
-    except (OSError, EOFError) as exc:
+        with (gzip.open if gzipped else open)(path, "rb") as handle:
+            dtype, shape, header = _idx_header(path, handle)
+            _check_idx_size(path, dtype, shape, header, gzipped)
+            array = np.empty(shape, dtype)
+            if fill(handle, array.data.cast("B")) < array.nbytes:
+                raise InputError(
+                    f"{path} is truncated: its header says shape {shape} ({array.nbytes} bytes "
+                    "of data), the file ends before that"
+                )
+            if handle.read(1):
+                raise InputError(
+                    f"{path} is corrupt: it holds more data than its header's shape {shape}"
+                )
+    except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"cannot read IDX file {path}: {exc}") from None
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
+    return array.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _idx_header(path: Path, handle: Readable) -> tuple[np.dtype, tuple[int, ...], int]:
+    head = handle.read(4)
+    if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in _IDX_DTYPES:
         raise InputError(f"{path} is not an IDX file: expected magic 00 00 <type> <ndim>")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = _IDX_DTYPES[raw[2]]
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header != expected:
+    ndim = head[3]
+    if not 1 <= ndim <= _IDX_MAX_DIMS:
+        raise InputError(
+            f"{path}: IDX header claims {ndim} dimensions; expected 1 (labels) to "
+            f"{_IDX_MAX_DIMS} (images)"
+        )
+    dims = handle.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise InputError(f"{path} is truncated inside its IDX header ({ndim} dimensions)")
+    return _IDX_DTYPES[head[2]], struct.unpack(f">{ndim}I", dims), 4 + 4 * ndim
+
+
+def _check_idx_size(
+    path: Path, dtype: np.dtype, shape: tuple[int, ...], header: int, gzipped: bool
+) -> None:
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > MAX_ARRAY_BYTES:
+        raise InputError(
+            f"{path}: IDX header claims shape {shape} ({human(expected)}); the limit is "
+            f"{human(MAX_ARRAY_BYTES)}"
+        )
+    stored = path.stat().st_size
+    if gzipped and expected > max(stored * MAX_RATIO, 1 << 20):
+        raise InputError(
+            f"{path}: IDX header claims {human(expected)} from {human(stored)} of gzip "
+            f"(over {MAX_RATIO}x): refusing a likely decompression bomb"
+        )
+    if not gzipped and stored != header + expected:
         raise InputError(
             f"{path} is truncated or corrupt: header says shape {shape} "
-            f"({expected} bytes), file holds {len(raw) - header}"
+            f"({expected} bytes), file holds {stored - header}"
         )
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def load_fashion_mnist(split: str, root: Path = FASHION_MNIST_DIR) -> ImageSet:

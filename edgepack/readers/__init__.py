@@ -10,6 +10,11 @@ resize policy) are :class:`InputError` s that name the path and the fix; a singl
 to decode is only skipped and listed in ``ImageSet.skipped``, because one bad JPEG in ten thousand
 should not stop a build. Decoded folders are cached as ``.npz`` keyed on the files' names, sizes
 and mtimes, so a second build does not decode again.
+
+Input is treated as hostile: folders are listed by one walker (``_walk``: UTF-8 names, links only
+inside the data folder, broken links and pipes skipped and listed), and array files are read by
+header-checking readers (``_npz``, :func:`~edgepack.datasets.read_idx`) that bound what they
+allocate before reading, so a malformed file is one InputError, never a traceback or a memory bomb.
 """
 
 from __future__ import annotations

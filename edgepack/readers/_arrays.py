@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import gzip
 import logging
-import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgepack.datasets import ImageSet, read_idx
 from edgepack.errors import InputError
 from edgepack.readers._common import LoadedImages, Options, SourceSummary, resize_array, size_error
-
-if TYPE_CHECKING:
-    pass
+from edgepack.readers._npz import load_npz
 
 log = logging.getLogger(__name__)
 
@@ -37,28 +34,19 @@ def is_idx(path: Path) -> bool:
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
             head = handle.read(4)
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):
         return False
     return len(head) == 4 and head[:2] == b"\0\0" and 1 <= head[3] <= 4
 
 
 def read_npz(path: Path, options: Options) -> LoadedImages:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise InputError(
-                f"{path} holds a single array: expected a .npz archive with key 'images'"
-            )
-        with loaded:
-            keys = sorted(loaded.files)
-            if keys not in (["images"], ["images", "labels"]):
-                raise InputError(
-                    f"{path}: expected key 'images' and optionally 'labels', found {', '.join(keys) or 'none'}"
-                )
-            images, labels = loaded["images"], loaded["labels"] if "labels" in keys else None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"cannot read {path} as .npz: {str(exc).splitlines()[0]}") from None
-    return _from_arrays(path, "npz", images, labels, options)
+    arrays = load_npz(path)
+    keys = sorted(arrays)
+    if keys not in (["images"], ["images", "labels"]):
+        raise InputError(
+            f"{path}: expected key 'images' and optionally 'labels', found {', '.join(keys) or 'none'}"
+        )
+    return _from_arrays(path, "npz", arrays["images"], arrays.get("labels"), options)
 
 
 def read_idx_file(path: Path, options: Options) -> LoadedImages:

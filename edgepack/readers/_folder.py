@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,8 @@ from edgepack.readers._common import (
     resize_array,
     size_error,
 )
+from edgepack.readers._npz import load_npz
+from edgepack.readers._walk import Walker, shown
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-_IGNORED_FILES = frozenset({"thumbs.db", "desktop.ini"})
 _GRAY_BANDS = frozenset({"1", "L", "I", "F", "A"})
 _CACHE_VERSION = 1
 _SUMMARY_SAMPLE = 200
@@ -54,54 +54,55 @@ class _Folder:
     files: list[Path]
     labels: np.ndarray | None  # per file, an index into ``classes``
     classes: tuple[str, ...] | None
-
-
-def _visible(name: str) -> bool:
-    return not name.startswith(".") and name.lower() not in _IGNORED_FILES
+    skipped: tuple[Skipped, ...]  # broken links, pipes and devices, found while listing
 
 
 def _image_file(path: Path) -> Path:
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise InputError(
-            f"{path} is not an image (expected one of {', '.join(IMAGE_SUFFIXES)}); move it out of the data folder"
+            f"{shown(path)} is not an image (expected one of {', '.join(IMAGE_SUFFIXES)}); move it out of the data folder"
         )
     return path
 
 
-def _images_under(folder: Path) -> list[Path]:
-    found = []
-    for directory, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [name for name in dirnames if _visible(name)]
-        found += [_image_file(Path(directory, name)) for name in filenames if _visible(name)]
-    return sorted(found)
-
-
 def _scan_folder(root: Path) -> _Folder:
-    entries = sorted(entry for entry in root.iterdir() if _visible(entry.name))
-    folders = [entry for entry in entries if entry.is_dir()]
-    files = [_image_file(entry) for entry in entries if not entry.is_dir()]
+    walker = Walker(root)
+    top = walker.list(root)
+    folders, files = top.folders, [_image_file(path) for path in top.files]
+    skipped = list(top.skipped)
     if folders and files:
         raise InputError(
-            f"{root} mixes images ({files[0].name}, …) with sub-folders ({folders[0].name}, …): "
+            f"{shown(root)} mixes images ({files[0].name}, …) with sub-folders ({folders[0].name}, …): "
             "expected one sub-folder per class, or images only (unlabelled)"
         )
     if not folders:
         if not files:
             raise InputError(
-                f"{root} holds no images: expected class sub-folders or image files ({', '.join(IMAGE_SUFFIXES)})"
+                f"{shown(root)} holds no images: expected class sub-folders or image files ({', '.join(IMAGE_SUFFIXES)})"
+                + _first_skipped(skipped)
             )
-        return _Folder(files, None, None)
+        return _Folder(files, None, None, tuple(skipped))
     paths: list[Path] = []
     labels: list[int] = []
     for label, folder in enumerate(folders):
-        found = _images_under(folder)
+        below = walker.files_under(folder)
+        found = [_image_file(path) for path in below.files]
+        skipped += below.skipped
         if not found:
             raise InputError(
-                f"class folder {folder} holds no images: expected at least one image, or remove the folder"
+                f"class folder {shown(folder)} holds no images: expected at least one image, or remove the folder"
+                + _first_skipped(below.skipped)
             )
         paths += found
         labels += [label] * len(found)
-    return _Folder(paths, np.array(labels, np.int64), tuple(folder.name for folder in folders))
+    classes = tuple(folder.name for folder in folders)
+    return _Folder(paths, np.array(labels, np.int64), classes, tuple(skipped))
+
+
+def _first_skipped(skipped: Sequence[Skipped]) -> str:
+    if not skipped:
+        return ""
+    return f" ({len(skipped)} skipped; first: {shown(Path(skipped[0].path))}: {skipped[0].reason})"
 
 
 def _label_map(root: Path, found: tuple[str, ...], wanted: tuple[str, ...] | None) -> np.ndarray:
@@ -132,7 +133,7 @@ def read_folder(root: Path, options: Options) -> LoadedImages:
         arrays, keep, skipped = _decode_usable(root, folder.files, options)
         images = _stack(arrays, [folder.files[i] for i in keep], root, options)
         labels = None if targets is None else targets[keep]
-        data = ImageSet(images, labels, skipped)
+        data = ImageSet(images, labels, folder.skipped + skipped)
         if cache is not None:
             _store_cached(root, cache, data)
     return LoadedImages(data, folder.classes, "image folder")
@@ -260,7 +261,12 @@ def _cache_path(cache_dir: Path, root: Path, files: list[Path], options: Options
         ).encode()
     )
     for path in files:
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            raise InputError(
+                f"{shown(path)} vanished while reading the data folder: {exc}"
+            ) from None
         digest.update(
             f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
         )
@@ -268,16 +274,18 @@ def _cache_path(cache_dir: Path, root: Path, files: list[Path], options: Options
 
 
 def _load_cached(root: Path, path: Path) -> ImageSet | None:
+    """A cache hit, or None (missing, damaged or foreign entries are recomputed, not trusted)."""
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as cached:
-            skipped = zip(cached["skipped_paths"], cached["skipped_reasons"], strict=True)
-            labels = cached["labels"] if "labels" in cached.files else None
-            data = ImageSet(
-                cached["images"], labels, tuple(Skipped(str(root / p), str(r)) for p, r in skipped)
-            )
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        cached = load_npz(path)
+        skipped = zip(cached["skipped_paths"], cached["skipped_reasons"], strict=True)
+        data = ImageSet(
+            cached["images"],
+            cached.get("labels"),
+            tuple(Skipped(str(root / p), str(r)) for p, r in skipped),
+        )
+    except (InputError, KeyError, ValueError) as exc:
         log.warning("ignoring unreadable image cache %s: %s", path, exc)
         return None
     log.info("decoded images from cache %s", path)

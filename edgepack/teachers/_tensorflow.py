@@ -8,10 +8,12 @@ checked for file access and Python callbacks before loading (initialisers run du
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from edgepack._archives import check_archive
 from edgepack.errors import InputError, MissingExtraError
 from edgepack.teachers._spec import RawTeacher, Shape, TeacherSpec, first_line, static_dims
 
@@ -54,6 +56,8 @@ def load_keras(spec: TeacherSpec) -> RawTeacher:
     """``keras.models.load_model(safe_mode=True, compile=False)``; first input and output."""
     assert spec.path is not None  # the registry routes only path specs here
     path = spec.path
+    if zipfile.is_zipfile(path):  # .keras is a zip (config + weights); .h5 is HDF5
+        check_archive(path, "Keras archive")
     keras = _import("keras", path.name)
     try:
         model = keras.models.load_model(str(path), compile=False, safe_mode=True)

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import warnings
-import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgepack.errors import InputError
 from edgepack.teachers._ops import graph_refusals, torchscript_refusals
+from edgepack.teachers._pt2 import check_pt2
 from edgepack.teachers._spec import RawTeacher, Shape, TeacherSpec, first_line, static_dims
 from edgepack.teachers._weights import (
     archive_kind,
+    check_torch_zip,
     state_dict_message,
     torch_load,
     unwrap_state_dict,
@@ -33,6 +33,8 @@ def _weights_only_loads() -> Iterator[None]:
     ``deserialize_torch_artifact``, retries a failed weights-only load with full unpickling
     (torch 2.13, _export/serde/serialize.py). An untrusted .pt2 could run code that way; torch
     honours ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` at every ``torch.load`` call, which closes both.
+    It does not reach ``pickle.loads`` (``opaque_obj_`` constants) or the graph's ``eval``/``exec``
+    paths: :func:`~edgepack.teachers._pt2.check_pt2` refuses those first; this is the backstop.
     """
     previous = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
     os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
@@ -45,29 +47,12 @@ def _weights_only_loads() -> Iterator[None]:
             os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = previous
 
 
-def _refuse_pickled_payloads(path: Path) -> None:
-    """A .pt2 whose weight/constant config asks for unpickling is refused before loading."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for name in archive.namelist():
-                if name.endswith("_config.json") and "/data/" in name:
-                    config = json.loads(archive.read(name)).get("config", {})
-                    pickled = [key for key, meta in config.items() if meta.get("use_pickle")]
-                    if pickled:
-                        raise InputError(
-                            f"{path}: refusing pickled tensors {pickled[:3]} (they need code "
-                            "execution to load); re-export with plain tensors"
-                        )
-    except (zipfile.BadZipFile, json.JSONDecodeError, OSError) as exc:
-        raise InputError(f"{path} is not a torch.export archive (.pt2 zip): {exc}") from None
-
-
 def load_exported_program(spec: TeacherSpec) -> RawTeacher:
     """A torch.export archive; shapes come from the program's signature."""
     import torch
 
     path = _path(spec)
-    _refuse_pickled_payloads(path)
+    check_pt2(path)  # the allowlist: nothing unrecognised reaches torch's unpicklers
     try:
         with _weights_only_loads():
             program = torch.export.load(str(path))
@@ -124,6 +109,7 @@ def load_torchscript(spec: TeacherSpec) -> RawTeacher:
 def _vet_torchscript(path: Path) -> None:
     import torch
 
+    check_torch_zip(path)
     try:
         reader = torch._C.PyTorchFileReader(str(path))
         records = reader.get_all_records()

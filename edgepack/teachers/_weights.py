@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgepack._archives import check_archive
 from edgepack.errors import InputError
 from edgepack.teachers._spec import first_line
 
@@ -34,6 +36,7 @@ def archive_kind(path: Path) -> str:
     """
     import torch
 
+    check_torch_zip(path)
     try:
         records = set(torch._C.PyTorchFileReader(str(path)).get_all_records())
     except RuntimeError:
@@ -43,6 +46,17 @@ def archive_kind(path: Path) -> str:
     if "archive_format" in records:
         return "export"
     return "save"
+
+
+def check_torch_zip(path: Path) -> None:
+    """A torch zip (TorchScript, torch.save) passes the shared zip checks before torch reads it.
+
+    torch's C++ reader trusts the directory: it picks one of two same-named records, inflates
+    whatever size is declared and never checks a CRC. A file that is not a zip at all (a legacy
+    pickle) is left to ``torch.load(weights_only=True)``.
+    """
+    if zipfile.is_zipfile(path):
+        check_archive(path, "torch archive")
 
 
 def pickled_code_message(path: Path, exc: BaseException) -> str:
