@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import sys
@@ -446,6 +447,23 @@ def _adb(tmp_path: Path, binary: Path, **options: Any) -> Latency | Unavailable:
 # --- adb -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("name", "fmt", "reason"),
+    [
+        ("adb", "tflite", r"^adb is not on PATH \(install Android platform-tools"),
+        ("adb", "coreml", r"adb runner times tflite and onnx models; coreml does not run"),
+        ("ssh", "onnx", r"^ssh is not on PATH"),
+        ("ssh", "coreml", r"use mac for coreml"),
+        ("mac", "tflite", r"mac runner times Core ML packages only"),
+    ],
+)
+def test_supports_names_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, fmt: str, reason: str
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no adb, ssh or scp here
+    assert re.search(reason, runners.get_runner(name).supports(fmt) or "")
+
+
 def test_adb_times_on_the_phone_and_cleans_up(
     fakes: Fakes, benchmark_binary: Path, tmp_path: Path
 ) -> None:
@@ -677,6 +695,24 @@ def test_ssh_runs_the_real_runtime_over_one_connection(fakes: Fakes, tmp_path: P
     control = {part for row in calls for part in row if part.startswith("ControlPath=")}
     assert len(control) == 1  # every call went through the one shared connection
     assert not folder.exists()
+
+
+@pytest.mark.slow
+def test_ssh_times_a_real_tflite_with_ai_edge_litert(fakes: Fakes, tmp_path: Path) -> None:
+    import torch
+
+    from edgepack.exporters import tflite
+    from edgepack.runners.ssh import SshOptions
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU()).eval()
+    path = tflite.lower_float(model, torch.randn(1, 1, 16, 16), tmp_path / "m.tflite")
+    options = SshOptions(host="pi5.local", python=sys.executable)
+    latency = runners.get_runner("ssh").measure(
+        path, "tflite", threads=2, warmup=2, iterations=30, options=options
+    )
+    assert isinstance(latency, Latency), latency
+    assert latency.details["runtime"].startswith("ai-edge-litert ")
+    assert (latency.threads, latency.iterations) == (2, 30) and 0 < latency.p50_ms <= latency.p90_ms
 
 
 def test_ssh_unreachable_host_is_one_line_after_one_retry(fakes: Fakes, tmp_path: Path) -> None:
