@@ -14,9 +14,7 @@ import json
 import os
 import re
 import shlex
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +193,7 @@ def test_garbled_output_is_one_clear_error(parse: Any, text: str, missing: str) 
 # --- Fake tools ----------------------------------------------------------------------------------
 
 FAKE_ADB = r"""
-import json, os, shlex, shutil, sys, time
+import json, os, shlex, shutil, signal, sys, time
 from pathlib import Path
 
 state_path = Path(os.environ["FAKE_STATE"])
@@ -252,8 +250,10 @@ else:  # the benchmark run, maybe pinned with `taskset MASK` (toybox has it)
     state["runs"] = state.get("runs", 0) + 1
     state["benchmark_argv"] = words
     mode = state.get("mode", "ok")
-    if mode == "timeout":
+    if mode in ("timeout", "interrupt"):
         state_path.write_text(json.dumps(state))
+        if mode == "interrupt":  # the user presses Ctrl-C while the benchmark runs
+            os.kill(os.getppid(), signal.SIGINT)
         time.sleep(30)
     if mode == "disconnect" or (mode == "flaky" and state["runs"] == 1):
         print("INFO: STARTING!", file=sys.stderr)
@@ -266,7 +266,7 @@ else:  # the benchmark run, maybe pinned with `taskset MASK` (toybox has it)
 """
 
 FAKE_SSH = r"""
-import json, os, subprocess, sys, time
+import json, os, signal, subprocess, sys, time
 from pathlib import Path
 
 state = json.loads(Path(os.environ["FAKE_STATE"]).read_text())
@@ -302,7 +302,9 @@ if len(command) != 1:
 timing = "--format" in command[0]
 if timing and state.get("mode") == "disconnect":
     fail(f"Connection to {host} closed by remote host.")
-if timing and state.get("mode") == "timeout":
+if timing and state.get("mode") in ("timeout", "interrupt"):
+    if state["mode"] == "interrupt":  # the user presses Ctrl-C while the timing runs
+        os.kill(os.getppid(), signal.SIGINT)
     time.sleep(30)
 if timing and state.get("mode") == "garbled":
     print("Welcome to Ubuntu 24.04 LTS (GNU/Linux 6.8.0-1004-raspi aarch64)")
@@ -587,14 +589,9 @@ def test_adb_garbled_tool_output_is_a_clear_error(
 def test_adb_ctrl_c_still_removes_the_folder(
     fakes: Fakes, benchmark_binary: Path, tmp_path: Path
 ) -> None:
-    fakes.set(mode="timeout")
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            _adb(tmp_path, benchmark_binary, timeout_s=20)
-    finally:
-        timer.cancel()
+    fakes.set(mode="interrupt")
+    with pytest.raises(KeyboardInterrupt):
+        _adb(tmp_path, benchmark_binary, timeout_s=20)
     assert fakes.shell_lines()[-1].startswith("rm -rf /data/local/tmp/edgepack-")
     assert not any((fakes.root / "data/local/tmp").iterdir())
 
@@ -741,6 +738,17 @@ def test_ssh_timeout_and_garbled_output(fakes: Fakes, tmp_path: Path) -> None:
     fakes.set(mode="garbled")
     with pytest.raises(InputError, match=r"printed no JSON result; its last line was: Welcome"):
         _ssh(tmp_path)
+
+
+def test_ssh_ctrl_c_still_removes_the_folder_and_closes_the_connection(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    fakes.set(mode="interrupt")
+    with pytest.raises(KeyboardInterrupt):
+        _ssh(tmp_path, timeout_s=20)
+    last_two = [row[-1] for row in fakes.calls("ssh")[-2:]]
+    assert last_two[0].startswith("rm -rf /tmp/edgepack-") and last_two[1] == "pi5.local"
+    assert not _scratch_folder(fakes).exists()
 
 
 def test_ssh_missing_runtime_on_the_board_names_it(fakes: Fakes, tmp_path: Path) -> None:
