@@ -190,6 +190,14 @@ def test_garbled_output_is_one_clear_error(parse: Any, text: str, missing: str) 
     assert "\n" not in str(caught.value)
 
 
+def test_a_tool_that_leaves_a_child_behind_returns_when_it_exits() -> None:
+    # Like ssh's ControlPersist master: a background child keeps the tool's output open.
+    from edgepack.runners._attached import call
+
+    result = call(["sh", "-c", "sleep 3 & echo ready"], timeout=2, what="starting a daemon")
+    assert result.stdout == "ready\n"
+
+
 # --- Fake tools ----------------------------------------------------------------------------------
 
 FAKE_ADB = r"""

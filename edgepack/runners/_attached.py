@@ -13,6 +13,7 @@ import secrets
 import shlex
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -64,9 +65,7 @@ def call(
     for attempt in range(RETRIES + 1):
         last = attempt == RETRIES
         try:
-            result = subprocess.run(
-                list(argv), capture_output=True, text=True, timeout=timeout, check=False
-            )
+            result = _run(argv, timeout)
         except subprocess.TimeoutExpired:
             if last:
                 raise InputError(
@@ -87,6 +86,22 @@ def call(
             )
         return result
     raise AssertionError("unreachable")  # the loop returns or raises on its last try
+
+
+def _run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``argv`` with its output in temporary files, not pipes. A tool may leave a daemon
+    behind (ssh's ControlPersist master, the adb server on its first start) that inherits its
+    output handles; a reader waiting for end-of-file on a pipe would then wait for the daemon,
+    while files let ``run`` return when the tool itself exits. (OpenSSH 9.2 detaches its
+    master cleanly: 0.64 s per first command with pipes and with files; older releases and
+    ``-v`` keep stderr.)"""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.run(
+            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=timeout
+        )
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, process.returncode, out.read(), err.read())
 
 
 def latency_from_samples(

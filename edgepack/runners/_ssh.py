@@ -57,7 +57,9 @@ class Session:
         try:
             subprocess.run(
                 [*self._ssh_base(), "-O", "exit", self.host],
-                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 timeout=CONNECT_TIMEOUT_S,
                 check=False,
             )

@@ -57,6 +57,8 @@ def _onnx(model: Path, threads: int, _: str) -> tuple[Callable[[], None], str]:
 
 def _coreml(model: Path, _: int, units: str) -> tuple[Callable[[], None], str]:
     """Core ML picks its own threads; ``units`` is a ct.ComputeUnit name."""
+    if platform.system() != "Darwin":  # coremltools loads a package anywhere, predicts only here
+        sys.exit(f"Core ML predicts only on macOS; this host runs {platform.system()}")
     import coremltools as ct
     import numpy as np
 
