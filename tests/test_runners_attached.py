@@ -230,8 +230,10 @@ if len(argv) < 3 or argv[0] != "-s":
     fail("adb: unexpected arguments " + " ".join(argv))
 serial, verb, rest = argv[1], argv[2], argv[3:]
 ready = [line.split()[0] for line in state["devices"] if line.split()[1] == "device"]
-if serial not in ready:
-    fail(f"adb: device '{serial}' not found")
+if serial not in ready:  # adb 29's own words, shell and push
+    if verb == "push":
+        fail(f"adb: error: failed to get feature set: device '{serial}' not found")
+    fail(f"error: device '{serial}' not found")
 if verb == "push":
     source, target = rest
     shutil.copy(source, device_path(target))
@@ -578,7 +580,7 @@ def test_adb_phone_that_disconnects_mid_run_is_a_clear_error(
     with pytest.raises(
         InputError,
         match=r"lost Android device 28161FDH2000EX while running benchmark_model: "
-        r"adb: device '28161FDH2000EX' not found; check the cable",
+        r"error: device '28161FDH2000EX' not found; check the cable",
     ):
         _adb(tmp_path, benchmark_binary)
     assert fakes.shell_lines()[-1].startswith("rm -rf")  # clean-up was tried ...
