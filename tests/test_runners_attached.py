@@ -839,6 +839,10 @@ def test_a_lab_profile_goes_through_the_shared_measure_path(
         ),
         ({"name": "adb", "cpu_mask": "big"}, r"runner\.cpu_mask must be a hexadecimal CPU mask"),
         ({"name": "ssh"}, r"required key runner\.host is not set"),
+        (
+            {"name": "ssh", "host": "pi5.local", "timeout_s": 1e9},
+            r"runner\.timeout_s must be > 0 and <= 86400",
+        ),
         ({"name": "ssh", "host": "-oProxyCommand=sh"}, r"runner\.host must be a host name"),
         ({"name": "mac", "compute_units": ["GPU"]}, r"unknown setting 'GPU'; choose from ALL"),
     ],

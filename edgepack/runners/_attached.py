@@ -25,6 +25,9 @@ from edgepack.runners._base import Latency
 log = logging.getLogger(__name__)
 
 RETRIES = 1  # one more try after a timeout or a transport failure
+# The longest a profile may let one device command run (`runner.timeout_s`): a day. A nightly
+# job that hangs longer has failed; an unbounded YAML number would reach subprocess as is.
+MAX_TIMEOUT_S = 24 * 3600
 
 
 def missing_tool(name: str, hint: str) -> str | None:

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepack._schema import above, one_of
+from edgepack._schema import above, excerpt, one_of
 from edgepack.errors import ConfigError, InputError
 from edgepack.runners._android import Device, check_abi, select_device
-from edgepack.runners._attached import missing_tool, scratch_name
+from edgepack.runners._attached import MAX_TIMEOUT_S, missing_tool, scratch_name
 from edgepack.runners._base import Latency, Unavailable
 from edgepack.runners._parse import ToolTimings, parse_benchmark_model, parse_perf_test
 
@@ -106,12 +106,12 @@ class AdbOptions:
     benchmark_binary: str | None = None
     delegate: str = field(default="xnnpack", metadata=one_of(DELEGATES))
     cpu_mask: str | None = None
-    timeout_s: float = field(default=300.0, metadata=above(0))
+    timeout_s: float = field(default=300.0, metadata=above(0, MAX_TIMEOUT_S))
 
     def __post_init__(self) -> None:
         if self.cpu_mask is not None and not re.fullmatch(r"[0-9a-fA-F]{1,16}", self.cpu_mask):
             raise ConfigError(
-                f"runner.cpu_mask must be a hexadecimal CPU mask such as f0, got {self.cpu_mask!r}"
+                f"runner.cpu_mask must be a hexadecimal CPU mask such as f0, got {excerpt(self.cpu_mask)}"
             )
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepack._schema import above, between
+from edgepack._schema import above, between, excerpt
 from edgepack.errors import ConfigError
-from edgepack.runners._attached import call, latency_from_samples, missing_tool
+from edgepack.runners._attached import MAX_TIMEOUT_S, call, latency_from_samples, missing_tool
 from edgepack.runners._base import Latency, Unavailable
 from edgepack.runners._ssh import TIMING_SCRIPT, Session, read_report, time_remotely
 from edgepack.runners.ssh import board_details, check_host
@@ -43,7 +43,7 @@ class MacOptions:
     python: str | None = None
     port: int | None = field(default=None, metadata=between(1, 65535))
     compute_units: list[str] | None = None
-    timeout_s: float = field(default=300.0, metadata=above(0))
+    timeout_s: float = field(default=300.0, metadata=above(0, MAX_TIMEOUT_S))
 
     def __post_init__(self) -> None:
         if self.host is not None:
@@ -51,7 +51,7 @@ class MacOptions:
         for unit in self.compute_units or ():
             if unit not in COMPUTE_UNITS:
                 raise ConfigError(
-                    f"runner.compute_units: unknown setting {unit!r}; choose from "
+                    f"runner.compute_units: unknown setting {excerpt(unit)}; choose from "
                     f"{', '.join(COMPUTE_UNITS)}"
                 )
         if self.compute_units is not None and not self.compute_units:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepack._schema import above, between
+from edgepack._schema import above, between, excerpt
 from edgepack.errors import ConfigError
-from edgepack.runners._attached import latency_from_samples, missing_tool
+from edgepack.runners._attached import MAX_TIMEOUT_S, latency_from_samples, missing_tool
 from edgepack.runners._base import Latency, Unavailable
 from edgepack.runners._ssh import Session, time_remotely
 
@@ -30,7 +30,7 @@ def check_host(host: str) -> None:
     ``-oProxyCommand=…`` in a shared profile would run a command here."""
     if not re.fullmatch(r"[A-Za-z0-9_.@\[\]:%-]+", host) or host.startswith("-"):
         raise ConfigError(
-            f"runner.host must be a host name such as pi5.local or user@10.0.0.7, got {host!r}"
+            f"runner.host must be a host name such as pi5.local or user@10.0.0.7, got {excerpt(host)}"
         )
 
 
@@ -47,7 +47,7 @@ class SshOptions:
     host: str
     python: str = "python3"
     port: int | None = field(default=None, metadata=between(1, 65535))
-    timeout_s: float = field(default=300.0, metadata=above(0))
+    timeout_s: float = field(default=300.0, metadata=above(0, MAX_TIMEOUT_S))
 
     def __post_init__(self) -> None:
         check_host(self.host)
