@@ -32,6 +32,9 @@ __all__ = [
 RUNNERS: Registry[Runner] = Registry("runner")
 RUNNERS.add_lazy("host", "edgepack.runners.host")
 RUNNERS.add_lazy("emulated", "edgepack.runners.emulated")
+RUNNERS.add_lazy("adb", "edgepack.runners.adb")
+RUNNERS.add_lazy("ssh", "edgepack.runners.ssh")
+RUNNERS.add_lazy("mac", "edgepack.runners.mac")
 
 
 def runner_names() -> tuple[str, ...]:
