@@ -408,7 +408,8 @@ def runner_setup(name: str) -> None:
     facts = prepare()
     click.echo(f"{name} runner ready in {time.perf_counter() - started:.1f} s")
     for key, value in (facts or {}).items():
-        click.echo(f"  {key}: {value}")
+        if key != "seconds":
+            click.echo(f"  {key}: {value}")
 
 
 _STATUS = {"pass": "ok  ", "fail": "FAIL", "skipped": "skip"}

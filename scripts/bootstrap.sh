@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Set up edgepack from a fresh clone: the sample data, a virtual environment, the package, and
-# (unless --no-build) the full sample build for Android. Safe to run again: each step is skipped
-# when it is already done.
+# Set up edgepack from a fresh clone: the sample data, a virtual environment, the package, the
+# emulated arm64 runner (QEMU) that estimates phone latency, and (unless --no-build) the full
+# sample build for Android. Safe to run again: each step is skipped when it is already done.
 #
-#   bash scripts/bootstrap.sh              # everything, including the ~5-10 min sample build
-#   bash scripts/bootstrap.sh --no-build   # set up only (what CI does)
+#   bash scripts/bootstrap.sh                # everything, including the ~5-10 min sample build
+#   bash scripts/bootstrap.sh --no-build     # set up only (what CI does)
+#   bash scripts/bootstrap.sh --no-emulated  # skip the QEMU runner (latency budgets then skip)
 #
 # Environment:
 #   PYTHON           interpreter for the venv (default: python3.11; must be 3.11 or newer)
@@ -12,15 +13,18 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 build=1
+emulated=1
 for arg in "$@"; do
     case "$arg" in
         --no-build) build=0 ;;
+        --no-emulated) emulated=0 ;;
         -h|--help) usage; exit 0 ;;
-        *) echo "error: unknown argument '$arg'; expected --no-build or --help" >&2; exit 2 ;;
+        *) echo "error: unknown argument '$arg'; expected --no-build, --no-emulated or --help" >&2
+           exit 2 ;;
     esac
 done
 
@@ -90,7 +94,19 @@ echo "+ ${pip[*]} -e '$target'"
 "${pip[@]}" -e "$target"
 .venv/bin/edgepack --version
 
-# 4. The full sample build.
+# 4. The emulated arm64 runner: qemu-user and build tools (apt), a minimal arm64 root
+#    (debootstrap), the pinned aarch64 wheels (PyPI) and the instruction-counting QEMU plugin.
+#    Cached in ~/.cache/edgepack/emulated (EDGEPACK_EMULATED_DIR); about a minute cold.
+if [ "$emulated" -eq 1 ]; then
+    step "Emulated arm64 runner (QEMU): edgepack runner setup emulated"
+    .venv/bin/edgepack runner setup emulated
+else
+    step "Skipping the emulated arm64 runner (--no-emulated)"
+    echo "Latency budgets of profiles with runner: emulated are reported as skipped until:"
+    echo "  .venv/bin/edgepack runner setup emulated"
+fi
+
+# 5. The full sample build.
 if [ "$build" -eq 1 ]; then
     step "Sample build: edgepack build --target android (about 5-10 min on 2 cores)"
     echo "+ .venv/bin/edgepack build --target android"
