@@ -43,6 +43,8 @@ def timed_build(out: Path, cache: Path) -> tuple[float, int]:
 def figures(manifest: dict, cold_s: float | None, warm_s: float | None) -> list[tuple]:
     acc, quant, lat = manifest["accuracy"], manifest["inspection"], manifest["latency"]
     size = manifest["files"]["model.tflite"]["bytes"]
+    host = lat.get("kind", "measured") == "measured"
+    kind = "host wall time" if host else f"estimate for {lat['estimate']['device']}"
     weights = quant["int8_param_bytes"]
     with_scales = weights + quant["quant_param_bytes"]
     rows = [
@@ -81,13 +83,14 @@ def figures(manifest: dict, cold_s: float | None, warm_s: float | None) -> list[
             size <= 1.15 * with_scales + 8192,
             "<= 1.0",
         ),
-        ("int8 p50 latency, 1 thread", f"{lat['p50_ms']:.4f} ms", None, ""),
+        (f"int8 p50 latency, 1 thread ({kind})", f"{lat['p50_ms']:.4f} ms", None, ""),
         ("float p50 latency, same run", f"{lat['float_reference_p50_ms']:.4f} ms", None, ""),
         (
             "int8 / float latency",
             f"{lat['p50_ms'] / lat['float_reference_p50_ms']:.3f}",
-            lat["p50_ms"] <= 0.7 * lat["float_reference_p50_ms"],
-            "<= 0.7",
+            # The 0.7 goal is for wall time on this host; an estimate's ratio is the device's.
+            lat["p50_ms"] <= 0.7 * lat["float_reference_p50_ms"] if host else None,
+            "<= 0.7" if host else "",
         ),
         ("teacher bytes / model.tflite bytes", None, None, ">= 20"),
     ]
@@ -98,6 +101,9 @@ def figures(manifest: dict, cold_s: float | None, warm_s: float | None) -> list[
         rows.append(("cold build wall time", f"{cold_s:.0f} s", cold_s <= 600, "<= 600 s"))
     if warm_s is not None:
         rows.append(("second build wall time", f"{warm_s:.0f} s", None, ""))
+    if not host:
+        per_inference = lat["estimate"]["instructions_per_inference"]
+        rows.append(("guest instructions per int8 inference", f"{per_inference:,.0f}", None, ""))
     rows.append(("stage seconds (last build)", json.dumps(manifest["stages_seconds"]), None, ""))
     return rows
 
