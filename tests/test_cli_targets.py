@@ -28,9 +28,12 @@ def test_targets_lists_android(runner: CliRunner) -> None:
     result = runner.invoke(main, ["targets"])
     assert result.exit_code == 0, result.output
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["NAME", "FORMAT", "STUDENT", "BUDGETS"]
+    assert header.split() == ["NAME", "FORMAT", "STUDENT", "LATENCY", "ON", "BUDGETS"]
     android = next(row for row in rows if row.startswith("android "))
     assert "tflite" in android and "mobilenetv2_small" in android and "150 KB" in android
+    assert "Pixel 3 (estimate)" in android
+    onnx = next(row for row in rows if row.startswith("onnx "))
+    assert "host (this machine)" in onnx
     assert not any(row.startswith("base ") for row in rows)
 
 

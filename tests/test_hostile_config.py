@@ -135,17 +135,13 @@ def test_labels_file_tolerates_crlf_and_a_bom(project: Path) -> None:
     ("folder", "fragments"),
     [
         pytest.param("bri\nght", ("U+000A",), id="newline"),
-        pytest.param(b"bri\xffght", ("not UTF-8", "U+DCFF"), id="not-utf8"),
         pytest.param(" dark", ("leading or trailing spaces",), id="space"),
     ],
 )
 def test_bad_class_folders_refused_alike_by_build_and_init(
-    project: Path, folder: str | bytes, fragments: tuple[str, ...]
+    project: Path, folder: str, fragments: tuple[str, ...]
 ) -> None:
-    if isinstance(folder, bytes):
-        _image_folder(os.path.join(os.fsencode(project / "images" / "train"), folder))
-    else:
-        _image_folder(project / "images" / "train" / folder)
+    _image_folder(project / "images" / "train" / folder)
     config = project / "edgepack.yaml"
     config.write_text(CONFIG)
     built = _assert_refused(_build(config), project, "class folders of images/train", *fragments)
@@ -153,6 +149,17 @@ def test_bad_class_folders_refused_alike_by_build_and_init(
     args = ["init", "--teacher", "teacher.pt2", "--data", "images/train"]
     initialised = _assert_refused(args, project, *fragments)
     assert initialised == built  # init refuses with the very line build would print
+
+
+def test_non_utf8_class_folder_refused_alike_by_build_and_init(project: Path) -> None:
+    # build refuses it as a label, init in the readers' folder walk: one line each, naming it.
+    _image_folder(os.path.join(os.fsencode(project / "images" / "train"), b"bri\xffght"))
+    config = project / "edgepack.yaml"
+    config.write_text(CONFIG)
+    _assert_refused(_build(config), project, "not UTF-8", "bri")
+    config.unlink()
+    args = ["init", "--teacher", "teacher.pt2", "--data", "images/train"]
+    _assert_refused(args, project, "UTF-8", "bri")
 
 
 def test_init_refuses_a_single_class_folder(project: Path) -> None:
