@@ -21,3 +21,14 @@ def tiny_student() -> MobileNet:
         for _ in range(4):
             model(torch.randn(16, *SHAPE))
     return model.eval()
+
+
+class TwoClassNet(torch.nn.Module):
+    """A 2-class teacher on gray images: the smallest graph a hostile .pt2 can be made of."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).mean((2, 3))

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import TwoClassNet
 from PIL import Image
-from torch import nn
 
 from edgepack.cli import main
 from edgepack.readers import read_images
@@ -31,19 +31,10 @@ from edgepack.readers import read_images
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX links, FIFOs and names")
 
 
-class _Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 2, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x).mean((2, 3))
-
-
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("teacher") / "teacher.pt2"
-    program = torch.export.export(_Net().eval(), (torch.zeros(2, 1, 8, 8),))
+    program = torch.export.export(TwoClassNet().eval(), (torch.zeros(2, 1, 8, 8),))
     torch.export.save(program, str(path))
     return path
 

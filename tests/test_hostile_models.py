@@ -19,21 +19,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from torch import nn
+from helpers import TwoClassNet
 
 from edgepack.cli import main
 
 Entries = list[tuple[str, bytes]]
 Edit = Callable[[Entries, str, Path], Entries]
-
-
-class _Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 2, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x).mean((2, 3))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +33,7 @@ def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("teacher") / "teacher.pt2"
     batch = torch.export.Dim("batch", max=64)
     program = torch.export.export(
-        _Net().eval(), (torch.zeros(2, 1, 8, 8),), dynamic_shapes={"x": {0: batch}}
+        TwoClassNet().eval(), (torch.zeros(2, 1, 8, 8),), dynamic_shapes={"x": {0: batch}}
     )
     torch.export.save(program, str(path))
     return path
@@ -318,7 +309,7 @@ def test_not_a_zip_is_refused(data: Path, tmp_path: Path) -> None:
 def test_tampered_torchscript_is_refused(data: Path, tmp_path: Path) -> None:
     """TorchScript archives pass the same zip checks (here: a duplicated record)."""
     path = tmp_path / "script.ts"
-    torch.jit.save(torch.jit.script(_Net().eval()), str(path))
+    torch.jit.save(torch.jit.script(TwoClassNet().eval()), str(path))
     _, entries = _entries(path)
     evil = _write(tmp_path / "evil.ts", [*entries, entries[-1]])
     _assert_refused(*_init(evil, data, tmp_path), tmp_path, "evil.ts", "appears twice")

@@ -15,12 +15,8 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import numpy as np
 
 from edgepack.errors import InputError
-from edgepack.runners._base import Latency
 
 log = logging.getLogger(__name__)
 
@@ -105,22 +101,3 @@ def _run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(argv, process.returncode, out.read(), err.read())
-
-
-def latency_from_samples(
-    samples_ms: Sequence[float], *, runner: str, threads: int, details: dict[str, Any]
-) -> Latency:
-    """Percentiles from per-run figures, as the host runner computes them."""
-    samples = np.asarray(samples_ms, dtype=np.float64)
-    if samples.size == 0 or not np.all(np.isfinite(samples)) or np.any(samples < 0):
-        raise InputError(f"the {runner} runner got no usable per-run timings")
-    return Latency(
-        runner=runner,
-        kind="measured",
-        p50_ms=float(np.percentile(samples, 50)),
-        p90_ms=float(np.percentile(samples, 90)),
-        mean_ms=float(samples.mean()),
-        threads=threads,
-        iterations=int(samples.size),
-        details={"p50_source": "per-run timings", **details},
-    )

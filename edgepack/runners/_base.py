@@ -10,9 +10,14 @@ device, with what it was derived from. A runner that cannot time a model here re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
+
+from edgepack.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,26 @@ class Unavailable:
     """Why a runner cannot time this model here (one line, shown as is)."""
 
     reason: str
+
+
+def latency_from_samples(
+    samples_ms: Sequence[float] | np.ndarray, *, runner: str, threads: int, details: dict[str, Any]
+) -> Latency:
+    """The Latency of per-run wall-clock figures: every runner that measures computes its
+    percentiles here, so a phone's p50 and this machine's p50 mean the same thing."""
+    samples = np.asarray(samples_ms, dtype=np.float64)
+    if samples.size == 0 or not np.all(np.isfinite(samples)) or np.any(samples < 0):
+        raise InputError(f"the {runner} runner got no usable per-run timings")
+    return Latency(
+        runner=runner,
+        kind="measured",
+        p50_ms=float(np.percentile(samples, 50)),
+        p90_ms=float(np.percentile(samples, 90)),
+        mean_ms=float(samples.mean()),
+        threads=threads,
+        iterations=int(samples.size),
+        details={"p50_source": "per-run timings", **details},
+    )
 
 
 class Runner(Protocol):

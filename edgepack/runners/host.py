@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepack.runners._base import Latency, Unavailable
+from edgepack.runners._base import Latency, Unavailable, latency_from_samples
 
 NAME = "host"
 
@@ -51,13 +51,6 @@ def measure(
         start = time.perf_counter_ns()
         invoke()
         samples[i] = time.perf_counter_ns() - start
-    samples_ms = samples / 1e6
-    return Latency(
-        runner=NAME,
-        kind="measured",
-        p50_ms=float(np.percentile(samples_ms, 50)),
-        p90_ms=float(np.percentile(samples_ms, 90)),
-        mean_ms=float(samples_ms.mean()),
-        threads=threads,
-        iterations=iterations,
+    return latency_from_samples(
+        samples / 1e6, runner=NAME, threads=threads, details={"p50_source": "per-run timings"}
     )

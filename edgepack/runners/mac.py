@@ -19,8 +19,8 @@ from typing import Any
 
 from edgepack._schema import above, between, excerpt
 from edgepack.errors import ConfigError
-from edgepack.runners._attached import MAX_TIMEOUT_S, call, latency_from_samples, missing_tool
-from edgepack.runners._base import Latency, Unavailable
+from edgepack.runners._attached import MAX_TIMEOUT_S, call, missing_tool
+from edgepack.runners._base import Latency, Unavailable, latency_from_samples
 from edgepack.runners._ssh import TIMING_SCRIPT, Session, read_report, time_remotely
 from edgepack.runners.ssh import board_details, check_host
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from edgepack._schema import above, between, excerpt
 from edgepack.errors import ConfigError
-from edgepack.runners._attached import MAX_TIMEOUT_S, latency_from_samples, missing_tool
-from edgepack.runners._base import Latency, Unavailable
+from edgepack.runners._attached import MAX_TIMEOUT_S, missing_tool
+from edgepack.runners._base import Latency, Unavailable, latency_from_samples
 from edgepack.runners._ssh import Session, time_remotely
 
 NAME = "ssh"
