@@ -78,7 +78,7 @@ def read_manifest(dist: Path) -> dict[str, Any]:
 
 
 def check(dist: Path, target_ref: str | None = None) -> CheckResult:
-    from edgepack.runners import measure
+    from edgepack.latency import measure
 
     manifest = read_manifest(dist)
     target = _target(dist, manifest, target_ref)

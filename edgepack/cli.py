@@ -308,7 +308,7 @@ def check(dist: Path, target_ref: str | None) -> None:
     takes accuracies from the manifest. Budgets come from the current profile.
     """
     from edgepack.check import check as run_check
-    from edgepack.runners import describe
+    from edgepack.latency import describe
 
     result = run_check(dist, target_ref)
     click.echo(f"latency  {describe(result.latency)}")
@@ -341,7 +341,8 @@ def bench(model: Path, target_ref: str, as_json: bool) -> None:
     import json
 
     from edgepack.exporters import format_of
-    from edgepack.runners import Latency, measure
+    from edgepack.latency import measure
+    from edgepack.runners import Latency
 
     if not model.exists():
         raise InputError(f"model not found: expected a .tflite or .onnx file at {model}")

@@ -174,7 +174,7 @@ class LatencyResult:
     float_reference: Latency | Unavailable
 
     def summary(self) -> str:
-        from edgepack.runners import describe
+        from edgepack.latency import describe
 
         return describe(self.int8, self.float_reference)
 

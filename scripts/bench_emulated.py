@@ -43,7 +43,7 @@ def sample_models(folder: Path) -> list[Path]:
 
 
 def main() -> int:
-    from edgepack import runners
+    from edgepack import latency
     from edgepack.runners import Latency
     from edgepack.runners.emulated import setup
     from edgepack.targets import load_target
@@ -63,7 +63,7 @@ def main() -> int:
             counts, walls, result = [], [], None
             for _ in range(args.runs):
                 started = time.perf_counter()
-                result = runners.measure(target, model)
+                result = latency.measure(target, model)
                 if not isinstance(result, Latency) or result.estimate is None:
                     print(f"{model.name}: no estimate: {result}")
                     return 1

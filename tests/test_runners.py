@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgepack import runners
+from edgepack import latency, runners
 from edgepack.errors import ConfigError
 from edgepack.runners import Latency, Unavailable
 from edgepack.targets import load_target
@@ -36,11 +36,11 @@ def test_host_runner_times_a_real_tflite(tmp_path: Path) -> None:
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU()).eval()
     path = tflite.lower_float(model, torch.randn(1, 1, 16, 16), tmp_path / "m.tflite")
     # android's runner is emulated; naming host drops the emulated keys it would inherit.
-    latency = runners.measure(load_target(str(_profile(tmp_path, "host"))), path)
-    assert isinstance(latency, Latency), latency
-    assert latency.kind == "measured" and latency.runner == "host" and latency.estimate is None
-    assert 0 < latency.p50_ms <= latency.p90_ms
-    assert (latency.threads, latency.iterations) == (1, 200)
+    result = latency.measure(load_target(str(_profile(tmp_path, "host"))), path)
+    assert isinstance(result, Latency), result
+    assert result.kind == "measured" and result.runner == "host" and result.estimate is None
+    assert 0 < result.p50_ms <= result.p90_ms
+    assert (result.threads, result.iterations) == (1, 200)
 
 
 def test_host_runner_names_why_core_ml_cannot_run_here() -> None:
@@ -51,7 +51,7 @@ def test_host_runner_names_why_core_ml_cannot_run_here() -> None:
         assert reason is None
     else:
         assert reason is not None and "macOS" in reason
-        result = runners.measure(load_target("ios"), Path("model.mlpackage"))
+        result = latency.measure(load_target("ios"), Path("model.mlpackage"))
         assert result == Unavailable(reason)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from edgepack import runners
+from edgepack import latency, runners
 from edgepack.errors import ConfigError, InputError
 from edgepack.runners import Latency, Unavailable
 from edgepack.runners._parse import parse_benchmark_model, parse_perf_test
@@ -825,8 +825,8 @@ def test_a_lab_profile_goes_through_the_shared_measure_path(
     fakes.set(num_runs="30")
     runner = {"name": "adb", "iterations": 30, "benchmark_binary": str(benchmark_binary)}
     target = load_target(str(_profile(tmp_path, "tflite", runner)))
-    latency = runners.measure(target, _model(tmp_path))
-    assert isinstance(latency, Latency) and latency.iterations == 30
+    result = latency.measure(target, _model(tmp_path))
+    assert isinstance(result, Latency) and result.iterations == 30
     assert "--num_runs=30" in fakes.state()["benchmark_argv"]
 
 

@@ -8,7 +8,7 @@ from edgepack.records import ExportResult, LatencyResult
 
 
 def measure_latency(context: BuildContext, got: Products) -> LatencyResult:
-    from edgepack.runners import measure
+    from edgepack.latency import measure
 
     export = got[ExportResult]
     return LatencyResult(

@@ -21,7 +21,8 @@ from typing import Any
 from edgepack._schema import above, at_least, one_of
 from edgepack.runners._base import Estimate, Latency, Unavailable
 from edgepack.runners.emulated import _setup
-from edgepack.runners.emulated._qemu import CPU_MODELS, count
+from edgepack.runners.emulated._cpus import CPU_MODELS
+from edgepack.runners.emulated._qemu import count
 from edgepack.runners.emulated._setup import setup
 
 __all__ = ["NAME", "OPTIONS", "EmulatedOptions", "measure", "setup", "supports"]

@@ -9,8 +9,6 @@ match that model, an empty environment plus a few fixed variables (PYTHONHASHSEE
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -18,35 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepack.errors import EdgepackError
-from edgepack.runners.emulated import _setup
+from edgepack.runners.emulated._cpus import cpu_root
+from edgepack.runners.emulated._layout import PYTHON, Layout, layout
 
 GUEST_BENCH = Path(__file__).with_name("guest_bench.py")
-GUEST_CPUS = 4  # the CPU count every guest sees (a phone's big or little cluster)
-
-
-@dataclass(frozen=True)
-class CpuModel:
-    """A QEMU 7.2 ``-cpu`` model and the /proc/cpuinfo a real core of that kind shows."""
-
-    part: str  # MIDR part number
-    implementer: str
-    features: str
-
-
-_ARMV8_0 = "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"
-_ARMV8_2 = _ARMV8_0 + " atomics fphp asimdhp asimdrdm lrcpc dcpop asimddp"
-# The models Debian 12's qemu-aarch64 offers (`qemu-aarch64 -cpu help`). Only cortex-a76 and
-# neoverse-n1 have the int8 dot-product instructions (asimddp) that XNNPACK's fastest int8
-# kernels need; the others get its plain-NEON int8 kernels.
-CPU_MODELS: dict[str, CpuModel] = {
-    "cortex-a35": CpuModel("0xd04", "0x41", _ARMV8_0),
-    "cortex-a53": CpuModel("0xd03", "0x41", _ARMV8_0),
-    "cortex-a57": CpuModel("0xd07", "0x41", _ARMV8_0),
-    "cortex-a72": CpuModel("0xd08", "0x41", _ARMV8_0),
-    "cortex-a76": CpuModel("0xd0b", "0x41", _ARMV8_2),
-    "neoverse-n1": CpuModel("0xd0c", "0x41", _ARMV8_2),
-    "a64fx": CpuModel("0x001", "0x46", _ARMV8_2 + " sve"),
-}
 
 
 class EmulationError(EdgepackError):
@@ -79,39 +52,6 @@ class Count:
         return busiest / self.inferences
 
 
-def cpu_root(layout: _setup.Layout, cpu: str) -> Path:
-    """The arm64 root as a guest on ``cpu`` sees it: hard links to the shared root plus its own
-    /proc/cpuinfo and /sys CPU lists. qemu-user looks a path up under its -L prefix first, so
-    these files stand in for the host's (QEMU 7.2 does not emulate /proc/cpuinfo on arm64 and
-    would hand the guest the x86 host's, which onnxruntime's cpuinfo parser crashes on)."""
-    root = layout.home / "roots" / cpu
-    if root.exists():
-        return root
-    partial = layout.home / "roots" / f"{cpu}.partial.{os.getpid()}"
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cp", "-al", str(layout.root), str(partial)], check=True)
-    model = CPU_MODELS[cpu]
-    block = (
-        "processor\t: {n}\nBogoMIPS\t: 50.00\nFeatures\t: {f}\nCPU implementer\t: {i}\n"
-        "CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: {p}\nCPU revision\t: 0\n\n"
-    )
-    text = "".join(
-        block.format(n=n, f=model.features, i=model.implementer, p=model.part)
-        for n in range(GUEST_CPUS)
-    )
-    (partial / "proc").mkdir(exist_ok=True)
-    (partial / "proc" / "cpuinfo").write_text(text, encoding="ascii")
-    cpus = partial / "sys" / "devices" / "system" / "cpu"
-    cpus.mkdir(parents=True, exist_ok=True)
-    for name in ("online", "possible", "present"):
-        (cpus / name).write_text(f"0-{GUEST_CPUS - 1}\n", encoding="ascii")
-    try:
-        partial.rename(root)
-    except OSError:  # another process made it first: theirs is identical
-        shutil.rmtree(partial, ignore_errors=True)
-    return root
-
-
 def count(
     model: Path,
     fmt: str,
@@ -123,8 +63,8 @@ def count(
     timeout_s: float,
 ) -> Count:
     """Benchmark ``model`` in the emulated runtime and count its guest instructions."""
-    layout = _setup.layout()
-    root = cpu_root(layout, cpu)
+    where = layout()
+    root = cpu_root(where, cpu)
     spec = {
         "model": str(model.resolve()),
         "format": fmt,
@@ -135,10 +75,10 @@ def count(
     with tempfile.TemporaryDirectory(prefix="edgepack-emulated-") as folder:
         out = Path(folder) / "count.json"
         argv = ["setarch", "-R", "qemu-aarch64", "-cpu", cpu, "-L", str(root)]
-        for key, value in _guest_env(layout).items():
+        for key, value in _guest_env(where).items():
             argv += ["-E", f"{key}={value}"]
-        argv += ["-plugin", f"{layout.plugin},out={out}"]
-        argv += [str(root / "usr" / "bin" / _setup.PYTHON), "-s", "-P", str(GUEST_BENCH)]
+        argv += ["-plugin", f"{where.plugin},out={out}"]
+        argv += [str(root / "usr" / "bin" / PYTHON), "-s", "-P", str(GUEST_BENCH)]
         argv.append(json.dumps(spec))
         began = time.perf_counter()
         stdout = _run(argv, timeout_s)
@@ -162,7 +102,7 @@ def count(
     )
 
 
-def _guest_env(layout: _setup.Layout) -> dict[str, str]:
+def _guest_env(layout: Layout) -> dict[str, str]:
     """The guest's whole environment (qemu-user would otherwise pass the host's through)."""
     return {
         "PYTHONPATH": str(layout.site),

@@ -20,17 +20,17 @@ import sys
 import tarfile
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgepack.errors import EdgepackError
+from edgepack.runners.emulated._cpus import CPU_MODELS, cpu_root
+from edgepack.runners.emulated._layout import PYTHON, Layout, layout
 
 log = logging.getLogger(__name__)
 
 SUITE = "bookworm"  # Debian 12: its qemu-user is 7.2 and its arm64 python3 is 3.11
 MIRROR = "http://deb.debian.org/debian"
-PYTHON = "python3.11"
 APT_PACKAGES = ("qemu-user", "debootstrap", "gcc", "libc6-dev", "pkg-config", "libglib2.0-dev")
 # Tools that prove the packages above are present (pkg-config's glib entry is checked apart).
 TOOLS = ("qemu-aarch64", "debootstrap", "gcc", "pkg-config", "setarch")
@@ -45,42 +45,6 @@ STAMP_VERSION = 2
 
 class EmulatedSetupError(EdgepackError):
     """The emulated runner cannot be prepared here (missing packages, no permission, no network)."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where each prepared part lives inside the cache folder."""
-
-    home: Path
-
-    @property
-    def root(self) -> Path:  # the arm64 root (qemu -L): libc, python3.11, stdlib
-        return self.home / "root"
-
-    @property
-    def site(self) -> Path:  # unpacked aarch64 wheels, the guest's PYTHONPATH
-        return self.home / "site"
-
-    @property
-    def plugin(self) -> Path:
-        return self.home / "plugin" / "insn_count.so"
-
-    @property
-    def header(self) -> Path:
-        return self.home / "include" / "qemu-plugin.h"
-
-    @property
-    def stamp(self) -> Path:
-        return self.home / "ready.json"
-
-    @property
-    def python(self) -> Path:
-        return self.root / "usr" / "bin" / PYTHON
-
-
-def layout() -> Layout:
-    home = os.environ.get("EDGEPACK_EMULATED_DIR")
-    return Layout(Path(home) if home else Path.home() / ".cache" / "edgepack" / "emulated")
 
 
 def ready() -> dict[str, object] | None:
@@ -286,8 +250,6 @@ def _build_plugin(where: Layout) -> None:
 def _make_cpu_roots(where: Layout) -> None:
     """One hard-linked view of the root per CPU model (its own /proc/cpuinfo), made now so
     that measuring never writes to the cache (which may belong to the user who set it up)."""
-    from edgepack.runners.emulated._qemu import CPU_MODELS, cpu_root
-
     for cpu in CPU_MODELS:
         cpu_root(where, cpu)
 

@@ -1,0 +1,46 @@
+"""Where each prepared part of the emulated runner lives: one cache folder,
+``~/.cache/edgepack/emulated`` unless ``EDGEPACK_EMULATED_DIR`` names another."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PYTHON = "python3.11"  # the guest interpreter: Debian 12 arm64's python3
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each prepared part lives inside the cache folder."""
+
+    home: Path
+
+    @property
+    def root(self) -> Path:  # the arm64 root (qemu -L): libc, python3.11, stdlib
+        return self.home / "root"
+
+    @property
+    def site(self) -> Path:  # unpacked aarch64 wheels, the guest's PYTHONPATH
+        return self.home / "site"
+
+    @property
+    def plugin(self) -> Path:
+        return self.home / "plugin" / "insn_count.so"
+
+    @property
+    def header(self) -> Path:
+        return self.home / "include" / "qemu-plugin.h"
+
+    @property
+    def stamp(self) -> Path:
+        return self.home / "ready.json"
+
+    @property
+    def python(self) -> Path:
+        return self.root / "usr" / "bin" / PYTHON
+
+
+def layout() -> Layout:
+    home = os.environ.get("EDGEPACK_EMULATED_DIR")
+    return Layout(Path(home) if home else Path.home() / ".cache" / "edgepack" / "emulated")
