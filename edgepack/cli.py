@@ -173,6 +173,7 @@ def build(
     shared = SharedWork()
     effort = "quick" if quick else "full"
     failures = []
+    built = []
     for target in targets:
         click.echo(
             f"building {target.name} ({target.format}, {effort} effort) from {target.source}"
@@ -186,9 +187,14 @@ def build(
             f"wrote {result.out_dir}/ ({result.manifest['artifact']} {size / 1024:.1f} KB) "
             f"in {time.perf_counter() - started:.0f} s"
         )
+        built.append((result.out_dir, result.manifest))
         if not result.passed:
             failed = ", ".join(v.name for v in result.verdicts if not v.passed)
             failures.append(f"{target.name}: {failed} (see {result.out_dir}/manifest.json)")
+    if len(built) > 1:
+        from edgepack.report import write_overview
+
+        click.echo(f"wrote {write_overview(options.out_root, built)} (all targets)")
     if failures:
         raise BudgetExceeded(f"budget exceeded: {'; '.join(failures)}")
 
