@@ -292,3 +292,38 @@ def test_size_only_imports_no_torch_or_converter_and_is_fast(
     # The issue's bar is 2 s for three targets; a generous bound keeps a loaded CI machine
     # from flaking while still catching an accidental torch import (~5 s on its own).
     assert seconds < 4, seconds
+
+
+@pytest.mark.slow
+def test_a_real_quick_build_round_trips_through_a_baseline(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    """A real build (the shared cache reuses test_build.py's student when it ran first), then
+    the full check with the host runner, a baseline written and compared, and every output."""
+    profile = tmp_path / "smoke.yaml"
+    profile.write_text(
+        "extends: android\nbudgets:\n  max_accuracy_drop_pp: 60.0\n  min_accuracy: 0.3\n"
+        # Two host timings a minute apart on a shared CI machine differ by more than 10 %.
+        "regression:\n  max_latency_growth_pct: 200.0\n"
+    )
+    build = CliRunner().invoke(
+        main,
+        ["build", "--quick", "--no-progress", "--target", str(profile),
+         "--out", str(tmp_path / "dist"), "--cache-dir", str(shared_cache)],
+    )  # fmt: skip
+    assert build.exit_code == 0, build.output
+    report = (tmp_path / "dist" / "smoke" / "report.html").read_text()
+    assert report.count('data-plot="') == 5 or "plots need matplotlib" in report
+    base = tmp_path / "baseline.json"
+    check = ["check", str(tmp_path / "dist"), "--target", str(profile), "--baseline", str(base)]
+    code, output = run_cli([*check, "--update-baseline"])
+    assert code == 0 and "latency  host runner" in output, output
+    junit, md = tmp_path / "junit.xml", tmp_path / "check.md"
+    code, output = run_cli([*check, "--junit", str(junit), "--markdown", str(md)])
+    assert code == 0, output
+    names = {c.get("name") for c in ET.parse(junit).getroot().iter("testcase")}
+    assert names == {
+        "max_size_kb", "max_latency_ms", "max_accuracy_drop_pp", "min_accuracy",
+        "max_size_growth_pct", "max_latency_growth_pct", "max_accuracy_loss_pp",
+    }  # fmt: skip
+    assert "| smoke | `max_size_growth_pct` | 0.0 % |" in md.read_text()

@@ -100,16 +100,25 @@ def _budget_table(budgets: list[dict[str, Any]]) -> str:
         margin = ""
         if measured is not None:
             room = measured - limit if floor else limit - measured
-            margin = f"{room:+.4g} {unit}".strip() + (f" ({room / limit:+.1%})" if limit else "")
-        shown = "—" if measured is None else f"{measured:.4g} {unit}".strip()
+            margin = _value(room, unit, signed=True)
+            if unit:
+                margin += f" ({room / limit:+.1%})" if limit else ""
+        shown = "—" if measured is None else _value(measured, unit)
         relation = "≥" if floor else "≤"
         note = budget.get("note", "")
         rows.append(
-            [budget["name"], shown, f"{relation} {limit:g} {unit}".strip(), margin,
+            [budget["name"], shown, f"{relation} {_value(limit, unit)}", margin,
              page.status(budget["status"]), note]
         )  # fmt: skip
     header = ("budget", "measured", "limit", "margin", "status", "note")
     return page.table(header, rows, numeric=(1, 2, 3))
+
+
+def _value(value: float, unit: str, signed: bool = False) -> str:
+    """An accuracy fraction (no unit) as a percentage (a margin in pp); else value and unit."""
+    if not unit:
+        return f"{value * 100:+.2f} pp" if signed else f"{value:.2%}"
+    return f"{value:+.4g} {unit}" if signed else f"{value:.4g} {unit}"
 
 
 def _size_table(manifest: dict[str, Any], raw: int, compressed: int) -> str:

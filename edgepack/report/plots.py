@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # The Okabe-Ito palette: distinguishable with the common colour-vision deficiencies.
 COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
-_STYLE = {
+_STYLE: Any = {  # rc_context types its keys as Literals; these are all valid
     "svg.fonttype": "none",
     "svg.hashsalt": "edgepack",  # stable element ids: two identical builds, identical pages
     "font.size": 9,
