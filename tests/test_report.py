@@ -127,6 +127,19 @@ def test_breakdown_adds_up_to_the_file(tmp_path: Path, model: bytes) -> None:
     assert parts == sorted(parts, key=lambda part: -part[1])
 
 
+def test_onnx_breakdown_charges_weights_to_their_layer(tmp_path: Path) -> None:
+    import torch
+
+    pytest.importorskip("onnx")
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(net.eval(), (torch.randn(1, 1, 8, 8),), str(path), dynamo=False)
+    parts = dict(size_breakdown(path, "onnx"))
+    assert sum(parts.values()) == path.stat().st_size
+    convs = sorted(label for label in parts if label.endswith(" Conv"))
+    assert len(convs) == 2 and parts[convs[1]] == (8 * 4 * 9 + 4) * 4  # float weights + bias
+
+
 def test_page_is_self_contained_with_every_plot(tmp_path: Path, model: bytes) -> None:
     html = (_folder(tmp_path, model) / REPORT_NAME).read_text()
     for name in PLOTS:
