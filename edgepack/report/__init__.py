@@ -72,14 +72,15 @@ def target_html(folder: Path, manifest: dict[str, Any]) -> str:
         page.section(
             "Plots",
             '<div class="grid">',
-            _plot(
-                "tradeoff",
-                "accuracy against size; the dashed line is the teacher",
-                lambda plots: plots.tradeoff([point], accuracy.get("teacher")),
-            ),
+            _tradeoff([point], accuracy.get("teacher"), "accuracy against size"),
             _plot(
                 "breakdown",
-                f"{manifest['artifact']}: bytes by layer (constants charged to the op using them)",
+                f"{manifest['artifact']}: "
+                + (
+                    "bytes by layer (constants charged to the op using them)"
+                    if artifact.is_file()
+                    else "bytes by file in the bundle"
+                ),
                 lambda plots: plots.size_breakdown(size_breakdown(artifact, target["format"])),
             ),
             _confusion(accuracy, labels),
@@ -124,8 +125,8 @@ def _value(value: float, unit: str, signed: bool = False) -> str:
 def _size_table(manifest: dict[str, Any], raw: int, compressed: int) -> str:
     counts = manifest["target"].get("profile", {}).get("budgets", {}).get("size_counts", "raw")
     rows = [
-        ["raw (stored; a noCompress .tflite)", f"{raw:,}", f"{raw / 1024:.1f}"],
-        ["zip deflate (APK/AAB/IPA entry)", f"{compressed:,}", f"{compressed / 1024:.1f}"],
+        ["raw (stored uncompressed, as a noCompress .tflite)", f"{raw:,}", f"{raw / 1024:.1f}"],
+        ["zip deflate (as in an APK/AAB/IPA)", f"{compressed:,}", f"{compressed / 1024:.1f}"],
     ]
     note = f"<p>The size budget counts the <b>{escape(str(counts))}</b> bytes.</p>"
     return page.table(("", "bytes", "KB"), rows, numeric=(1, 2)) + note
@@ -191,6 +192,16 @@ def _curve(history: list[dict[str, Any]]) -> str:
     if not history:
         return page.plot("curve", caption, None, "no epoch ran in this build (reused checkpoint)")
     return _plot("curve", caption, lambda plots: plots.distillation_curve(history))
+
+
+def _tradeoff(points: list[dict[str, Any]], teacher: float | None, caption: str) -> str:
+    caption += "; the dashed line is the teacher"
+    unmeasured = [p["name"] for p in points if p["accuracy"] is None]
+    if len(unmeasured) == len(points):
+        return page.plot("tradeoff", caption, None, "int8 accuracy was not measured")
+    if unmeasured:
+        caption += f" (not shown, accuracy not measured: {', '.join(unmeasured)})"
+    return _plot("tradeoff", caption, lambda plots: plots.tradeoff(points, teacher))
 
 
 def _plot(name: str, caption: str, draw: Callable[[Any], str]) -> str:
@@ -259,11 +270,8 @@ def overview_html(out_root: Path, builds: Sequence[tuple[Path, dict[str, Any]]])
         page.section("Targets", page.table(header, rows, numeric=(2, 3, 4))),
         page.section(
             "Accuracy, size and latency",
-            _plot(
-                "tradeoff",
-                "each target's int8 accuracy against its size, latency beside it; the dashed "
-                "line is the teacher",
-                lambda plots: plots.tradeoff(points, teacher),
+            _tradeoff(
+                points, teacher, "each target's int8 accuracy against its size, latency beside it"
             ),
         ),
     ]

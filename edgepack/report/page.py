@@ -21,7 +21,7 @@ h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.15rem; margin-
 .sub { color: #555; margin-top: 0; }
 table { border-collapse: collapse; margin: .5rem 0; }
 th, td { border-bottom: 1px solid #ddd; padding: .3rem .7rem; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .pass { color: #1a7f37; font-weight: 600; } .fail { color: #cf222e; font-weight: 600; }
 .skipped { color: #8a6d00; font-weight: 600; }
 .verdict { display: inline-block; padding: .15rem .6rem; border-radius: .3rem; color: #fff; }
