@@ -24,6 +24,9 @@ class Measurements:
     # What kind of latency figure it is, for the verdict: "" for a measurement on this
     # machine, "estimate for Pixel 4 (...)" for an emulated runner's estimate.
     latency_note: str = ""
+    # What kind of size it is: "" for the raw bytes, "zip deflate" when the profile's
+    # budgets.size_counts judges the compressed bytes.
+    size_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def evaluate(budgets: Budgets, measured: Measurements) -> list[Verdict]:
             verdicts.append(Verdict(name, limit, None, unit, status, reason or "not measured"))
             continue
         passed = value >= limit if is_floor else value <= limit
-        note = measured.latency_note if kind == "latency" else ""
+        note = {"latency": measured.latency_note, "size": measured.size_note}.get(kind, "")
         verdicts.append(Verdict(name, limit, value, unit, "pass" if passed else "fail", note))
     return verdicts
 
@@ -113,9 +116,20 @@ def judge(
     teacher_accuracy: float | None,
     artifact_accuracy: float | None,
     unavailable: dict[str, str] | None = None,
+    compressed_bytes: int | None = None,
 ) -> list[Verdict]:
-    """The verdicts of a build or a check: one path for both, from a runner's result."""
+    """The verdicts of a build or a check: one path for both, from a runner's result.
+
+    ``size_bytes`` is the artifact as stored; ``compressed_bytes`` its zip-deflated size
+    (:mod:`edgepack.checking.sizes`), which ``max_size_kb`` judges instead when the profile
+    says ``size_counts: compressed``."""
     from edgepack.runners import Unavailable
+
+    size_note = ""
+    if budgets.size_counts == "compressed" and budgets.max_size_kb is not None:
+        if compressed_bytes is None:
+            raise ValueError("size_counts: compressed needs the compressed size")
+        size_bytes, size_note = compressed_bytes, "zip deflate"
 
     reasons = dict(unavailable or {})
     p50, note = None, ""
@@ -127,5 +141,7 @@ def judge(
             note = f"estimate for {latency.estimate.device}"
     return evaluate(
         budgets,
-        Measurements(size_bytes, p50, teacher_accuracy, artifact_accuracy, reasons, note),
+        Measurements(
+            size_bytes, p50, teacher_accuracy, artifact_accuracy, reasons, note, size_note
+        ),
     )

@@ -7,20 +7,26 @@ Budgets come from the current profile, so tightening a budget in ``targets/`` ma
 artifact fail today; a build from a profile file that is not shipped is judged against the
 profile recorded in its manifest unless ``--target`` names the file.
 
+``size_only`` judges only the size budget and imports no runner, torch or converter: the quick
+gate a CI job runs on every push (:mod:`edgepack.checking` adds several folders, baselines and
+the CI formats on top of this one-folder judge).
+
 The manifest is untrusted input: every path in it must stay inside the folder and every field
 must have the type the build writes, or the check stops with one line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edgepack._files import artifact_bytes, sha256
+from edgepack._files import sha256
 from edgepack.budgets import Verdict, judge
+from edgepack.checking.sizes import Sizes, measure_sizes
 from edgepack.errors import ConfigError, InputError
 from edgepack.targets import Target, load_target, target_from_profile, targets_dir
 
@@ -31,8 +37,10 @@ MAX_MANIFEST_BYTES = 16 << 20
 class CheckResult:
     target: Target
     artifact: Path
-    latency: Any  # runners.Latency | runners.Unavailable
+    latency: Any  # runners.Latency | runners.Unavailable | None (size only: not timed)
     verdicts: list[Verdict]
+    sizes: Sizes
+    manifest: dict[str, Any]
 
     @property
     def latency_p50_ms(self) -> float | None:
@@ -77,27 +85,38 @@ def read_manifest(dist: Path) -> dict[str, Any]:
     return manifest
 
 
-def check(dist: Path, target_ref: str | None = None) -> CheckResult:
-    from edgepack.latency import measure
+def check(dist: Path, target_ref: str | None = None, *, size_only: bool = False) -> CheckResult:
+    from edgepack.runners import Unavailable
 
     manifest = read_manifest(dist)
     target = _target(dist, manifest, target_ref)
     artifact = dist / manifest["artifact"]
     _verify_files(dist, manifest["files"])
-    latency = measure(target, artifact)
+    sizes = measure_sizes(artifact)
+    budgets = target.budgets
+    latency: Any = None
+    if size_only:
+        budgets = dataclasses.replace(
+            budgets, max_latency_ms=None, max_accuracy_drop_pp=None, min_accuracy=None
+        )
+    else:
+        from edgepack.latency import measure
+
+        latency = measure(target, artifact)
     accuracy = manifest["accuracy"]
     unavailable = {}
     if accuracy.get("int8_artifact") is None and "prediction" in accuracy:
         unavailable["accuracy"] = str(accuracy["prediction"]).removeprefix("skipped: ")
     verdicts = judge(
-        target.budgets,
-        size_bytes=artifact_bytes(artifact),
-        latency=latency,
+        budgets,
+        size_bytes=sizes.raw_bytes,
+        compressed_bytes=sizes.compressed_bytes,
+        latency=latency if latency is not None else Unavailable("size only"),
         teacher_accuracy=accuracy.get("teacher"),
         artifact_accuracy=accuracy.get("int8_artifact"),
         unavailable=unavailable,
     )
-    return CheckResult(target, artifact, latency, verdicts)
+    return CheckResult(target, artifact, latency, verdicts, sizes, manifest)
 
 
 def _target(dist: Path, manifest: dict[str, Any], target_ref: str | None) -> Target:

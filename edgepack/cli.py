@@ -24,6 +24,7 @@ from edgepack.errors import BudgetExceeded, ConfigError, EdgepackError, InputErr
 from edgepack.targets import Budgets, Target, list_targets, load_target
 
 if TYPE_CHECKING:
+    from edgepack.checking import CheckRun
     from edgepack.project import Project
 
 
@@ -174,6 +175,7 @@ def build(
     shared = SharedWork()
     effort = "quick" if quick else "full"
     failures = []
+    built = []
     for target in targets:
         click.echo(
             f"building {target.name} ({target.format}, {effort} effort) from {target.source}"
@@ -187,9 +189,14 @@ def build(
             f"wrote {result.out_dir}/ ({result.manifest['artifact']} {size / 1024:.1f} KB) "
             f"in {time.perf_counter() - started:.0f} s"
         )
+        built.append((result.out_dir, result.manifest))
         if not result.passed:
             failed = ", ".join(v.name for v in result.verdicts if not v.passed)
             failures.append(f"{target.name}: {failed} (see {result.out_dir}/manifest.json)")
+    if len(built) > 1:
+        from edgepack.report import write_overview
+
+        click.echo(f"wrote {write_overview(options.out_root, built)} (all targets)")
     if failures:
         raise BudgetExceeded(f"budget exceeded: {'; '.join(failures)}")
 
@@ -293,31 +300,97 @@ def _resolve_targets(refs: tuple[str, ...]) -> list[Target]:
 
 
 @main.command()
-@click.argument("dist", type=click.Path(path_type=Path), default=Path("dist/android"))
+@click.argument("dists", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "-t",
     "--target",
     "target_ref",
     default=None,
-    help="Judge against this profile instead of the one named in the manifest.",
+    help="Judge against this profile instead of the one named in each manifest.",
 )
-def check(dist: Path, target_ref: str | None) -> None:
-    """Re-check a built artifact's budgets (for nightly CI): exit 1 if one is exceeded.
+@click.option(
+    "--size-only",
+    is_flag=True,
+    help="Judge only the size budget: no latency run, no torch or converter imported.",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A committed earlier result (JSON): fail on a regression beyond the profile's "
+    "regression: thresholds, even while the budgets hold.",
+)
+@click.option("--update-baseline", is_flag=True, help="Write today's figures to --baseline FILE.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead.")
+@click.option(
+    "--junit",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write JUnit XML: one test case per target × budget.",
+)
+@click.option(
+    "--markdown",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write a Markdown table with deltas against the baseline (a PR comment).",
+)
+def check(
+    dists: tuple[Path, ...],
+    target_ref: str | None,
+    size_only: bool,
+    baseline: Path | None,
+    update_baseline: bool,
+    as_json: bool,
+    junit: Path | None,
+    markdown: Path | None,
+) -> None:
+    """Re-check built artifacts' budgets (for nightly CI): exit 1 if one is exceeded.
 
-    Verifies the files against the manifest's sha256, re-measures size and latency now, and
-    takes accuracies from the manifest. Budgets come from the current profile.
+    DISTS are built folders (dist/android) or folders holding them (dist: every target below
+    it). [default: dist] Verifies the files against the manifest's sha256, measures size (raw
+    and zip-deflated) and latency now, and takes accuracies from the manifest. Budgets and
+    regression thresholds come from the current profile. Exit codes: 0 every budget and
+    threshold holds, 1 one does not, 2 bad input.
     """
-    from edgepack.check import check as run_check
+    import json
+
+    from edgepack.checking import CheckOptions, run_checks
+    from edgepack.checking.junit import write_junit
+    from edgepack.checking.markdown import write_markdown
+    from edgepack.checking.table import table_lines
+
+    options = CheckOptions(target_ref, size_only, baseline, update_baseline)
+    run = run_checks(dists or (Path("dist"),), options)
+    if as_json:
+        click.echo(json.dumps(run.to_dict(), indent=2))
+    else:
+        _echo_check(run)
+        for line in table_lines(run):
+            click.echo(line)
+    if junit is not None:
+        write_junit(run, junit)
+    if markdown is not None:
+        write_markdown(run, markdown)
+    if update_baseline:
+        click.echo(f"wrote baseline {baseline}", err=as_json)
+    failed = run.failures()
+    if failed:
+        names = ", ".join(f"{row.target} {row.name}" for row in failed)
+        raise BudgetExceeded(f"check failed: {names}")
+    click.echo(f"all {len(run.rows)} checks hold for {len(run.targets)} target(s)", err=as_json)
+
+
+def _echo_check(run: CheckRun) -> None:
     from edgepack.latency import describe
 
-    result = run_check(dist, target_ref)
-    click.echo(f"latency  {describe(result.latency)}")
-    for verdict in result.verdicts:
-        click.echo(f"{_STATUS[verdict.status]} {verdict.describe()}")
-    if not all(v.passed for v in result.verdicts):
-        failed = ", ".join(v.name for v in result.verdicts if not v.passed)
-        raise BudgetExceeded(f"budget exceeded: {failed} ({result.artifact})")
-    click.echo(f"all {len(result.verdicts)} budgets hold for {result.artifact}")
+    for target in run.targets:
+        sizes = target.sizes
+        click.echo(
+            f"{target.name}  {target.folder}/{target.artifact}: {sizes.raw_bytes:,} B raw, "
+            f"{sizes.compressed_bytes:,} B zip-deflated (budget counts {target.size_counts})"
+        )
+        if target.latency is not None:
+            click.echo(f"latency  {describe(target.latency)}")
 
 
 @main.command()
@@ -411,9 +484,6 @@ def runner_setup(name: str) -> None:
     for key, value in (facts or {}).items():
         if key != "seconds":
             click.echo(f"  {key}: {value}")
-
-
-_STATUS = {"pass": "ok  ", "fail": "FAIL", "skipped": "skip"}
 
 
 def _echo_stage(name: str, summary: str, seconds: float) -> None:

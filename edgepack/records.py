@@ -146,6 +146,8 @@ class Verification:
     skipped: str | None = None  # why prediction could not run here
     int8_accuracy: float | None = None
     agreement: dict[str, float] = field(default_factory=dict)  # top1/max-diff vs references
+    # rows: true label, columns: the int8 artifact's prediction (None where not predicted)
+    confusion: tuple[tuple[int, ...], ...] | None = None
 
     def summary(self) -> str:
         checks = f"{len(self.inspection['checks'])} structural checks passed"
@@ -163,6 +165,8 @@ class Verification:
         facts: dict[str, Any] = {"test_samples": self.test_samples}
         if self.skipped is not None:
             facts["prediction"] = f"skipped: {self.skipped}"
+        if self.confusion is not None:
+            facts["confusion_matrix"] = [list(row) for row in self.confusion]
         return {**facts, **self.agreement}
 
 

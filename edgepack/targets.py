@@ -37,6 +37,7 @@ from edgepack.exporters import format_names, options_class
 
 KNOWN_FORMATS = format_names()
 KNOWN_SCHEMES = ("int8",)
+SIZE_COUNTS = ("raw", "compressed")
 TARGETS_DIR_ENV = "EDGEPACK_TARGETS_DIR"
 MAX_EXTENDS = 16
 _SHIPPED_TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"
@@ -80,6 +81,20 @@ class Budgets:
     max_latency_ms: float | None = field(metadata=above(0))
     max_accuracy_drop_pp: float | None = field(metadata=at_least(0))
     min_accuracy: float | None = field(metadata=between(0, 1))
+    # Which bytes max_size_kb counts: "raw" (the file as stored, e.g. a .tflite the app lists
+    # in noCompress so it can be memory-mapped) or "compressed" (zip deflate, as it lands in
+    # an APK/AAB or IPA download). Both are always reported.
+    size_counts: str = field(default="raw", metadata=one_of(SIZE_COUNTS))
+
+
+@dataclass(frozen=True)
+class RegressionSpec:
+    """How far a figure may move against a committed baseline (``edgepack check --baseline``)
+    before the check fails, even while the absolute budget still holds; ``None``: not compared."""
+
+    max_size_growth_pct: float | None = field(default=None, metadata=at_least(0))
+    max_latency_growth_pct: float | None = field(default=None, metadata=at_least(0))
+    max_accuracy_loss_pp: float | None = field(default=None, metadata=at_least(0))
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,9 @@ class Target:
     budgets: Budgets
     runner: RunnerSpec
     quick: QuickSpec
+    # Absent from profiles written before baselines existed (and from their manifests): every
+    # threshold then defaults to None.
+    regression: RegressionSpec = field(default_factory=RegressionSpec)
     # The format's own options: keys and types come from the exporter's OPTIONS dataclass
     # (edgepack/exporters/<format>.py), checked once the format is known.
     export: Any = field(default=None)

@@ -46,7 +46,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> tuple
 def test_quick_build_exits_0_and_writes_the_app_folder(built: tuple[Path, Result]) -> None:
     out, result = built
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["labels.txt", "manifest.json", "model.tflite"]
+    files = ["labels.txt", "manifest.json", "model.tflite", "report.html"]
+    assert sorted(p.name for p in out.iterdir()) == files
     assert len((out / "labels.txt").read_text().splitlines()) == 10
     assert not list(out.parent.glob(".*partial*")), "staging folder left behind"
     for stage in ("load teacher", "distill", "quantize+export", "verify", "latency"):
@@ -121,7 +122,8 @@ def test_check_passes_then_fails_a_tightened_budget(
     tight = _profile(tmp_path, "tight", max_size_kb=1.0)
     failed = CliRunner().invoke(main, ["check", str(out), "--target", str(tight)])
     assert failed.exit_code == 1
-    assert "FAIL max_size_kb" in failed.output
+    row = next(line for line in failed.output.splitlines() if " max_size_kb " in line)
+    assert row.split()[-1] == "FAIL", failed.output
 
 
 def test_check_detects_a_modified_artifact(built: tuple[Path, Result], tmp_path: Path) -> None:
@@ -168,6 +170,7 @@ def test_three_formats_share_one_student(tmp_path: Path, shared_cache: Path) -> 
     assert len(students) == 1
     assert (tmp_path / "dist" / "ios" / "model.mlpackage").is_dir()
     assert (tmp_path / "dist" / "onnx" / "model.onnx").is_file()
+    assert (tmp_path / "dist" / "report.html").is_file()  # the page across targets
 
     ios = manifests["ios"]
     assert ios["accuracy"]["int8_artifact"] is None

@@ -97,12 +97,17 @@ def test_interrupted_distillation_resumes_to_the_same_weights(
 
     monkeypatch.setattr(distill_module, "_save", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        distill(fresh(), x, labels, logits, SPEC, checkpoint=checkpoint)
+        distill(fresh(), x, labels, logits, SPEC, checkpoint=checkpoint, evaluate=lambda m: 0.25)
     monkeypatch.setattr(distill_module, "_save", real_save)
 
     resumed = fresh()
-    stats = distill(resumed, x, labels, logits, SPEC, checkpoint=checkpoint)
+    stats = distill(resumed, x, labels, logits, SPEC, checkpoint=checkpoint, evaluate=lambda m: 0.5)
     assert stats.resumed_from_epoch == 1
+    # The report's distillation curve: the checkpoint carries the epochs run before the crash.
+    assert [(h["epoch"], h["accuracy"]) for h in stats.history] == [
+        (epoch, 0.25 if epoch == 1 else 0.5) for epoch in range(1, SPEC.epochs + 1)
+    ]
+    assert all(h["loss"] > 0 for h in stats.history)
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
 

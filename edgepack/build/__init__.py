@@ -136,11 +136,15 @@ def _record(context: BuildContext, got: Products, timings: dict[str, float]) -> 
 
 def _package(record: BuildRecord, staging: Path, work: Path) -> dict[str, Any]:
     from edgepack.manifest import build_manifest
+    from edgepack.report import write_report
 
     artifact = record.export.int8.path
     shutil.move(artifact, staging / artifact.name)
     (staging / "labels.txt").write_text("\n".join(record.project.labels) + "\n")
     shutil.rmtree(work)
+    # The report is drawn from the manifest (files aside), then hashed with the other files,
+    # so `edgepack check` verifies it and a rebuild recognises the folder as edgepack's.
+    write_report(staging, build_manifest(record, {}, artifact.name))
     files = {
         path.relative_to(staging).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256(path)}
         for path in sorted(staging.rglob("*"))

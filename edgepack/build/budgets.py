@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgepack.budgets import judge
 from edgepack.build._context import BuildContext
+from edgepack.checking.sizes import measure_sizes
 from edgepack.pipeline import Products
 from edgepack.records import (
     BudgetReport,
@@ -24,9 +25,11 @@ def check_budgets(context: BuildContext, got: Products) -> BudgetReport:
         unavailable["accuracy"] = verification.skipped
     elif not got[PreparedData].test.labelled:
         unavailable["accuracy"] = UNLABELLED
+    export = got[ExportResult]
     verdicts = judge(
         context.target.budgets,
-        size_bytes=got[ExportResult].size_bytes,
+        size_bytes=export.size_bytes,
+        compressed_bytes=measure_sizes(export.int8.path).compressed_bytes,
         latency=got[LatencyResult].int8,
         teacher_accuracy=got[TeacherLogits].accuracy,
         artifact_accuracy=verification.int8_accuracy,

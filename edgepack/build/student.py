@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
 from edgepack.build._context import BuildContext
 from edgepack.build._numeric import accuracy, batched
@@ -80,6 +82,7 @@ def _train(
         teacher=data.teacher.run,
         checkpoint=context.options.cache_dir / "students" / f"{key}.ckpt",
         progress=context.options.progress,
+        evaluate=_held_out_accuracy(data),
     )
     student.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     student.eval()
@@ -100,6 +103,15 @@ def _train(
             "final_loss": stats.final_loss,
             "seconds": round(stats.seconds, 1),
             **stats.rates(),
+            "history": list(stats.history),
         },
         augmented=project.augment.active,
     )
+
+
+def _held_out_accuracy(data: PreparedData) -> Callable[[Any], float] | None:
+    """Held-out accuracy after each epoch (the report's distillation curve); none unlabelled."""
+    labels = data.test.labels
+    if labels is None:
+        return None
+    return lambda model: accuracy(batched(model, data.test_x), labels)

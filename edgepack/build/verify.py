@@ -48,7 +48,16 @@ def verify(context: BuildContext, got: Products) -> Verification:
         len(data.test),
         int8_accuracy=accuracy(logits, labels) if labels is not None else None,
         agreement=found,
+        confusion=None if labels is None else _confusion(logits, labels),
     )
+
+
+def _confusion(logits: np.ndarray, labels: np.ndarray) -> tuple[tuple[int, ...], ...]:
+    """Counts of (true label, predicted label) over the held-out images."""
+    classes = logits.shape[1]
+    pairs = labels.astype(np.int64) * classes + logits.argmax(1)
+    counts = np.bincount(pairs, minlength=classes * classes)
+    return tuple(tuple(int(n) for n in row) for row in counts.reshape(classes, classes))
 
 
 def _require_agreement(exporter: Exporter, fmt: str, measured: float, images: int) -> None:
