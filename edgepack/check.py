@@ -67,7 +67,7 @@ def read_manifest(dist: Path) -> dict[str, Any]:
     _expect(path, "target", manifest["target"], dict)
     _expect(path, "target.name", manifest["target"].get("name"), str)
     _expect(path, "accuracy", manifest["accuracy"], dict)
-    for key in ("teacher", "int8_artifact"):
+    for key in ("teacher", "int8_artifact", "accuracy_on_device"):
         value = manifest["accuracy"].get(key)
         if value is not None and not _is_number(value):
             raise InputError(f"{path}: accuracy.{key} must be a number or null, got {value!r:.40}")
@@ -85,11 +85,15 @@ def read_manifest(dist: Path) -> dict[str, Any]:
     return manifest
 
 
-def check(dist: Path, target_ref: str | None = None, *, size_only: bool = False) -> CheckResult:
+def check(
+    dist: Path, target_ref: str | None = None, *, size_only: bool = False, device: str | None = None
+) -> CheckResult:
     from edgepack.runners import Unavailable
 
     manifest = read_manifest(dist)
     target = _target(dist, manifest, target_ref)
+    if device is not None:
+        target = target.with_device(device)
     artifact = dist / manifest["artifact"]
     _verify_files(dist, manifest["files"])
     sizes = measure_sizes(artifact)
@@ -104,8 +108,12 @@ def check(dist: Path, target_ref: str | None = None, *, size_only: bool = False)
 
         latency = measure(target, artifact)
     accuracy = manifest["accuracy"]
+    # Measured here at build time, else on the runner's device (Core ML on a Mac).
+    artifact_accuracy = accuracy.get("int8_artifact")
+    if artifact_accuracy is None:
+        artifact_accuracy = accuracy.get("accuracy_on_device")
     unavailable = {}
-    if accuracy.get("int8_artifact") is None and "prediction" in accuracy:
+    if artifact_accuracy is None and "prediction" in accuracy:
         unavailable["accuracy"] = str(accuracy["prediction"]).removeprefix("skipped: ")
     verdicts = judge(
         budgets,
@@ -113,7 +121,7 @@ def check(dist: Path, target_ref: str | None = None, *, size_only: bool = False)
         compressed_bytes=sizes.compressed_bytes,
         latency=latency if latency is not None else Unavailable("size only"),
         teacher_accuracy=accuracy.get("teacher"),
-        artifact_accuracy=accuracy.get("int8_artifact"),
+        artifact_accuracy=artifact_accuracy,
         unavailable=unavailable,
     )
     return CheckResult(target, artifact, latency, verdicts, sizes, manifest)

@@ -1,11 +1,16 @@
-"""A model's latency on a profile's runner: the one path build, check and bench share."""
+"""A model's latency on a profile's runner: the one path build, check and bench share; and,
+where the runner offers it, the model's logits from the device's own runtime."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgepack.runners import Latency, Unavailable, get_runner
 from edgepack.targets import Target
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def measure(target: Target, path: Path, fmt: str | None = None) -> Latency | Unavailable:
@@ -24,6 +29,25 @@ def measure(target: Target, path: Path, fmt: str | None = None) -> Latency | Una
         iterations=spec.iterations,
         options=spec.options,
     )
+
+
+def predict(target: Target, path: Path, images: np.ndarray) -> np.ndarray | Unavailable:
+    """Logits for float32 NHWC ``images`` from ``target``'s runner, on its device; Unavailable
+    where the runner cannot run this format or offers no ``predict`` (it only times)."""
+    spec = target.runner
+    runner = get_runner(spec.name)
+    reason = runner.supports(target.format)
+    if reason is not None:
+        return Unavailable(reason)
+    run = getattr(runner, "predict", None)
+    if run is None:
+        return Unavailable(
+            f"the {spec.name} runner times models but cannot run images through them"
+        )
+    result: np.ndarray | Unavailable = run(
+        path, target.format, images, threads=spec.threads, options=spec.options
+    )
+    return result
 
 
 def describe(int8: Latency | Unavailable, reference: Latency | Unavailable | None = None) -> str:

@@ -148,9 +148,26 @@ class Verification:
     agreement: dict[str, float] = field(default_factory=dict)  # top1/max-diff vs references
     # rows: true label, columns: the int8 artifact's prediction (None where not predicted)
     confusion: tuple[tuple[int, ...], ...] | None = None
+    # --accuracy-on-device: accuracy_on_device, top1_agreement_device_vs_local, device_runner;
+    # or prediction_on_device "skipped: <why>". Empty without the flag.
+    on_device: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float | None:
+        """The artifact's held-out accuracy for the budgets: measured here, else on the
+        runner's device (Core ML on a Mac, from a Linux build)."""
+        if self.int8_accuracy is not None:
+            return self.int8_accuracy
+        found = self.on_device.get("accuracy_on_device")
+        return None if found is None else float(found)
 
     def summary(self) -> str:
         checks = f"{len(self.inspection['checks'])} structural checks passed"
+        device = self.on_device.get("accuracy_on_device")
+        if device is not None:
+            checks += f"; accuracy on the {self.on_device['device_runner']} device {device:.2%}"
+        elif "prediction_on_device" in self.on_device:
+            checks += f"; on the device {self.on_device['prediction_on_device']}"
         if self.skipped is not None:
             return f"{checks}; prediction skipped: {self.skipped}"
         accuracy = self.int8_accuracy
@@ -167,7 +184,7 @@ class Verification:
             facts["prediction"] = f"skipped: {self.skipped}"
         if self.confusion is not None:
             facts["confusion_matrix"] = [list(row) for row in self.confusion]
-        return {**facts, **self.agreement}
+        return {**facts, **self.agreement, **self.on_device}
 
 
 @dataclass(frozen=True)

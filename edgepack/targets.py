@@ -167,6 +167,27 @@ class Target:
             self, student=dataclasses.replace(self.student, resolution=resolution)
         )
 
+    def with_device(self, device: str) -> Target:
+        """A copy whose runner uses ``device`` (``--device``): it replaces the runner's own key
+        for it (``DEVICE_OPTION``: adb ``serial``, ssh and mac ``host``) and is checked as if
+        the profile had set it."""
+        key = getattr(runners.get_runner(self.runner.name), "DEVICE_OPTION", None)
+        if key is None:
+            takes = [
+                f"{name} ({option})"
+                for name in runners.runner_names()
+                if (option := getattr(runners.get_runner(name), "DEVICE_OPTION", None))
+            ]
+            raise ConfigError(
+                f"--device: {self.name}'s {self.runner.name} runner has no device to choose; "
+                f"--device applies to the {', '.join(takes)} runners"
+            )
+        options = self.runner.options or runners.options_class(self.runner.name)()
+        runner = dataclasses.replace(
+            self.runner, options=dataclasses.replace(options, **{key: device})
+        )
+        return dataclasses.replace(self, runner=runner)
+
     def with_quick(self) -> Target:
         """A copy with distill.epochs and quantization.calibration_samples taken from quick."""
         return dataclasses.replace(

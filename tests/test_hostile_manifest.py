@@ -78,6 +78,7 @@ SECRET = "/etc/hostname"
         ({"accuracy": [0.9]}, "accuracy must be a JSON object"),
         ({"accuracy": {"teacher": "high"}}, "accuracy.teacher must be a number"),
         ({"accuracy": {"teacher": 1e999}}, "accuracy.teacher must be a number"),
+        ({"accuracy": {"accuracy_on_device": "95%"}}, "accuracy.accuracy_on_device must be a"),
     ],
 )
 def test_tampered_fields_are_one_line_errors(

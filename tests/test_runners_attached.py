@@ -276,7 +276,7 @@ else:  # the benchmark run, maybe pinned with `taskset MASK` (toybox has it)
 """
 
 FAKE_SSH = r"""
-import json, os, signal, subprocess, sys, time
+import json, os, shlex, signal, subprocess, sys, time
 from pathlib import Path
 
 state = json.loads(Path(os.environ["FAKE_STATE"]).read_text())
@@ -319,6 +319,15 @@ if timing and state.get("mode") in ("timeout", "interrupt"):
 if timing and state.get("mode") == "garbled":
     print("Welcome to Ubuntu 24.04 LTS (GNU/Linux 6.8.0-1004-raspi aarch64)")
     sys.exit(0)
+if timing and "--predict" in command[0] and (
+    "--format coreml" in command[0] or state.get("mode") == "bad_logits"
+):  # what --predict does on a Mac (no Core ML here): logits from the images, saved as .npy
+    words = shlex.split(command[0])
+    images, out = words[words.index("--predict") + 1], words[words.index("--out") + 1]
+    mode = state.get("mode", "ok")
+    subprocess.run([sys.executable, state["predict"], images, out, mode], check=True)
+    print(json.dumps({"predicted": 1, "runtime": "coremltools 9.0"}))
+    sys.exit(0)
 if timing and "--format coreml" in command[0]:  # what the timing script prints on a Mac
     unit = command[0].rsplit("--compute-units ", 1)[1]
     base = {"ALL": 0.4, "CPU_AND_GPU": 0.9, "CPU_ONLY": 1.5}[unit]
@@ -329,6 +338,17 @@ if timing and "--format coreml" in command[0]:  # what the timing script prints 
     }))
     sys.exit(0)
 sys.exit(subprocess.run(["sh", "-c", command[0]]).returncode)
+"""
+
+# The fake Mac's "model": three scores per image, the mean of each third of its values.
+FAKE_PREDICT = r"""
+import sys
+import numpy as np
+images = np.load(sys.argv[1], allow_pickle=False)
+logits = images.reshape(len(images), 3, -1).mean(2).astype(np.float32)
+if sys.argv[3] == "bad_logits":
+    logits[0, 0] = np.nan
+np.save(sys.argv[2], logits)
 """
 
 FAKE_SCP = r"""
@@ -348,6 +368,13 @@ while i < len(argv):
     paths.append(argv[i])
     i += 1
 *sources, target = paths
+if ":" in sources[0]:  # copying back: host:/path/file local_folder/
+    host, _, remote = sources[0].partition(":")
+    if host != state["host"] or not Path(remote).is_file():
+        print(f"scp: {remote}: No such file or directory", file=sys.stderr)
+        sys.exit(1)
+    shutil.copy(remote, target)
+    sys.exit(0)
 host, _, folder = target.partition(":")
 if host != state["host"] or not folder.endswith("/"):
     print(f"scp: unexpected target {target}", file=sys.stderr)
@@ -409,6 +436,7 @@ class Fakes:
 def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fakes:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    (bin_dir / "fake_predict.py").write_text(FAKE_PREDICT)
     for name, source in (("adb", FAKE_ADB), ("ssh", FAKE_SSH), ("scp", FAKE_SCP)):
         script = bin_dir / name
         script.write_text(f"#!{sys.executable} -S\n{source}")
@@ -425,6 +453,7 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fakes:
         getprop=GETPROP,
         tool_output=TOOL_OUTPUT,
         host="pi5.local",
+        predict=str(bin_dir / "fake_predict.py"),
     )
     return made
 
@@ -852,3 +881,265 @@ def test_lab_profile_mistakes_are_config_errors(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_target(str(_profile(tmp_path, "tflite", runner)))
+
+
+# --- --device ------------------------------------------------------------------------------------
+
+SECOND_PHONE = "R58M123ABC             device usb:3-2 product:a54x model:SM_A546B transport_id:5"
+
+
+def _lab_profile(tmp_path: Path, benchmark_binary: Path) -> Path:
+    runner = {"name": "adb", "iterations": 25, "benchmark_binary": str(benchmark_binary)}
+    return _profile(tmp_path, "tflite", runner)
+
+
+def test_bench_device_picks_that_phone_of_two(
+    fakes: Fakes, benchmark_binary: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from edgepack.cli import main
+
+    fakes.set(devices=[PIXEL, SECOND_PHONE], num_runs="25")
+    profile = _lab_profile(tmp_path, benchmark_binary)
+    args = ["bench", str(_model(tmp_path)), "-t", str(profile), "--device", "R58M123ABC"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "p50 141.253 ms" in result.output
+    assert {row[2] for row in fakes.calls("adb") if row[1] == "-s"} == {"R58M123ABC"}
+
+
+def test_check_device_times_on_that_phone(
+    fakes: Fakes, benchmark_binary: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from edgepack._files import sha256
+    from edgepack.cli import main
+    from edgepack.manifest import MANIFEST_VERSION
+
+    dist = tmp_path / "dist" / "lab"
+    dist.mkdir(parents=True)
+    model = _model(dist)
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "target": {"name": "lab"},
+        "artifact": model.name,
+        "files": {model.name: {"sha256": sha256(model)}},
+        # Not predicted on the build machine, measured on the device (--accuracy-on-device):
+        # the accuracy budgets are judged on the device's figure.
+        "accuracy": {
+            "teacher": 0.95,
+            "int8_artifact": None,
+            "prediction": "skipped: the runtime does not run here",
+            "accuracy_on_device": 0.94,
+        },
+    }
+    (dist / "manifest.json").write_text(json.dumps(manifest))
+    fakes.set(devices=[PIXEL, SECOND_PHONE], num_runs="25")
+    profile = _lab_profile(tmp_path, benchmark_binary)
+    args = ["check", str(dist), "-t", str(profile), "--device", "R58M123ABC", "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output  # the 2 ms budget of android: 141 ms fails it
+    (judged,) = json.loads(result.stdout)["targets"]
+    assert judged["latency"]["p50_ms"] == pytest.approx(141.253)
+    rows = {row["name"]: row for row in judged["checks"]}
+    assert rows["min_accuracy"]["measured"] == pytest.approx(0.94), rows
+    assert rows["max_accuracy_drop_pp"]["measured"] == pytest.approx(1.0), rows
+    assert {row[2] for row in fakes.calls("adb") if row[1] == "-s"} == {"R58M123ABC"}
+
+
+def test_device_replaces_the_host_of_ssh_and_mac_and_is_checked(tmp_path: Path) -> None:
+    board = load_target(str(_profile(tmp_path, "onnx", {"name": "ssh", "host": "pi5.local"})))
+    target = board.with_device("pi@10.0.0.7")
+    assert (target.runner.name, target.runner.options.host) == ("ssh", "pi@10.0.0.7")
+    assert target.runner.options.python == board.runner.options.python  # the rest is kept
+    mac = load_target(str(_profile(tmp_path, "coreml", {"name": "mac"})))
+    assert mac.with_device("studio.lab").runner.options.host == "studio.lab"
+    with pytest.raises(ConfigError, match=r"runner\.host must be a host name"):
+        board.with_device("-oProxyCommand=sh")
+
+
+def test_device_on_a_runner_without_one_is_one_line(fakes: Fakes) -> None:
+    from click.testing import CliRunner
+
+    from edgepack.cli import main
+
+    result = CliRunner().invoke(main, ["build", "-t", "android", "--device", "R58M123ABC"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: --device: android's emulated runner has no device to choose; --device applies "
+        "to the adb (serial), ssh (host), mac (host) runners\n"
+    )
+    assert not fakes.calls()
+
+
+# --- predict (--accuracy-on-device) --------------------------------------------------------------
+
+
+def _onnx_classifier(tmp_path: Path) -> Path:
+    """A real ONNX classifier as edgepack exports one: NCHW ``image`` in, ``logits`` out."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(0).standard_normal((48, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["image"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
+        ],
+        "classifier",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, 4, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3])],
+        [numpy_helper.from_array(weights, "weights")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "classifier.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _images(count: int, shape: tuple[int, ...] = (4, 4, 3)) -> Any:
+    import numpy as np
+
+    return np.random.default_rng(1).standard_normal((count, *shape)).astype(np.float32)
+
+
+def test_ssh_predict_gives_the_logits_of_the_local_runtime(fakes: Fakes, tmp_path: Path) -> None:
+    import numpy as np
+
+    from edgepack.exporters.onnx.runtime import predict as predict_here
+    from edgepack.runners.ssh import SshOptions
+
+    path, images = _onnx_classifier(tmp_path), _images(70)  # two of the script's batches
+    options = SshOptions(host="pi5.local", python=sys.executable)
+    got = runners.get_runner("ssh").predict(path, "onnx", images, threads=1, options=options)
+    assert isinstance(got, np.ndarray) and got.shape == (70, 3)
+    np.testing.assert_allclose(got, predict_here(path, images), rtol=0, atol=1e-6)
+    folder = _scratch_folder(fakes)
+    assert [row[0] for row in fakes.calls()] == ["ssh", "scp", "ssh", "scp", "ssh", "ssh"]
+    assert fakes.calls("ssh")[1][-1] == shlex.join([
+        sys.executable, f"{folder}/_timing_script.py", "--model", f"{folder}/classifier.onnx",
+        "--format", "onnx", "--threads", "1",
+        "--predict", f"{folder}/images.npy", "--out", f"{folder}/logits.npy",
+    ])  # fmt: skip
+    sent, back = fakes.calls("scp")
+    assert [Path(p).name for p in sent[-4:-1]] == [
+        "classifier.onnx",
+        "_timing_script.py",
+        "images.npy",
+    ]
+    assert back[-2] == f"pi5.local:{folder}/logits.npy"
+    assert not folder.exists()
+
+
+@pytest.mark.slow
+def test_ssh_predict_a_real_tflite_matches_local_litert(fakes: Fakes, tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+
+    from edgepack.exporters import tflite
+    from edgepack.exporters.tflite.runtime import predict as predict_here
+    from edgepack.runners.ssh import SshOptions
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(4, 3),
+    )  # fmt: skip
+    path = tflite.lower_float(model, torch.randn(1, 1, 12, 12), tmp_path / "m.tflite")
+    images = _images(9, (12, 12, 1))
+    options = SshOptions(host="pi5.local", python=sys.executable)
+    got = runners.get_runner("ssh").predict(path, "tflite", images, threads=1, options=options)
+    assert isinstance(got, np.ndarray) and got.shape == (9, 3)
+    np.testing.assert_allclose(got, predict_here(path, images), rtol=0, atol=1e-6)
+
+
+def test_ssh_predict_refuses_logits_that_are_not_finite(fakes: Fakes, tmp_path: Path) -> None:
+    from edgepack.runners.ssh import SshOptions
+
+    fakes.set(mode="bad_logits")
+    options = SshOptions(host="pi5.local", python=sys.executable)
+    with pytest.raises(
+        InputError, match=r"logits from pi5\.local are not finite floats shaped \(6, classes\)"
+    ):
+        runners.get_runner("ssh").predict(
+            _onnx_classifier(tmp_path), "onnx", _images(6), threads=1, options=options
+        )
+    assert not _scratch_folder(fakes).exists()
+
+
+def test_mac_over_ssh_predicts_with_the_headline_compute_units(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from edgepack.runners.mac import MacOptions
+
+    package = tmp_path / "model.mlpackage"
+    (package / "Data").mkdir(parents=True)
+    (package / "Manifest.json").write_text("{}")
+    fakes.set(host="studio.lab")
+    images = _images(5)
+    options = MacOptions(host="studio.lab", compute_units=["CPU_ONLY", "ALL"])
+    got = runners.get_runner("mac").predict(package, "coreml", images, threads=4, options=options)
+    np.testing.assert_array_equal(got, images.reshape(5, 3, -1).mean(2))  # the fake Mac's scores
+    (line,) = [row[-1] for row in fakes.calls("ssh") if "--predict" in row[-1]]
+    assert (
+        line.startswith("python3 ") and "--format coreml --compute-units CPU_ONLY --predict" in line
+    )
+
+
+def test_adb_cannot_predict_and_says_why(fakes: Fakes, tmp_path: Path) -> None:
+    from edgepack.runners.adb import AdbOptions
+
+    got = runners.get_runner("adb").predict(
+        _model(tmp_path), "tflite", _images(2), threads=1, options=AdbOptions()
+    )
+    assert got == Unavailable(
+        "benchmark_model times a model but cannot output its logits, so the adb runner cannot "
+        "measure held-out accuracy on the phone"
+    )
+    assert not fakes.calls()  # nothing was sent to a phone
+
+
+def test_a_runner_without_predict_is_unavailable(tmp_path: Path) -> None:
+    got = latency.predict(load_target("onnx"), _onnx_classifier(tmp_path), _images(2))
+    assert got == Unavailable("the host runner times models but cannot run images through them")
+
+
+def test_verify_device_branch_records_device_accuracy_and_agreement(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from edgepack.build._context import BuildContext, BuildOptions, SharedWork
+    from edgepack.build.verify import _on_device
+    from edgepack.exporters.onnx.runtime import predict as predict_here
+    from edgepack.project import sample_project
+    from edgepack.records import Verification
+
+    path, images = _onnx_classifier(tmp_path), _images(40)
+    runner = {"name": "ssh", "host": "pi5.local", "python": sys.executable}
+    target = load_target(str(_profile(tmp_path, "onnx", runner)))
+    options = BuildOptions(tmp_path / "out", tmp_path / "cache", accuracy_on_device=True)
+    context = BuildContext(target, sample_project(), options, tmp_path, SharedWork())
+    local = predict_here(path, images)
+    labels = local.argmax(1)
+    labels[:10] = (labels[:10] + 1) % 3  # 30 of 40 right
+    flipped = local.copy()
+    flipped[0] = -flipped[0]  # this machine disagrees with the board on one image
+    found = _on_device(context, path, images, flipped, labels)
+    assert found["device_runner"] == "ssh"
+    assert found["accuracy_on_device"] == pytest.approx(30 / 40)
+    assert found["top1_agreement_device_vs_local"] == pytest.approx(39 / 40)
+    # Where this machine could not predict (Core ML on Linux), the budgets use the device's.
+    skipped = Verification(
+        {"checks": {}}, 40, skipped="Core ML predicts only on macOS", on_device=found
+    )
+    assert skipped.accuracy == pytest.approx(0.75)
+    assert skipped.to_dict()["accuracy_on_device"] == pytest.approx(0.75)
+    assert np.isclose(
+        Verification({"checks": {}}, 40, int8_accuracy=0.9, on_device=found).accuracy, 0.9
+    )

@@ -22,6 +22,7 @@ class BuildOptions:
     cache_dir: Path
     quick: bool = False
     progress: bool = False
+    accuracy_on_device: bool = False  # also predict the held-out images on the runner's device
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ UNLABELLED = "no labelled held-out images (give data.val a labelled folder, or l
 def check_budgets(context: BuildContext, got: Products) -> BudgetReport:
     verification = got[Verification]
     unavailable = {}
-    if verification.skipped is not None:
+    if verification.skipped is not None and verification.accuracy is None:
         unavailable["accuracy"] = verification.skipped
     elif not got[PreparedData].test.labelled:
         unavailable["accuracy"] = UNLABELLED
@@ -32,7 +32,7 @@ def check_budgets(context: BuildContext, got: Products) -> BudgetReport:
         compressed_bytes=measure_sizes(export.int8.path).compressed_bytes,
         latency=got[LatencyResult].int8,
         teacher_accuracy=got[TeacherLogits].accuracy,
-        artifact_accuracy=verification.int8_accuracy,
+        artifact_accuracy=verification.accuracy,
         unavailable=unavailable,
     )
     return BudgetReport(tuple(verdicts))

@@ -1,8 +1,10 @@
 """Stage ``verify``: structural checks, then the artifact in its own runtime on the held-out
-images, compared with the float student and (where the format has one) its torch int8 twin."""
+images, compared with the float student and (where the format has one) its torch int8 twin.
+With ``--accuracy-on-device`` the same images also run on the profile's runner's device."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,9 +31,13 @@ def verify(context: BuildContext, got: Products) -> Verification:
     logits = None
     if skipped is None:
         logits = exporter.predict(export.int8.path, nhwc, threads=context.target.runner.threads)
+    labels = data.test.labels
+    device: dict[str, Any] = {}
+    if context.options.accuracy_on_device:
+        device = _on_device(context, export.int8.path, nhwc, logits, labels)
     if logits is None:
         reason = skipped or f"the {fmt} runtime cannot run on this machine"
-        return Verification(inspection, len(data.test), skipped=reason)
+        return Verification(inspection, len(data.test), skipped=reason, on_device=device)
     student = got[DistilledStudent]
     found: dict[str, Any] = {
         "top1_agreement_vs_float_student": agreement(logits, student.test_logits),
@@ -42,14 +48,42 @@ def verify(context: BuildContext, got: Products) -> Verification:
         found["top1_agreement_vs_torch_int8"] = agreement(logits, reference)
         found["max_abs_diff_vs_torch_int8"] = float(np.abs(logits - reference).max())
         _require_agreement(exporter, fmt, found["top1_agreement_vs_torch_int8"], len(data.test))
-    labels = data.test.labels
     return Verification(
         inspection,
         len(data.test),
         int8_accuracy=accuracy(logits, labels) if labels is not None else None,
         agreement=found,
         confusion=None if labels is None else _confusion(logits, labels),
+        on_device=device,
     )
+
+
+def _on_device(
+    context: BuildContext,
+    path: Path,
+    images: np.ndarray,
+    local: np.ndarray | None,
+    labels: np.ndarray | None,
+) -> dict[str, Any]:
+    """The held-out images through the runner's device: its accuracy, and how often it picks
+    the class this machine's runtime picked (a delegate that changes results shows here)."""
+    from edgepack.latency import predict
+    from edgepack.runners import Unavailable
+
+    got = predict(context.target, path, images)
+    if isinstance(got, Unavailable):
+        return {"prediction_on_device": f"skipped: {got.reason}"}
+    if local is not None and got.shape != local.shape:
+        raise VerificationError(
+            f"the {context.target.runner.name} runner's device returned logits shaped "
+            f"{got.shape}, this machine's runtime {local.shape}"
+        )
+    found: dict[str, Any] = {"device_runner": context.target.runner.name}
+    if labels is not None:
+        found["accuracy_on_device"] = accuracy(got, labels)
+    if local is not None:
+        found["top1_agreement_device_vs_local"] = agreement(got, local)
+    return found
 
 
 def _confusion(logits: np.ndarray, labels: np.ndarray) -> tuple[tuple[int, ...], ...]:

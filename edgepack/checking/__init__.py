@@ -39,6 +39,7 @@ class CheckOptions:
     size_only: bool = False
     baseline: Path | None = None
     update_baseline: bool = False
+    device: str | None = None  # --device: the runner's device for this run
 
 
 def run_checks(paths: tuple[Path, ...], options: CheckOptions) -> CheckRun:
@@ -47,7 +48,10 @@ def run_checks(paths: tuple[Path, ...], options: CheckOptions) -> CheckRun:
     if options.update_baseline and options.baseline is None:
         raise InputError("--update-baseline needs --baseline FILE: the file to write")
     baseline = _read(options)  # a broken baseline stops the run before anything is measured
-    results = [check(folder, options.target_ref, size_only=options.size_only) for folder in folders]
+    results = [
+        check(folder, options.target_ref, size_only=options.size_only, device=options.device)
+        for folder in folders
+    ]
     names = Counter(result.manifest["target"]["name"] for result in results)
     twice = sorted(name for name, count in names.items() if count > 1)
     if twice and options.baseline is not None:

@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     pass
 
 
+# --device on build, check and bench: one wording, one meaning (Target.with_device).
+DEVICE_HELP = (
+    "The device for this run, replacing the profile runner's own: a phone's serial (adb) or "
+    "a host (ssh, mac)."
+)
+
+
 class EdgepackGroup(click.Group):
     """A click group that turns an :class:`EdgepackError` into ``error: <message>`` on stderr
     and the error's exit code, with no traceback. Any other exception is a bug and keeps its

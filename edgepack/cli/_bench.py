@@ -14,7 +14,7 @@ from edgepack.targets import load_target
 if TYPE_CHECKING:
     pass
 
-from edgepack.cli._app import main
+from edgepack.cli._app import DEVICE_HELP, main
 
 
 @main.command()
@@ -27,8 +27,9 @@ from edgepack.cli._app import main
     show_default=True,
     help="The profile whose runner times the model (a name or a path to a .yaml).",
 )
+@click.option("--device", default=None, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
-def bench(model: Path, target_ref: str, as_json: bool) -> None:
+def bench(model: Path, target_ref: str, device: str | None, as_json: bool) -> None:
     """Time any .tflite or .onnx file on a profile's runner, built by edgepack or not.
 
     With an emulated runner the figure is an estimate for the profile's device, from the guest
@@ -45,6 +46,8 @@ def bench(model: Path, target_ref: str, as_json: bool) -> None:
         raise InputError(f"model not found: expected a .tflite or .onnx file at {model}")
     fmt = format_of(model)
     target = load_target(target_ref)
+    if device is not None:
+        target = target.with_device(device)
     started = time.perf_counter()
     result = measure(target, model, fmt)
     if not isinstance(result, Latency):

@@ -16,7 +16,7 @@ from edgepack.targets import Target, list_targets, load_target
 if TYPE_CHECKING:
     from edgepack.project import Project
 
-from edgepack.cli._app import main
+from edgepack.cli._app import DEVICE_HELP, main
 
 
 @main.command()
@@ -67,6 +67,13 @@ from edgepack.cli._app import main
     default=None,
     help="Progress bars (default: on when stderr is a terminal).",
 )
+@click.option("--device", default=None, help=DEVICE_HELP)
+@click.option(
+    "--accuracy-on-device",
+    is_flag=True,
+    help="Also run the held-out images on the runner's device (ssh, mac) and record that "
+    "accuracy: a delegate or runtime that changes results is caught.",
+)
 def build(
     target_refs: tuple[str, ...],
     config_path: Path | None,
@@ -75,6 +82,8 @@ def build(
     quick: bool,
     cache_dir: Path | None,
     progress: bool | None,
+    device: str | None,
+    accuracy_on_device: bool,
 ) -> None:
     """Distill, quantize, convert, verify and budget-check a model for each target.
 
@@ -91,6 +100,8 @@ def build(
 
     project = _project(config_path, teacher)
     targets = _resolve_targets(target_refs or project.targets)
+    if device is not None:
+        targets = [target.with_device(device) for target in targets]
     for target in targets:  # a missing extra or an unknown student fails before any work
         get_exporter(target.format)
         students.FAMILIES.get(target.student.family)
@@ -100,6 +111,7 @@ def build(
         cache_dir=cache_dir or project.cache_dir,
         quick=quick,
         progress=show,
+        accuracy_on_device=accuracy_on_device,
     )
     shared = SharedWork()
     effort = "quick" if quick else "full"

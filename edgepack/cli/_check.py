@@ -12,7 +12,7 @@ from edgepack.errors import BudgetExceeded
 if TYPE_CHECKING:
     from edgepack.checking import CheckRun
 
-from edgepack.cli._app import main
+from edgepack.cli._app import DEVICE_HELP, main
 
 
 @main.command()
@@ -37,6 +37,7 @@ from edgepack.cli._app import main
     "regression: thresholds, even while the budgets hold.",
 )
 @click.option("--update-baseline", is_flag=True, help="Write today's figures to --baseline FILE.")
+@click.option("--device", default=None, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead.")
 @click.option(
     "--junit",
@@ -56,6 +57,7 @@ def check(
     size_only: bool,
     baseline: Path | None,
     update_baseline: bool,
+    device: str | None,
     as_json: bool,
     junit: Path | None,
     markdown: Path | None,
@@ -75,7 +77,7 @@ def check(
     from edgepack.checking.markdown import write_markdown
     from edgepack.checking.table import table_lines
 
-    options = CheckOptions(target_ref, size_only, baseline, update_baseline)
+    options = CheckOptions(target_ref, size_only, baseline, update_baseline, device)
     run = run_checks(dists or (Path("dist"),), options)
     if as_json:
         click.echo(json.dumps(run.to_dict(), indent=2))

@@ -6,6 +6,11 @@ the profile's ``runner:`` section), ``supports(fmt)`` and ``measure(...)``. A re
 kind of figure it is: a wall-clock measurement on this machine, or an *estimate* for a named
 device, with what it was derived from. A runner that cannot time a model here returns
 :class:`Unavailable` with one line saying why; build, check and the report print that line.
+
+Two optional module-level names: ``DEVICE_OPTION``, the key of ``OPTIONS`` that picks the
+device (``--device`` replaces it), and ``predict(...)`` (:class:`Predictor`), which runs
+held-out images through the device's own runtime (``build --accuracy-on-device``). Runners
+without them simply do not offer them.
 """
 
 from __future__ import annotations
@@ -90,3 +95,12 @@ class Runner(Protocol):
         self, path: Path, fmt: str, *, threads: int, warmup: int, iterations: int, options: Any
     ) -> Latency | Unavailable:
         """Time one inference of the model at ``path``."""
+
+
+class Predictor(Protocol):
+    """The optional ``predict`` of a runner module: logits from the device's own runtime."""
+
+    def __call__(
+        self, path: Path, fmt: str, images: np.ndarray, *, threads: int, options: Any
+    ) -> np.ndarray | Unavailable:
+        """Logits (N, classes) float32 for float32 NHWC ``images`` (N, H, W, C)."""

@@ -16,9 +16,13 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import numpy as np
 
 from edgepack.errors import InputError
 from edgepack.runners._attached import call, last_line, scratch_name
@@ -26,6 +30,8 @@ from edgepack.runners._attached import call, last_line, scratch_name
 log = logging.getLogger(__name__)
 
 TIMING_SCRIPT = Path(__file__).with_name("_timing_script.py")
+IMAGES, LOGITS = "images.npy", "logits.npy"  # what --predict reads and writes
+REPORT_KEYS = {"samples_ms": list, "predicted": int}  # what each mode's JSON line always has
 CONNECT_TIMEOUT_S = 10
 SSH_FAILED = 255  # ssh's own exit status: the connection, not the remote command, failed
 
@@ -109,26 +115,84 @@ class Session:
             transient=_link_failed,
         )
 
+    def fetch(self, remote: str, folder: Path) -> None:
+        """Copy the file ``remote`` on the host into the local ``folder``."""
+        port = ["-P", str(self.port)] if self.port is not None else []
+        call(
+            ["scp", "-q", *self._options(), *port, f"{self.host}:{remote}", f"{folder}/"],
+            timeout=self.timeout,
+            what=f"copying {remote.rsplit('/', 1)[-1]} back from {self.host}",
+            transient=_link_failed,
+        )
+
+
+@contextmanager
+def scratch(session: Session) -> Iterator[str]:
+    """A fresh folder on the host, removed afterwards, also on failure or Ctrl-C."""
+    folder = f"/tmp/{scratch_name()}"
+    session.run(f"mkdir -m 700 {folder}", what="creating a scratch folder")
+    try:
+        yield folder
+    finally:
+        remove(session, folder)
+
 
 def time_remotely(
     session: Session, python: str, model: Path, runs: list[list[str]]
 ) -> list[dict[str, Any]]:
     """Copy ``model`` and the timing script to a scratch folder on the host, run the script
-    once per argument list in ``runs`` with ``python``, and return its JSON reports; the
-    folder is removed afterwards, also on failure or Ctrl-C."""
-    folder = f"/tmp/{scratch_name()}"
-    session.run(f"mkdir -m 700 {folder}", what="creating a scratch folder")
+    once per argument list in ``runs`` with ``python``, and return its JSON reports."""
     reports = []
-    try:
+    with scratch(session) as folder:
         session.copy([model, TIMING_SCRIPT], folder)
         script, remote_model = f"{folder}/{TIMING_SCRIPT.name}", f"{folder}/{model.name}"
         for arguments in runs:
             command = shlex.join([python, script, "--model", remote_model, *arguments])
             result = session.run(command, what=f"timing {model.name}")
             reports.append(read_report(result.stdout, where=session.host))
-    finally:
-        remove(session, folder)
     return reports
+
+
+def predict_remotely(
+    session: Session, python: str, model: Path, images: np.ndarray, arguments: list[str]
+) -> np.ndarray:
+    """Logits for ``images`` from the timing script's ``--predict`` mode on the host: the
+    images go over as .npy with the model and the script, the logits come back the same way
+    and are checked before anyone trusts them."""
+    with tempfile.TemporaryDirectory(prefix="ep-predict-") as local:
+        here = Path(local)
+        np.save(here / IMAGES, images, allow_pickle=False)
+        with scratch(session) as folder:
+            session.copy([model, TIMING_SCRIPT, here / IMAGES], folder)
+            command = shlex.join([
+                python, f"{folder}/{TIMING_SCRIPT.name}", "--model", f"{folder}/{model.name}",
+                *arguments, "--predict", f"{folder}/{IMAGES}", "--out", f"{folder}/{LOGITS}",
+            ])  # fmt: skip
+            result = session.run(command, what=f"predicting with {model.name}")
+            read_report(result.stdout, where=session.host, key="predicted")
+            session.fetch(f"{folder}/{LOGITS}", here)
+        return read_logits(here / LOGITS, len(images), where=session.host)
+
+
+def read_logits(path: Path, images: int, *, where: str) -> np.ndarray:
+    """The logits the timing script saved: a finite float (images, classes) array, or an
+    InputError saying what arrived instead (a board's runtime is not ours to trust)."""
+    try:
+        logits = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"the logits from {where} are not a .npy array: {exc}") from None
+    if (
+        logits.ndim != 2
+        or logits.shape[0] != images
+        or logits.shape[1] < 1
+        or logits.dtype.kind != "f"
+        or not np.all(np.isfinite(logits))
+    ):
+        raise InputError(
+            f"the logits from {where} are not finite floats shaped ({images}, classes): "
+            f"got {logits.dtype} {logits.shape}"
+        )
+    return logits.astype(np.float32, copy=False)
 
 
 def remove(session: Session, folder: str) -> None:
@@ -143,14 +207,15 @@ def remove(session: Session, folder: str) -> None:
         log.warning("could not remove %s on %s: %s", folder, session.host, problem)
 
 
-def read_report(stdout: str, *, where: str) -> dict[str, Any]:
-    """The timing script's JSON line; InputError if the output is not what it prints."""
+def read_report(stdout: str, *, where: str, key: str = "samples_ms") -> dict[str, Any]:
+    """The timing script's JSON line (``key`` is what its mode always prints: the per-run
+    timings, or the count of images predicted); InputError if the output is not that."""
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     try:
         report = json.loads(lines[-1]) if lines else None
     except json.JSONDecodeError:
         report = None
-    if not isinstance(report, dict) or not isinstance(report.get("samples_ms"), list):
+    if not isinstance(report, dict) or not isinstance(report.get(key), REPORT_KEYS[key]):
         raise InputError(
             f"the timing script on {where} printed no JSON result; its last line was: "
             f"{last_line(stdout)[:200]}"

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgepack._schema import above, excerpt, one_of
 from edgepack.errors import ConfigError, InputError
 from edgepack.runners._android import Device, check_abi, select_device
@@ -28,6 +30,7 @@ from edgepack.runners._base import Latency, Unavailable
 from edgepack.runners._parse import ToolTimings, parse_benchmark_model, parse_perf_test
 
 NAME = "adb"
+DEVICE_OPTION = "serial"  # what --device replaces
 DEVICE_ROOT = "/data/local/tmp"  # the one place a shell user may write and execute
 DELEGATES = ("xnnpack", "cpu", "gpu", "nnapi")
 
@@ -153,6 +156,17 @@ def measure(
         device.remove(folder)
     timings = tool.parse(output)
     return _latency(timings, threads, {"device": facts, "delegate": options.delegate})
+
+
+def predict(
+    path: Path, fmt: str, images: np.ndarray, *, threads: int, options: Any
+) -> np.ndarray | Unavailable:
+    """Not on a phone yet: the tools this runner drives print timings, never outputs."""
+    tool = TOOLS[fmt].name if fmt in TOOLS else "the benchmark tool"
+    return Unavailable(
+        f"{tool} times a model but cannot output its logits, so the adb runner cannot measure "
+        "held-out accuracy on the phone"
+    )
 
 
 def _latency(timings: ToolTimings, threads: int, details: dict[str, Any]) -> Latency:

@@ -13,18 +13,31 @@ from __future__ import annotations
 
 import platform
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgepack._schema import above, between, excerpt
 from edgepack.errors import ConfigError
 from edgepack.runners._attached import MAX_TIMEOUT_S, call, missing_tool
 from edgepack.runners._base import Latency, Unavailable, latency_from_samples
-from edgepack.runners._ssh import TIMING_SCRIPT, Session, read_report, time_remotely
+from edgepack.runners._ssh import (
+    IMAGES,
+    LOGITS,
+    TIMING_SCRIPT,
+    Session,
+    predict_remotely,
+    read_logits,
+    read_report,
+    time_remotely,
+)
 from edgepack.runners.ssh import board_details, check_host
 
 NAME = "mac"
+DEVICE_OPTION = "host"  # what --device replaces
 COMPUTE_UNITS = ("ALL", "CPU_AND_GPU", "CPU_AND_NE", "CPU_ONLY")  # ct.ComputeUnit names
 DEFAULT_UNITS = ("ALL", "CPU_AND_GPU", "CPU_ONLY")
 
@@ -91,11 +104,39 @@ def measure(
         reports = [_time_here(path, options, arguments) for arguments in runs]
         where = "localhost"
     else:
-        from edgepack.exporters import runtime_unavailable
-
-        reason = runtime_unavailable(fmt) or "Core ML predicts only on macOS"
-        return Unavailable(f"{reason}; set runner.host to a Mac to time it there")
+        return _no_mac(fmt, "time it")
     return _latency(reports, options.units(), where)
+
+
+def predict(
+    path: Path, fmt: str, images: np.ndarray, *, threads: int, options: Any
+) -> np.ndarray | Unavailable:
+    """Logits from Core ML on the Mac, with the headline compute-unit setting: the held-out
+    accuracy a Linux build can only skip. Core ML picks its own threads."""
+    options = options or MacOptions()
+    arguments = ["--format", fmt, "--compute-units", options.units()[0]]
+    if options.host is not None:
+        with Session(options.host, port=options.port, timeout=options.timeout_s) as session:
+            return predict_remotely(session, options.python or "python3", path, images, arguments)
+    if platform.system() != "Darwin":
+        return _no_mac(fmt, "run the held-out images there")
+    with tempfile.TemporaryDirectory(prefix="ep-predict-") as local:
+        here = Path(local)
+        np.save(here / IMAGES, images, allow_pickle=False)
+        command = [
+            options.python or sys.executable, str(TIMING_SCRIPT), "--model", str(path),
+            *arguments, "--predict", str(here / IMAGES), "--out", str(here / LOGITS),
+        ]  # fmt: skip
+        result = call(command, timeout=options.timeout_s, what=f"predicting with {path.name}")
+        read_report(result.stdout, where="this Mac", key="predicted")
+        return read_logits(here / LOGITS, len(images), where="this Mac")
+
+
+def _no_mac(fmt: str, then: str) -> Unavailable:
+    from edgepack.exporters import runtime_unavailable
+
+    reason = runtime_unavailable(fmt) or "Core ML predicts only on macOS"
+    return Unavailable(f"{reason}; set runner.host to a Mac to {then} there")
 
 
 def _time_here(path: Path, options: MacOptions, arguments: list[str]) -> dict[str, Any]:

@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgepack._schema import above, between, excerpt
 from edgepack.errors import ConfigError
 from edgepack.runners._attached import MAX_TIMEOUT_S, missing_tool
 from edgepack.runners._base import Latency, Unavailable, latency_from_samples
-from edgepack.runners._ssh import Session, time_remotely
+from edgepack.runners._ssh import Session, predict_remotely, time_remotely
 
 NAME = "ssh"
+DEVICE_OPTION = "host"  # what --device replaces
 FORMATS = ("tflite", "onnx")
 
 
@@ -79,6 +82,15 @@ def measure(
         threads=threads,
         details=board_details(report, options.host),
     )
+
+
+def predict(
+    path: Path, fmt: str, images: np.ndarray, *, threads: int, options: Any
+) -> np.ndarray | Unavailable:
+    """Logits from the board's own runtime, for held-out accuracy measured there."""
+    arguments = ["--format", fmt, "--threads", str(threads)]
+    with Session(options.host, port=options.port, timeout=options.timeout_s) as session:
+        return predict_remotely(session, options.python, path, images, arguments)
 
 
 def board_details(report: dict[str, Any], host: str) -> dict[str, Any]:
