@@ -12,6 +12,8 @@ from edgepack.targets import Target
 if TYPE_CHECKING:
     import numpy as np
 
+    from edgepack.runners._base import Predictor
+
 
 def measure(target: Target, path: Path, fmt: str | None = None) -> Latency | Unavailable:
     """Time ``path`` on ``target``'s runner: the one path build and check share."""
@@ -39,15 +41,12 @@ def predict(target: Target, path: Path, images: np.ndarray) -> np.ndarray | Unav
     reason = runner.supports(target.format)
     if reason is not None:
         return Unavailable(reason)
-    run = getattr(runner, "predict", None)
+    run: Predictor | None = getattr(runner, "predict", None)  # optional: see runners/_base.py
     if run is None:
         return Unavailable(
             f"the {spec.name} runner times models but cannot run images through them"
         )
-    result: np.ndarray | Unavailable = run(
-        path, target.format, images, threads=spec.threads, options=spec.options
-    )
-    return result
+    return run(path, target.format, images, threads=spec.threads, options=spec.options)
 
 
 def describe(int8: Latency | Unavailable, reference: Latency | Unavailable | None = None) -> str:
