@@ -180,7 +180,7 @@ def export(name: str, folder: Path) -> Path:
     example = torch.randn(1, 3, size, size)
     partial = folder / f"{name}.partial.tflite"
     if name.endswith("_int8"):
-        from edgepack.quantize import quantize_pt2e_int8
+        from edgepack.exporters._pt2e import quantize_pt2e_int8
 
         batches = [torch.randn(2, 3, size, size) for _ in range(2)]
         quantized = quantize_pt2e_int8(model, example, batches, per_channel=True)

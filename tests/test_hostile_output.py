@@ -109,6 +109,7 @@ def test_kill_9_at_each_stage_leaves_nothing_and_the_rerun_succeeds(
         "labels.txt",
         "manifest.json",
         "model.tflite",
+        "report.html",
     ]
 
 

@@ -105,7 +105,7 @@ def test_v3_blocks_lower_to_int8_without_float_ops_or_transposes(tmp_path: Path)
     graph: no float islands, and no TRANSPOSE (a 0-d constant in hard-swish used to add two
     per activation, see ``mobilenet._constant``)."""
     from edgepack.exporters import tflite
-    from edgepack.quantize import quantize_pt2e_int8
+    from edgepack.exporters._pt2e import quantize_pt2e_int8
 
     torch.manual_seed(0)
     model = create("mobilenetv3_small", width=0.35, num_classes=5, in_channels=3).eval()
