@@ -94,7 +94,8 @@ def figures(manifest: dict, cold_s: float | None, warm_s: float | None) -> list[
         ),
         ("teacher bytes / model.tflite bytes", None, None, ">= 20"),
     ]
-    teacher = Path(__file__).resolve().parents[1] / "sample_models" / manifest["project"]["teacher"]
+    teacher_name = Path(manifest["project"]["teacher"]["source"]).name
+    teacher = Path(__file__).resolve().parents[1] / "sample_models" / teacher_name
     ratio = teacher.stat().st_size / size
     rows[-1] = ("teacher bytes / model.tflite bytes", f"{ratio:.1f}", ratio >= 20, ">= 20")
     if cold_s is not None:
