@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,21 @@ def assert_one_line_error(code: int, output: str, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[-1], lines[-1]
     return lines[-1]
+
+
+def run_init(teacher: Path, data: Path, config: Path) -> tuple[int, str]:
+    """`edgepack init --teacher T --data D -o CONFIG` in this process."""
+    args = ["init", "--teacher", str(teacher), "--data", os.fsdecode(data), "-o", str(config)]
+    result = CliRunner().invoke(main, args)
+    return result.exit_code, result.output
+
+
+def assert_only_error(code: int, output: str, *fragments: str) -> str:
+    """Exit 2 and the whole output is one `error: ...` line naming every fragment."""
+    assert code == 2, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), output
+    assert "Traceback" not in output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

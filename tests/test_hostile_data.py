@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from helpers import TwoClassNet
+from hostile import assert_only_error, run_init
 from PIL import Image
 
-from edgepack.cli import main
 from edgepack.readers import read_images
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX links, FIFOs and names")
@@ -40,19 +39,11 @@ def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _init(teacher: Path, data: Path, tmp_path: Path) -> tuple[int, str]:
-    args = ["init", "--teacher", str(teacher), "--data", os.fsdecode(data)]
-    result = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "e.yaml")])
-    return result.exit_code, result.output
+    return run_init(teacher, data, tmp_path / "e.yaml")
 
 
 def _refused(teacher: Path, data: Path, tmp_path: Path, *fragments: str) -> None:
-    code, output = _init(teacher, data, tmp_path)
-    assert code == 2, output
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), output
-    assert "Traceback" not in output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    assert_only_error(*_init(teacher, data, tmp_path), *fragments)
     assert not (tmp_path / "e.yaml").exists()
     assert not (tmp_path / "marker").exists()
 

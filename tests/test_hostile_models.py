@@ -20,6 +20,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from helpers import TwoClassNet
+from hostile import assert_only_error, run_init
 
 from edgepack.cli import main
 
@@ -237,20 +238,11 @@ CASES: dict[str, tuple[Edit, str]] = {
 
 
 def _init(teacher: Path, data: Path, tmp_path: Path) -> tuple[int, str]:
-    result = CliRunner().invoke(
-        main,
-        ["init", "--teacher", str(teacher), "--data", str(data), "-o", str(tmp_path / "e.yaml")],
-    )
-    return result.exit_code, result.output
+    return run_init(teacher, data, tmp_path / "e.yaml")
 
 
 def _assert_refused(code: int, output: str, tmp_path: Path, *fragments: str) -> None:
-    assert code == 2, output
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), output
-    assert "Traceback" not in output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    assert_only_error(code, output, *fragments)
     assert not (tmp_path / "e.yaml").exists()
     assert not (tmp_path / "marker").exists(), "code from the model file ran"
 

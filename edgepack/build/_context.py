@@ -11,6 +11,8 @@ from edgepack.project import Project
 from edgepack.targets import Target
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from edgepack.project import ProjectData
     from edgepack.records import DistilledStudent, PreparedData
     from edgepack.teachers import LoadedTeacher
@@ -29,7 +31,7 @@ class BuildOptions:
 class TeacherPass:
     """The teacher's logits over one image set, and its accuracy there."""
 
-    logits: object  # np.ndarray; typed loosely so this module stays import-light
+    logits: np.ndarray
     accuracy: float | None
     from_cache: bool
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
-
 from edgepack.build._context import BuildContext, TeacherPass
 from edgepack.build._numeric import accuracy
 from edgepack.datasets import ImageSet
@@ -37,7 +35,7 @@ def teacher_logits(context: BuildContext, got: Products) -> TeacherLogits:
             context.shared.logits[path.name] = TeacherPass(logits, measured, hit)
         passes.append(context.shared.logits[path.name])
     train, test = passes
-    train_logits = np.asarray(train.logits)
+    train_logits = train.logits
     labels = data.train.labels if data.train.labels is not None else train_logits.argmax(1)
     origin = "from cache" if train.from_cache and test.from_cache else "computed and cached"
     if shared:
