@@ -121,14 +121,61 @@ def test_int8_tracks_the_float_model(built: dict, variant: tuple) -> None:
     assert np.abs(int8_logits - float_logits).max() < 0.1 * spread
 
 
-def test_metadata_carries_labels_and_the_nchw_convention(built: dict) -> None:
+def test_metadata_reaches_app_code_through_onnxruntime(built: dict) -> None:
+    """What onnxruntime's own API hands an app: every key, with the request's values."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(built["uint8", True][1].path))
-    props = session.get_modelmeta().custom_metadata_map
+    meta = session.get_modelmeta()
+    props = meta.custom_metadata_map
     assert json.loads(props["labels"]) == list(LABELS)
-    assert json.loads(props["input"])["layout"] == "NCHW"
-    assert props["author"] == "tests"
+    assert props["input_name"] == session.get_inputs()[0].name == "image"
+    assert props["output_name"] == session.get_outputs()[0].name == "logits"
+    assert props["input_layout"] == "NCHW" and props["input_dtype"] == "float32"
+    assert json.loads(props["input_shape"]) == ["batch", *SHAPE]
+    assert props["input_channels"] == str(SHAPE[0]) and props["input_size"] == str(SHAPE[1])
+    assert json.loads(props["input_mean"]) == [0.286] and json.loads(props["input_std"]) == [0.353]
+    assert props["input_formula"] == "(pixel / 255 - mean) / std"
+    assert props["author"] == "tests" and props["licence"] == "" and "name" in props
+    assert "softmax not applied" in props["output_meaning"]
+    assert meta.producer_name == "edgepack"
+
+
+def test_hostile_labels_survive_the_metadata_round_trip(built: dict, tmp_path: Path) -> None:
+    import onnxruntime
+
+    labels = (
+        'say "hi"',
+        "back\\slash",
+        "naïve 🐈",
+        "}{ ]",
+        "a, b",
+        "<b>",
+        "${x}",
+        "`x`",
+        "#1",
+        "z",
+    )
+    request = replace(built["request"], labels=labels)
+    path = onnx_export.export_float(request, tmp_path / "model.onnx")
+    props = onnxruntime.InferenceSession(str(path)).get_modelmeta().custom_metadata_map
+    assert json.loads(props["labels"]) == list(labels)
+
+
+def test_inspect_fails_on_missing_or_wrong_metadata(built: dict, tmp_path: Path) -> None:
+    import onnx
+
+    request, result = built["uint8", True]
+    model = onnx.load(str(result.path))
+    props = {p.key: p.value for p in model.metadata_props if p.key != "labels"}
+    onnx.helper.set_model_props(model, {**props, "input_mean": "[0.5]"})  # replaces them all
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    with pytest.raises(VerificationError) as caught:
+        onnx_export.inspect(broken, request)
+    message = str(caught.value)
+    assert "failed 1 of 8 checks" in message and "metadata: labels is missing" in message
+    assert "input_mean is '[0.5]', expected '[0.286]'" in message
 
 
 def test_prepare_invoke_runs(built: dict) -> None:
@@ -153,8 +200,8 @@ def test_inspect_collects_every_failure(built: dict) -> None:
     with pytest.raises(VerificationError) as caught:
         onnx_export.inspect(result.path, wrong)
     message = str(caught.value)
-    assert "failed 3 of 7 checks" in message
-    for check in ("output: shape", "int8_weights:", "activation_type:"):
+    assert "failed 4 of 8 checks" in message
+    for check in ("output: shape", "int8_weights:", "activation_type:", "metadata: labels"):
         assert check in message
 
 

@@ -9,7 +9,6 @@ input convention into the model's metadata.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import tempfile
@@ -24,6 +23,7 @@ import numpy as np
 from edgepack.errors import InputError
 from edgepack.exporters._base import ExportRequest, Int8Export
 from edgepack.exporters._checks import check_choice, option_error, options_for
+from edgepack.exporters.onnx import _metadata
 
 if TYPE_CHECKING:
     import onnx
@@ -193,17 +193,13 @@ def _quant_type(name: str) -> Any:
 
 
 def _finish(path: Path, request: ExportRequest) -> None:
-    """Compact the names and write labels, the input convention and the request's metadata
-    into metadata_props, where onnxruntime's ``get_modelmeta().custom_metadata_map`` hands
-    them to app code."""
+    """Compact the names and write what an app needs to know into the model
+    (:mod:`._metadata`: labels, input convention, name, version, licence)."""
     import onnx
 
     model = onnx.load(str(path))
     _compact(model.graph)
-    props = dict(request.metadata)
-    props["labels"] = json.dumps(list(request.labels))
-    props["input"] = json.dumps({**request.input.to_dict(), "layout": INPUT_LAYOUT})
-    onnx.helper.set_model_props(model, props)
+    _metadata.write(model, _metadata.expected_props(request, INPUT_NAME, OUTPUT_NAME), INPUT_NAME)
     onnx.save(model, str(path))
 
 

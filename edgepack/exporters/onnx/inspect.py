@@ -1,5 +1,6 @@
 """Structural checks of an int8 .onnx (no prediction): onnx's checker, the app-facing I/O, the
-opset, and QDQ int8 evidence (quantized weights, the activation type, what stays float)."""
+opset, QDQ int8 evidence (quantized weights, the activation type, what stays float), and the
+metadata_props an app reads (labels, normalisation)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from edgepack.errors import InputError
 from edgepack.exporters._base import ExportRequest
 from edgepack.exporters._checks import Checks, options_for
+from edgepack.exporters.onnx import _metadata
 from edgepack.exporters.onnx.convert import INPUT_NAME, OUTPUT_NAME, OnnxOptions
 
 if TYPE_CHECKING:
@@ -22,7 +24,8 @@ _WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 def inspect(path: Path, request: ExportRequest) -> dict[str, Any]:
     """Structural checks of an int8 .onnx: onnx's full checker, I/O names, shapes and dtypes
     against ``request``, QDQ nodes, int8 weights (per-channel scales when requested), the
-    activation type from the options. Raises one VerificationError naming every failure."""
+    activation type from the options, every metadata_props key :mod:`._metadata` writes.
+    Raises one VerificationError naming every failure."""
     import onnx
 
     if not path.is_file():
@@ -45,6 +48,9 @@ def inspect(path: Path, request: ExportRequest) -> dict[str, Any]:
         "int8_weights", _weight_problems(graph, consts, per_channel=request.per_channel)
     )
     checks.problems("activation_type", _activation_problems(graph, consts, options.activations))
+    # An app reads labels and normalisation from here (custom_metadata_map): wrong is a defect.
+    expected = _metadata.expected_props(request, INPUT_NAME, OUTPUT_NAME)
+    checks.problems("metadata", _metadata.problems(model, expected))
     passed = checks.verify()
     quantized = _dequantized_constants(graph, consts)
     return {
@@ -57,6 +63,7 @@ def inspect(path: Path, request: ExportRequest) -> dict[str, Any]:
         "dequantize_nodes": ops["DequantizeLinear"],
         "int8_initializers": sum(init.data_type == onnx.TensorProto.INT8 for init in quantized),
         "initializer_bytes": dict(_bytes_by_dtype(graph.initializer)),
+        "metadata_keys": [entry.key for entry in model.metadata_props],
         "bytes": path.stat().st_size,
     }
 
