@@ -65,6 +65,7 @@ def test_int8_package_passes_inspection(built: dict[str, Any]) -> None:
         "classifier_labels",
         "int8_weights",
         "int8_activations",
+        "descriptions",
         "no_debug_mapping",
     } <= set(facts["checks"])
     assert facts["int8_weight_consts"] > 0 and facts["quantize_ops"] > 0
@@ -92,6 +93,36 @@ def test_metadata_and_float_twin(built: dict[str, Any], request_: ExportRequest)
     assert [i.name for i in float_spec.description.input] == ["image"]
     assert float_spec.description.predictedFeatureName == "classLabel"
     assert not (built["float"] / "executorch_debug_handle_mapping.json").exists()
+
+
+def test_input_description_names_the_normalisation(built: dict[str, Any]) -> None:
+    """Read back from the saved spec (what Xcode shows on the model's page)."""
+    import coremltools as ct
+
+    for path in (built["int8"].path, built["float"]):
+        description = ct.utils.load_spec(str(path)).description
+        assert description.input[0].shortDescription == (
+            "28x28 grayscale image, 0-255 pixels. The model normalises it itself: "
+            "(pixel / 255 - mean) / std per channel with mean [0.286] and std [0.353] "
+            "(Core ML image scale 0.0111093, bias [-0.810198])."
+        )
+        outputs = {o.name: o.shortDescription for o in description.output}
+        assert outputs[description.predictedFeatureName] == "the most likely label"
+        assert "logits (softmax not applied)" in outputs[description.predictedProbabilitiesName]
+    assert built["facts"]["checks"]["descriptions"]
+
+
+def test_inspect_fails_a_package_without_descriptions(
+    built: dict[str, Any], request_: ExportRequest, tmp_path: Any
+) -> None:
+    import coremltools as ct
+
+    model = ct.models.MLModel(str(built["int8"].path), skip_model_load=True)
+    model.input_description["image"] = "an image"
+    path = tmp_path / "model.mlpackage"
+    model.save(str(path))
+    with pytest.raises(VerificationError, match=r"descriptions: image is described as 'an image'"):
+        coreml.inspect(path, request_)
 
 
 def test_int8_weights_are_smaller_than_float16(built: dict[str, Any]) -> None:

@@ -16,6 +16,34 @@ INPUT_KEY = "com.edgepack.input"
 COMPUTE_UNITS_KEY = "com.edgepack.compute_units"
 
 
+# Output descriptions (Xcode's model page and the generated class's doc comments show them).
+LABEL_DESCRIPTION = "the most likely label"
+SCORES_DESCRIPTION = (
+    "a score per label: the model's logits (softmax not applied); larger is likelier"
+)
+
+
+def input_description(
+    channels: int, height: int, width: int, mean: list[float], std: list[float]
+) -> str:
+    """The image input's description: size, colour space, and the normalisation the model
+    applies itself (the formula, mean and std, and the ImageType scale and bias doing it), so
+    someone reading the model in Xcode knows not to normalise again."""
+    colour = "grayscale" if channels == 1 else "RGB"
+    scale = 1.0 / (255.0 * std[0])
+    bias = [-m / std[0] for m in mean]
+    gain = "" if len(set(std)) <= 1 else " and a per-channel gain std[0] / std[c] inside the model"
+    return (
+        f"{width}x{height} {colour} image, 0-255 pixels. The model normalises it itself: "
+        f"(pixel / 255 - mean) / std per channel with mean {_numbers(mean)} and std "
+        f"{_numbers(std)} (Core ML image scale {scale:.6g}, bias {_numbers(bias)}{gain})."
+    )
+
+
+def _numbers(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in values) + "]"
+
+
 def main_ops(spec: Any) -> list[Any]:
     """The operations of the ML Program's ``main`` function; none for other model types."""
     if spec.WhichOneof("Type") != "mlProgram" or "main" not in spec.mlProgram.functions:

@@ -73,6 +73,8 @@ def inspect(path: Path, request: ExportRequest) -> dict[str, Any]:
         f"quantize ops output {dict(activation_types)} (8-bit expected); "
         f"conv/linear inputs not from dequantize: {shorten(float_inputs)}",
     )
+    description_problems = _description_problems(spec, request)
+    checks.problems("descriptions", description_problems)
     no_mapping = not (path / _spec.DEBUG_MAPPING).exists()
     checks.check("no_debug_mapping", no_mapping, f"{_spec.DEBUG_MAPPING} left")
     passed = checks.verify()
@@ -104,6 +106,28 @@ def _image_input_problem(spec: Any, request: ExportRequest) -> str | None:
     if found != (height, width, space):
         return f"image input is {found}, expected {(height, width, space)}"
     return None
+
+
+def _description_problems(spec: Any, request: ExportRequest) -> list[str]:
+    """The input's description must name the normalisation (Xcode shows it; an app developer
+    who normalises again gets a silently wrong model); the outputs must say what they hold."""
+    _, channels, height, width = (int(d) for d in request.example.shape)
+    spec_input = request.input
+    expected = {
+        _spec.INPUT_NAME: _spec.input_description(
+            channels, height, width, list(spec_input.mean), list(spec_input.std)
+        ),
+        spec.description.predictedFeatureName: _spec.LABEL_DESCRIPTION,
+        spec.description.predictedProbabilitiesName: _spec.SCORES_DESCRIPTION,
+    }
+    found = {
+        f.name: f.shortDescription for f in [*spec.description.input, *spec.description.output]
+    }
+    return [
+        f"{name} is described as {found.get(name)!r:.80}, expected {text!r:.80}"
+        for name, text in expected.items()
+        if found.get(name) != text
+    ]
 
 
 def _scaling_problem(ops: list[Any], spec: InputSpec) -> str | None:
