@@ -46,7 +46,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> tuple
 def test_quick_build_exits_0_and_writes_the_app_folder(built: tuple[Path, Result]) -> None:
     out, result = built
     assert result.exit_code == 0, result.output
-    files = ["labels.txt", "manifest.json", "model.tflite", "report.html"]
+    files = ["README.md", "labels.txt", "manifest.json", "model.tflite", "report.html"]
     assert sorted(p.name for p in out.iterdir()) == files
     assert len((out / "labels.txt").read_text().splitlines()) == 10
     assert not list(out.parent.glob(".*partial*")), "staging folder left behind"

@@ -135,6 +135,7 @@ def _record(context: BuildContext, got: Products, timings: dict[str, float]) -> 
 
 
 def _package(record: BuildRecord, staging: Path, work: Path) -> dict[str, Any]:
+    from edgepack.appdocs import write_readme
     from edgepack.manifest import build_manifest
     from edgepack.report import write_report
 
@@ -145,11 +146,18 @@ def _package(record: BuildRecord, staging: Path, work: Path) -> dict[str, Any]:
     # The report is drawn from the manifest (files aside), then hashed with the other files,
     # so `edgepack check` verifies it and a rebuild recognises the folder as edgepack's.
     write_report(staging, build_manifest(record, {}, artifact.name))
-    files = {
+    # The README for app developers, from the manifest as it stands (artifact size included).
+    write_readme(
+        staging, build_manifest(record, _files(staging), artifact.name), record.project.labels
+    )
+    manifest = build_manifest(record, _files(staging), artifact.name)
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _files(staging: Path) -> dict[str, dict[str, Any]]:
+    return {
         path.relative_to(staging).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256(path)}
         for path in sorted(staging.rglob("*"))
         if path.is_file()
     }
-    manifest = build_manifest(record, files, artifact.name)
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
