@@ -24,6 +24,7 @@ from edgepack._schema import (
     between,
     build,
     check_mapping,
+    describe,
     excerpt,
     one_of,
     path_problem,
@@ -102,6 +103,8 @@ class ProjectConfig:
     cache_dir: str | None = field(default=None, metadata=a_path())
     licence: str = ""
     author: str = ""
+    # target name → the app folder its artifact and labels.txt go to after a passing build
+    copy_to: Any = None
 
 
 def find_config(start: Path) -> Path | None:
@@ -135,6 +138,7 @@ def load_project(path: Path) -> Project:
         targets=tuple(_target_ref(ref, base, path) for ref in config.targets or ["android"]),
         out=base / (config.out or "dist"),
         cache_dir=base / (config.cache_dir or ".edgepack-cache"),
+        copy_to=_copy_to(config.copy_to, config.targets or [], base, path),
     )
 
 
@@ -288,6 +292,30 @@ def _target_ref(ref: str, base: Path, path: Path) -> str:
     if ref.endswith((".yaml", ".yml")) or "/" in ref:
         return str(user_path(ref, base, f"{show(path)}: targets"))
     return ref
+
+
+def _copy_to(
+    raw: dict[str, Any] | None, refs: list[str], base: Path, path: Path
+) -> dict[str, Path]:
+    """``copy_to: {android: app/src/main/assets}``: a mapping from target names (a shipped
+    profile's name, or the file name without .yaml of a profile in ``targets:``) to folders,
+    relative to the config file. A name that is neither is a typo, not a target to skip."""
+    from edgepack.targets import targets_dir
+
+    known = {Path(ref).stem for ref in refs} | {p.stem for p in targets_dir().glob("*.yaml")}
+    found: dict[str, Path] = {}
+    for name, folder in (raw or {}).items():
+        if not isinstance(name, str) or name not in known:
+            raise ConfigError(
+                f"{show(path)}: copy_to key {excerpt(name)} is not a target; valid: "
+                f"{', '.join(sorted(known))}"
+            )
+        if not isinstance(folder, str):
+            raise ConfigError(
+                f"{show(path)}: copy_to.{name} must be a folder path, got {describe(folder)}"
+            )
+        found[name] = user_path(folder, base, f"{show(path)}: copy_to.{name}")
+    return found
 
 
 # --- reading the data when a build runs --------------------------------------------------------

@@ -142,6 +142,8 @@ class Project:
     targets: tuple[str, ...] = ("android",)
     out: Path = Path("dist")
     cache_dir: Path = Path(".edgepack-cache")
+    # target name → app folder that receives the artifact and labels.txt after a passing build
+    copy_to: dict[str, Path] = field(default_factory=dict)
 
 
 def sample_project(teacher: TeacherSpec | None = None) -> Project:

@@ -69,6 +69,14 @@ from edgepack.cli._app import DEVICE_HELP, main
 )
 @click.option("--device", default=None, help=DEVICE_HELP)
 @click.option(
+    "--copy-to",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="After a build that passes every check and budget, copy the model and labels.txt "
+    "into this existing folder (an app's assets, e.g. app/src/main/assets). One target only; "
+    "for several, set copy_to: per target in edgepack.yaml.",
+)
+@click.option(
     "--accuracy-on-device",
     is_flag=True,
     help="Also run the held-out images on the runner's device (ssh, mac) and record that "
@@ -83,13 +91,15 @@ def build(
     cache_dir: Path | None,
     progress: bool | None,
     device: str | None,
+    copy_to: Path | None,
     accuracy_on_device: bool,
 ) -> None:
     """Distill, quantize, convert, verify and budget-check a model for each target.
 
     Reads the project (teacher, data, labels, input convention, targets) from edgepack.yaml;
     flags override it. Writes OUT/<target>/ (the model, labels.txt, manifest.json) only when
-    every stage finished. Several targets (repeat --target, or --target all) share the teacher,
+    every stage finished; with --copy-to (or copy_to: in edgepack.yaml) the model and labels.txt
+    then go to the app, only if every budget held. Several targets (repeat --target, or --target all) share the teacher,
     its logits and each distinct student. Exit codes: 0 all budgets hold, 1 a budget is
     exceeded (the builds are still written), 2 bad input.
     """
@@ -113,6 +123,7 @@ def build(
         progress=show,
         accuracy_on_device=accuracy_on_device,
     )
+    copies = _copy_destinations(copy_to, targets, project, options.out_root)
     shared = SharedWork()
     effort = "quick" if quick else "full"
     failures = []
@@ -139,7 +150,40 @@ def build(
 
         click.echo(f"wrote {write_overview(options.out_root, built)} (all targets)")
     if failures:
+        for destination in copies.values():
+            click.echo(f"not copied to {destination}/: the build did not pass every budget")
         raise BudgetExceeded(f"budget exceeded: {'; '.join(failures)}")
+    _copy(copies, built)
+
+
+def _copy_destinations(
+    flag: Path | None, targets: list[Target], project: Project, out_root: Path
+) -> dict[str, Path]:
+    """Target name → checked app folder, from --copy-to (one target) or the config's copy_to:
+    checked before any work, so a bad folder costs no build."""
+    from edgepack.build._copy import check_destination
+
+    if flag is not None and len(targets) > 1:
+        names = ", ".join(target.name for target in targets)
+        raise ConfigError(
+            f"--copy-to takes one target, got {len(targets)} ({names}); for several, set "
+            "copy_to: per target in edgepack.yaml"
+        )
+    if flag is not None:
+        wanted = {targets[0].name: flag}
+    else:
+        wanted = {t.name: project.copy_to[t.name] for t in targets if t.name in project.copy_to}
+    return {name: check_destination(folder, out_root) for name, folder in wanted.items()}
+
+
+def _copy(copies: dict[str, Path], built: list[tuple[Path, dict]]) -> None:
+    from edgepack.build._copy import copy_to_app
+
+    for out_dir, manifest in built:
+        destination = copies.get(manifest["target"]["name"])
+        if destination is not None:
+            names = copy_to_app(out_dir, manifest, destination)
+            click.echo(f"copied {', '.join(names)} to {destination}/")
 
 
 def _project(config_path: Path | None, teacher: str | None) -> Project:
