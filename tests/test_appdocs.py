@@ -158,6 +158,14 @@ def test_each_format_gets_its_platform_snippet() -> None:
     assert "NCHW: `[batch, 3, 32, 32]`" in onnx
 
 
+def test_an_input_conversion_inside_the_model_is_stated() -> None:
+    folded = manifest("tflite", channels=3)
+    folded["input"]["converts"] = "RGB to grayscale inside the model: luma = 0.299 R + ..."
+    readme = render_readme(folded, LABELS)
+    assert "- Inside the model: RGB to grayscale inside the model: luma = 0.299 R + ..." in readme
+    assert "Inside the model" not in render_readme(manifest("tflite", channels=3), LABELS)
+
+
 def test_a_failed_budget_says_so() -> None:
     readme = render_readme(manifest("onnx", passed=False), LABELS)
     assert "**Budgets not met: min\\_accuracy.**" in readme
@@ -227,3 +235,94 @@ def test_readme_is_json_safe_for_every_platform() -> None:
     """Registry contract: every registered format renders with hostile labels."""
     for fmt in PLATFORMS.names():
         json.dumps(render_readme(manifest(fmt), HOSTILE))
+
+
+# --- READMEs of a real quick build --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
+    """android, ios and onnx built quick, accuracy budgets relaxed so every budget holds."""
+    import yaml
+    from click.testing import CliRunner
+
+    from edgepack.cli import main
+
+    tmp = tmp_path_factory.mktemp("appdocs")
+    args = ["build", "--quick", "--no-progress", "--out", str(tmp / "dist")]
+    for name in ("android", "ios", "onnx"):
+        profile = tmp / f"{name}-app.yaml"
+        relaxed = {"max_accuracy_drop_pp": 60.0, "min_accuracy": 0.3}
+        profile.write_text(yaml.safe_dump({"extends": name, "budgets": relaxed}))
+        args += ["--target", str(profile)]
+    result = CliRunner().invoke(main, [*args, "--cache-dir", str(shared_cache)])
+    assert result.exit_code == 0, result.output
+    return tmp / "dist"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "artifact", "snippet"),
+    [
+        ("android-app", "model.tflite", "kotlin"),
+        ("ios-app", "model.mlpackage", "swift"),
+        ("onnx-app", "model.onnx", "python"),
+    ],
+)
+def test_built_readme_states_the_build(dist: Path, name: str, artifact: str, snippet: str) -> None:
+    import hashlib
+
+    from click.testing import CliRunner
+
+    from edgepack.cli import main
+
+    folder = dist / name
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    entry = manifest["files"]["README.md"]
+    assert entry["sha256"] == hashlib.sha256((folder / "README.md").read_bytes()).hexdigest()
+    assert readme.startswith(f"# fashion-mnist-sample for {name}\n")
+    for text in (
+        "28x28 pixels, 1 channel(s) (grayscale)",
+        "mean `[0.286]` and std `[0.353]`",
+        "the 10 labels",
+        "T-shirt/top, Trouser, Pullover",
+        f"`{artifact}`",
+        "**Every budget is met.**",
+        "Built with `--quick`",
+    ):
+        assert text in readme, text
+    size = next(b for b in manifest["budgets"] if b["name"] == "max_size_kb")
+    assert f"| `max_size_kb` | ≤ {size['limit']:g} KB | {size['measured']:.4g} KB | met |" in readme
+    assert len(code_blocks(readme, snippet)) == 1
+    check = CliRunner().invoke(
+        main, ["check", str(folder), "--target", str(dist.parent / f"{name}.yaml")]
+    )
+    assert check.exit_code == 0, check.output  # the README is hashed and verified like the rest
+
+
+@pytest.mark.slow
+def test_onnx_python_snippet_runs_and_agrees_with_edgepack(dist: Path, tmp_path: Path) -> None:
+    """The README's Python, run as written (model.onnx and photo.jpg in the working directory)."""
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from edgepack.datasets import load_fashion_mnist
+    from edgepack.exporters import onnx as onnx_export
+
+    readme = (dist / "onnx-app" / "README.md").read_text(encoding="utf-8")
+    (python,) = code_blocks(readme, "python")
+    shutil.copy(dist / "onnx-app" / "model.onnx", tmp_path / "model.onnx")
+    test = load_fashion_mnist("test")
+    for index in range(3):
+        pixels = np.asarray(test.images[index]).reshape(28, 28).astype(np.uint8)
+        Image.fromarray(pixels, "L").save(tmp_path / "photo.jpg", format="PNG")  # lossless
+        run = subprocess.run(
+            [sys.executable, "-c", python], cwd=tmp_path, capture_output=True, text=True, check=True
+        )
+        normalised = ((pixels.astype(np.float32) / 255 - 0.286) / 0.353)[None, :, :, None]
+        logits = onnx_export.predict(tmp_path / "model.onnx", normalised.astype(np.float32))
+        expected = (dist / "onnx-app" / "labels.txt").read_text().splitlines()[int(logits.argmax())]
+        assert run.stdout.rsplit(" ", 1)[0] == expected, run.stdout

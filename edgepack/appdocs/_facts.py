@@ -32,6 +32,7 @@ class Facts:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     formula: str
+    converts: str  # what the model does to its input beyond the formula, or ""
     input_name: str
     output_name: str
     budgets: tuple[dict[str, Any], ...]
@@ -85,6 +86,7 @@ def facts_from(manifest: dict[str, Any], labels: tuple[str, ...]) -> Facts:
         mean=tuple(put["mean"]),
         std=tuple(put["std"]),
         formula=put["formula"],
+        converts=str(put.get("converts") or ""),
         input_name=put.get("name", "image"),
         output_name=manifest["output"].get("name", "logits"),
         budgets=tuple(manifest["budgets"]),

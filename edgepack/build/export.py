@@ -30,7 +30,6 @@ def export(context: BuildContext, got: Products) -> ExportResult:
         input=project.input,
         options=target.export,
         metadata={
-            "name": project.name,
             "author": project.author,
             "licence": project.licence,
             "description": f"{project.name} for {target.name}: {target.description}",

@@ -97,10 +97,11 @@ def build(
     """Distill, quantize, convert, verify and budget-check a model for each target.
 
     Reads the project (teacher, data, labels, input convention, targets) from edgepack.yaml;
-    flags override it. Writes OUT/<target>/ (the model, labels.txt, manifest.json) only when
-    every stage finished; with --copy-to (or copy_to: in edgepack.yaml) the model and labels.txt
-    then go to the app, only if every budget held. Several targets (repeat --target, or --target all) share the teacher,
-    its logits and each distinct student. Exit codes: 0 all budgets hold, 1 a budget is
+    flags override it. Writes OUT/<target>/ (the model, labels.txt, README.md, manifest.json,
+    report.html) only when every stage finished. With --copy-to (or copy_to: in edgepack.yaml)
+    the model and labels.txt then go to the app's folder, only if every budget held. Several
+    targets (repeat --target, or --target all) share the teacher, its logits and each distinct
+    student. Exit codes: 0 all budgets hold, 1 a budget is
     exceeded (the builds are still written), 2 bad input.
     """
     from edgepack import students

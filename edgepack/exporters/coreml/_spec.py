@@ -24,7 +24,7 @@ SCORES_DESCRIPTION = (
 
 
 def input_description(
-    channels: int, height: int, width: int, mean: list[float], std: list[float]
+    channels: int, height: int, width: int, mean: list[float], std: list[float], converts: str = ""
 ) -> str:
     """The image input's description: size, colour space, and the normalisation the model
     applies itself (the formula, mean and std, and the ImageType scale and bias doing it), so
@@ -37,6 +37,7 @@ def input_description(
         f"{width}x{height} {colour} image, 0-255 pixels. The model normalises it itself: "
         f"(pixel / 255 - mean) / std per channel with mean {_numbers(mean)} and std "
         f"{_numbers(std)} (Core ML image scale {scale:.6g}, bias {_numbers(bias)}{gain})."
+        + (f" Then {converts}." if converts else "")
     )
 
 

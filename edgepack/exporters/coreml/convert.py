@@ -220,7 +220,7 @@ def _set_metadata(model: Any, request: ExportRequest, options: CoreMLOptions) ->
     model.user_defined_metadata[_spec.COMPUTE_UNITS_KEY] = options.compute_units
     _, channels, height, width = (int(d) for d in request.example.shape)
     model.input_description[_spec.INPUT_NAME] = _spec.input_description(
-        channels, height, width, list(spec.mean), list(spec.std)
+        channels, height, width, list(spec.mean), list(spec.std), getattr(spec, "converts", "")
     )
     outputs = model.get_spec().description
     model.output_description[outputs.predictedFeatureName] = _spec.LABEL_DESCRIPTION

@@ -115,7 +115,12 @@ def _description_problems(spec: Any, request: ExportRequest) -> list[str]:
     spec_input = request.input
     expected = {
         _spec.INPUT_NAME: _spec.input_description(
-            channels, height, width, list(spec_input.mean), list(spec_input.std)
+            channels,
+            height,
+            width,
+            list(spec_input.mean),
+            list(spec_input.std),
+            getattr(spec_input, "converts", ""),
         ),
         spec.description.predictedFeatureName: _spec.LABEL_DESCRIPTION,
         spec.description.predictedProbabilitiesName: _spec.SCORES_DESCRIPTION,

@@ -16,6 +16,7 @@ Keys (all always present; the request's metadata may add more, such as ``name``)
 - ``input_mean``, ``input_std`` (JSON arrays, one per channel) and ``input_formula``
   (``(pixel / 255 - mean) / std``): what the app does to 0-255 pixels before the model.
 - ``output_name``, ``output_meaning``: the logits, one per label, softmax not applied.
+- ``input_converts`` (only when the model converts its input, e.g. RGB to grayscale inside).
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def expected_props(request: ExportRequest, input_name: str, output_name: str) ->
             "output_meaning": OUTPUT_MEANING,
         }
     )
+    # What the model does to its input beyond the formula (an RGB input folded to the
+    # grayscale a student was trained on), when the request's InputSpec says so.
+    converts = getattr(request.input, "converts", "")
+    if converts:
+        props["input_converts"] = converts
     return props
 
 
