@@ -326,3 +326,17 @@ def test_onnx_python_snippet_runs_and_agrees_with_edgepack(dist: Path, tmp_path:
         logits = onnx_export.predict(tmp_path / "model.onnx", normalised.astype(np.float32))
         expected = (dist / "onnx-app" / "labels.txt").read_text().splitlines()[int(logits.argmax())]
         assert run.stdout.rsplit(" ", 1)[0] == expected, run.stdout
+
+
+def test_every_template_ships_as_package_data() -> None:
+    """setup.cfg ships ``templates/*.md.tmpl``: a template named otherwise would be missing
+    from the wheel while every test here, run from the checkout, still passed."""
+    import configparser
+    from importlib import resources
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    assert config["options.package_data"]["edgepack.appdocs"].split() == ["templates/*.md.tmpl"]
+    folder = resources.files("edgepack.appdocs").joinpath("templates")
+    names = [entry.name for entry in folder.iterdir()]
+    assert names and all(name.endswith(".md.tmpl") for name in names), names
