@@ -174,11 +174,12 @@ def test_a_failed_budget_says_so() -> None:
 
 def test_hostile_labels_stay_string_literals() -> None:
     label = HOSTILE[0]
-    android = render_readme(manifest("tflite", channels=3), HOSTILE)
-    kotlin = literal_after(code_blocks(android, "kotlin")[0], "categoryName() == ")
     # Inside a Kotlin string only \\, \" and \$ may appear escaped; nothing else unescaped.
-    assert re.fullmatch(r'"(?:[^"\\$]|\\[\\"$])*"', kotlin), kotlin
-    assert re.sub(r"\\(.)", r"\1", kotlin[1:-1]) == label
+    for channels, marker in ((3, "categoryName() == "), (1, "labels[best] == ")):
+        android = render_readme(manifest("tflite", channels=channels), HOSTILE)
+        kotlin = literal_after(code_blocks(android, "kotlin")[0], marker)
+        assert re.fullmatch(r'"(?:[^"\\$]|\\[\\"$])*"', kotlin), kotlin
+        assert re.sub(r"\\(.)", r"\1", kotlin[1:-1]) == label
 
     swift = literal_after(
         code_blocks(render_readme(manifest("coreml"), HOSTILE), "swift")[0], "identifier == "
