@@ -162,8 +162,8 @@ def test_an_input_conversion_inside_the_model_is_stated() -> None:
     folded = manifest("tflite", channels=3)
     folded["input"]["converts"] = "RGB to grayscale inside the model: luma = 0.299 R + ..."
     readme = render_readme(folded, LABELS)
-    assert "- Inside the model: RGB to grayscale inside the model: luma = 0.299 R + ..." in readme
-    assert "Inside the model" not in render_readme(manifest("tflite", channels=3), LABELS)
+    assert "\n- RGB to grayscale inside the model: luma = 0.299 R + ...\n" in readme
+    assert "luma" not in render_readme(manifest("tflite", channels=3), LABELS)
 
 
 def test_a_failed_budget_says_so() -> None:

@@ -58,7 +58,7 @@ def render_readme(manifest: dict[str, Any], labels: tuple[str, ...]) -> str:
         channels=facts.channels,
         colour=facts.colour,
         formula=facts.formula,
-        converts=f"\n- Inside the model: {esc.markdown(facts.converts)}" if facts.converts else "",
+        converts=f"\n- {esc.markdown(facts.converts)}" if facts.converts else "",
         mean=_numbers(mean),
         std=_numbers(std),
         gain=_numbers([1 / (255 * s) for s in std]),
