@@ -106,6 +106,7 @@ def test_kill_9_at_each_stage_leaves_nothing_and_the_rerun_succeeds(
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert sorted(p.name for p in out.iterdir()) == ["phone"], "stale staging folders left"
     assert sorted(p.name for p in (out / "phone").iterdir()) == [
+        "README.md",
         "labels.txt",
         "manifest.json",
         "model.tflite",
