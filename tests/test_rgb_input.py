@@ -10,6 +10,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -96,7 +97,7 @@ def test_app_facing_makes_rgb_request() -> None:
 def test_rgb_project_cannot_take_one_channel() -> None:
     rgb = request(InputSpec(channels=3, mean=(0.5,) * 3, std=(0.5,) * 3), channels=3)
     assert app_facing(rgb, 3) is rgb
-    with pytest.raises(ConfigError, match="input.channels: 1 cannot be made from a 3-channel"):
+    with pytest.raises(ConfigError, match=r"input\.channels: 1 cannot be made from a 3-channel"):
         app_facing(rgb, 1)
 
 
@@ -107,7 +108,7 @@ def test_profile_input_channels_default_and_option(tmp_path: Path) -> None:
     assert load_target(str(gray)).input.channels == 1
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"extends": "android", "input": {"channels": 2}}))
-    with pytest.raises(ConfigError, match="input.channels must be one of 1, 3, got 2"):
+    with pytest.raises(ConfigError, match=r"input\.channels must be one of 1, 3, got 2"):
         load_target(str(bad))
 
 
@@ -161,3 +162,16 @@ def test_fold_refuses_student_whose_first_conv_does_not_read_the_image() -> None
 
     with pytest.raises(VerificationError, match="first Conv2d"):
         fold_gray_to_rgb(Odd().eval(), torch.zeros(1, *SHAPE))
+
+
+@needs_tflite
+def test_mediapipe_takes_the_rgb_model_and_refuses_the_gray_one(exported: dict[int, Any]) -> None:
+    """Why RGB is the default: MediaPipe's ImageClassifier refuses a grayscale model (with
+    metadata: "Only RGB color space"; without: "depth = 3 or 4" for the 1×H×W×1 input)."""
+    from edgepack.exporters.tflite import tasks
+
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)
+    indices, _ = tasks.classify(exported[3]["path"], pixels)
+    assert indices.shape == (2,)
+    with pytest.raises(ValueError, match="Only RGB color space is supported"):
+        tasks.classify(exported[1]["path"], pixels)
