@@ -153,3 +153,12 @@ def test_inspection_fails_on_a_file_whose_labels_were_stripped(
     stripped.write_bytes(content[: entry.header_offset])
     with pytest.raises(VerificationError, match="metadata labels attached"):
         tflite.inspect(stripped, exported["request"])
+
+
+def test_mediapipe_refusal_names_what_it_cannot_take() -> None:
+    from edgepack.exporters.tflite.metadata import mediapipe_refusal
+
+    imagenet = InputSpec(3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert "per-channel" in (mediapipe_refusal(imagenet) or "")
+    assert "RGB only" in (mediapipe_refusal(InputSpec(1, (0.5,), (0.5,))) or "")
+    assert mediapipe_refusal(InputSpec(3, (0.5,) * 3, (0.5,) * 3)) is None

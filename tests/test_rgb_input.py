@@ -132,6 +132,8 @@ def test_built_tflite_takes_rgb_and_option_keeps_gray(exported: dict[int, Any]) 
     assert exported[1]["inputs"][0]["shape"] == [1, 28, 28, 1]
     assert exported[3]["metadata"]["input_colour_space"] == "RGB"
     assert exported[1]["metadata"]["input_colour_space"] == "GRAYSCALE"
+    assert "mediapipe_image_classifier" not in exported[3]["metadata"]
+    assert "RGB only" in exported[1]["metadata"]["mediapipe_image_classifier"]
 
 
 @needs_tflite

@@ -78,6 +78,9 @@ def _check_metadata(checks: Checks, path: Path, request: ExportRequest) -> dict[
         f"{metadata.LABELS_FILE} is "
         + ("not attached to the output" if not attached else "not packed or differs from labels"),
     )
+    refusal = metadata.mediapipe_refusal(request.input)
+    if refusal is not None:  # the file is still valid for the support library and others
+        found["mediapipe_image_classifier"] = f"refuses this model: {refusal}"
     return {k: v for k, v in found.items() if k != "packed_files"}
 
 

@@ -127,6 +127,16 @@ def _output_metadata(meta: Any, classes: int, name: str) -> Any:
     )
 
 
+def mediapipe_refusal(spec: InputSpec) -> str | None:
+    """Why MediaPipe Tasks' ImageClassifier would refuse a model with input ``spec`` (its
+    ``image_tensor_specs.cc`` and ``image_preprocessing_graph.cc`` checks), or None."""
+    if spec.channels != 3:
+        return "it takes RGB only (input.channels: 3 converts a grayscale project's input)"
+    if len(set(spec.mean)) > 1 or len(set(spec.std)) > 1:
+        return "it applies one mean and std to every channel (per-channel normalisation)"
+    return None
+
+
 def model_name(request: ExportRequest) -> str:
     return request.metadata.get("name") or "image classifier"
 
