@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 MANIFEST_VERSION = 1
 _VERSIONED = {
-    "tflite": ("litert-torch", "ai-edge-litert", "torchao"),
+    "tflite": ("litert-torch", "ai-edge-litert", "torchao", "mediapipe"),
     "onnx": ("onnx", "onnxruntime"),
     "coreml": ("coremltools", "torchao"),
 }
@@ -60,7 +60,8 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
         "input": {
             **_io(inspection, "inputs"),
             "example_nchw_shape": list(example.shape),
-            **project.input.to_dict(),
+            # as the app feeds it: a grayscale project's model may take RGB (exporters/_input.py)
+            **record.export.request.input.to_dict(),
         },
         "output": {
             **_io(inspection, "outputs"),

@@ -88,9 +88,12 @@ class InputSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     size: int | None = None
+    # What the model does with its input beyond the formula, when the app-facing input differs
+    # from the project's (edgepack.exporters._input: RGB folded into a grayscale student).
+    converts: str = field(default="", repr=False)  # repr keys the student cache: unchanged
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "layout": "NHWC",
             "dtype": "float32",
             "channels": self.channels,
@@ -98,6 +101,9 @@ class InputSpec:
             "std": list(self.std),
             "formula": "(pixel / 255 - mean) / std",
         }
+        if self.converts:
+            found["converts"] = self.converts
+        return found
 
 
 @dataclass(frozen=True)

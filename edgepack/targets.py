@@ -38,6 +38,7 @@ from edgepack.exporters import format_names, options_class
 KNOWN_FORMATS = format_names()
 KNOWN_SCHEMES = ("int8",)
 SIZE_COUNTS = ("raw", "compressed")
+APP_INPUT_CHANNELS = (1, 3)
 TARGETS_DIR_ENV = "EDGEPACK_TARGETS_DIR"
 MAX_EXTENDS = 16
 _SHIPPED_TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"
@@ -124,6 +125,16 @@ class QuickSpec:
 
 
 @dataclass(frozen=True)
+class AppInputSpec:
+    """The model's app-facing input. ``channels: 3`` (the default) makes a grayscale
+    project's model take RGB, as camera frames and MediaPipe's ImageClassifier need: the luma
+    weights fold into the first convolution (edgepack/exporters/_input.py), no extra op.
+    ``channels: 1`` keeps the grayscale input. An RGB project must keep 3."""
+
+    channels: int = field(default=3, metadata=one_of(APP_INPUT_CHANNELS))
+
+
+@dataclass(frozen=True)
 class Target:
     """A fully resolved device profile: what to build, how, and the budgets it must meet."""
 
@@ -140,6 +151,8 @@ class Target:
     # Absent from profiles written before baselines existed (and from their manifests): every
     # threshold then defaults to None.
     regression: RegressionSpec = field(default_factory=RegressionSpec)
+    # Absent from profiles recorded by older manifests; only the build reads it.
+    input: AppInputSpec = field(default_factory=AppInputSpec)
     # The format's own options: keys and types come from the exporter's OPTIONS dataclass
     # (edgepack/exporters/<format>.py), checked once the format is known.
     export: Any = field(default=None)

@@ -61,8 +61,13 @@ def test_manifest_describes_the_artifact(built: tuple[Path, Result]) -> None:
     entry = manifest["files"]["model.tflite"]
     assert entry["bytes"] == model.stat().st_size
     assert entry["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
-    assert manifest["input"]["shape"] == [1, 28, 28, 1]
-    assert manifest["input"]["dtype"] == "float32" and manifest["input"]["mean"] == [0.286]
+    # A grayscale project's model takes RGB (the luma folded into its first convolution).
+    assert manifest["input"]["shape"] == [1, 28, 28, 3] and manifest["input"]["channels"] == 3
+    assert manifest["input"]["dtype"] == "float32" and manifest["input"]["mean"] == [0.286] * 3
+    assert "BT.601" in manifest["input"]["converts"]
+    # TFLite Model Metadata is inside the shipped file, and its bytes count in the size.
+    assert manifest["inspection"]["metadata"]["output_label_files"] == ["labels.txt"]
+    assert 0 < manifest["quantization"]["metadata_bytes"] < entry["bytes"]
     assert manifest["output"]["shape"] == [1, 10]
     assert manifest["effort"] == "quick" and manifest["passed"] is True
     accuracy = manifest["accuracy"]

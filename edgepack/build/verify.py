@@ -21,13 +21,16 @@ if TYPE_CHECKING:
 
 def verify(context: BuildContext, got: Products) -> Verification:
     from edgepack.exporters import get_exporter, runtime_unavailable
+    from edgepack.exporters._input import match_channels
 
     fmt = context.target.format
     exporter = get_exporter(fmt)
     export, data = got[ExportResult], got[PreparedData]
     inspection = exporter.inspect(export.int8.path, export.request)
     skipped = runtime_unavailable(fmt)
-    nhwc = data.test_x.permute(0, 2, 3, 1).contiguous().numpy()
+    # A grayscale project's RGB model sees each gray image as equal R, G and B (same luma).
+    test_x = match_channels(data.test_x, export.request.input.channels)
+    nhwc = test_x.permute(0, 2, 3, 1).contiguous().numpy()
     logits = None
     if skipped is None:
         logits = exporter.predict(export.int8.path, nhwc, threads=context.target.runner.threads)
@@ -44,7 +47,7 @@ def verify(context: BuildContext, got: Products) -> Verification:
         "max_abs_diff_vs_float_student": float(np.abs(logits - student.test_logits).max()),
     }
     if export.int8.reference is not None:
-        reference = batched(export.int8.reference, data.test_x)
+        reference = batched(export.int8.reference, test_x)
         found["top1_agreement_vs_torch_int8"] = agreement(logits, reference)
         found["max_abs_diff_vs_torch_int8"] = float(np.abs(logits - reference).max())
         _require_agreement(exporter, fmt, found["top1_agreement_vs_torch_int8"], len(data.test))

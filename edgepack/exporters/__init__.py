@@ -53,7 +53,13 @@ class Format:
 FORMATS: Registry[Format] = Registry("export format")
 FORMATS.add(
     "tflite",
-    Format("edgepack.exporters.tflite", ("litert_torch", "ai_edge_litert"), "tflite", ".tflite"),
+    # mediapipe: the TFLite metadata schema bindings (exporters/tflite/metadata.py)
+    Format(
+        "edgepack.exporters.tflite",
+        ("litert_torch", "ai_edge_litert", "mediapipe"),
+        "tflite",
+        ".tflite",
+    ),
 )
 FORMATS.add("onnx", Format("edgepack.exporters.onnx", ("onnx", "onnxruntime"), "onnx", ".onnx"))
 FORMATS.add(

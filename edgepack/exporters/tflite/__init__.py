@@ -6,8 +6,12 @@ come out with int8 input and output tensors and no converter flag makes them flo
 op behind it, the app-facing tensors keeping the public names. Every int8 export is checked
 before it is written: edited and unedited models must agree exactly, and no float islands.
 
+The shipped file carries TFLite Model Metadata (name, input colour space and normalisation, the
+labels as an associated file), so MediaPipe Tasks and the LiteRT support library load it as it is.
+
 Split by role: :mod:`.convert` (export), :mod:`.inspect` (structural checks), :mod:`.runtime`
-(predict, latency), :mod:`._graph` (reading and editing the flatbuffer).
+(predict, latency), :mod:`._graph` (reading and editing the flatbuffer), :mod:`.metadata`
+(Model Metadata), :mod:`.tasks` (MediaPipe's ImageClassifier on the file, for the proof).
 """
 
 from __future__ import annotations

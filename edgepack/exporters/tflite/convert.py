@@ -4,7 +4,8 @@ Static PT2E models come out with int8 input and output tensors and no converter 
 float, so :func:`lower_int8` edits the flatbuffer (:mod:`._graph`): a QUANTIZE op in front of
 the graph and a DEQUANTIZE op behind it, the app-facing tensors keeping the public names. Every
 int8 export is checked before it is written: edited and unedited models must agree exactly, and
-no float islands.
+no float islands. :func:`export_int8` then adds TFLite Model Metadata and ``labels.txt``
+(:mod:`.metadata`), so the shipped file loads in MediaPipe Tasks as it is.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from edgepack.errors import InputError
 from edgepack.exporters._base import ExportRequest, Int8Export
-from edgepack.exporters.tflite import _graph
+from edgepack.exporters.tflite import _graph, metadata
 
 if TYPE_CHECKING:
     import torch
@@ -42,8 +43,19 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
         request.student, request.example, request.calibration, per_channel=request.per_channel
     )
     lower_int8(quantized, request.example, path)
+    bare = path.read_bytes()
+    shipped = metadata.add_metadata(bare, request, _graph.INPUT_NAME, _graph.OUTPUT_NAME)
+    path.write_bytes(shipped)
     weights = "per-channel" if request.per_channel else "per-tensor"
-    return Int8Export(path, quantized, {"route": "PT2E → litert-torch", "weights": weights})
+    details = {
+        "route": "PT2E → litert-torch",
+        "weights": weights,
+        # Counted in the artifact's size (and so in max_size_kb): the file as apps load it.
+        "metadata_bytes": len(shipped) - len(bare),
+        "metadata": f"TFLite Model Metadata {metadata.MIN_PARSER_VERSION} with "
+        f"{metadata.LABELS_FILE} attached",
+    }
+    return Int8Export(path, quantized, details)
 
 
 def lower_int8(quantized: torch.fx.GraphModule, example: torch.Tensor, path: Path) -> Path:

@@ -1,0 +1,59 @@
+"""The built .tflite in MediaPipe Tasks' ImageClassifier (the task graph Android apps run):
+given only the file and raw pixels, it must pick the class edgepack's LiteRT verification picks
+on every held-out image, and name it with the model's labels."""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from edgepack.cli import main
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        any(find_spec(p) is None for p in ("litert_torch", "ai_edge_litert", "mediapipe")),
+        reason="needs the tflite extra: pip install 'edgepack[tflite]'",
+    ),
+]
+IMAGES = 1000  # the quick build's held-out count; scripts/mediapipe_agreement.py runs all 10 k
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
+    """A quick android build of the sample (the student is shared with test_build's through
+    the cache); timed on the host, the latency is not what this test is about."""
+    tmp = tmp_path_factory.mktemp("mediapipe")
+    profile = tmp / "app.yaml"
+    relaxed = {"max_accuracy_drop_pp": 60.0, "min_accuracy": 0.3}
+    profile.write_text(yaml.safe_dump({"extends": "android", "budgets": relaxed, "runner": "host"}))
+    args = ["build", "--quick", "--no-progress", "--target", str(profile)]
+    result = CliRunner().invoke(
+        main, [*args, "--out", str(tmp / "dist"), "--cache-dir", str(shared_cache)]
+    )
+    assert result.exit_code == 0, result.output
+    return tmp / "dist" / "app" / "model.tflite"
+
+
+def test_mediapipe_picks_what_litert_verification_picks(model: Path) -> None:
+    from edgepack.datasets import load_fashion_mnist
+    from edgepack.distill import to_model_input
+    from edgepack.exporters import tflite
+    from edgepack.exporters._input import match_channels
+    from edgepack.exporters.tflite import tasks
+    from edgepack.project import sample_project
+
+    pixels = load_fashion_mnist("test").images[:IMAGES]
+    x = match_channels(to_model_input(pixels, sample_project().input, 28), 3)
+    litert = tflite.predict(model, x.permute(0, 2, 3, 1).contiguous().numpy()).argmax(1)
+    mediapipe, names = tasks.classify(model, pixels)  # no normalisation given: from metadata
+    differ = np.flatnonzero(litert != mediapipe)
+    assert differ.size == 0, f"MediaPipe differs on {differ.size} of {IMAGES}: {differ[:10]}"
+    labels = (model.parent / "labels.txt").read_text().splitlines()
+    assert names == [labels[i] for i in mediapipe]
+    assert len(set(mediapipe.tolist())) == len(labels)  # a trained model, not a constant
