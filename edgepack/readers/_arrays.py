@@ -13,7 +13,14 @@ import numpy as np
 
 from edgepack.datasets import ImageSet, read_idx
 from edgepack.errors import InputError
-from edgepack.readers._common import LoadedImages, Options, SourceSummary, resize_array, size_error
+from edgepack.readers._common import (
+    LoadedImages,
+    Options,
+    SourceSummary,
+    resize_array,
+    sample_index,
+    size_error,
+)
 from edgepack.readers._npz import load_npz
 
 log = logging.getLogger(__name__)
@@ -59,6 +66,9 @@ def _from_arrays(
 ) -> LoadedImages:
     images = _as_nhwc_uint8(path, images)
     checked = None if labels is None else _check_labels(path, labels, len(images), options.classes)
+    pick = sample_index(len(images), options.sample)
+    if len(pick) < len(images):  # before any conversion or resizing
+        images, checked = images[pick], None if checked is None else checked[pick]
     if options.channels is not None:
         images = _to_channels(images, options.channels)
     target = options.size or (images.shape[1], images.shape[2])
