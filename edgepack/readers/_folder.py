@@ -146,7 +146,9 @@ def read_folder(root: Path, options: Options) -> LoadedImages:
         data = _decode_in_memory(root, folder, targets, options)
     else:
         key = _cache_key(options.cache_dir, root, folder.files, options)
-        data = _load_cached(root, key) or _decode_to_store(root, folder, targets, options, key)
+        data = _load_cached(root, folder, options, key) or _decode_to_store(
+            root, folder, targets, options, key
+        )
     return LoadedImages(data, folder.classes, "image folder")
 
 
@@ -308,7 +310,12 @@ def _cache_key(cache_dir: Path, root: Path, files: list[Path], options: Options)
 _META = "decoded images index"
 
 
-def _load_cached(root: Path, key: Path) -> ImageSet | None:
+# Files decoded again on a cache hit and compared with their stored rows: a store and index
+# that check out (size, sampled blocks, counts) can still be another folder's, or forged.
+SPOT_CHECK_FILES = 4
+
+
+def _load_cached(root: Path, folder: _Folder, options: Options, key: Path) -> ImageSet | None:
     """A cache hit, or None (missing, damaged or foreign entries are recomputed, not trusted)."""
     meta_path = key.with_suffix(".json")
     entry = read_entry(meta_path, _META)
@@ -319,16 +326,31 @@ def _load_cached(root: Path, key: Path) -> ImageSet | None:
         meta = json.loads(entry[0])
         if opened is None:
             raise ValueError("its image store is missing or damaged")
+        store = opened[0]
         count, labels = meta["count"], meta["labels"]
-        if count != len(opened[0]) or (labels is not None and len(labels) != count):
-            raise ValueError(f"it lists {count} images, the store holds {len(opened[0])}")
+        if count != len(store) or (labels is not None and len(labels) != count):
+            raise ValueError(f"it lists {count} images, the store holds {len(store)}")
+        if meta["content_sha256"] != store.content_sha256:
+            raise ValueError("it was written with another image store")
         skipped = tuple(Skipped(str(root / str(p)), str(r)) for p, r in meta["skipped"])
         array = None if labels is None else np.array(labels, np.int64)
+        _spot_check(folder, options, store, {s.path for s in skipped})
     except (KeyError, TypeError, ValueError) as exc:
-        log.warning("ignoring unreadable image cache %s: %s", meta_path, exc)
+        log.warning("ignoring unreadable image cache %s: %s; recomputing it", meta_path, exc)
         return None
     log.info("decoded images from cache %s", key)
-    return ImageSet(opened[0], array, skipped)
+    return ImageSet(store, array, skipped)
+
+
+def _spot_check(folder: _Folder, options: Options, store: StoredImages, skipped: set[str]) -> None:
+    kept = [path for path in folder.files if str(path) not in skipped]
+    if len(kept) != len(store):
+        raise ValueError(f"{len(kept)} of the folder's files decode, the store holds {len(store)}")
+    for row in sample_index(len(kept), SPOT_CHECK_FILES).tolist():
+        target = options.size if options.resize is not None else None
+        fresh = _decode(kept[row], options.channels, target, options.resize)
+        if not isinstance(fresh, np.ndarray) or not np.array_equal(fresh, store[row]):
+            raise ValueError(f"its image {row} differs from {shown(kept[row])} decoded afresh")
 
 
 def _decode_to_store(
@@ -355,6 +377,7 @@ def _decode_to_store(
     labels = data.labels
     meta = {
         "count": len(data),
+        "content_sha256": data.images.content_sha256,  # type: ignore[union-attr]
         "labels": None if labels is None else labels.tolist(),
         # Relative, so a moved data folder still hits the cache and reports its own paths.
         "skipped": [[Path(s.path).relative_to(root).as_posix(), s.reason] for s in data.skipped],
