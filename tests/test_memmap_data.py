@@ -19,6 +19,7 @@ from PIL import Image
 from edgepack import _cache
 from edgepack.batches import ModelInputs, inference_batch, to_model_input
 from edgepack.datasets import ImageSet
+from edgepack.errors import InputError
 from edgepack.imagestore import HEADER_BYTES, StoredImages, open_store, write_store
 from edgepack.project import InputSpec
 from edgepack.readers import _folder as folder_reader
@@ -205,7 +206,7 @@ def test_a_folder_with_odd_sizes_streams_through_the_crop_policy(tmp_path: Path)
     root = tmp_path / "data"
     _folder(root, 4)
     Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(root / "a" / "wide.png")
-    with pytest.raises(Exception, match="data.resize"):  # no policy: refused, nothing cached
+    with pytest.raises(InputError, match=r"data\.resize"):  # no policy: refused, nothing cached
         read_images(root, channels=3, size=(16, 16), cache_dir=tmp_path / "cache")
     assert not list((tmp_path / "cache" / "images").glob("*.npy"))
     loaded = read_images(
@@ -223,6 +224,7 @@ _STEP = textwrap.dedent(
     import numpy as np, torch
     from edgepack.batches import ModelInputs, to_model_input
     from edgepack.datasets import ImageSet
+from edgepack.errors import InputError
     from edgepack.distill import distill, teacher_logits
     from edgepack.imagestore import write_store
     from edgepack.project import InputSpec
