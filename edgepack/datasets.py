@@ -111,8 +111,9 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 
-# Arrays edgepack holds in memory as one block (IDX and .npz data, the decoded-image cache):
-# 8 GB is 10x ImageNet-val at 96x96 RGB, and more than the 2-core CI machines have.
+# Arrays edgepack holds in memory as one block (IDX and .npz data; decoded folders go to a store
+# on disk instead): 8 GB is 10x ImageNet-val at 96x96 RGB, and more than the 2-core CI machines
+# have.
 MAX_ARRAY_BYTES = 8 << 30
 # IDX files hold labels (1-D) or images (3-D, 4-D with channels); the format allows 255 dims.
 _IDX_MAX_DIMS = 4

@@ -281,3 +281,21 @@ def test_peak_memory_of_the_data_path_does_not_grow_with_the_image_count(tmp_pat
     in_memory = _peak_mb(20_000, "memory", tmp_path / "memory")
     assert large - small < margin, (small, large)
     assert in_memory - small > 5 * margin, (small, in_memory)
+
+
+def test_upscaled_arrays_go_to_a_store_chunk_by_chunk(tmp_path: Path) -> None:
+    """An .npz of small images upscaled to the input size (CIFAR's 32 px to 224 px is 49× the
+    bytes) is resized into the store with a cache folder: the same pixels as in memory."""
+    np.savez(tmp_path / "small.npz", images=_pixels(300, 8), labels=np.arange(300) % 3)
+    options: dict[str, Any] = {"channels": 3, "size": (20, 20), "resize": "stretch"}
+    in_memory = read_images(tmp_path / "small.npz", **options).data
+    stored = read_images(tmp_path / "small.npz", cache_dir=tmp_path / "cache", **options).data
+    assert isinstance(stored.images, StoredImages) and not isinstance(
+        in_memory.images, StoredImages
+    )
+    np.testing.assert_array_equal(np.asarray(stored.images), in_memory.images)
+    (store,) = (tmp_path / "cache" / "images").glob("*.npy")
+    written = store.stat().st_mtime_ns
+    again = read_images(tmp_path / "small.npz", cache_dir=tmp_path / "cache", **options).data
+    assert store.stat().st_mtime_ns == written  # reused, not rewritten
+    assert again.fingerprint() == stored.fingerprint()
