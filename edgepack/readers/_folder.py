@@ -395,7 +395,6 @@ def _stream(
     height, width = options.size
     keep: list[int] = []
     skipped: list[Skipped] = []
-    sizes: Counter[tuple[int, int]] = Counter()
     with write_store(path, (height, width, options.channels)) as out:
         offset = 0
         for results in _decode_chunks(files, options):
@@ -404,9 +403,8 @@ def _stream(
                 if isinstance(result, str):
                     skipped.append(Skipped(str(files[number]), result))
                     continue
-                sizes[result.shape[:2]] += 1
                 if result.shape[:2] != (height, width):
-                    raise size_error(root, sizes, str(files[number]), options.size)
+                    raise size_error(root, _header_sizes(files), str(files[number]), options.size)
                 good.append(result)
                 keep.append(number)
             offset += len(results)
@@ -420,6 +418,21 @@ def _stream(
             )
     assert out.result is not None
     return out.result, keep, tuple(skipped)
+
+
+def _header_sizes(files: list[Path]) -> Counter[tuple[int, int]]:
+    """(height, width) counts from the files' headers (no decoding), for the error that lists
+    the sizes a folder holds: a streamed read stops at the first odd image."""
+    from PIL import Image
+
+    sizes: Counter[tuple[int, int]] = Counter()
+    for path in files:
+        with contextlib.suppress(Exception), Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF says rotated by 90°
+                width, height = height, width
+            sizes[(height, width)] += 1
+    return sizes
 
 
 def _store_array(images: np.ndarray, path: Path) -> StoredImages:
