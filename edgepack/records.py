@@ -69,6 +69,10 @@ class PreparedData:
     def summary(self) -> str:
         side = self.resolution
         text = f"{len(self.train)} train / {len(self.test)} held-out images at {side}×{side}"
+        from edgepack.imagestore import StoredImages
+
+        if isinstance(self.train.images, StoredImages):
+            text += " (uint8 store on disk, converted per batch)"
         skipped = sum(part.get("skipped", 0) for part in self.report.values())
         if skipped:
             text += f"; {skipped} unreadable file(s) skipped (listed in the manifest)"
