@@ -11,8 +11,9 @@ checkpoints after every epoch; an interrupted build resumes where it stopped.
 
 The data path is uint8 images converted per batch (:class:`edgepack.batches.ModelInputs`,
 read from memory or from the on-disk store) and batched tensor ops (flips, shifts): the trainer
-never waits on decoding, and no float copy of the data set is made. ``DistillStats`` records the time spent preparing batches, in
-the teacher and in training steps, so the manifest shows the ratio.
+never waits on decoding, and no float copy of the data set is made. ``DistillStats`` records
+the time spent preparing batches, in the teacher and in training steps, so the manifest shows
+the ratio.
 """
 
 from __future__ import annotations

@@ -29,6 +29,16 @@ PROBE_IMAGES = 256
 # 224 is what ImageNet-trained teachers (ResNet-50, MobileNets, EfficientNet-B0) take, and
 # camera frames are decoded once into a uint8 store at this size (150 KB an image).
 CAMERA_SIDE = 224
+# From this input side up, init writes the camera-sized profile (a student that downsamples
+# 32×, targets/android-camera.yaml); below it, the android profile's small-input student.
+CAMERA_MIN_SIDE = 96
+
+
+def default_targets(size: int) -> tuple[str, ...]:
+    """The profiles init writes for an input of ``size`` pixels."""
+    return ("android-camera",) if size >= CAMERA_MIN_SIDE else ("android",)
+
+
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
@@ -209,6 +219,15 @@ def _one_line(text: str) -> str:
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
+def _targets_note(size: int) -> str:
+    if size < CAMERA_MIN_SIDE:
+        return ""
+    return (
+        f"   # {size} px input: MobileNetV2 ×0.5 downsampling 32× (android keeps the full "
+        "resolution of 28 px inputs)"
+    )
+
+
 def _render(s: Starter, base: Path) -> str:
     def rel(path: Path) -> str:
         try:
@@ -289,6 +308,6 @@ data:
 
 # Device profiles from `edgepack targets`, or paths to your own .yaml (`extends: android`
 # and change the budgets there).
-targets: [android]
+targets: [{", ".join(default_targets(s.size))}]{_targets_note(s.size)}
 out: dist
 """

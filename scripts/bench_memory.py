@@ -13,8 +13,11 @@ Each measurement runs in a fresh subprocess and reports its ``ru_maxrss``:
 
 Both then run the same distillation step as :func:`edgepack.distill.distill` (index, channels
 last, student forward, KD loss, backward, SGD) for ``--steps`` timed steps after 2 warm-up
-steps, on the android profile's student (mobilenetv2_small ×0.6) at 224 px, batch 64. The
-teacher's logits are random (their values do not change the step's cost or memory).
+steps, at 224 px, batch 64 (the profiles' batch), on ``--family`` (default ``mobilenetv2``
+×0.5, the 32×-downsampling student for camera-sized inputs; the profiles' ``mobilenetv2_small``
+keeps its first stage at full resolution, which at 224 px holds about 5 GB of activations for
+one batch of 64 and trains several times slower). The teacher's logits are random (their
+values do not change the step's cost or memory).
 
     python scripts/bench_memory.py prepare --images 200000 --dir /work/tmp/bench
     python scripts/bench_memory.py measure --mode after --images 20000 --dir /work/tmp/bench
@@ -63,7 +66,9 @@ def prepare(folder: Path, images: int) -> None:
     print(f"wrote {images} images in {time.perf_counter() - started:.0f} s to {store_path(folder)}")
 
 
-def measure(folder: Path, mode: str, images: int, steps: int) -> dict[str, float]:
+def measure(
+    folder: Path, mode: str, images: int, steps: int, family: str, width: float
+) -> dict[str, float]:
     """One measurement, in this process (``main`` runs it in a subprocess)."""
     import torch
 
@@ -86,7 +91,7 @@ def measure(folder: Path, mode: str, images: int, steps: int) -> dict[str, float
     prepared = time.perf_counter() - started
     logits = torch.randn(images, CLASSES)
     labels = torch.randint(0, CLASSES, (images,))
-    student = create("mobilenetv2_small", width=0.6, num_classes=CLASSES, in_channels=3)
+    student = create(family, width=width, num_classes=CLASSES, in_channels=3)
     student.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     order = torch.randperm(images, generator=torch.Generator().manual_seed(0))
@@ -109,15 +114,19 @@ def measure(folder: Path, mode: str, images: int, steps: int) -> dict[str, float
         "images": images,
         "prepare_s": round(prepared, 1),
         "steps": steps,
+        "student": f"{family} x{width:g}",
         "images_per_s": round(steps * BATCH / seconds, 1),
         "data_images_per_s": round(steps * BATCH / data_seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
 
-def in_subprocess(folder: Path, mode: str, images: int, steps: int) -> dict[str, float]:
+def in_subprocess(
+    folder: Path, mode: str, images: int, args: argparse.Namespace
+) -> dict[str, float]:
     command = [sys.executable, __file__, "measure", "--mode", mode, "--images", str(images)]
-    command += ["--steps", str(steps), "--dir", str(folder)]
+    command += ["--steps", str(args.steps), "--dir", str(folder), "--family", args.family]
+    command += ["--width", str(args.width)]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -128,20 +137,23 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, required=True, help="where the store lives")
     parser.add_argument("--images", type=int, default=20000)
     parser.add_argument("--mode", choices=("before", "after"), default="after")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (after 2 warm-up)")
     parser.add_argument("--before", type=int, nargs="*", default=[1000, 2000, 3000])
+    parser.add_argument("--family", default="mobilenetv2", help="student family")
+    parser.add_argument("--width", type=float, default=0.5, help="student width")
     parser.add_argument("--after", type=int, nargs="*", default=[20000, 200000])
     args = parser.parse_args()
     if args.command == "prepare":
         args.dir.mkdir(parents=True, exist_ok=True)
         prepare(args.dir, args.images)
     elif args.command == "measure":
-        print(json.dumps(measure(args.dir, args.mode, args.images, args.steps)))
+        found = measure(args.dir, args.mode, args.images, args.steps, args.family, args.width)
+        print(json.dumps(found))
     else:
         rows = []
         for mode, counts in (("before", args.before), ("after", args.after)):
             for count in counts:
-                rows.append(in_subprocess(args.dir, mode, count, args.steps))
+                rows.append(in_subprocess(args.dir, mode, count, args))
                 print(json.dumps(rows[-1]), flush=True)
         before = [row for row in rows if row["mode"] == "before"]
         if len(before) >= 2:  # least squares: RSS = base + per_image × images

@@ -12,7 +12,8 @@ from PIL import Image
 
 from edgepack.config import load_project
 from edgepack.imagestore import StoredImages
-from edgepack.starter import resize_policy
+from edgepack.starter import default_targets, resize_policy
+from edgepack.targets import load_target
 
 
 class RgbNet(torch.nn.Module):
@@ -55,9 +56,13 @@ def test_init_on_224px_rgb_frames_writes_camera_defaults(teacher: Path, tmp_path
     text = config.read_text()
     assert "size: 224" in text and "channels: 3" in text
     assert "resize: crop" in text  # a 4:3 frame among them: centre crop, not squashed
+    assert "targets: [android-camera]" in text  # a student that downsamples 32×
 
     project = load_project(config)
     assert project.input.size == 224 and project.input.channels == 3
+    (profile,) = project.targets
+    target = load_target(profile).with_resolution(project.input.size)
+    assert (target.student.family, target.student.resolution) == ("mobilenetv2", 224)
     data = project.load_data(tmp_path / "cache", False)
     images = data.train.images
     assert isinstance(images, StoredImages)  # streamed into the uint8 store on disk
@@ -71,3 +76,8 @@ def test_resize_policy() -> None:
     assert resize_policy({(224, 224)}, 224) is None
     assert resize_policy({(256, 256), (224, 224)}, 224) == "stretch"  # same pixels as crop
     assert resize_policy({(480, 640), (224, 224)}, 224) == "crop"
+
+
+def test_camera_profile_from_96_px() -> None:
+    assert default_targets(28) == ("android",) and default_targets(64) == ("android",)
+    assert default_targets(96) == default_targets(224) == ("android-camera",)
