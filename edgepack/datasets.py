@@ -2,6 +2,9 @@
 
 Everything downstream sees a :class:`ImageSet`: uint8 pixels in NHWC and int64 labels. Keeping
 raw pixels (not normalised floats) makes hashes stable and memory small (60 k × 28² = 47 MB).
+Pixels too many for memory live in a store on disk (:class:`~edgepack.imagestore.StoredImages`)
+that an ImageSet holds in place of an array: subsets and splits are views, nothing is read until
+a batch is.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 
 from edgepack._archives import MAX_RATIO, Readable, fill, human
 from edgepack.errors import InputError
+from edgepack.imagestore import StoredImages
 
 # Debian's `dataset-fashion-mnist` package (MIT licence) installs the IDX files here.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -45,11 +49,11 @@ class Skipped:
 
 @dataclass(frozen=True)
 class ImageSet:
-    """``images``: uint8 (N, H, W, C); ``labels``: int64 (N,), or None for unlabelled images
-    (the teacher labels them for distillation; accuracy cannot be measured on them).
-    ``skipped``: unreadable files the reader left out."""
+    """``images``: uint8 (N, H, W, C), in memory or in a store on disk; ``labels``: int64 (N,),
+    or None for unlabelled images (the teacher labels them for distillation; accuracy cannot be
+    measured on them). ``skipped``: unreadable files the reader left out."""
 
-    images: np.ndarray
+    images: np.ndarray | StoredImages
     labels: np.ndarray | None
     skipped: tuple[Skipped, ...] = ()
 
@@ -61,9 +65,12 @@ class ImageSet:
         return self.labels is not None
 
     def take(self, index: np.ndarray) -> ImageSet:
-        """The items at ``index`` (labels follow; ``skipped`` is kept for the report)."""
+        """The items at ``index`` (labels follow; ``skipped`` is kept for the report). A stored
+        set gives a view of the same store."""
         labels = None if self.labels is None else self.labels[index]
-        return ImageSet(self.images[index], labels, self.skipped)
+        images = self.images
+        taken = images.take(index) if isinstance(images, StoredImages) else images[index]
+        return ImageSet(taken, labels, self.skipped)
 
     def subset(self, count: int, seed: int = 0) -> ImageSet:
         """A seeded random subset of at most ``count`` items (all of them if fewer)."""
@@ -74,21 +81,27 @@ class ImageSet:
     def fingerprint(self) -> str:
         """sha256 over shapes, pixels and labels: the key for cached teacher outputs and
         checkpoints. Computed once per set (the arrays are never modified in place): a build
-        asks for it per cache key and per target, and hashing 47 MB each time adds up."""
+        asks for it per cache key and per target, and hashing 47 MB each time adds up. Pixels
+        in memory are hashed a block of rows at a time (no copy of the set); a stored set
+        contributes its store's recorded content hash and its rows, so 30 GB are not re-read."""
         cached = self.__dict__.get("_fingerprint")
         if cached is None:
             digest = hashlib.sha256()
-            labels = self.labels
-            digest.update(
-                repr((self.images.shape, None if labels is None else labels.shape)).encode()
-            )
-            digest.update(np.ascontiguousarray(self.images).tobytes())
+            labels, images = self.labels, self.images
+            digest.update(repr((images.shape, None if labels is None else labels.shape)).encode())
+            if isinstance(images, StoredImages):
+                digest.update(f"store:{images.identity()}".encode())
+            else:
+                for start in range(0, len(images), _HASH_ROWS):
+                    digest.update(np.ascontiguousarray(images[start : start + _HASH_ROWS]).data)
             if labels is not None:
-                digest.update(np.ascontiguousarray(labels).tobytes())
+                digest.update(np.ascontiguousarray(labels).data)
             cached = digest.hexdigest()
             object.__setattr__(self, "_fingerprint", cached)  # frozen: bypass, as a cache
         return str(cached)
 
+
+_HASH_ROWS = 4096
 
 _IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
@@ -98,8 +111,9 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 
-# Arrays edgepack holds in memory as one block (IDX and .npz data, the decoded-image cache):
-# 8 GB is 10x ImageNet-val at 96x96 RGB, and more than the 2-core CI machines have.
+# Arrays edgepack holds in memory as one block (IDX and .npz data; decoded folders go to a store
+# on disk instead): 8 GB is 10x ImageNet-val at 96x96 RGB, and more than the 2-core CI machines
+# have.
 MAX_ARRAY_BYTES = 8 << 30
 # IDX files hold labels (1-D) or images (3-D, 4-D with channels); the format allows 255 dims.
 _IDX_MAX_DIMS = 4

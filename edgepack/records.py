@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from edgepack.batches import ModelInputs
     from edgepack.budgets import Verdict
     from edgepack.datasets import ImageSet
     from edgepack.exporters import ExportRequest, Int8Export
@@ -50,13 +51,17 @@ class TeacherModel:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """The project's images at the student's resolution, as model inputs (normalised NCHW)."""
+    """The project's images, and the same images as model inputs at the student's resolution.
+
+    The images stay uint8 (in memory, or in a store on disk for large sets); ``*_x`` convert
+    to normalised float32 NCHW only the batch a consumer indexes (:class:`ModelInputs`), so
+    no float copy of a data set is ever made."""
 
     train: ImageSet
     test: ImageSet
-    train_x: torch.Tensor
-    test_x: torch.Tensor
-    calibration_x: torch.Tensor
+    train_x: ModelInputs
+    test_x: ModelInputs
+    calibration_x: ModelInputs
     resolution: int
     teacher: TeacherModel  # checked on this data: its input layout is known
     report: dict[str, Any] = field(default_factory=dict)  # sources, counts, skipped files
@@ -64,6 +69,10 @@ class PreparedData:
     def summary(self) -> str:
         side = self.resolution
         text = f"{len(self.train)} train / {len(self.test)} held-out images at {side}×{side}"
+        from edgepack.imagestore import StoredImages
+
+        if isinstance(self.train.images, StoredImages):
+            text += " (uint8 store on disk, converted per batch)"
         skipped = sum(part.get("skipped", 0) for part in self.report.values())
         if skipped:
             text += f"; {skipped} unreadable file(s) skipped (listed in the manifest)"

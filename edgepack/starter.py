@@ -25,6 +25,20 @@ from edgepack.errors import InputError
 from edgepack.teachers import TeacherSpec
 
 PROBE_IMAGES = 256
+# The input side init proposes when the teacher does not fix one and the images are larger:
+# 224 is what ImageNet-trained teachers (ResNet-50, MobileNets, EfficientNet-B0) take, and
+# camera frames are decoded once into a uint8 store at this size (150 KB an image).
+CAMERA_SIDE = 224
+# From this input side up, init writes the camera-sized profile (a student that downsamples
+# 32×, targets/android-camera.yaml); below it, the android profile's small-input student.
+CAMERA_MIN_SIDE = 96
+
+
+def default_targets(size: int) -> tuple[str, ...]:
+    """The profiles init writes for an input of ``size`` pixels."""
+    return ("android-camera",) if size >= CAMERA_MIN_SIDE else ("android",)
+
+
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
@@ -67,8 +81,7 @@ def inspect(teacher: TeacherSpec, data: Path) -> Starter:
     loaded = load_teacher(teacher)
     info = loaded.info
     size, channels = _shape(info, summary)
-    sizes = set(summary.sizes)
-    resize = None if sizes == {(size, size)} else "stretch"
+    resize = resize_policy(set(summary.sizes), size)
     if (
         info.num_classes is not None
         and summary.classes
@@ -79,7 +92,9 @@ def inspect(teacher: TeacherSpec, data: Path) -> Starter:
             f"{len(summary.classes)} class folders ({', '.join(summary.classes[:5])}…); "
             "they must match one to one"
         )
-    images = read_images(data, channels=channels, size=(size, size), resize=resize).data
+    images = read_images(
+        data, channels=channels, size=(size, size), resize=resize, sample=PROBE_IMAGES
+    ).data
     images = images.subset(PROBE_IMAGES, seed=0)
     tried = tuple(_probe(loaded, images, candidate) for candidate in _candidates(images))
     measured = [c for c in tried if c.accuracy is not None]
@@ -105,8 +120,20 @@ def inspect(teacher: TeacherSpec, data: Path) -> Starter:
     )
 
 
+def resize_policy(sizes: set[tuple[int, int]], size: int) -> str | None:
+    """None when every image is already ``size``×``size``. Otherwise ``crop`` when any image
+    is not square (camera frames are 4:3 or 16:9): the shorter side is scaled to ``size`` and
+    the centre kept, which is how ImageNet-style teachers were evaluated (resize, centre crop)
+    and keeps shapes undistorted; ``stretch`` squashes a 4:3 frame by a third. Square images
+    give the same pixels either way, and ``stretch`` is written for them."""
+    if sizes == {(size, size)}:
+        return None
+    return "stretch" if all(h == w for h, w in sizes) else "crop"
+
+
 def _shape(info: Any, summary: Any) -> tuple[int, int]:
-    """(size, channels): the teacher's static input shape wins, the data's shape fills in."""
+    """(size, channels): the teacher's static input shape wins, the data's shape fills in
+    (its shorter side, at most :data:`CAMERA_SIDE`, for a teacher that takes any size)."""
     shape = info.input_shape
     height = width = channels = None
     if shape is not None and len(shape) == 4 and info.layout in ("NCHW", "NHWC"):
@@ -116,6 +143,7 @@ def _shape(info: Any, summary: Any) -> tuple[int, int]:
             height, width, channels = shape[1], shape[2], shape[3]
     if height is None or width is None:
         (height, width), _ = Counter(summary.sizes).most_common(1)[0]
+        height = width = min(height, width, CAMERA_SIDE)
     if height != width:
         raise InputError(
             f"teacher input is {height}×{width}; edgepack builds square inputs (input.size): "
@@ -191,6 +219,15 @@ def _one_line(text: str) -> str:
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
+def _targets_note(size: int) -> str:
+    if size < CAMERA_MIN_SIDE:
+        return ""
+    return (
+        f"   # {size} px input: MobileNetV2 ×0.5 downsampling 32× (android keeps the full "
+        "resolution of 28 px inputs)"
+    )
+
+
 def _render(s: Starter, base: Path) -> str:
     def rel(path: Path) -> str:
         try:
@@ -231,11 +268,12 @@ def _render(s: Starter, base: Path) -> str:
         if s.labels
         else "labels: []   # unlabelled images: list the teacher's class names, in output order"
     )
-    resize = (
-        "null          # every image is already the input size"
-        if s.resize is None
-        else f"{s.resize}       # images are not all {s.size}×{s.size}: stretch or crop"
-    )
+    resize = {
+        None: "null          # every image is already the input size",
+        "crop": f"crop          # not all {s.size}×{s.size}: shorter side to {s.size}, centre "
+        "kept (stretch squashes instead)",
+        "stretch": f"stretch       # square images, not all {s.size}×{s.size}: scaled",
+    }[s.resize]
     return f"""\
 # edgepack project: `edgepack build` reads this file from this folder or any folder below.
 # Written by `edgepack init`. Paths are relative to this file.
@@ -270,6 +308,6 @@ data:
 
 # Device profiles from `edgepack targets`, or paths to your own .yaml (`extends: android`
 # and change the budgets there).
-targets: [android]
+targets: [{", ".join(default_targets(s.size))}]{_targets_note(s.size)}
 out: dist
 """

@@ -24,7 +24,7 @@ import torch
 
 from edgepack import _cache
 from edgepack import distill as distill_module
-from edgepack.distill import distill, teacher_logits
+from edgepack.distill import distill, shard_path, teacher_logits
 from edgepack.students import create
 from edgepack.targets import DistillSpec
 
@@ -113,9 +113,10 @@ def test_damaged_logits_are_recomputed_with_a_warning(
     damage: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    cache = tmp_path / "logits" / "key.npy"
+    cache = tmp_path / "logits" / "key"
+    entry = shard_path(cache, 0, ROWS)  # ROWS fit one shard
     teacher_logits(Teacher(), inputs, cache=cache)
-    DAMAGE[damage](cache, clean)
+    DAMAGE[damage](entry, clean)
 
     teacher = Teacher()
     with caplog.at_level(logging.WARNING, logger="edgepack"):
@@ -123,7 +124,7 @@ def test_damaged_logits_are_recomputed_with_a_warning(
     np.testing.assert_array_equal(again, clean)
     assert teacher.rows >= ROWS  # recomputed, not trusted
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "recomputing" in warnings[0] and str(cache) in warnings[0]
+    assert len(warnings) == 1 and "recomputing" in warnings[0] and str(entry) in warnings[0]
 
     caplog.clear()  # the entry was rewritten intact: the next read trusts it, quietly
     teacher = Teacher()
@@ -135,13 +136,14 @@ def test_damaged_logits_are_recomputed_with_a_warning(
 def test_an_intact_entry_is_read_without_the_teacher(
     tmp_path: Path, inputs: torch.Tensor, clean: np.ndarray
 ) -> None:
-    cache = tmp_path / "key.npy"
+    cache = tmp_path / "key"
+    entry = shard_path(cache, 0, ROWS)
     teacher_logits(Teacher(), inputs, cache=cache)
-    facts = json.loads(_cache.sidecar(cache).read_text())
+    facts = json.loads(_cache.sidecar(entry).read_text())
     assert facts["shape"] == [ROWS, CLASSES] and facts["dtype"] == "float32"
-    assert facts["sha256"] == hashlib.sha256(cache.read_bytes()).hexdigest()
-    np.testing.assert_array_equal(np.load(cache), clean)  # still a plain .npy for users
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["key.npy", "key.npy.check"]
+    assert facts["sha256"] == hashlib.sha256(entry.read_bytes()).hexdigest()
+    np.testing.assert_array_equal(np.load(entry), clean)  # still a plain .npy for users
+    assert sorted(p.name for p in cache.iterdir()) == [entry.name, f"{entry.name}.check"]
 
 
 # --- checkpoints ----------------------------------------------------------------------------------
@@ -211,10 +213,11 @@ def test_stale_partial_files_are_swept_but_live_ones_kept(
         os.utime(path, (old, old))
     with locked.open("rb") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        teacher_logits(Teacher(), inputs, cache=folder / "key.npy")
+        teacher_logits(Teacher(), inputs, cache=folder)  # the shards go in ``folder``
         assert not any(path.exists() for path in stale)
         assert fresh.exists() and locked.exists()
-    assert sorted(p.name for p in folder.glob("key*")) == ["key.npy", "key.npy.check"]
+    entry = shard_path(folder, 0, ROWS).name
+    assert sorted(p.name for p in folder.glob("rows-*")) == [entry, f"{entry}.check"]
 
 
 def test_a_writer_killed_mid_write_leaves_nothing_that_is_read(
@@ -236,9 +239,7 @@ def test_a_writer_killed_mid_write_leaves_nothing_that_is_read(
     writer.wait()
     old = time.time() - 3600
     os.utime(partial, (old, old))
-    np.testing.assert_array_equal(
-        teacher_logits(Teacher(), inputs, cache=folder / "key.npy"), clean
-    )
+    np.testing.assert_array_equal(teacher_logits(Teacher(), inputs, cache=folder), clean)
     assert not partial.exists()
 
 
@@ -303,7 +304,7 @@ def test_an_unwritable_cache_costs_a_warning_not_the_build(
     else:
         folder = request.getfixturevalue(where)
     with caplog.at_level(logging.WARNING, logger="edgepack"):
-        logits = teacher_logits(Teacher(), inputs, cache=folder / "logits" / "key.npy")
+        logits = teacher_logits(Teacher(), inputs, cache=folder / "logits" / "key")
         student = _student()
         stats = distill(student, *_toy(), SPEC, checkpoint=folder / "students" / "key.ckpt")
     np.testing.assert_array_equal(logits, clean)

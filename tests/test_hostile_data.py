@@ -159,14 +159,14 @@ def test_damaged_image_cache_is_recomputed(
 ) -> None:
     root = _classes(tmp_path / "data")
     first = read_images(root, cache_dir=tmp_path / "cache").data
-    (entry,) = (tmp_path / "cache" / "images").glob("*.npz")
+    (entry,) = (tmp_path / "cache" / "images").glob("*.npy")
     blob = bytearray(entry.read_bytes())
     blob[len(blob) // 3] ^= 0xFF
     entry.write_bytes(bytes(blob))
     with caplog.at_level(logging.WARNING):
         again = read_images(root, cache_dir=tmp_path / "cache").data
     assert np.array_equal(again.images, first.images)
-    assert "ignoring unreadable image cache" in caplog.text
+    assert "ignoring the decoded images cache" in caplog.text and "recomputing" in caplog.text
 
 
 # --- IDX -----------------------------------------------------------------------------------------

@@ -215,11 +215,17 @@ def test_decoded_folders_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (tmp_path / "data" / "dog" / "bad.png").write_bytes(b"")
     cache = tmp_path / "cache"
     first = read_images(tmp_path / "data", cache_dir=cache)
-    assert [p.suffix for p in (cache / "images").iterdir()] == [".npz"]  # no .partial left over
+    # A uint8 store and its index, each with its checksum file; no .partial left over.
+    assert sorted(p.suffix for p in (cache / "images").iterdir()) == [
+        ".check",
+        ".check",
+        ".json",
+        ".npy",
+    ]
 
     calls = _count_decodes(monkeypatch)
     second = read_images(tmp_path / "data", cache_dir=cache)
-    assert calls == []
+    assert len(calls) == 3  # not decoded: only the cache's spot check of its 3 images
     assert np.array_equal(first.data.images, second.data.images)
     assert first.data.labels is not None and second.data.labels is not None
     assert first.data.labels.tolist() == second.data.labels.tolist()
@@ -227,11 +233,11 @@ def test_decoded_folders_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert second.classes == ("cat", "dog")
 
     read_images(tmp_path / "data", cache_dir=cache, channels=1)  # other options: another key
-    assert len(calls) == 4
+    assert len(calls) == 3 + 4
     touched = tmp_path / "data" / "cat" / "a.png"
     os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
     read_images(tmp_path / "data", cache_dir=cache)  # a changed file: decoded again
-    assert len(calls) == 8 and len(list((cache / "images").iterdir())) == 3
+    assert len(calls) == 3 + 8 and len(list((cache / "images").glob("*.npy"))) == 3
 
 
 # --- .npz and IDX ----------------------------------------------------------------------------

@@ -9,11 +9,17 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from edgepack.batches import ModelInputs
 
-def batched(model: Any, x: torch.Tensor, batch_size: int = 500) -> np.ndarray:
-    """Logits of ``model`` over ``x``, in batches, without autograd."""
+
+def batched(model: Any, x: ModelInputs | torch.Tensor, batch_size: int | None = None) -> np.ndarray:
+    """Logits of ``model`` over ``x``, in batches (sized to the images by default), without
+    autograd."""
     import torch
 
+    from edgepack.batches import inference_batch
+
+    batch_size = batch_size or inference_batch(x)
     with torch.no_grad():
         parts = [model(x[i : i + batch_size]).float().numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(parts)

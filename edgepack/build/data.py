@@ -1,5 +1,9 @@
 """Stage ``load data``: the project's images at the student's resolution, as model inputs.
 
+Nothing is converted here: the images stay uint8 (a large folder in its on-disk store) and the
+record's inputs convert per batch (:class:`edgepack.batches.ModelInputs`), so this stage's
+memory does not grow with the number of images.
+
 The teacher's layout is probed here on real data when its file does not declare it, so the
 record carries the checked teacher that later stages use.
 """
@@ -34,7 +38,7 @@ def load_data(context: BuildContext, got: Products) -> PreparedData:
 
 
 def _prepare(context: BuildContext, teacher: TeacherModel, data: ProjectData) -> PreparedData:
-    from edgepack.distill import to_model_input
+    from edgepack.batches import ModelInputs
     from edgepack.teachers import check_teacher
 
     target, project = context.target, context.project
@@ -51,11 +55,11 @@ def _prepare(context: BuildContext, teacher: TeacherModel, data: ProjectData) ->
                 f"spec expects {project.input.channels}"
             )
     resolution = target.student.resolution
-    train_x = to_model_input(train.images, project.input, resolution)
-    test_x = to_model_input(test.images, project.input, resolution)
+    train_x = ModelInputs(train.images, project.input, resolution)
+    test_x = ModelInputs(test.images, project.input, resolution)
     calibration_x = train_x
     if data.calibration is not None:
-        calibration_x = to_model_input(data.calibration.images, project.input, resolution)
+        calibration_x = ModelInputs(data.calibration.images, project.input, resolution)
     shared = context.shared
     assert shared.teacher is not None, "the load teacher stage runs first"
     checked = check_teacher(

@@ -64,8 +64,11 @@ def read_images(
     classes: tuple[str, ...] | None = None,
     cache_dir: Path | None = None,
     progress: bool = False,
+    sample: int | None = None,
 ) -> LoadedImages:
-    """Read an image folder, ``.npz`` or IDX file as uint8 NHWC (see the module docstring)."""
+    """Read an image folder, ``.npz`` or IDX file as uint8 NHWC (see the module docstring).
+    ``sample``: only that many images, evenly spaced over the source (``edgepack init`` probes
+    a teacher on a few images and must not decode a million)."""
     if channels not in (None, 1, 3):
         raise InputError(f"channels must be 1 or 3 (or unset to infer), got {channels!r}")
     if size is not None and (len(size) != 2 or min(size) < 1):
@@ -74,7 +77,7 @@ def read_images(
         raise InputError(
             f"unknown resize policy {resize!r}: expected one of {', '.join(RESIZE_POLICIES)}"
         )
-    options = Options(labels_file, channels, size, resize, classes, cache_dir, progress)
+    options = Options(labels_file, channels, size, resize, classes, cache_dir, progress, sample)
     kind = _detect(source, labels_file)
     loaded = _KINDS[kind].read(source, options)
     log.info("read %d images (%s) from %s", len(loaded.data), kind, source)

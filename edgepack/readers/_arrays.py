@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import zlib
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from edgepack.datasets import ImageSet, read_idx
 from edgepack.errors import InputError
-from edgepack.readers._common import LoadedImages, Options, SourceSummary, resize_array, size_error
+from edgepack.imagestore import StoredImages, open_store, write_store
+from edgepack.readers._common import (
+    LoadedImages,
+    Options,
+    SourceSummary,
+    resize_array,
+    sample_index,
+    size_error,
+)
 from edgepack.readers._npz import load_npz
 
 log = logging.getLogger(__name__)
@@ -59,6 +69,9 @@ def _from_arrays(
 ) -> LoadedImages:
     images = _as_nhwc_uint8(path, images)
     checked = None if labels is None else _check_labels(path, labels, len(images), options.classes)
+    pick = sample_index(len(images), options.sample)
+    if len(pick) < len(images):  # before any conversion or resizing
+        images, checked = images[pick], None if checked is None else checked[pick]
     if options.channels is not None:
         images = _to_channels(images, options.channels)
     target = options.size or (images.shape[1], images.shape[2])
@@ -67,8 +80,43 @@ def _from_arrays(
             raise size_error(
                 path, Counter({images.shape[1:3]: len(images)}), f"{path}[0]", options.size
             )
-        images = np.stack([resize_array(image, target, options.resize) for image in images])
+        return LoadedImages(ImageSet(_resized(path, images, target, options), checked), None, kind)
     return LoadedImages(ImageSet(images, checked), None, kind)
+
+
+def _resized(
+    path: Path, images: np.ndarray, size: tuple[int, int], options: Options
+) -> np.ndarray | StoredImages:
+    """The images at ``size``. Upscaling can make them many times the file's bytes (CIFAR's
+    32 px to 224 px is 49×), so with a cache folder they go to a uint8 store a chunk at a
+    time, reused while the file and the options stay the same; without one, into one array."""
+    assert options.resize is not None
+    policy = options.resize
+    if options.cache_dir is None:
+        resized = np.empty((len(images), *size, images.shape[3]), np.uint8)
+        for i, image in enumerate(images):
+            resized[i] = resize_array(image, size, policy)
+        return resized
+    stat = path.stat()
+    key = repr((_STORE_VERSION, str(path.resolve()), stat.st_size, stat.st_mtime_ns, size, policy))
+    key += repr((options.channels, len(images), options.sample))
+    store = options.cache_dir / "images" / f"{hashlib.sha256(key.encode()).hexdigest()}.npy"
+    opened = open_store(store)
+    if opened is not None and opened[0].shape == (len(images), *size, images.shape[3]):
+        return opened[0]
+    try:
+        with write_store(store, (*size, images.shape[3])) as out:
+            for start in range(0, len(images), 256):
+                chunk = images[start : start + 256]
+                out.append(np.stack([resize_array(image, size, policy) for image in chunk]))
+    except OSError as exc:
+        log.warning("cannot write the resized images cache %s (%s): resizing in memory", store, exc)
+        return _resized(path, images, size, replace(options, cache_dir=None))
+    assert out.result is not None
+    return out.result
+
+
+_STORE_VERSION = 1
 
 
 def _as_nhwc_uint8(path: Path, images: np.ndarray) -> np.ndarray:

@@ -53,6 +53,15 @@ class Options:
     classes: tuple[str, ...] | None = None
     cache_dir: Path | None = None
     progress: bool = False
+    sample: int | None = None  # read only this many images, evenly spaced (init's probe)
+
+
+def sample_index(count: int, sample: int | None) -> np.ndarray:
+    """Evenly spaced positions of ``sample`` of ``count`` items (all of them if fewer), so every
+    class folder of a sorted listing is represented."""
+    if sample is None or count <= sample:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, sample).round().astype(np.int64))
 
 
 def fit(image: Image.Image, size: tuple[int, int], policy: str) -> Image.Image:

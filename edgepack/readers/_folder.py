@@ -1,32 +1,43 @@
-"""Image folders: class sub-folders or loose unlabelled images, decoded with Pillow and cached."""
+"""Image folders: class sub-folders or loose unlabelled images, decoded with Pillow and cached.
+
+With a cache folder, decoded images go to a uint8 store on disk (:mod:`edgepack.imagestore`)
+as they are decoded, a chunk at a time, so reading a folder of a million camera frames needs
+the memory of a few chunks, not of the data set; the build then reads batches from the store.
+When the size and channels are known in advance (a project's ``input.size`` and
+``input.channels``: every build) the images stream straight in; otherwise (no size to check
+against) they are decoded in memory first, as without a cache, then stored.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
-from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgepack._cache import read_entry, write_entry
 from edgepack.datasets import ImageSet, Skipped
 from edgepack.errors import InputError
+from edgepack.imagestore import StoredImages, open_store, write_store
 from edgepack.readers._common import (
     LoadedImages,
     Options,
     SourceSummary,
     fit,
     resize_array,
+    sample_index,
     size_error,
 )
-from edgepack.readers._npz import load_npz
 from edgepack.readers._walk import Walker, shown
 
 if TYPE_CHECKING:
@@ -37,7 +48,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _GRAY_BANDS = frozenset({"1", "L", "I", "F", "A"})
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: a uint8 store and a JSON entry (labels, skipped) instead of one .npz
 _SUMMARY_SAMPLE = 200
 _CHUNK = 64  # files per decode task: one future per file costs more than a 32×32 PNG decode
 # Below this many pixels per image, decoding is mostly Python under the GIL and threads only
@@ -99,6 +110,14 @@ def _scan_folder(root: Path) -> _Folder:
     return _Folder(paths, np.array(labels, np.int64), classes, tuple(skipped))
 
 
+def _sampled(folder: _Folder, sample: int | None) -> _Folder:
+    pick = sample_index(len(folder.files), sample)
+    if len(pick) == len(folder.files):
+        return folder
+    labels = None if folder.labels is None else folder.labels[pick]
+    return _Folder([folder.files[int(i)] for i in pick], labels, folder.classes, folder.skipped)
+
+
 def _first_skipped(skipped: Sequence[Skipped]) -> str:
     if not skipped:
         return ""
@@ -118,33 +137,33 @@ def _label_map(root: Path, found: tuple[str, ...], wanted: tuple[str, ...] | Non
 
 
 def read_folder(root: Path, options: Options) -> LoadedImages:
-    folder = _scan_folder(root)
+    folder = _sampled(_scan_folder(root), options.sample)
     # Project label per file; an unknown class folder fails here, before anything is decoded.
     targets = None
     if folder.classes is not None and folder.labels is not None:
         targets = _label_map(root, folder.classes, options.classes)[folder.labels]
-    cache = (
-        None
-        if options.cache_dir is None
-        else _cache_path(options.cache_dir, root, folder.files, options)
-    )
-    data = None if cache is None else _load_cached(root, cache)
-    if data is None:
-        arrays, keep, skipped = _decode_usable(root, folder.files, options)
-        images = _stack(arrays, [folder.files[i] for i in keep], root, options)
-        labels = None if targets is None else targets[keep]
-        data = ImageSet(images, labels, folder.skipped + skipped)
-        if cache is not None:
-            _store_cached(root, cache, data)
+    if options.cache_dir is None:
+        data = _decode_in_memory(root, folder, targets, options)
+    else:
+        key = _cache_key(options.cache_dir, root, folder.files, options)
+        data = _load_cached(root, folder, options, key) or _decode_to_store(
+            root, folder, targets, options, key
+        )
     return LoadedImages(data, folder.classes, "image folder")
+
+
+def _decode_in_memory(
+    root: Path, folder: _Folder, targets: np.ndarray | None, options: Options
+) -> ImageSet:
+    arrays, keep, skipped = _decode_usable(root, folder.files, options)
+    images = _stack(arrays, [folder.files[i] for i in keep], root, options)
+    labels = None if targets is None else targets[keep]
+    return ImageSet(images, labels, folder.skipped + skipped)
 
 
 def summarize_folder(root: Path, options: Options) -> SourceSummary:
     folder = _scan_folder(root)
-    # Evenly spaced over the sorted files, so every class folder is sampled.
-    pick = np.unique(
-        np.linspace(0, len(folder.files) - 1, min(len(folder.files), _SUMMARY_SAMPLE)).round()
-    )
+    pick = sample_index(len(folder.files), _SUMMARY_SAMPLE)
     arrays, _, _ = _decode_usable(root, [folder.files[int(i)] for i in pick], options)
     sizes = Counter((a.shape[0], a.shape[1]) for a in arrays)
     gray = all(a.shape[2] == 1 for a in arrays)
@@ -168,21 +187,34 @@ def _decode_usable(
 
 
 def _decode_all(files: Sequence[Path], options: Options) -> list[np.ndarray | str]:
-    """Decode in file order on a thread pool (Pillow releases the GIL while decoding)."""
+    return [result for chunk in _decode_chunks(files, options) for result in chunk]
+
+
+def _decode_chunks(files: Sequence[Path], options: Options) -> Iterator[list[np.ndarray | str]]:
+    """Decode in file order on a thread pool (Pillow releases the GIL while decoding), one
+    chunk of :data:`_CHUNK` results at a time. At most two chunks per thread are in flight, so
+    a consumer that writes each chunk to disk holds a few chunks, never the folder."""
     from tqdm import tqdm
 
     target = options.size if options.resize is not None else None
     decode = partial(_decode, channels=options.channels, size=target, resize=options.resize)
     chunks = [files[start : start + _CHUNK] for start in range(0, len(files), _CHUNK)]
-    results: list[np.ndarray | str] = []
+    workers = _workers(files)
+    pending: deque[Future[list[np.ndarray | str]]] = deque()
     bar = tqdm(
         total=len(files), desc="decode", unit="img", disable=not options.progress, leave=False
     )
-    with ThreadPoolExecutor(_workers(files)) as pool, bar:
-        for done in pool.map(lambda chunk: [decode(path) for path in chunk], chunks):
-            results += done
+    with ThreadPoolExecutor(workers) as pool, bar:
+        for chunk in chunks:
+            pending.append(pool.submit(lambda chunk: [decode(path) for path in chunk], chunk))
+            if len(pending) >= 2 * workers:
+                done = pending.popleft().result()
+                bar.update(len(done))
+                yield done
+        while pending:
+            done = pending.popleft().result()
             bar.update(len(done))
-    return results
+            yield done
 
 
 def _workers(files: Sequence[Path]) -> int:
@@ -254,7 +286,9 @@ def _stack(arrays: list[np.ndarray], files: list[Path], root: Path, options: Opt
     return np.stack(arrays)
 
 
-def _cache_path(cache_dir: Path, root: Path, files: list[Path], options: Options) -> Path:
+def _cache_key(cache_dir: Path, root: Path, files: list[Path], options: Options) -> Path:
+    """``<cache>/images/<digest>``: the files' names, sizes and mtimes and the read options;
+    the store is ``<key>.npy``, its labels and skipped files ``<key>.json``."""
     digest = hashlib.sha256(
         repr(
             (_CACHE_VERSION, options.channels, options.size, options.resize, options.classes)
@@ -270,41 +304,140 @@ def _cache_path(cache_dir: Path, root: Path, files: list[Path], options: Options
         digest.update(
             f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
         )
-    return cache_dir / "images" / f"{digest.hexdigest()}.npz"
+    return cache_dir / "images" / digest.hexdigest()
 
 
-def _load_cached(root: Path, path: Path) -> ImageSet | None:
+_META = "decoded images index"
+
+
+# Files decoded again on a cache hit and compared with their stored rows: a store and index
+# that check out (size, sampled blocks, counts) can still be another folder's, or forged.
+SPOT_CHECK_FILES = 4
+
+
+def _load_cached(root: Path, folder: _Folder, options: Options, key: Path) -> ImageSet | None:
     """A cache hit, or None (missing, damaged or foreign entries are recomputed, not trusted)."""
-    if not path.is_file():
+    meta_path = key.with_suffix(".json")
+    entry = read_entry(meta_path, _META)
+    if entry is None:
         return None
+    opened = open_store(key.with_suffix(".npy"))
     try:
-        cached = load_npz(path)
-        skipped = zip(cached["skipped_paths"], cached["skipped_reasons"], strict=True)
-        data = ImageSet(
-            cached["images"],
-            cached.get("labels"),
-            tuple(Skipped(str(root / p), str(r)) for p, r in skipped),
-        )
-    except (InputError, KeyError, ValueError) as exc:
-        log.warning("ignoring unreadable image cache %s: %s", path, exc)
+        meta = json.loads(entry[0])
+        if opened is None:
+            raise ValueError("its image store is missing or damaged")
+        store = opened[0]
+        count, labels = meta["count"], meta["labels"]
+        if count != len(store) or (labels is not None and len(labels) != count):
+            raise ValueError(f"it lists {count} images, the store holds {len(store)}")
+        if meta["content_sha256"] != store.content_sha256:
+            raise ValueError("it was written with another image store")
+        skipped = tuple(Skipped(str(root / str(p)), str(r)) for p, r in meta["skipped"])
+        array = None if labels is None else np.array(labels, np.int64)
+        _spot_check(folder, options, store, {s.path for s in skipped})
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("ignoring unreadable image cache %s: %s; recomputing it", meta_path, exc)
         return None
-    log.info("decoded images from cache %s", path)
+    log.info("decoded images from cache %s", key)
+    return ImageSet(store, array, skipped)
+
+
+def _spot_check(folder: _Folder, options: Options, store: StoredImages, skipped: set[str]) -> None:
+    kept = [path for path in folder.files if str(path) not in skipped]
+    if len(kept) != len(store):
+        raise ValueError(f"{len(kept)} of the folder's files decode, the store holds {len(store)}")
+    for row in sample_index(len(kept), SPOT_CHECK_FILES).tolist():
+        target = options.size if options.resize is not None else None
+        fresh = _decode(kept[row], options.channels, target, options.resize)
+        if not isinstance(fresh, np.ndarray) or not np.array_equal(fresh, store[row]):
+            raise ValueError(f"its image {row} differs from {shown(kept[row])} decoded afresh")
+
+
+def _decode_to_store(
+    root: Path, folder: _Folder, targets: np.ndarray | None, options: Options, key: Path
+) -> ImageSet:
+    """Decode into the store (and its index entry); without a writable cache, into memory."""
+    try:
+        if options.size is not None and options.channels is not None:
+            images, keep, skipped = _stream(root, folder.files, options, key.with_suffix(".npy"))
+            data = ImageSet(
+                images, None if targets is None else targets[keep], folder.skipped + skipped
+            )
+        else:
+            data = _decode_in_memory(root, folder, targets, options)
+            stored = _store_array(np.asarray(data.images), key.with_suffix(".npy"))
+            data = ImageSet(stored, data.labels, data.skipped)
+    except OSError as exc:
+        log.warning(
+            "cannot write the decoded images cache %s (%s): decoding into memory instead",
+            key,
+            exc.strerror or exc,
+        )
+        return _decode_in_memory(root, folder, targets, options)
+    labels = data.labels
+    meta = {
+        "count": len(data),
+        "content_sha256": data.images.content_sha256,  # type: ignore[union-attr]
+        "labels": None if labels is None else labels.tolist(),
+        # Relative, so a moved data folder still hits the cache and reports its own paths.
+        "skipped": [[Path(s.path).relative_to(root).as_posix(), s.reason] for s in data.skipped],
+    }
+    write_entry(key.with_suffix(".json"), json.dumps(meta).encode(), _META)
     return data
 
 
-def _store_cached(root: Path, path: Path, data: ImageSet) -> None:
-    arrays: dict[str, Any] = {
-        "images": data.images,
-        # Relative, so a moved data folder still hits the cache and reports its own paths.
-        "skipped_paths": np.array(
-            [Path(s.path).relative_to(root).as_posix() for s in data.skipped], dtype=str
-        ),
-        "skipped_reasons": np.array([s.reason for s in data.skipped], dtype=str),
-    }
-    if data.labels is not None:
-        arrays["labels"] = data.labels
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial_path = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    with partial_path.open("wb") as handle:
-        np.savez(handle, **arrays)
-    partial_path.replace(path)  # atomic: an interrupted write never looks like a cache hit
+def _stream(
+    root: Path, files: list[Path], options: Options, path: Path
+) -> tuple[StoredImages, list[int], tuple[Skipped, ...]]:
+    """Decode ``files`` straight into a store: each image must come out at ``options.size``
+    (resized by the policy, else checked), so nothing but a chunk is ever held."""
+    assert options.size is not None and options.channels is not None
+    height, width = options.size
+    keep: list[int] = []
+    skipped: list[Skipped] = []
+    with write_store(path, (height, width, options.channels)) as out:
+        offset = 0
+        for results in _decode_chunks(files, options):
+            good = []
+            for number, result in enumerate(results, offset):
+                if isinstance(result, str):
+                    skipped.append(Skipped(str(files[number]), result))
+                    continue
+                if result.shape[:2] != (height, width):
+                    raise size_error(root, _header_sizes(files), str(files[number]), options.size)
+                good.append(result)
+                keep.append(number)
+            offset += len(results)
+            if good:
+                out.append(np.stack(good))
+        if not keep:
+            first = skipped[0]
+            raise InputError(
+                f"{root} holds no usable images: all {len(skipped)} image files failed to "
+                f"decode (first: {first.path}: {first.reason})"
+            )
+    assert out.result is not None
+    return out.result, keep, tuple(skipped)
+
+
+def _header_sizes(files: list[Path]) -> Counter[tuple[int, int]]:
+    """(height, width) counts from the files' headers (no decoding), for the error that lists
+    the sizes a folder holds: a streamed read stops at the first odd image."""
+    from PIL import Image
+
+    sizes: Counter[tuple[int, int]] = Counter()
+    for path in files:
+        with contextlib.suppress(Exception), Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF says rotated by 90°
+                width, height = height, width
+            sizes[(height, width)] += 1
+    return sizes
+
+
+def _store_array(images: np.ndarray, path: Path) -> StoredImages:
+    with write_store(path, images.shape[1:]) as out:
+        for start in range(0, len(images), 4096):
+            out.append(images[start : start + 4096])
+    assert out.result is not None
+    return out.result
