@@ -14,9 +14,10 @@ from edgepack.records import PreparedData, TeacherLogits
 
 
 def teacher_logits(context: BuildContext, got: Products) -> TeacherLogits:
+    from edgepack.devices import teacher_on
     from edgepack.distill import teacher_logits as run_teacher
 
-    data = got[PreparedData]
+    data, device = got[PreparedData], context.options.torch_device
     cache = context.options.cache_dir / "logits"
     passes, shared = [], True
     for split, images, x in (("train", data.train, data.train_x), ("test", data.test, data.test_x)):
@@ -24,13 +25,15 @@ def teacher_logits(context: BuildContext, got: Products) -> TeacherLogits:
         if path.name not in context.shared.logits:
             shared = False
             hit = path.is_file()
-            logits = run_teacher(
-                data.teacher.run,
-                x,
-                cache=path,
-                progress=context.options.progress,
-                desc=f"teacher ({split})",
-            )
+            with teacher_on(data.teacher.run, device) as teacher:  # sharded under torchrun
+                logits = run_teacher(
+                    teacher,
+                    x,
+                    cache=path,
+                    progress=context.options.progress,
+                    desc=f"teacher ({split})",
+                    device=device,
+                )
             measured = accuracy(logits, images.labels) if images.labels is not None else None
             context.shared.logits[path.name] = TeacherPass(logits, measured, hit)
         passes.append(context.shared.logits[path.name])
