@@ -7,8 +7,7 @@ fixes that on GPUs only: its forward raises ``ValueError: SyncBatchNorm expected
 to be on GPU`` for CPU tensors (torch 2.13, ``nn/modules/batchnorm.py``), so the gloo/CPU path
 uses :class:`CpuSyncedBatchNorm2d` here: two all-reduces per layer (the sum, then the sum of
 squared deviations from the global mean: the same two-pass statistics one process computes),
-through ``torch.distributed.nn.functional.all_reduce``, whose backward all-reduces the
-gradient, so the loss of every rank reaches every rank's inputs as in one big batch.
+through torch's functional ``all_reduce``, whose backward all-reduces the gradient, so the loss of every rank reaches every rank's inputs as in one big batch.
 
 Both kinds are swapped in for the model's ``BatchNorm2d`` modules for training only and swapped
 back afterwards. They share the originals' parameters and running statistics (the same tensor
@@ -30,8 +29,7 @@ class CpuSyncedBatchNorm2d(torch.nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = _differentiable_all_reduce()
         channels = x.shape[1]
         local = torch.cat([x.sum((0, 2, 3)), x.new_tensor([x.numel() / channels])])
         total = all_reduce(local)
@@ -43,7 +41,7 @@ class CpuSyncedBatchNorm2d(torch.nn.BatchNorm2d):
         if self.affine:
             out = out * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
         if self.track_running_stats:
-            self._update_running(mean.detach().flatten(), var.detach(), float(count))
+            self._update_running(mean.detach().flatten(), var.detach(), float(count.detach()))
         return out
 
     @torch.no_grad()
@@ -57,6 +55,20 @@ class CpuSyncedBatchNorm2d(torch.nn.BatchNorm2d):
         unbiased = var * (count / max(count - 1.0, 1.0))
         self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
         self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
+
+
+def _differentiable_all_reduce() -> Callable[[torch.Tensor], torch.Tensor]:
+    """A sum over the ranks whose backward sums the gradient over the ranks too, which is
+    what statistics shared across ranks need. torch 2.13 deprecates
+    ``torch.distributed.nn.functional.all_reduce`` (a FutureWarning on every call) for the
+    functional collectives, which register that backward (``all_reduce_backward``)."""
+    import torch.distributed as dist
+    from torch.distributed import _functional_collectives as funcol
+
+    def reduce(tensor: torch.Tensor) -> torch.Tensor:
+        return funcol.all_reduce(tensor, "sum", dist.group.WORLD)  # type: ignore[no-any-return]
+
+    return reduce
 
 
 def _synced(original: torch.nn.BatchNorm2d, kind: str) -> torch.nn.Module:

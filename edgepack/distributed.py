@@ -273,9 +273,12 @@ def wrap(model: torch.nn.Module, device: TorchDevice) -> tuple[torch.nn.Module, 
 
     restore = synced_batchnorm(model, device.kind)
     ids = [int(device.spec.split(":")[1])] if device.kind == "cuda" else None
-    # broadcast_buffers off: synced batch norm keeps the running statistics identical on every
-    # rank already, and broadcasting them before every forward costs a collective.
-    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False), restore
+    # No buffer sync before each forward (torch 2.13 names it forward_sync_buffers and warns on
+    # the old broadcast_buffers): synced batch norm keeps the running statistics identical on
+    # every rank already, and broadcasting them every step costs a collective. The weights and
+    # buffers are still broadcast from rank 0 once, when DDP wraps the model.
+    ddp = DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
+    return ddp, restore
 
 
 # ---- rank 0's outcome ----------------------------------------------------------------------
@@ -330,11 +333,14 @@ def leading() -> Iterator[None]:
     the followers are then inside a collective of their own (logits, a training step), and
     torchrun stops them when this process exits."""
     try:
+        yield
+    except BaseException as exc:
         if _state["waiting"] and is_main():
-            with _announcing():
-                yield
-        else:
-            yield
+            _tell(_exit_code(exc))
+        raise
+    else:
+        if _state["waiting"] and is_main():
+            _tell(0)
     finally:
         _state["waiting"] = False
 
@@ -350,12 +356,16 @@ def _announcing() -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        code = exc.exit_code if isinstance(exc, EdgepackError) else 1
-        if isinstance(exc, SystemExit):
-            code = exc.code if isinstance(exc.code, int) else 1
-        _tell(code or 1)
+        _tell(_exit_code(exc))
         raise
     _tell(0)
+
+
+def _exit_code(exc: BaseException) -> int:
+    """The exit code ``exc`` ends this process with (never 0: it is a failure)."""
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) and exc.code else 1
+    return exc.exit_code if isinstance(exc, EdgepackError) else 1
 
 
 def _tell(code: int) -> None:
