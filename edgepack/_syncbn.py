@@ -65,8 +65,10 @@ def _differentiable_all_reduce() -> Callable[[torch.Tensor], torch.Tensor]:
     import torch.distributed as dist
     from torch.distributed import _functional_collectives as funcol
 
+    ranks = list(range(dist.get_world_size()))  # the default group, as a list of its ranks
+
     def reduce(tensor: torch.Tensor) -> torch.Tensor:
-        return funcol.all_reduce(tensor, "sum", dist.group.WORLD)  # type: ignore[no-any-return]
+        return funcol.all_reduce(tensor, "sum", ranks)  # type: ignore[no-any-return]
 
     return reduce
 

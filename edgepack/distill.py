@@ -423,7 +423,10 @@ def _resume(
     history (empty for a checkpoint written before the history was kept)."""
     import torch
 
-    entry = None if path is None else read_entry(path, _CHECKPOINT)
+    # Rank 0 reads (and repairs) the checkpoint; every rank resumes from the bytes it read.
+    entry = (
+        None if path is None else distributed.entry_from_main(lambda: read_entry(path, _CHECKPOINT))
+    )
     if path is None or entry is None:
         return 0, []
     try:
@@ -438,7 +441,8 @@ def _resume(
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"])
     except Exception as exc:  # a stale or damaged checkpoint is only a lost cache entry
-        discard(path, _CHECKPOINT, f"it does not load ({type(exc).__name__}: {exc})"[:300])
+        if distributed.is_main():
+            discard(path, _CHECKPOINT, f"it does not load ({type(exc).__name__}: {exc})"[:300])
         return 0, []
     log.info("resuming distillation after epoch %d from %s", epoch, path)
     history = state.get("history")

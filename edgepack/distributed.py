@@ -190,6 +190,41 @@ def from_main(read: Callable[[], np.ndarray | None]) -> np.ndarray | None:
     return found if found is not None else data.cpu().numpy()
 
 
+def entry_from_main(
+    read: Callable[[], tuple[bytes, dict[str, Any]] | None],
+) -> tuple[bytes, dict[str, Any]] | None:
+    """``read()`` (a checked cache entry: its bytes and sidecar facts) on rank 0, sent to every
+    rank. The others never open the file: on nodes that do not share the cache folder they
+    still resume from rank 0's checkpoint. Bytes and JSON, not pickles."""
+    w = world()
+    if w.size == 1:
+        return read()
+    import json
+
+    found = read() if w.rank == 0 else None
+    data = _bytes_from_main(None if found is None else found[0])
+    facts = _bytes_from_main(None if found is None else json.dumps(found[1]).encode())
+    if data is None or facts is None:
+        return None
+    return data, json.loads(facts)
+
+
+def _bytes_from_main(data: bytes | None) -> bytes | None:
+    import torch
+    import torch.distributed as dist
+
+    size = torch.tensor([-1 if data is None else len(data)], device=_state["device"])
+    dist.broadcast(size, 0)
+    if int(size) < 0:
+        return None
+    if data is not None:
+        box = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(_state["device"])
+    else:
+        box = torch.empty(int(size), dtype=torch.uint8, device=_state["device"])
+    dist.broadcast(box, 0)
+    return data if data is not None else bytes(box.cpu().numpy().tobytes())
+
+
 def agree(value: int) -> int:
     """Rank 0's ``value`` on every rank; a rank that computed another one is a bug here."""
     w = world()

@@ -44,7 +44,9 @@ def test_the_environment_variable_is_read_when_the_flag_is_absent(
 
 @pytest.mark.parametrize("bad", ["gpu", "cuda:", "cuda:-1", "cpu:0", ""])
 def test_an_unknown_device_names_the_choices(bad: str) -> None:
-    with pytest.raises(ConfigError, match="--torch-device: expected auto, cpu, cuda, cuda:N or mps"):
+    with pytest.raises(
+        ConfigError, match="--torch-device: expected auto, cpu, cuda, cuda:N or mps"
+    ):
         devices.resolve(bad)
 
 
@@ -63,7 +65,9 @@ def test_cuda_without_a_gpu_is_one_line_exit_2_before_any_work(tmp_path: Path) -
 
 @pytest.mark.skipif(HAS_CUDA, reason="this torch sees a GPU")
 def test_a_numbered_cuda_device_without_a_gpu_is_refused_too() -> None:
-    with pytest.raises(InputError, match=r"cuda requested but torch.cuda.is_available\(\) is False"):
+    with pytest.raises(
+        InputError, match=r"cuda requested but torch.cuda.is_available\(\) is False"
+    ):
         devices.resolve("cuda:1")
 
 
