@@ -306,9 +306,8 @@ def distill(
     model, unwrap = distributed.wrap(student, device)  # DDP under torchrun, else student
     for epoch in range(start_epoch, spec.epochs):
         student.train()
-        loss_sum = torch.zeros(
-            (), device=device.spec
-        )  # summed on the tensor: no sync with .item() every step
+        # summed on the tensor: no sync with .item() every step
+        loss_sum = torch.zeros((), device=device.spec)
         order = torch.randperm(inputs.shape[0], generator=generator)
         bar = tqdm(
             range(steps_per_epoch),

@@ -56,7 +56,9 @@ class World:
 
 
 _SOLO = World(0, 1, 0, None)
-_state: dict[str, Any] = {"device": "cpu", "waiting": False}
+# Where collectives run, and what the other ranks are doing while rank 0 builds a target:
+# "listening" for rank 0's outcome, "in step" with it (collectives), or already "told".
+_state: dict[str, Any] = {"device": "cpu", "followers": "listening"}
 
 
 def launched() -> bool:
@@ -335,11 +337,18 @@ def main_first(fn: Callable[..., T]) -> Callable[..., T]:
     def run(*args: Any, **kwargs: Any) -> T:
         if world().size == 1:
             return fn(*args, **kwargs)
-        if is_main():
-            with _announcing():
-                return fn(*args, **kwargs)
-        _hear()
-        return fn(*args, **kwargs)
+        if not is_main():
+            _hear()
+            return fn(*args, **kwargs)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            _tell_failure(exc)
+            _state["followers"] = "told"
+            raise
+        _tell(0)
+        _state["followers"] = "in step"
+        return result
 
     return run
 
@@ -358,31 +367,32 @@ def on_main(fn: Callable[[], None]) -> None:
 def wait_for_main() -> None:
     """Mark the point after which rank 0 works alone (quantize, export, verify, ...) and the
     others wait in :func:`follow` for its outcome, which :func:`leading` sends."""
-    _state["waiting"] = world().size > 1
+    _state["followers"] = "listening"
 
 
 @contextlib.contextmanager
 def leading() -> Iterator[None]:
-    """Around rank 0's build of one target: once the followers wait (see
-    :func:`wait_for_main`), tell them how it ended. A failure before that point is not sent:
-    the followers are then inside a collective of their own (logits, a training step), and
-    torchrun stops them when this process exits."""
+    """Around rank 0's build of one target: tell the other ranks how it ended whenever they are
+    listening for it. They are at the start of the target (their first step is to wait for rank
+    0's data, :func:`main_first`) and after distillation (:func:`wait_for_main`); between those
+    two points they are inside collectives of their own (logits, training steps), so a failure
+    there is not sent: the process exits and torchrun stops the others."""
+    _state["followers"] = "listening"
     try:
         yield
     except BaseException as exc:
-        if _state["waiting"] and is_main():
-            _tell(_exit_code(exc))
+        if _state["followers"] == "listening" and world().size > 1:
+            _tell_failure(exc)
         raise
     else:
-        if _state["waiting"] and is_main():
+        if world().size > 1:
             _tell(0)
     finally:
-        _state["waiting"] = False
+        _state["followers"] = "listening"
 
 
 def follow() -> None:
     """On a rank other than 0: wait for rank 0's outcome of the current target."""
-    _state["waiting"] = False
     _hear()
 
 
@@ -391,7 +401,7 @@ def _announcing() -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        _tell(_exit_code(exc))
+        _tell_failure(exc)
         raise
     _tell(0)
 
@@ -401,6 +411,13 @@ def _exit_code(exc: BaseException) -> int:
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) and exc.code else 1
     return exc.exit_code if isinstance(exc, EdgepackError) else 1
+
+
+def _tell_failure(exc: BaseException) -> None:
+    """Best effort: a rank that failed the same way (the same missing teacher on every rank)
+    has closed its connection already, and the error to show is ``exc``, not gloo's."""
+    with contextlib.suppress(Exception):
+        _tell(_exit_code(exc))
 
 
 def _tell(code: int) -> None:

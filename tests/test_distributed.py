@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +122,7 @@ pytest_slow = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A quick ONNX build small enough for CI: 1,024 training images, 32 steps (2 epochs),
+    """A quick ONNX build small enough for CI: 2,048 training images, 96 steps (3 epochs),
     latency on this host (no emulation); no budgets, so the exit code is about the run."""
     path = tmp_path_factory.mktemp("profile") / "tiny.yaml"
     none = {
@@ -137,9 +139,9 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "runner": {"name": "host", "threads": 1, "warmup": 2, "iterations": 10},
                 "quick": {
                     "epochs": 1,
-                    "min_steps": 32,
-                    "train_samples": 1024,
-                    "test_samples": 500,
+                    "min_steps": 96,
+                    "train_samples": 2048,
+                    "test_samples": 1000,
                     "calibration_samples": 32,
                 },
             }
@@ -195,7 +197,7 @@ def test_two_rank_quick_build_matches_one_process(
     assert ddp["compute"]["world_size"] == 2 and ddp["compute"]["backend"] == "gloo"
     assert alone["compute"]["world_size"] == 1 and ddp["compute"]["torch_device"] == "cpu"
     # the global batch is the profile's, so both ran the same number of steps
-    assert ddp["student"]["distill"]["steps_run"] == alone["student"]["distill"]["steps_run"] == 32
+    assert ddp["student"]["distill"]["steps_run"] == alone["student"]["distill"]["steps_run"] == 96
     for key in ("float_student", "int8_artifact"):
         assert abs(ddp["accuracy"][key] - alone["accuracy"][key]) <= ACCURACY_TOLERANCE, key
     assert ddp["accuracy"]["teacher"] == alone["accuracy"]["teacher"]
@@ -237,9 +239,73 @@ def test_a_checkpoint_resumes_on_every_rank(single: Path, profile: Path, tmp_pat
     done = _run(args, 2, tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     again, alone = _manifest(tmp_path), _manifest(single)
-    assert again["student"]["distill"]["resumed_from_epoch"] == 2
+    assert again["student"]["distill"]["resumed_from_epoch"] == 3
     assert again["student"]["distill"]["steps_run"] == 0
     assert again["accuracy"]["float_student"] == alone["accuracy"]["float_student"]
+
+
+def _launch(args: list[str], cwd: Path, ranks: int = 2) -> list[subprocess.Popen[str]]:
+    """``python ARGS`` once per rank with the variables torchrun sets, started by hand (as a
+    cluster's own launcher would): each rank's exit code and output stay observable, and no
+    agent stops the others when one ends."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    world = {"WORLD_SIZE": str(ranks), "LOCAL_WORLD_SIZE": str(ranks), "MASTER_ADDR": "127.0.0.1"}
+    return [
+        subprocess.Popen(
+            [sys.executable, *args],
+            cwd=cwd,
+            env={**_env(), **world, "MASTER_PORT": str(port), "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(ranks)
+    ]
+
+
+@pytest_slow
+def test_an_interrupted_two_rank_run_resumes(single: Path, profile: Path, tmp_path: Path) -> None:
+    """Both ranks killed (SIGKILL) once rank 0 checkpointed the first epoch: the same command
+    under torchrun resumes from that epoch on both ranks and ends where one process does."""
+    ranks = _launch(["-m", "edgepack", *_build_args(profile, "dist", "cache")], tmp_path)
+    try:
+        sidecars = tmp_path / "cache" / "students"
+        deadline = time.monotonic() + 600
+        while not any(
+            json.loads(p.read_text()).get("epoch") == 1 for p in sidecars.glob("*.ckpt.check")
+        ):
+            assert all(r.poll() is None for r in ranks), "a rank ended before epoch 1"
+            assert time.monotonic() < deadline, "no checkpoint of epoch 1"
+            time.sleep(0.1)
+    finally:
+        for rank in ranks:
+            rank.kill()
+            rank.communicate()
+    assert not (tmp_path / "dist" / "tiny").exists()
+    done = _run(["-m", "edgepack", *_build_args(profile, "dist", "cache")], 2, tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    resumed, alone = _manifest(tmp_path), _manifest(single)
+    assert resumed["student"]["distill"]["resumed_from_epoch"] == 1
+    assert resumed["student"]["distill"]["steps_run"] == 64
+    for key in ("float_student", "int8_artifact"):
+        assert abs(resumed["accuracy"][key] - alone["accuracy"][key]) <= ACCURACY_TOLERANCE, key
+
+
+def test_when_rank_0_fails_the_other_rank_exits_with_its_code(
+    profile: Path, tmp_path: Path
+) -> None:
+    """rank 0 cannot create its output folder (--out names a file): it prints the one error
+    line and exits 2; rank 1, waiting for rank 0's data, exits 2 as well and says nothing.
+    (Under torchrun the agent may stop rank 1 first: it ends every rank when one fails.)"""
+    (tmp_path / "dist").write_text("a file where the output folder should be")
+    ranks = _launch(["-m", "edgepack", *_build_args(profile, "dist", "cache")], tmp_path)
+    (out0, err0), (out1, err1) = (rank.communicate(timeout=300) for rank in ranks)
+    assert [rank.returncode for rank in ranks] == [2, 2], err0[-2000:] + err1[-2000:]
+    assert err0 == "error: cannot write to output folder dist: File exists\n"
+    assert "building tiny" in out0
+    assert (out1, err1) == ("", "")
 
 
 def _build_in_rank_folder(args: list[str]) -> None:
