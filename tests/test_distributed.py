@@ -11,8 +11,10 @@ What "matches" means, measured on the sample student (2-core x86, torch 2.13.0+c
   between thread counts too), so weights are not compared; the float and int8 accuracies are,
   within 2 pp on 1,000 test images (measured: 75.5 vs 76.2 % float, 75.2 vs 76.0 % int8).
 
-The processes are started the way a user starts them (``python -m torch.distributed.run``) with
-this checkout on PYTHONPATH; this file is also the worker script for the step comparison.
+The processes are started the way a user starts them (``python -m torch.distributed.run``),
+or by hand with the variables torchrun sets where a test needs each rank's own exit code; this
+checkout is on PYTHONPATH, and this file is also the worker script of the step comparison and
+of the build in one folder per rank.
 """
 
 from __future__ import annotations
