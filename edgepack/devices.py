@@ -12,9 +12,10 @@ exported model runs on a phone's CPU anyway (see ``edgepack.build.student``).
 Mixed precision is on only where it was measured to pay. On CUDA, autocast runs the
 convolutions on tensor cores: bf16 where the GPU has it (no loss scaling needed), fp16 with a
 ``GradScaler`` otherwise. On this project's 2-core AMD EPYC (AVX-512 BF16), bf16 autocast
-trained the sample student *slower* than fp32 (933–1010 vs 936–1294 images/s,
-``scripts/bench_ddp.py amp``): a 86 k-parameter network is bound by memory traffic and the casts
-cost more than the matmuls save, so the CPU stays fp32. MPS is not measured here, so it stays
+trained the sample student *slower* than fp32 in every round (``scripts/bench_ddp.py amp``,
+medians: 956 vs 1,274 images/s on a quiet machine, 57 vs 101 on a busy one): an 86 k-parameter
+network is bound by memory traffic, and the casts cost more than the matmuls save, so the CPU
+stays fp32. MPS is not measured here, so it stays
 fp32 too.
 """
 
