@@ -43,6 +43,8 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
     profile = target.to_dict()
     profile["source"] = target.portable_source()
     profile["distill"] = asdict(record.student.recipe)  # as run (quick may raise the epochs)
+    distilled = dict(record.student.stats)
+    compute = distilled.pop("compute", None)
     return {
         "manifest_version": MANIFEST_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -72,8 +74,9 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
         "student": {
             **asdict(target.student),
             "params": record.student.params,
-            "distill": record.student.stats,
+            "distill": distilled,
         },
+        "compute": _compute(compute),
         "quantization": {
             "scheme": target.quantization.scheme,
             "per_channel": target.quantization.per_channel,
@@ -92,6 +95,17 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
         "passed": record.budgets.passed,
         "stages_seconds": record.timings,
         "versions": versions(target.format),
+    }
+
+
+def _compute(compute: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Where the teacher's logits and the distillation ran: torch device, precision, ranks."""
+    if compute is None:
+        return None
+    return {
+        **compute,
+        "note": "teacher logits and distillation; quantization, export and verification run "
+        "on the CPU (rank 0)",
     }
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgepack import distributed
 from edgepack._files import sha256
 from edgepack.budgets import Verdict
 from edgepack.build._context import BuildContext, BuildOptions, SharedWork
@@ -47,11 +48,12 @@ from edgepack.records import (
 )
 from edgepack.targets import Target
 
-__all__ = ["STAGES", "BuildOptions", "BuildResult", "SharedWork", "build"]
+__all__ = ["STAGES", "BuildOptions", "BuildResult", "SharedWork", "build", "follow"]
 
 STAGES: list[Stage[BuildContext]] = [
     Stage("load teacher", load_teacher, TeacherModel),
-    Stage("load data", load_data, PreparedData, needs=(TeacherModel,)),
+    # Rank 0 first under torchrun: it alone writes the decoded-image cache the others then read.
+    Stage("load data", distributed.main_first(load_data), PreparedData, needs=(TeacherModel,)),
     Stage("teacher logits", teacher_logits, TeacherLogits, needs=(PreparedData,)),
     Stage("distill", distill_student, DistilledStudent, needs=(PreparedData, TeacherLogits)),
     Stage("quantize+export", export, ExportResult, needs=(PreparedData, DistilledStudent)),
@@ -92,10 +94,7 @@ def build(
     from edgepack.exporters import get_exporter
 
     get_exporter(target.format)  # a missing extra fails before any work
-    if options.quick:
-        target = target.with_quick()
-    if project.input.size is not None:  # the project fixes the input size its teacher takes
-        target = target.with_resolution(project.input.size)
+    target = _as_run(target, project, options)
     output = OutputFolder(options.out_root, target.name)
     try:
         with output as staging:
@@ -116,6 +115,25 @@ def build(
             f"{options.out_root / target.name}; free space or fix permissions, then rerun)"
         ) from None
     return BuildResult(output.final, manifest, record)
+
+
+def follow(target: Target, project: Project, options: BuildOptions, shared: SharedWork) -> None:
+    """A rank other than 0 under torchrun: the stages through ``distill`` with rank 0 (its
+    share of the logits and of every batch), then wait for rank 0 to finish the target alone.
+    Writes nothing: no staging folder, no cache entry."""
+    target = _as_run(target, project, options)
+    context = BuildContext(target, project, options, options.out_root / ".unused", shared)
+    through = next(i for i, stage in enumerate(STAGES) if stage.makes is DistilledStudent)
+    run_stages(STAGES[: through + 1], context)
+    distributed.follow()
+
+
+def _as_run(target: Target, project: Project, options: BuildOptions) -> Target:
+    if options.quick:
+        target = target.with_quick()
+    if project.input.size is not None:  # the project fixes the input size its teacher takes
+        target = target.with_resolution(project.input.size)
+    return target
 
 
 def _record(context: BuildContext, got: Products, timings: dict[str, float]) -> BuildRecord:

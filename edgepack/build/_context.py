@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgepack.devices import CPU, TorchDevice
 from edgepack.project import Project
 from edgepack.targets import Target
 
@@ -25,6 +26,7 @@ class BuildOptions:
     quick: bool = False
     progress: bool = False
     accuracy_on_device: bool = False  # also predict the held-out images on the runner's device
+    torch_device: TorchDevice = CPU  # where distillation and the teacher run (not the runner's)
 
 
 @dataclass(frozen=True)

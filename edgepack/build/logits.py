@@ -17,10 +17,11 @@ from edgepack.records import PreparedData, TeacherLogits
 
 
 def teacher_logits(context: BuildContext, got: Products) -> TeacherLogits:
+    from edgepack.devices import teacher_on
     from edgepack.distill import shard_path, shards
     from edgepack.distill import teacher_logits as run_teacher
 
-    data = got[PreparedData]
+    data, device = got[PreparedData], context.options.torch_device
     cache = context.options.cache_dir / "logits"
     passes, shared, found, total = [], True, 0, 0
     for split, images, x in (("train", data.train, data.train_x), ("test", data.test, data.test_x)):
@@ -30,13 +31,15 @@ def teacher_logits(context: BuildContext, got: Products) -> TeacherLogits:
             planned = shards(len(x))
             present = sum(shard_path(path, *rows).is_file() for rows in planned)
             found, total = found + present, total + len(planned)
-            logits = run_teacher(
-                data.teacher.run,
-                x,
-                cache=path,
-                progress=context.options.progress,
-                desc=f"teacher ({split})",
-            )
+            with teacher_on(data.teacher.run, device) as teacher:  # sharded under torchrun
+                logits = run_teacher(
+                    teacher,
+                    x,
+                    cache=path,
+                    progress=context.options.progress,
+                    desc=f"teacher ({split})",
+                    device=device,
+                )
             measured = accuracy(logits, images.labels) if images.labels is not None else None
             context.shared.logits[path.name] = TeacherPass(
                 logits, measured, present == len(planned)

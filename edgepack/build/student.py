@@ -9,6 +9,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+from edgepack import distributed
 from edgepack.build._context import BuildContext
 from edgepack.build._numeric import accuracy, batched
 from edgepack.pipeline import Products
@@ -26,6 +27,7 @@ def distill_student(context: BuildContext, got: Products) -> DistilledStudent:
     if not reused:
         context.shared.students[key] = _train(context, data, logits, recipe, key)
     trained = context.shared.students[key]
+    distributed.wait_for_main()  # the rest of this target's stages run on rank 0 alone
     # Each target gets its own copy: exporters may trace or rewrite the module they are given.
     return dataclasses.replace(trained, model=copy.deepcopy(trained.model), shared=reused)
 
@@ -61,10 +63,11 @@ def _train(
 ) -> DistilledStudent:
     import torch
 
+    from edgepack.devices import teacher_on
     from edgepack.distill import distill
     from edgepack.students import create
 
-    spec, project = context.target.student, context.project
+    spec, project, device = context.target.student, context.project, context.options.torch_device
     torch.manual_seed(recipe.seed)
     student = create(
         spec.family,
@@ -72,19 +75,23 @@ def _train(
         num_classes=len(project.labels),
         in_channels=project.input.channels,
     )
-    stats = distill(
-        student,
-        data.train_x,
-        logits.train_labels,
-        logits.train_logits,
-        recipe,
-        augment=project.augment,
-        teacher=data.teacher.run,
-        checkpoint=context.options.cache_dir / "students" / f"{key}.ckpt",
-        progress=context.options.progress,
-        evaluate=_held_out_accuracy(data),
-    )
-    student.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    with teacher_on(data.teacher.run, device) as teacher:
+        stats = distill(
+            student,
+            data.train_x,
+            logits.train_labels,
+            logits.train_logits,
+            recipe,
+            augment=project.augment,
+            teacher=teacher,
+            checkpoint=context.options.cache_dir / "students" / f"{key}.ckpt",
+            progress=context.options.progress,
+            evaluate=_held_out_accuracy(data, device.spec),
+            device=device,
+        )
+    # Back to the CPU whatever it trained on: the PT2E quantizer, the converters and the
+    # runtimes that verify the artifact are CPU code, and so is the phone's int8 kernel.
+    student.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     student.eval()
     test_logits = batched(student, data.test_x)
     labels = data.test.labels
@@ -104,14 +111,15 @@ def _train(
             "seconds": round(stats.seconds, 1),
             **stats.rates(),
             "history": list(stats.history),
+            "compute": {**device.to_dict(), **distributed.world().to_dict()},
         },
         augmented=project.augment.active,
     )
 
 
-def _held_out_accuracy(data: PreparedData) -> Callable[[Any], float] | None:
+def _held_out_accuracy(data: PreparedData, device: str) -> Callable[[Any], float] | None:
     """Held-out accuracy after each epoch (the report's distillation curve); none unlabelled."""
     labels = data.test.labels
     if labels is None:
         return None
-    return lambda model: accuracy(batched(model, data.test_x), labels)
+    return lambda model: accuracy(batched(lambda x: model(x.to(device)).cpu(), data.test_x), labels)

@@ -14,6 +14,7 @@ from edgepack.errors import BudgetExceeded, ConfigError
 from edgepack.targets import Target, list_targets, load_target
 
 if TYPE_CHECKING:
+    from edgepack.devices import TorchDevice
     from edgepack.project import Project
 
 from edgepack.cli._app import DEVICE_HELP, main
@@ -77,6 +78,15 @@ from edgepack.cli._app import DEVICE_HELP, main
     "for several, set copy_to: per target in edgepack.yaml.",
 )
 @click.option(
+    "--torch-device",
+    default=None,
+    metavar="auto|cpu|cuda|cuda:N|mps",
+    help="Where the teacher's logits and distillation compute (quantization, export and "
+    "verification stay on the CPU). Not --device, which names the runner's device where the "
+    "model is timed. Under torchrun, cuda means cuda:LOCAL_RANK. "
+    "[default: $EDGEPACK_TORCH_DEVICE, else auto: CUDA, else MPS, else CPU]",
+)
+@click.option(
     "--accuracy-on-device",
     is_flag=True,
     help="Also run the held-out images on the runner's device (ssh, mac) and record that "
@@ -92,6 +102,7 @@ def build(
     progress: bool | None,
     device: str | None,
     copy_to: Path | None,
+    torch_device: str | None,
     accuracy_on_device: bool,
 ) -> None:
     """Distill, quantize, convert, verify and budget-check a model for each target.
@@ -103,9 +114,44 @@ def build(
     targets (repeat --target, or --target all) share the teacher, its logits and each distinct
     student. Exit codes: 0 all budgets hold, 1 a budget is
     exceeded (the builds are still written), 2 bad input.
+
+    `torchrun --nproc-per-node N -m edgepack build ...` distills on N processes (DDP; the
+    profile's batch size stays the global one); rank 0 alone writes and prints.
     """
-    from edgepack import students
-    from edgepack.build import BuildOptions, SharedWork
+    from edgepack import devices, distributed
+
+    compute = devices.resolve(torch_device, distributed.local_rank())
+    with distributed.session(compute):
+        _build(
+            target_refs,
+            config_path,
+            out_root,
+            teacher,
+            quick,
+            cache_dir,
+            progress,
+            device,
+            copy_to,
+            accuracy_on_device,
+            compute,
+        )
+
+
+def _build(
+    target_refs: tuple[str, ...],
+    config_path: Path | None,
+    out_root: Path | None,
+    teacher: str | None,
+    quick: bool,
+    cache_dir: Path | None,
+    progress: bool | None,
+    device: str | None,
+    copy_to: Path | None,
+    accuracy_on_device: bool,
+    compute: TorchDevice,
+) -> None:
+    from edgepack import distributed, students
+    from edgepack.build import BuildOptions, SharedWork, follow
     from edgepack.build import build as run_build
     from edgepack.exporters import get_exporter
 
@@ -121,20 +167,28 @@ def build(
         out_root=out_root or project.out,
         cache_dir=cache_dir or project.cache_dir,
         quick=quick,
-        progress=show,
+        progress=show and distributed.is_main(),
         accuracy_on_device=accuracy_on_device,
+        torch_device=compute,
     )
     copies = _copy_destinations(copy_to, targets, project, options.out_root)
     shared = SharedWork()
     effort = "quick" if quick else "full"
     failures = []
     built = []
+    world = distributed.world()
+    ranks = f", {world.size} ranks ({world.backend})" if world.size > 1 else ""
+    click.echo(f"torch device {compute.spec} ({compute.name}){ranks}")
     for target in targets:
+        if not distributed.is_main():
+            follow(target, project, options, shared)
+            continue
         click.echo(
             f"building {target.name} ({target.format}, {effort} effort) from {target.source}"
         )
         started = time.perf_counter()
-        result = run_build(target, project, options, on_stage=_echo_stage, shared=shared)
+        with distributed.leading():
+            result = run_build(target, project, options, on_stage=_echo_stage, shared=shared)
         for verdict in result.verdicts:
             click.echo(f"  budget {verdict.describe()}")
         size = artifact_bytes(result.out_dir / result.manifest["artifact"])
@@ -150,6 +204,11 @@ def build(
         from edgepack.report import write_overview
 
         click.echo(f"wrote {write_overview(options.out_root, built)} (all targets)")
+    # the other ranks exit with rank 0's code
+    distributed.on_main(lambda: _conclude(failures, copies, built))
+
+
+def _conclude(failures: list[str], copies: dict[str, Path], built: list[tuple[Path, dict]]) -> None:
     if failures:
         for destination in copies.values():
             click.echo(f"not copied to {destination}/: the build did not pass every budget")
