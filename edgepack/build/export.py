@@ -1,13 +1,33 @@
-"""Stage ``quantize+export``: the format's int8 artifact and a float twin for latency."""
+"""Stage ``quantize+export``: the format's int8 artifact and a float twin for latency.
+
+The int8 model is made the way the ``recover`` stage decided (its :class:`Int8Recipe`: the
+calibration, and for PT2E formats the int8 module it judged), so the artifact is that model."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgepack._files import artifact_bytes
 from edgepack.build._context import BuildContext
 from edgepack.pipeline import Products
-from edgepack.records import DistilledStudent, ExportResult, PreparedData
+from edgepack.records import DistilledStudent, ExportResult, PreparedData, Recovery
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgepack.targets import Target
+
+
+def calibration_batches(target: Target, data: PreparedData) -> list[torch.Tensor]:
+    """The profile's number of calibration images, a seeded choice from the pool, in batches
+    of 64 (the same images for recovery's PTQ steps and the exporter)."""
+    pool = data.calibration_x
+    count = min(target.quantization.calibration_samples, pool.shape[0])
+    index = np.random.default_rng(target.distill.seed).permutation(pool.shape[0])[:count]
+    calibration = pool[np.sort(index)]
+    return [calibration[i : i + 64] for i in range(0, count, 64)]
 
 
 def export(context: BuildContext, got: Products) -> ExportResult:
@@ -15,17 +35,15 @@ def export(context: BuildContext, got: Products) -> ExportResult:
     from edgepack.exporters import ExportRequest, get_exporter
 
     target, project = context.target, context.project
-    data, student = got[PreparedData], got[DistilledStudent]
+    data, student, recovery = got[PreparedData], got[DistilledStudent], got[Recovery]
     exporter = get_exporter(target.format)
-    pool = data.calibration_x
-    count = min(target.quantization.calibration_samples, pool.shape[0])
-    index = np.random.default_rng(target.distill.seed).permutation(pool.shape[0])[:count]
-    calibration = pool[np.sort(index)]
+    calibration = calibration_batches(target, data)
+    count = sum(len(batch) for batch in calibration)
     request = ExportRequest(
         student=student.model,
         example=data.train_x[:1],
-        calibration=[calibration[i : i + 64] for i in range(0, count, 64)],
-        per_channel=target.quantization.per_channel,
+        calibration=calibration,
+        per_channel=recovery.per_channel,
         labels=project.labels,
         input=project.input,
         options=target.export,
@@ -35,6 +53,7 @@ def export(context: BuildContext, got: Products) -> ExportResult:
             "description": f"{project.name} for {target.name}: {target.description}",
             "version": __version__,
         },
+        int8=recovery.recipe,
     )
     int8 = exporter.export_int8(request, context.work / exporter.ARTIFACT)
     (context.work / "float").mkdir()
