@@ -72,6 +72,8 @@ def qat_int8(
     started = time.perf_counter()
     torch.manual_seed(recipe.seed)
     folded = fold_batch_norm(copy.deepcopy(student).eval())
+    for parameter in folded.parameters():  # the folded biases are new and frozen by default
+        parameter.requires_grad_(True)
     graph = export_batch_dynamic(folded, example)
     remove_eval_dropout(graph)
     prepared = prepare_qat_pt2e(graph, _qat_quantizer(per_channel))
