@@ -173,21 +173,24 @@ def _ladder(context: Any, got: Any, args: argparse.Namespace) -> None:
     )
     context = dataclasses.replace(context, target=target)
     print(f"# budget: drop ≤ {budget} pp vs the teacher's {teacher:.2%}", flush=True)
+    if args.every_step:
+        _every_step(context, got, budget)
+        return
     recovery = recover(context, got)
     print(f"# {recovery.outcome} ({recovery.seconds:.0f} s)")
     _table(recovery.ladder)
     for layer in recovery.worst_layers:
         print(f"LAYER {layer.layer} | {layer.op} | {layer.sqnr_db:.1f} dB | "
               f"accumulated {layer.accumulated_sqnr_db:.1f} dB")  # fmt: skip
-    if args.every_step:
-        _every_step(context, got, budget)
 
 
 def _every_step(context: Any, got: Any, budget: float) -> None:
-    """Every rung, the budget ignored (a goal no step meets)."""
+    """Every rung, the budget ignored (a goal no step meets), instead of the recover stage:
+    'meets' is against the real budget and 'kept' marks what the ladder would keep (the
+    first rung that meets). The worst layers of plain PTQ are printed too."""
     from edgepack.build._numeric import accuracy, batched
     from edgepack.build.export import calibration_batches
-    from edgepack.build.recover import _qat
+    from edgepack.build.recover import _qat, _worst_layers
     from edgepack.exporters._pt2e import quantize_pt2e_int8
     from edgepack.records import DistilledStudent, PreparedData, TeacherLogits
     from edgepack.recovery.plan import Goal, Rung, climb, later_steps
@@ -219,9 +222,16 @@ def _every_step(context: Any, got: Any, budget: float) -> None:
         qat=_qat(context, got),
         qat_epochs=spec.qat_epochs,
     )
+    tick = time.perf_counter()
+    for layer in _worst_layers(first_module, batches):
+        print(f"LAYER {layer.layer} | {layer.op} | {layer.sqnr_db:.1f} dB | "
+              f"accumulated {layer.accumulated_sqnr_db:.1f} dB")  # fmt: skip
+    print(f"# per-layer SQNR: {time.perf_counter() - tick:.0f} s", flush=True)
     rungs, _ = climb(first, first_module, steps, judge, never)
     print("# every step (budget ignored; 'meets' against the real budget):")
-    _table([dataclasses.replace(r, meets=real.meets(r.accuracy), chosen=False) for r in rungs])
+    judged = [dataclasses.replace(r, meets=real.meets(r.accuracy), chosen=False) for r in rungs]
+    kept = next((i for i, r in enumerate(judged) if r.meets), None)
+    _table([dataclasses.replace(r, chosen=i == kept) for i, r in enumerate(judged)])
 
 
 def _table(rungs: Any) -> None:

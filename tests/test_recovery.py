@@ -314,3 +314,49 @@ def test_qat_improves_int8_accuracy(digits: dict[str, Any]) -> None:
     after = accuracy(batched(qat, x[test]), y[test])
     assert stats.epochs == 2 and stats.steps == 2 * (len(train) // RECIPE.batch_size)
     assert after > before + 0.2, (before, after)
+
+
+# --- the other formats and the report ---------------------------------------------------------
+
+
+def test_onnx_export_honours_the_calibration(digits: dict[str, Any], tmp_path: Path) -> None:
+    """ONNX quantizes with onnxruntime (no ladder: no torch twin), but a profile's
+    ``calibration`` reaches its calibrator: Percentile clips the stuck pixel MinMax keeps."""
+    from edgepack.exporters import ExportRequest, Int8Recipe
+    from edgepack.exporters import onnx as onnx_export
+
+    model, x, y, test = digits["model"], digits["x"], digits["y"], digits["test"]
+    images = x[test].permute(0, 2, 3, 1).contiguous().numpy()
+    scores = {}
+    for calibration in ("minmax", "percentile"):
+        request = ExportRequest(
+            student=model,
+            example=x[:1],
+            calibration=list(digits["calibration"].split(64)),
+            per_channel=True,
+            labels=tuple(str(i) for i in range(10)),
+            input=sample_project().input,
+            options=onnx_export.OnnxOptions(),
+            int8=Int8Recipe(calibration),
+        )
+        result = onnx_export.export_int8(request, tmp_path / f"{calibration}.onnx")
+        assert result.details["calibration"] == calibration
+        scores[calibration] = accuracy(onnx_export.predict(result.path, images), y[test])
+    assert scores["percentile"] > scores["minmax"] + 0.2, scores
+
+
+def test_report_shows_the_ladder_and_the_worst_layers() -> None:
+    from edgepack.exporters import Int8Recipe
+    from edgepack.recovery.layers import LayerError
+    from edgepack.report import _recovery_section
+
+    rungs = (
+        Rung("plain PTQ", True, "auto", 0.90, 4.5, 3.0, False),
+        Rung("calibration: percentile", True, "percentile", 0.94, 0.5, 2.0, True, chosen=True),
+    )
+    layer = LayerError("features.4.block.0.2", "HardSwish mul", "mul_3", 9.87, 7.0)
+    recovery = Recovery(Int8Recipe("percentile"), True, "recovered", rungs, (layer,), 5.0)
+    html = "".join(_recovery_section(recovery.to_dict()))
+    assert "Accuracy recovery" in html and "calibration: percentile" in html and "kept" in html
+    assert "features.4.block.0.2" in html and "9.9" in html and "4.50 pp" in html
+    assert _recovery_section(Recovery(Int8Recipe(), True, "not run: no budget").to_dict()) == []
