@@ -81,6 +81,8 @@ class QuantSpec:
     # Epochs of quantization-aware distillation, recovery's last and dearest step; 0 skips it.
     qat_epochs: int = field(default=2, metadata=at_least(0, 100))
     qat_lr: float = field(default=0.005, metadata=above(0))
+    # Training images QAT sees (a seeded subset); null: all. Bounds its cost on big data sets.
+    qat_samples: int | None = field(default=None, metadata=at_least(1))
 
 
 @dataclass(frozen=True)

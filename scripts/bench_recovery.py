@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--slack", type=float, default=0.5)
     parser.add_argument("--qat-epochs", type=int, default=2)
+    parser.add_argument("--qat-samples", type=int, default=None, help="QAT images (subset)")
     parser.add_argument("--every-step", action="store_true")
     parser.add_argument("--cache-dir", type=Path, default=Path(".edgepack-cache"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
@@ -167,7 +168,9 @@ def _ladder(context: Any, got: Any, args: argparse.Namespace) -> None:
     student, teacher = got[DistilledStudent], got[TeacherLogits].accuracy
     budget = round((teacher - student.accuracy) * 100 + args.slack, 2)
     target = context.target
-    quantization = dataclasses.replace(target.quantization, qat_epochs=args.qat_epochs)
+    quantization = dataclasses.replace(
+        target.quantization, qat_epochs=args.qat_epochs, qat_samples=args.qat_samples
+    )
     target = dataclasses.replace(
         target, budgets=Budgets(None, None, budget, None), quantization=quantization
     )

@@ -138,19 +138,32 @@ def _qat(context: BuildContext, got: Products) -> Any:
     spec = context.target.quantization
 
     def make(facts: dict[str, Any]) -> torch.fx.GraphModule:
+        import numpy as np
+        import torch
+
         from edgepack.recovery.qat import qat_int8
 
+        count = len(data.train_x)
+        pick = np.arange(count)
+        if spec.qat_samples is not None and spec.qat_samples < count:
+            seeded = np.random.default_rng(student.recipe.seed).permutation(count)
+            pick = np.sort(seeded[: spec.qat_samples])
         module, stats = qat_int8(
             student.model,
             data.train_x[:1],
-            data.train_x,
-            logits.train_labels,
-            logits.train_logits,
+            data.train_x[torch.from_numpy(pick)],
+            logits.train_labels[pick],
+            logits.train_logits[pick],
             student.recipe,
             epochs=spec.qat_epochs,
             lr=spec.qat_lr,
         )
-        facts.update(epochs=stats.epochs, steps=stats.steps, final_loss=round(stats.final_loss, 5))
+        facts.update(
+            epochs=stats.epochs,
+            images=len(pick),
+            steps=stats.steps,
+            final_loss=round(stats.final_loss, 5),
+        )
         return module
 
     return make
