@@ -360,3 +360,43 @@ def test_report_shows_the_ladder_and_the_worst_layers() -> None:
     assert "Accuracy recovery" in html and "calibration: percentile" in html and "kept" in html
     assert "features.4.block.0.2" in html and "9.9" in html and "4.50 pp" in html
     assert _recovery_section(Recovery(Int8Recipe(), True, "not run: no budget").to_dict()) == []
+
+
+def test_recovery_stops_when_the_float_student_misses_by_itself(
+    digits: dict[str, Any], tmp_path: Path
+) -> None:
+    context = _context(tmp_path)
+    budgets = Budgets(None, None, None, min_accuracy=0.999)  # beyond the float net too
+    context = dataclasses.replace(
+        context, target=dataclasses.replace(context.target, budgets=budgets)
+    )
+    recovery = recover(context, _products(digits))
+    assert [r.step for r in recovery.ladder] == ["plain PTQ"]
+    assert "the float student misses the accuracy budget by itself" in recovery.outcome
+    assert recovery.worst_layers  # still measured: the message names them
+
+
+# --- the profile keys -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("recovery: off", None),
+        ("calibration: kl", "quantization.calibration must be one of auto, histogram, percentile"),
+        ("qat_epochs: -1", "quantization.qat_epochs must be between 0 and 100"),
+        ("qat_lr: 0", "quantization.qat_lr must be > 0"),
+    ],
+)
+def test_profile_recovery_keys_are_checked(
+    tmp_path: Path, section: str, expected: str | None
+) -> None:
+    from edgepack.errors import ConfigError
+
+    path = tmp_path / "phone.yaml"
+    path.write_text(f"extends: android\nquantization:\n  {section}\n")
+    if expected is None:  # YAML reads off as false
+        assert load_target(str(path)).quantization.recovery is False
+        return
+    with pytest.raises(ConfigError, match=expected):
+        load_target(str(path))
