@@ -79,10 +79,11 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
         "compute": _compute(compute),
         "quantization": {
             "scheme": target.quantization.scheme,
-            "per_channel": target.quantization.per_channel,
+            "per_channel": record.recovery.per_channel,  # as built (recovery may turn it on)
             "calibration_samples": record.export.calibration_samples,
             **record.export.int8.details,
         },
+        "recovery": record.recovery.to_dict(),
         "inspection": {k: v for k, v in inspection.items() if k not in ("inputs", "outputs")},
         "accuracy": {
             "teacher": record.logits.accuracy,

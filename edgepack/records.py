@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from edgepack.batches import ModelInputs
     from edgepack.budgets import Verdict
     from edgepack.datasets import ImageSet
-    from edgepack.exporters import ExportRequest, Int8Export
+    from edgepack.exporters import ExportRequest, Int8Export, Int8Recipe
     from edgepack.project import Project
+    from edgepack.recovery.layers import LayerError
+    from edgepack.recovery.plan import Rung
     from edgepack.runners import Latency, Unavailable
     from edgepack.targets import DistillSpec, Target
     from edgepack.teachers import Teacher, TeacherInfo
@@ -126,6 +128,38 @@ class DistilledStudent:
             f"{self.family} ×{self.width:g}, {self.params:,} params, "
             f"{self.stats['epochs']} epochs{note}: float accuracy {shown}"
         )
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """How the int8 model is made, and, when plain PTQ missed the accuracy budgets, what
+    recovery tried (:mod:`edgepack.recovery`): each rung's accuracy and seconds, and the
+    layers that lost the most (local SQNR, worst first)."""
+
+    recipe: Int8Recipe  # what the exporter quantizes with (or the module it lowers as is)
+    per_channel: bool
+    outcome: str  # one line: why nothing ran, what was kept, or why nothing met the budget
+    ladder: tuple[Rung, ...] = ()
+    worst_layers: tuple[LayerError, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def problem_layers(self) -> str:
+        """The worst layers, for a failed budget's message ("" when not measured)."""
+        return ", ".join(layer.describe() for layer in self.worst_layers[:3])
+
+    def summary(self) -> str:
+        return self.outcome
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "calibration": self.recipe.calibration,
+            "per_channel": self.per_channel,
+            "ladder": [rung.to_dict() for rung in self.ladder],
+            "worst_layers": [layer.to_dict() for layer in self.worst_layers],
+            "seconds": round(self.seconds, 1),
+        }
 
 
 @dataclass(frozen=True)
@@ -239,6 +273,7 @@ class BuildRecord:
     data: PreparedData
     logits: TeacherLogits
     student: DistilledStudent
+    recovery: Recovery
     export: ExportResult
     verification: Verification
     latency: LatencyResult

@@ -34,6 +34,7 @@ from edgepack._schema import (
 from edgepack._yaml import is_file, read_yaml
 from edgepack.errors import ConfigError
 from edgepack.exporters import format_names, options_class
+from edgepack.recovery.calibrate import CALIBRATIONS
 
 KNOWN_FORMATS = format_names()
 KNOWN_SCHEMES = ("int8",)
@@ -67,11 +68,22 @@ class DistillSpec:
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """Post-training quantization."""
+    """Post-training quantization, and what the build may do when int8 costs too much accuracy
+    (:mod:`edgepack.recovery`). The recovery keys default so that profiles and manifests
+    written before recovery existed still load, with recovery on."""
 
     scheme: str = field(metadata=one_of(KNOWN_SCHEMES))
     per_channel: bool
     calibration_samples: int = field(metadata=at_least(1))
+    calibration: str = field(default="auto", metadata=one_of(CALIBRATIONS))
+    # on: when int8 misses the accuracy budgets, try better calibration, per-channel weights,
+    # then QAT (YAML reads on/off as booleans); off: quantize once and report the worst layers.
+    recovery: bool = True
+    # Epochs of quantization-aware distillation, recovery's last and dearest step; 0 skips it.
+    qat_epochs: int = field(default=2, metadata=at_least(0, 100))
+    qat_lr: float = field(default=0.005, metadata=above(0))
+    # Training images QAT sees (a seeded subset); null: all. Bounds its cost on big data sets.
+    qat_samples: int | None = field(default=None, metadata=at_least(1))
 
 
 @dataclass(frozen=True)

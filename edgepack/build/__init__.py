@@ -29,6 +29,7 @@ from edgepack.build.data import load_data
 from edgepack.build.export import export
 from edgepack.build.latency import measure_latency
 from edgepack.build.logits import teacher_logits
+from edgepack.build.recover import recover
 from edgepack.build.student import distill_student
 from edgepack.build.teacher import load_teacher
 from edgepack.build.verify import verify
@@ -42,6 +43,7 @@ from edgepack.records import (
     ExportResult,
     LatencyResult,
     PreparedData,
+    Recovery,
     TeacherLogits,
     TeacherModel,
     Verification,
@@ -56,14 +58,17 @@ STAGES: list[Stage[BuildContext]] = [
     Stage("load data", distributed.main_first(load_data), PreparedData, needs=(TeacherModel,)),
     Stage("teacher logits", teacher_logits, TeacherLogits, needs=(PreparedData,)),
     Stage("distill", distill_student, DistilledStudent, needs=(PreparedData, TeacherLogits)),
-    Stage("quantize+export", export, ExportResult, needs=(PreparedData, DistilledStudent)),
+    Stage("recover", recover, Recovery, needs=(PreparedData, DistilledStudent, TeacherLogits)),
+    Stage(
+        "quantize+export", export, ExportResult, needs=(PreparedData, DistilledStudent, Recovery)
+    ),
     Stage("verify", verify, Verification, needs=(ExportResult, PreparedData, DistilledStudent)),
     Stage("latency", measure_latency, LatencyResult, needs=(ExportResult,)),
     Stage(
         "budgets",
         check_budgets,
         BudgetReport,
-        needs=(Verification, PreparedData, ExportResult, LatencyResult, TeacherLogits),
+        needs=(Verification, PreparedData, ExportResult, LatencyResult, TeacherLogits, Recovery),
     ),
 ]
 
@@ -144,6 +149,7 @@ def _record(context: BuildContext, got: Products, timings: dict[str, float]) -> 
         data=got[PreparedData],
         logits=got[TeacherLogits],
         student=got[DistilledStudent],
+        recovery=got[Recovery],
         export=got[ExportResult],
         verification=got[Verification],
         latency=got[LatencyResult],

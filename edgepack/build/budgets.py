@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from edgepack.budgets import judge
+import dataclasses
+
+from edgepack.budgets import Verdict, judge
 from edgepack.build._context import BuildContext
 from edgepack.checking.sizes import measure_sizes
 from edgepack.pipeline import Products
@@ -11,6 +13,7 @@ from edgepack.records import (
     ExportResult,
     LatencyResult,
     PreparedData,
+    Recovery,
     TeacherLogits,
     Verification,
 )
@@ -35,4 +38,14 @@ def check_budgets(context: BuildContext, got: Products) -> BudgetReport:
         artifact_accuracy=verification.accuracy,
         unavailable=unavailable,
     )
-    return BudgetReport(tuple(verdicts))
+    return BudgetReport(tuple(_name_layers(v, got[Recovery]) for v in verdicts))
+
+
+def _name_layers(verdict: Verdict, recovery: Recovery) -> Verdict:
+    """A failed accuracy budget names the int8 layers that lost the most (the recover stage
+    measured them when plain PTQ missed)."""
+    accuracy = verdict.name in ("max_accuracy_drop_pp", "min_accuracy")
+    if verdict.status != "fail" or not accuracy or not recovery.problem_layers:
+        return verdict
+    note = f"int8 loses most in {recovery.problem_layers}"
+    return dataclasses.replace(verdict, note=f"{verdict.note}; {note}" if verdict.note else note)

@@ -1,34 +1,54 @@
-"""Stage ``quantize+export``: the format's int8 artifact and a float twin for latency."""
+"""Stage ``quantize+export``: the format's int8 artifact and a float twin for latency.
+
+The int8 model is made the way the ``recover`` stage decided (its :class:`Int8Recipe`: the
+calibration, and for PT2E formats the int8 module it judged), so the artifact is that model."""
 
 from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgepack._files import artifact_bytes
 from edgepack.build._context import BuildContext
 from edgepack.pipeline import Products
-from edgepack.records import DistilledStudent, ExportResult, PreparedData
+from edgepack.records import DistilledStudent, ExportResult, PreparedData, Recovery
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgepack.exporters import ExportRequest
+    from edgepack.targets import Target
 
 
-def export(context: BuildContext, got: Products) -> ExportResult:
-    from edgepack import __version__
-    from edgepack.exporters import ExportRequest, get_exporter
-    from edgepack.exporters._input import app_facing
-
-    target, project = context.target, context.project
-    data, student = got[PreparedData], got[DistilledStudent]
-    exporter = get_exporter(target.format)
+def calibration_batches(target: Target, data: PreparedData) -> list[torch.Tensor]:
+    """The profile's number of calibration images, a seeded choice from the pool, in batches
+    of 64 (the same images for recovery's PTQ steps and the exporter)."""
     pool = data.calibration_x
     count = min(target.quantization.calibration_samples, pool.shape[0])
     index = np.random.default_rng(target.distill.seed).permutation(pool.shape[0])[:count]
     calibration = pool[np.sort(index)]
-    # The app-facing input (RGB for a grayscale project unless the profile keeps 1 channel)
-    # is settled here, once, so every format exports the same model.
-    request = app_facing(
+    return [calibration[i : i + 64] for i in range(0, count, 64)]
+
+
+def export_request(
+    context: BuildContext, data: PreparedData, student: torch.nn.Module
+) -> ExportRequest:
+    """What every format is asked to export, as the app will feed it: the app-facing input
+    (RGB for a grayscale project unless the profile keeps 1 channel) is settled here, so every
+    format, and the ``recover`` stage that quantizes ahead of the exporter, see the same model.
+    Quantized with the profile's plain settings; :func:`export` applies recovery's choice."""
+    from edgepack import __version__
+    from edgepack.exporters import ExportRequest
+    from edgepack.exporters._input import app_facing
+
+    target, project = context.target, context.project
+    return app_facing(
         ExportRequest(
-            student=student.model,
+            student=student,
             example=data.train_x[:1],
-            calibration=[calibration[i : i + 64] for i in range(0, count, 64)],
+            calibration=calibration_batches(target, data),
             per_channel=target.quantization.per_channel,
             labels=project.labels,
             input=project.input,
@@ -43,6 +63,18 @@ def export(context: BuildContext, got: Products) -> ExportResult:
         ),
         target.input.channels,
     )
+
+
+def export(context: BuildContext, got: Products) -> ExportResult:
+    from edgepack.exporters import get_exporter
+
+    data, student, recovery = got[PreparedData], got[DistilledStudent], got[Recovery]
+    exporter = get_exporter(context.target.format)
+    request = dataclasses.replace(
+        export_request(context, data, student.model),
+        per_channel=recovery.per_channel,
+        int8=recovery.recipe,
+    )
     int8 = exporter.export_int8(request, context.work / exporter.ARTIFACT)
     (context.work / "float").mkdir()
     reference = exporter.export_float(request, context.work / "float" / exporter.ARTIFACT)
@@ -50,7 +82,7 @@ def export(context: BuildContext, got: Products) -> ExportResult:
         int8=int8,
         float_reference=reference,
         request=request,
-        calibration_samples=count,
+        calibration_samples=sum(len(batch) for batch in request.calibration),
         size_bytes=artifact_bytes(int8.path),
-        format=target.format,
+        format=context.target.format,
     )

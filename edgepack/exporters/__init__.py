@@ -21,7 +21,7 @@ from typing import cast
 
 from edgepack._registry import Registry
 from edgepack.errors import InputError, MissingExtraError
-from edgepack.exporters._base import Exporter, ExportRequest, Int8Export
+from edgepack.exporters._base import Exporter, ExportRequest, Int8Export, Int8Recipe
 
 __all__ = [
     "FORMATS",
@@ -29,6 +29,7 @@ __all__ = [
     "Exporter",
     "Format",
     "Int8Export",
+    "Int8Recipe",
     "format_names",
     "format_of",
     "get_exporter",

@@ -22,6 +22,18 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Int8Recipe:
+    """How the exporter makes its int8 model: the profile's calibration, or what accuracy
+    recovery (:mod:`edgepack.recovery`) chose. A format quantizes the way this says, so the
+    artifact is the model recovery judged."""
+
+    calibration: str = "auto"  # activation observer (edgepack.recovery.calibrate.CALIBRATIONS)
+    # A converted PT2E module recovery already made (calibrated or quantization-aware trained):
+    # PT2E formats lower it as is instead of calibrating again. None: quantize here.
+    quantized: torch.fx.GraphModule | None = None
+
+
+@dataclass(frozen=True)
 class ExportRequest:
     student: torch.nn.Module  # float, eval mode; takes normalised NCHW float32
     example: torch.Tensor  # (1, C, H, W), normalised
@@ -31,6 +43,7 @@ class ExportRequest:
     input: InputSpec  # channels, mean, std: what an app must do to raw pixels
     options: Any  # the format's OPTIONS dataclass, filled from the profile's `export:` section
     metadata: dict[str, str] = field(default_factory=dict)  # author, licence, description, version
+    int8: Int8Recipe = field(default_factory=Int8Recipe)
 
 
 @dataclass(frozen=True)

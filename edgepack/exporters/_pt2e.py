@@ -5,6 +5,10 @@ The result is a ``torch.fx.GraphModule`` holding quantize→dequantize pairs aro
 :func:`edgepack.exporters.tflite.export_int8` lowers to a fully int8 ``.tflite``. The Core ML
 exporter quantizes with it too (one calibration code path for both), then folds the weight
 quantizers into int8 constants (:mod:`edgepack.exporters.coreml.convert`).
+
+Both take their int8 module from :func:`int8_module`: the one accuracy recovery already made
+(:mod:`edgepack.recovery`, e.g. after quantization-aware training), else a fresh calibration
+with the request's activation observer.
 """
 
 from __future__ import annotations
@@ -19,18 +23,48 @@ if TYPE_CHECKING:
     import torch
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
 
+    from edgepack.exporters._base import ExportRequest
+
 log = logging.getLogger(__name__)
 
 
-def pt2e_quantizer(*, per_channel: bool = True) -> PT2EQuantizer:
-    """litert_torch's PT2E quantizer: symmetric int8, per-channel (or per-tensor) weights."""
+def pt2e_quantizer(*, per_channel: bool = True, calibration: str = "auto") -> PT2EQuantizer:
+    """litert_torch's PT2E quantizer: symmetric int8, per-channel (or per-tensor) weights, and
+    activation ranges from the observer named by ``calibration``
+    (:data:`edgepack.recovery.calibrate.CALIBRATIONS`)."""
+    import dataclasses
+
     from litert_torch.quantize.pt2e_quantizer import (
         PT2EQuantizer,
         get_symmetric_quantization_config,
     )
 
+    from edgepack.recovery.calibrate import activation_observer
+
     config = get_symmetric_quantization_config(is_per_channel=per_channel)
+    if calibration != "auto":
+        # The config's activation spec is one frozen QuantizationSpec shared by inputs and
+        # outputs; swapping its observer constructor is all that changes (same eps as litert).
+        observer = activation_observer(calibration).with_args(eps=2**-12)
+        spec = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=observer)
+        config = dataclasses.replace(config, input_activation=spec, output_activation=spec)
     return PT2EQuantizer().set_global(config)
+
+
+def int8_module(request: ExportRequest) -> torch.fx.GraphModule:
+    """The request's int8 PT2E module: a copy of the one recovery chose (callers may fold it in
+    place), else a fresh calibration with the request's observer and weight granularity."""
+    import copy
+
+    if request.int8.quantized is not None:
+        return copy.deepcopy(request.int8.quantized)
+    return quantize_pt2e_int8(
+        request.student,
+        request.example,
+        request.calibration,
+        per_channel=request.per_channel,
+        observer=request.int8.calibration,
+    )
 
 
 def quantize_pt2e_int8(
@@ -39,24 +73,22 @@ def quantize_pt2e_int8(
     calibration: Iterable[torch.Tensor],
     *,
     per_channel: bool = True,
+    observer: str = "auto",
 ) -> torch.fx.GraphModule:
     """Strict-export ``model`` (switched to eval mode), calibrate it on NCHW float batches of
-    any size and convert it to int8 PT2E.
+    any size with the activation ``observer`` (a calibration name) and convert it to int8 PT2E.
 
     Returns the converted module: float in, float out, int8 fake-quant math inside. It accepts
     any batch size, so it can compute reference outputs for whole evaluation batches.
     """
     import torch
-    from torchao.quantization.pt2e import (
-        allow_exported_model_train_eval,
-        move_exported_model_to_eval,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     _check_example(example)
-    graph = _export_batch_dynamic(model.eval(), example)
-    _remove_eval_dropout(graph)
-    prepared = prepare_pt2e(graph, pt2e_quantizer(per_channel=per_channel))
+    graph = export_batch_dynamic(model.eval(), example)
+    remove_eval_dropout(graph)
+    quantizer = pt2e_quantizer(per_channel=per_channel, calibration=observer)
+    prepared = prepare_pt2e(graph, quantizer)
 
     batches = 0
     with torch.no_grad():
@@ -66,7 +98,18 @@ def quantize_pt2e_int8(
             batches += 1
     if batches == 0:
         raise InputError("calibration yielded no batches; int8 needs activation ranges")
-    log.info("calibrated int8 activation ranges on %d batches", batches)
+    log.info("calibrated int8 activation ranges on %d batches (%s)", batches, observer)
+    return convert(prepared)
+
+
+def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """``convert_pt2e`` of a calibrated (or quantization-aware trained) module, made usable
+    as an eval-mode module: float in, float out, int8 fake-quant math inside."""
+    from torchao.quantization.pt2e import (
+        allow_exported_model_train_eval,
+        move_exported_model_to_eval,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     # fold_quantize=False keeps float weights behind quantize→dequantize pairs. The litert
     # converter pattern-matches those pairs into int8 constants; with the torchao default
@@ -83,7 +126,7 @@ def quantize_pt2e_int8(
     return converted
 
 
-def _export_batch_dynamic(model: torch.nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
+def export_batch_dynamic(model: torch.nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
     """``torch.export`` with a dynamic batch dimension, strict mode.
 
     Strict (TorchDynamo) export is what lets the PT2E quantizer annotate residual ``add``s; in
@@ -100,7 +143,7 @@ def _export_batch_dynamic(model: torch.nn.Module, example: torch.Tensor) -> torc
     return program.module()
 
 
-def _remove_eval_dropout(graph: torch.fx.GraphModule) -> None:
+def remove_eval_dropout(graph: torch.fx.GraphModule) -> None:
     """Drop ``aten.dropout(x, p, train=False)`` nodes, the identity they are in eval mode.
 
     Left in, a dropout between the pooled features and the classifier sits between two

@@ -69,6 +69,7 @@ def target_html(folder: Path, manifest: dict[str, Any]) -> str:
             _plot("accuracy", "teacher → float student → int8 artifact", _accuracy_svg(accuracy)),
         ),
         page.section("Latency", _latency_text(manifest.get("latency", {}))),
+        *_recovery_section(manifest.get("recovery")),
         page.section(
             "Plots",
             '<div class="grid">',
@@ -148,6 +149,36 @@ def _accuracy_table(accuracy: dict[str, Any]) -> str:
     if accuracy.get("prediction"):
         text += f'<p class="missing">int8 prediction {escape(str(accuracy["prediction"]))}</p>'
     return text
+
+
+def _recovery_section(recovery: dict[str, Any] | None) -> list[str]:
+    """The recover stage's ladder and worst layers; nothing for a build without them (no
+    accuracy budget, or a manifest written before recovery existed)."""
+    if not recovery or not recovery.get("ladder"):
+        return []
+    rows = []
+    for rung in recovery["ladder"]:
+        drop = rung.get("drop_pp")
+        rows.append(
+            [rung["step"], f"{rung['accuracy']:.2%}", "—" if drop is None else f"{drop:.2f} pp",
+             f"{rung['seconds']:.1f}", page.status("pass" if rung["meets_budget"] else "fail"),
+             "kept" if rung["chosen"] else ""]
+        )  # fmt: skip
+    parts = [
+        f"<p>{escape(str(recovery.get('outcome', '')))}</p>",
+        page.table(("step", "int8 twin", "drop", "seconds", "budget", ""), rows, numeric=(1, 2, 3)),
+    ]
+    layers = recovery.get("worst_layers") or []
+    if layers:
+        parts.append("<p>Layers that lose the most to int8 (local SQNR, lower is worse):</p>")
+        layer_rows = [
+            [layer["layer"], layer["op"], f"{layer['sqnr_db']:.1f}",
+             f"{layer['accumulated_sqnr_db']:.1f}"]
+            for layer in layers
+        ]  # fmt: skip
+        header = ("layer", "op", "SQNR dB", "accumulated dB")
+        parts.append(page.table(header, layer_rows, numeric=(2, 3)))
+    return [page.section("Accuracy recovery", *parts)]
 
 
 def _latency_text(latency: dict[str, Any]) -> str:

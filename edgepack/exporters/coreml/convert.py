@@ -73,13 +73,11 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
     """PT2E-quantize the student (int8 weights and activations) and save it as an ML Program
     package at ``path``; the reference is the PT2E module (normalised NCHW → logits)."""
     # Shares LiteRT's quantizer, so this format needs litert_torch installed too.
-    from edgepack.exporters._pt2e import quantize_pt2e_int8
+    from edgepack.exporters._pt2e import int8_module
 
     options = options_for(request.options, CoreMLOptions)
     _check_request(request)  # before the slow part
-    quantized = quantize_pt2e_int8(
-        request.student, request.example, request.calibration, per_channel=request.per_channel
-    )
+    quantized = int8_module(request)  # recovery's choice, else calibrated here
     _fold_weight_quantizers(quantized)
     _save(_convert(quantized, request, options), path)
     granularity = "per-channel" if request.per_channel else "per-tensor"

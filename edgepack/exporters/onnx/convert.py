@@ -76,10 +76,16 @@ def export_float(request: ExportRequest, path: Path) -> Path:
 
 def export_int8(request: ExportRequest, path: Path) -> Int8Export:
     """Export, pre-process and statically quantize (QDQ) the student to ``path``."""
-    from onnxruntime.quantization import QuantFormat, quant_pre_process, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        quant_pre_process,
+        quantize_static,
+    )
 
     options = options_for(request.options, OnnxOptions)
     reader = _Calibration(request.calibration, tuple(request.example.shape[1:]))
+    method, extra = _CALIBRATION[request.int8.calibration]
     with tempfile.TemporaryDirectory(prefix="edgepack-onnx-") as folder:
         raw, prepared = Path(folder) / "float.onnx", Path(folder) / "prepared.onnx"
         _export_torch(request, raw, options.opset)
@@ -95,6 +101,9 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
             per_channel=request.per_channel,
             activation_type=_quant_type(options.activations),
             weight_type=_quant_type("int8"),
+            # The profile's calibration in onnxruntime's terms (_CALIBRATION, below).
+            calibrate_method=getattr(CalibrationMethod, method),
+            extra_options=extra,
         )
     _finish(path, request)
     log.info("wrote int8 %s (%d bytes)", path, path.stat().st_size)
@@ -104,8 +113,21 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
         "opset": options.opset,
         "quant_format": "QDQ",
         "calibration_images": reader.images,
+        "calibration": request.int8.calibration,
     }
     return Int8Export(path=path, reference=None, details=details)
+
+
+# edgepack calibration name → onnxruntime CalibrationMethod and extra_options. ``auto`` is
+# onnxruntime's own default; ``histogram`` is its histogram search (Entropy: least KL
+# divergence, where torchao's HistogramObserver minimises L2).
+_CALIBRATION: dict[str, tuple[str, dict[str, Any]]] = {
+    "auto": ("MinMax", {}),
+    "minmax": ("MinMax", {}),
+    "moving_average": ("MinMax", {"CalibMovingAverage": True}),
+    "percentile": ("Percentile", {"CalibPercentile": 99.99}),
+    "histogram": ("Entropy", {}),
+}
 
 
 def _export_torch(request: ExportRequest, path: Path, opset: int) -> None:

@@ -37,11 +37,9 @@ class TFLiteOptions:
 def export_int8(request: ExportRequest, path: Path) -> Int8Export:
     """PT2E-quantize the student and lower it to an int8 .tflite at ``path`` whose input is
     float32 NHWC and whose output is float32 logits."""
-    from edgepack.exporters._pt2e import quantize_pt2e_int8
+    from edgepack.exporters._pt2e import int8_module
 
-    quantized = quantize_pt2e_int8(
-        request.student, request.example, request.calibration, per_channel=request.per_channel
-    )
+    quantized = int8_module(request)  # recovery's choice, else calibrated here
     lower_int8(quantized, request.example, path)
     bare = path.read_bytes()
     shipped = metadata.add_metadata(bare, request, _graph.INPUT_NAME, _graph.OUTPUT_NAME)
