@@ -73,10 +73,11 @@ PREDICT_ROWS = 1000
 
 
 def _predict(
-    exporter: Exporter, path: Path, test: ModelInputs, channels: int, threads: int
+    exporter: Exporter, path: Path, test: ModelInputs | torch.Tensor, channels: int, threads: int
 ) -> np.ndarray | None:
     parts = []
-    for batch in test.batches(PREDICT_ROWS):
+    for start in range(0, len(test), PREDICT_ROWS):
+        batch = test[start : start + PREDICT_ROWS]
         part = exporter.predict(path, _nhwc(batch, channels), threads=threads)
         if part is None:
             return None
