@@ -64,6 +64,7 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
             "example_nchw_shape": list(example.shape),
             # as the app feeds it: a grayscale project's model may take RGB (exporters/_input.py)
             **record.export.request.input.to_dict(),
+            "layout": _input_layout(record.export.format),
         },
         "output": {
             **_io(inspection, "outputs"),
@@ -127,3 +128,10 @@ def latency_section(result: LatencyResult) -> dict[str, Any]:
         section["float_reference_p50_ms"] = reference.p50_ms
         section["float_reference_p90_ms"] = reference.p90_ms
     return section
+
+
+def _input_layout(fmt: str) -> str:
+    """The artifact's input layout: NHWC for LiteRT, NCHW for ONNX, an image for Core ML."""
+    from edgepack.exporters import get_exporter
+
+    return get_exporter(fmt).INPUT_LAYOUT

@@ -94,7 +94,6 @@ class InputSpec:
 
     def to_dict(self) -> dict[str, Any]:
         found: dict[str, Any] = {
-            "layout": "NHWC",
             "dtype": "float32",
             "channels": self.channels,
             "mean": list(self.mean),

@@ -185,6 +185,9 @@ def test_three_formats_share_one_student(tmp_path: Path, shared_cache: Path) -> 
     assert all(ios["inspection"]["checks"].values())
 
     onnx = manifests["onnx"]
+    layouts = {name: manifests[name]["input"]["layout"] for name in ("android", "ios", "onnx")}
+    assert layouts == {"android": "NHWC", "ios": "image", "onnx": "NCHW"}
+    assert onnx["input"]["shape"][1:] == [3, 28, 28]  # the .onnx input as declared: NCHW
     assert onnx["quantization"]["activations"] == "uint8"
     assert onnx["accuracy"]["top1_agreement_vs_float_student"] > 0.9
     assert onnx["latency"]["measured"] and onnx["latency"]["p50_ms"] > 0

@@ -60,6 +60,7 @@ class Exporter(Protocol):
 
     OPTIONS: type  # frozen dataclass: the keys allowed under `export:` in a profile
     ARTIFACT: str  # file (or bundle folder) name in dist/<target>/
+    INPUT_LAYOUT: str  # of the artifact's input as the app feeds it: NHWC, NCHW or image
     # The least top-1 agreement the artifact must reach against Int8Export.reference on the
     # held-out images; None where the format's quantizer has no torch twin (no reference).
     # The tolerance belongs to the format, like Optimum's per-config ATOL_FOR_VALIDATION:

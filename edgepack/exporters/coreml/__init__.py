@@ -39,6 +39,7 @@ __all__ = [
     "ARTIFACT",
     "COMPUTE_UNITS",
     "DEPLOYMENT_TARGETS",
+    "INPUT_LAYOUT",
     "INPUT_NAME",
     "MIN_REFERENCE_AGREEMENT",
     "OPTIONS",
@@ -53,6 +54,7 @@ __all__ = [
 
 OPTIONS: type = CoreMLOptions  # typed `type` like Exporter.OPTIONS (mypy matches invariantly)
 ARTIFACT = "model.mlpackage"
+INPUT_LAYOUT = "image"  # a ct.ImageType: the app passes a CVPixelBuffer, not a tensor
 # The same bar as LiteRT's (see edgepack.exporters.tflite), against the same PT2E reference:
 # the runtime rounds requantization differently from torch and flips near-ties. Core ML also
 # computes in float16 between its quantize/dequantize ops, which may flip a few more; the bar

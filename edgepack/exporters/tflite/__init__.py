@@ -29,6 +29,7 @@ from edgepack.exporters.tflite.runtime import load_interpreter, predict, prepare
 
 __all__ = [
     "ARTIFACT",
+    "INPUT_LAYOUT",
     "INPUT_NAME",
     "MIN_REFERENCE_AGREEMENT",
     "OPTIONS",
@@ -47,6 +48,7 @@ __all__ = [
 
 OPTIONS: type = TFLiteOptions  # typed `type` like Exporter.OPTIONS (mypy matches invariantly)
 ARTIFACT = "model.tflite"
+INPUT_LAYOUT = "NHWC"
 # The int8 artifact must pick the same class as the torch int8 reference on nearly every
 # held-out image. Not 100 %: the runtime and torch round requantization differently (one output
 # step), which flips near-ties; measured 98.9 % on a 1-epoch quick student and >99.5 % on a
