@@ -28,6 +28,7 @@ from edgepack.build.data import load_data
 from edgepack.build.export import export
 from edgepack.build.latency import measure_latency
 from edgepack.build.logits import teacher_logits
+from edgepack.build.search import search_student
 from edgepack.build.student import distill_student
 from edgepack.build.teacher import load_teacher
 from edgepack.build.verify import verify
@@ -41,6 +42,7 @@ from edgepack.records import (
     ExportResult,
     LatencyResult,
     PreparedData,
+    SearchResult,
     TeacherLogits,
     TeacherModel,
     Verification,
@@ -53,7 +55,13 @@ STAGES: list[Stage[BuildContext]] = [
     Stage("load teacher", load_teacher, TeacherModel),
     Stage("load data", load_data, PreparedData, needs=(TeacherModel,)),
     Stage("teacher logits", teacher_logits, TeacherLogits, needs=(PreparedData,)),
-    Stage("distill", distill_student, DistilledStudent, needs=(PreparedData, TeacherLogits)),
+    Stage("search", search_student, SearchResult, needs=(PreparedData, TeacherLogits)),
+    Stage(
+        "distill",
+        distill_student,
+        DistilledStudent,
+        needs=(PreparedData, TeacherLogits, SearchResult),
+    ),
     Stage("quantize+export", export, ExportResult, needs=(PreparedData, DistilledStudent)),
     Stage("verify", verify, Verification, needs=(ExportResult, PreparedData, DistilledStudent)),
     Stage("latency", measure_latency, LatencyResult, needs=(ExportResult,)),
@@ -119,8 +127,10 @@ def build(
 
 
 def _record(context: BuildContext, got: Products, timings: dict[str, float]) -> BuildRecord:
+    search = got[SearchResult]
     return BuildRecord(
-        target=context.target,
+        # the student as built: the search's choice replaces `auto`
+        target=context.target.with_student(search.student),
         project=context.project,
         effort="quick" if context.options.quick else "full",
         data=got[PreparedData],
@@ -131,6 +141,7 @@ def _record(context: BuildContext, got: Products, timings: dict[str, float]) -> 
         latency=got[LatencyResult],
         budgets=got[BudgetReport],
         timings=timings,
+        search=search,
     )
 
 
