@@ -29,6 +29,13 @@ def search_student(context: BuildContext, got: Products) -> SearchResult:
             cache_dir=context.options.cache_dir,
             quick=context.options.quick,
             progress=context.options.progress,
+            fingerprint="|".join(
+                (
+                    data.teacher.info.fingerprint,
+                    data.train.fingerprint(),
+                    repr(context.project.input),
+                )
+            ),
         )
     )
     return SearchResult(

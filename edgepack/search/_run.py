@@ -43,6 +43,7 @@ class SearchInputs:
     cache_dir: Path | None
     quick: bool = False
     progress: bool = False
+    fingerprint: str = ""  # teacher and training data: keys the cached short-run scores
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,14 @@ def search(inputs: SearchInputs) -> Outcome:
             inputs.train_labels,
             spec.validation_images,
             target.distill.seed,
+            inputs.fingerprint,
         )
         first = spec.first_round_images
         if inputs.quick:  # tiny schedules: a smoke run, not a ranking to trust
             first = min(first, max(64, len(pool.train_x) // 4))
-        ranked = successive_halving(fitting, pool, target.distill, first, progress=inputs.progress)
+        ranked = successive_halving(
+            fitting, pool, target.distill, first, progress=inputs.progress, cache=cache
+        )
         chosen, rule = ranked[0].candidate, RULE
     seconds = {
         "prune": round(pruned_at - started, 1),

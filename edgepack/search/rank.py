@@ -12,6 +12,10 @@ test set then still gives an unbiased accuracy for the chosen student. The decid
 (two candidates or fewer) ranks by the PT2E int8 twin's accuracy, since int8 is what ships
 and a hard-swish/squeeze-excite student can lose more to int8 than a ReLU6 one.
 
+Each short run's scores are cached under ``<cache>/search/`` keyed by the candidate, its
+images, the recipe and the data's and teacher's fingerprints: ``edgepack fit`` followed by a
+``student: auto`` build ranks once.
+
 Ties (equal accuracy on the validation split) go to the smaller file, then the lower
 latency, then the candidate order (family, width, resolution): the choice is a function of
 the inputs alone.
@@ -20,13 +24,17 @@ the inputs alone.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgepack._cache import read_entry, write_entry
 from edgepack.search.candidates import Candidate
 from edgepack.search.table import Row
 from edgepack.targets import DistillSpec
@@ -49,10 +57,16 @@ class Pool:
     val_x: torch.Tensor
     val_labels: np.ndarray
     calibration: torch.Tensor
+    fingerprint: str = ""  # teacher, data and split: part of every cached score's key
 
 
 def split(
-    x: torch.Tensor, logits: np.ndarray, labels: np.ndarray, val_images: int, seed: int
+    x: torch.Tensor,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    val_images: int,
+    seed: int,
+    fingerprint: str = "",
 ) -> Pool:
     """A seeded split: at most ``val_images`` and at most a fifth of the images to score on."""
     import torch
@@ -68,6 +82,7 @@ def split(
         val_x=x[torch.from_numpy(val)],
         val_labels=labels[val],
         calibration=x[index[:128]],
+        fingerprint=f"{fingerprint}|{val_images}|{seed}" if fingerprint else "",
     )
 
 
@@ -78,6 +93,7 @@ def successive_halving(
     first_round_images: int,
     *,
     progress: bool = False,
+    cache: Path | None = None,
 ) -> list[Row]:
     """Train and score ``rows`` (candidates within the budgets); returns them with their
     accuracies and statuses, the winner marked ``chosen``."""
@@ -89,7 +105,7 @@ def successive_halving(
     for round_ in range(_rounds(len(rows))):
         final = len(alive) <= 2
         scored = [
-            _score(row, round_, images, pool, recipe, final=final, progress=progress)
+            _score(row, round_, images, pool, recipe, final=final, progress=progress, cache=cache)
             for row in alive
         ]
         scored.sort(key=_rank_key)
@@ -124,16 +140,56 @@ def _score(
     *,
     final: bool,
     progress: bool,
+    cache: Path | None = None,
 ) -> Row:
+    path = None
+    if cache is not None and pool.fingerprint:
+        path = cache / f"score-{_score_key(row.candidate, images, recipe, pool, final)}.json"
+    scores = _cached_scores(path)
+    if scores is None:
+        scores = _train_and_score(row.candidate, images, pool, recipe, final, progress)
+        if path is not None:
+            write_entry(path, json.dumps(scores).encode(), _SCORES)
+    log.info("search: %s images %d scores %s", row.candidate.name, images, scores)
+    return row.but(
+        accuracy=scores["float"], int8_accuracy=scores["int8"], round=round_, images=images
+    )
+
+
+def _train_and_score(
+    candidate: Candidate, images: int, pool: Pool, recipe: DistillSpec, final: bool, progress: bool
+) -> dict[str, float | None]:
     from edgepack.build._numeric import accuracy, batched
 
-    model = train_short(row.candidate, images, pool, recipe, progress=progress)
+    model = train_short(candidate, images, pool, recipe, progress=progress)
     float_accuracy = accuracy(batched(model, pool.val_x), pool.val_labels)
     int8 = None
     if final:
         int8 = accuracy(batched(int8_twin(model, pool), pool.val_x), pool.val_labels)
-    log.info("search: %s float %.4f int8 %s", row.candidate.name, float_accuracy, int8)
-    return row.but(accuracy=float_accuracy, int8_accuracy=int8, round=round_, images=images)
+    return {"float": float_accuracy, "int8": int8}
+
+
+_SCORES = "search score"
+
+
+def _score_key(
+    candidate: Candidate, images: int, recipe: DistillSpec, pool: Pool, final: bool
+) -> str:
+    parts = [repr(candidate), str(images), repr(recipe), pool.fingerprint, str(final)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def _cached_scores(path: Path | None) -> dict[str, float | None] | None:
+    entry = None if path is None else read_entry(path, _SCORES)
+    if entry is None:
+        return None
+    try:
+        scores = json.loads(entry[0])
+        if not isinstance(scores, dict) or set(scores) != {"float", "int8"}:
+            raise ValueError("unexpected keys")
+        return scores
+    except ValueError:
+        return None
 
 
 def train_short(
