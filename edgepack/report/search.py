@@ -45,7 +45,7 @@ def _draw(points: list[dict[str, Any]], label: str, limit: Any) -> Callable[[Any
 def _point(row: dict[str, Any], key: str) -> dict[str, Any]:
     size = row.get("size_bytes")
     x = size / 1024 if key == "size_kb" and size is not None else row.get(key)
-    score = row.get("int8_accuracy") or row.get("accuracy")
+    score = row.get("accuracy")  # float, as every trained row has it (int8: finalists only)
     name = f"{row['family']} ×{row['width']:g}"
     return {"name": name, "x": x, "accuracy": score, "chosen": row.get("status") == "chosen"}
 
