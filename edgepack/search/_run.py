@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 RULE = (
     "prune on the size and latency budgets (untrained exports on the profile's runner); "
-    "successive halving of short distillations on a validation split of the training images; "
-    f"final round by int8 accuracy; {TIE_BREAK}"
+    "successive halving of short distillations, each round keeping the better half by accuracy "
+    "on a validation split of the training images (the final round: the int8 twin's); "
+    f"{TIE_BREAK}"
 )
 
 
@@ -91,8 +92,8 @@ def search(inputs: SearchInputs) -> Outcome:
             inputs.fingerprint,
         )
         first = spec.first_round_images
-        if inputs.quick:  # tiny schedules: a smoke run, not a ranking to trust
-            first = min(first, max(64, len(pool.train_x) // 4))
+        if inputs.quick:  # one pass over the quick subset: a smoke run, not a ranking to trust
+            first = min(first, len(pool.train_x))
         ranked = successive_halving(
             fitting, pool, target.distill, first, progress=inputs.progress, cache=cache
         )

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TIE_BREAK = "higher validation accuracy; ties: smaller file, lower latency, candidate order"
+TIE_BREAK = "ties: smaller file, lower latency, candidate order"
 
 
 @dataclass(frozen=True)
