@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from edgepack.targets import SearchSpec, StudentSpec
 
-DEFAULT_WIDTHS = (0.35, 0.5, 0.6, 0.75, 1.0)
+DEFAULT_WIDTHS = (0.25, 0.35, 0.5, 0.6, 0.75, 1.0)
 
 
 @dataclass(frozen=True, order=True)
