@@ -86,6 +86,8 @@ def fit(
     click.echo("")
     click.echo(format_table(list(result.rows)))
     click.echo(f"\nrule: {result.rule}")
+    spent = ", ".join(f"{part} {seconds:.0f} s" for part, seconds in result.seconds.items())
+    click.echo(f"time: {spent}")
     click.echo(
         f"\nchosen: pin it in {target.portable_source()} (or a profile extending it) with:\n"
     )
