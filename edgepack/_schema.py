@@ -272,9 +272,14 @@ def _check_value(
         if problem:
             raise ConfigError(f"{show(path)}: {key_path} must be {problem}, got {excerpt(item)}")
     rule = meta.get("rule")
-    if rule is not None and value is not None and not rule[1](value):
-        raise ConfigError(f"{show(path)}: {key_path} must be {rule[0]}, got {excerpt(value)}")
+    # `each`: a list field whose rule holds for every item (search.widths).
+    items = value if meta.get("each") and isinstance(value, list) else [value]
+    for item in items:
+        if rule is not None and item is not None and not rule[1](item):
+            raise ConfigError(f"{show(path)}: {key_path} must be {rule[0]}, got {excerpt(item)}")
     widen = float in typing.get_args(hint) or hint is float
+    if isinstance(value, list) and list[float] in typing.get_args(hint):
+        return [float(item) for item in value]
     return float(value) if widen and isinstance(value, int) else value
 
 

@@ -96,6 +96,7 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
         "budgets": [v.to_dict() for v in record.budgets.verdicts],
         "passed": record.budgets.passed,
         "stages_seconds": record.timings,
+        "search": None if record.search is None else record.search.to_dict(),
         "versions": versions(target.format),
     }
 

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from edgepack.recovery.layers import LayerError
     from edgepack.recovery.plan import Rung
     from edgepack.runners import Latency, Unavailable
-    from edgepack.targets import DistillSpec, Target
+    from edgepack.search import Row
+    from edgepack.targets import DistillSpec, StudentSpec, Target
     from edgepack.teachers import Teacher, TeacherInfo
 
 
@@ -98,6 +99,42 @@ class TeacherLogits:
         if self.accuracy is None:
             return f"teacher accuracy not measured: no labelled held-out images ({self.origin})"
         return f"teacher accuracy {self.accuracy:.2%} ({self.origin})"
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The student the build trains: the profile's, or the one ``student: auto`` found, with
+    the candidate table and the rule that chose it (edgepack/search/)."""
+
+    student: StudentSpec
+    searched: bool
+    rule: str = ""
+    rows: tuple[Row, ...] = ()
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        spec = self.student
+        name = f"{spec.family} ×{spec.width:g} @{spec.resolution}"
+        if not self.searched:
+            return f"{name}, named by the profile"
+        pruned = sum(row.status == "pruned" for row in self.rows)
+        trained = sum(row.images is not None for row in self.rows)
+        return (
+            f"chose {name} from {len(self.rows)} candidates: {pruned} pruned before training "
+            f"(size/latency), {trained} ranked by short distillation"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's ``search`` section."""
+        from edgepack.search import pin_lines
+
+        return {
+            "chosen_by": "search" if self.searched else "profile",
+            "rule": self.rule,
+            "pin": pin_lines(self.student) if self.searched else "",
+            "seconds": self.seconds,
+            "candidates": [row.to_dict() for row in self.rows],
+        }
 
 
 @dataclass(frozen=True)
@@ -279,6 +316,7 @@ class BuildRecord:
     latency: LatencyResult
     budgets: BudgetReport
     timings: dict[str, float]
+    search: SearchResult | None = None
 
     @property
     def teacher(self) -> TeacherModel:

@@ -45,13 +45,42 @@ MAX_EXTENDS = 16
 _SHIPPED_TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"
 
 
+# ``student: auto`` (or ``student: {family: auto}``): the build searches for the student
+# (edgepack/search/), within the profile's ``search:`` bounds and its budgets.
+AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class StudentSpec:
-    """The student network; ``family`` is checked against the students registry at build time."""
+    """The student network; ``family`` is checked against the students registry at build time,
+    or is ``auto``: the ``search`` stage picks family and width (width is then unused)."""
 
     family: str
     width: float = field(metadata=above(0, 4))  # MobileNets use 0.35-1.4; memory grows as width²
     resolution: int = field(metadata=at_least(8, MAX_IMAGE_SIDE))
+
+    @property
+    def auto(self) -> bool:
+        return self.family == AUTO
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """Bounds and schedule of the student search (``student: auto``). Null lists mean the
+    defaults: every registered family, the widths below, and the build's resolution."""
+
+    families: list[str] | None = None
+    widths: list[float] | None = field(default=None, metadata=above(0, 4) | {"each": True})
+    resolutions: list[int] | None = field(
+        default=None, metadata=at_least(8, MAX_IMAGE_SIDE) | {"each": True}
+    )
+    # Training images per candidate in the first round of successive halving; each later
+    # round keeps the better half and doubles it.
+    first_round_images: int = field(default=12000, metadata=at_least(64))
+    # Images held out of the training set to rank candidates (the test set stays unseen).
+    validation_images: int = field(default=5000, metadata=at_least(16))
+    # --quick: at most this many candidates, evenly spread over the enumeration.
+    quick_candidates: int = field(default=4, metadata=at_least(1))
 
 
 @dataclass(frozen=True)
@@ -165,6 +194,8 @@ class Target:
     regression: RegressionSpec = field(default_factory=RegressionSpec)
     # Absent from profiles recorded by older manifests; only the build reads it.
     input: AppInputSpec = field(default_factory=AppInputSpec)
+    # How `student: auto` searches; ignored for a named student.
+    search: SearchSpec = field(default_factory=SearchSpec)
     # The format's own options: keys and types come from the exporter's OPTIONS dataclass
     # (edgepack/exporters/<format>.py), checked once the format is known.
     export: Any = field(default=None)
@@ -191,6 +222,10 @@ class Target:
         return dataclasses.replace(
             self, student=dataclasses.replace(self.student, resolution=resolution)
         )
+
+    def with_student(self, student: StudentSpec) -> Target:
+        """A copy that builds ``student`` (the one the search chose)."""
+        return dataclasses.replace(self, student=student)
 
     def with_device(self, device: str) -> Target:
         """A copy whose runner uses ``device`` (``--device``): it replaces the runner's own key
@@ -364,6 +399,8 @@ def _resolve(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tuple[
     raw = read_yaml(path)
     if isinstance(raw.get("runner"), str):  # `runner: host` names a runner with its defaults
         raw["runner"] = {"name": raw["runner"]}
+    if raw.get("student") == AUTO:  # `student: auto` is `student: {family: auto}`
+        raw["student"] = {"family": AUTO}
     own = check_mapping(Target, raw, path)
     parent = own.pop("extends", None)
     own.pop("abstract", None)

@@ -30,6 +30,7 @@ from edgepack.build.export import export
 from edgepack.build.latency import measure_latency
 from edgepack.build.logits import teacher_logits
 from edgepack.build.recover import recover
+from edgepack.build.search import search_student
 from edgepack.build.student import distill_student
 from edgepack.build.teacher import load_teacher
 from edgepack.build.verify import verify
@@ -44,6 +45,7 @@ from edgepack.records import (
     LatencyResult,
     PreparedData,
     Recovery,
+    SearchResult,
     TeacherLogits,
     TeacherModel,
     Verification,
@@ -57,7 +59,13 @@ STAGES: list[Stage[BuildContext]] = [
     # Rank 0 first under torchrun: it alone writes the decoded-image cache the others then read.
     Stage("load data", distributed.main_first(load_data), PreparedData, needs=(TeacherModel,)),
     Stage("teacher logits", teacher_logits, TeacherLogits, needs=(PreparedData,)),
-    Stage("distill", distill_student, DistilledStudent, needs=(PreparedData, TeacherLogits)),
+    Stage("search", search_student, SearchResult, needs=(PreparedData, TeacherLogits)),
+    Stage(
+        "distill",
+        distill_student,
+        DistilledStudent,
+        needs=(PreparedData, TeacherLogits, SearchResult),
+    ),
     Stage("recover", recover, Recovery, needs=(PreparedData, DistilledStudent, TeacherLogits)),
     Stage(
         "quantize+export", export, ExportResult, needs=(PreparedData, DistilledStudent, Recovery)
@@ -142,8 +150,10 @@ def _as_run(target: Target, project: Project, options: BuildOptions) -> Target:
 
 
 def _record(context: BuildContext, got: Products, timings: dict[str, float]) -> BuildRecord:
+    search = got[SearchResult]
     return BuildRecord(
-        target=context.target,
+        # the student as built: the search's choice replaces `auto`
+        target=context.target.with_student(search.student),
         project=context.project,
         effort="quick" if context.options.quick else "full",
         data=got[PreparedData],
@@ -155,6 +165,7 @@ def _record(context: BuildContext, got: Products, timings: dict[str, float]) -> 
         latency=got[LatencyResult],
         budgets=got[BudgetReport],
         timings=timings,
+        search=search,
     )
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import torch
 
     from edgepack.exporters import ExportRequest
+    from edgepack.project import Project
     from edgepack.targets import Target
 
 
@@ -39,7 +40,6 @@ def export_request(
     (RGB for a grayscale project unless the profile keeps 1 channel) is settled here, so every
     format, and the ``recover`` stage that quantizes ahead of the exporter, see the same model.
     Quantized with the profile's plain settings; :func:`export` applies recovery's choice."""
-    from edgepack import __version__
     from edgepack.exporters import ExportRequest
     from edgepack.exporters._input import app_facing
 
@@ -53,16 +53,23 @@ def export_request(
             labels=project.labels,
             input=project.input,
             options=target.export,
-            metadata={
-                "name": project.name,
-                "author": project.author,
-                "licence": project.licence,
-                "description": f"{project.name} for {target.name}: {target.description}",
-                "version": __version__,
-            },
+            metadata=artifact_metadata(project, target),
         ),
         target.input.channels,
     )
+
+
+def artifact_metadata(project: Project, target: Target) -> dict[str, str]:
+    """The facts every artifact carries (TFLite metadata, ONNX metadata_props, Core ML)."""
+    from edgepack import __version__
+
+    return {
+        "name": project.name,
+        "author": project.author,
+        "licence": project.licence,
+        "description": f"{project.name} for {target.name}: {target.description}",
+        "version": __version__,
+    }
 
 
 def export(context: BuildContext, got: Products) -> ExportResult:

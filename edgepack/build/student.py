@@ -13,8 +13,8 @@ from edgepack import distributed
 from edgepack.build._context import BuildContext
 from edgepack.build._numeric import accuracy, batched
 from edgepack.pipeline import Products
-from edgepack.records import DistilledStudent, PreparedData, TeacherLogits
-from edgepack.targets import DistillSpec, Target
+from edgepack.records import DistilledStudent, PreparedData, SearchResult, TeacherLogits
+from edgepack.targets import DistillSpec, StudentSpec, Target
 
 
 def distill_student(context: BuildContext, got: Products) -> DistilledStudent:
@@ -22,10 +22,11 @@ def distill_student(context: BuildContext, got: Products) -> DistilledStudent:
     recipe = context.target.distill
     if context.options.quick:
         recipe = quick_recipe(context.target, len(data.train))
-    key = student_key(context, data, recipe)
+    spec = got[SearchResult].student  # the profile's, or the one the search chose
+    key = student_key(context, data, recipe, spec)
     reused = key in context.shared.students
     if not reused:
-        context.shared.students[key] = _train(context, data, logits, recipe, key)
+        context.shared.students[key] = _train(context, data, logits, recipe, key, spec)
     trained = context.shared.students[key]
     distributed.wait_for_main()  # the rest of this target's stages run on rank 0 alone
     # Each target gets its own copy: exporters may trace or rewrite the module they are given.
@@ -40,12 +41,14 @@ def quick_recipe(target: Target, train_images: int) -> DistillSpec:
     return dataclasses.replace(target.distill, epochs=epochs)
 
 
-def student_key(context: BuildContext, data: PreparedData, recipe: DistillSpec) -> str:
+def student_key(
+    context: BuildContext, data: PreparedData, recipe: DistillSpec, spec: StudentSpec
+) -> str:
     """Everything that changes the trained weights: teacher, data, student and recipe."""
     parts = [
         data.teacher.info.fingerprint,
         data.train.fingerprint(),
-        repr(context.target.student),
+        repr(spec),
         repr(recipe),
         repr(context.project.input),
         repr(context.project.augment),
@@ -60,6 +63,7 @@ def _train(
     logits: TeacherLogits,
     recipe: DistillSpec,
     key: str,
+    spec: StudentSpec,
 ) -> DistilledStudent:
     import torch
 
@@ -67,7 +71,7 @@ def _train(
     from edgepack.distill import distill
     from edgepack.students import create
 
-    spec, project, device = context.target.student, context.project, context.options.torch_device
+    project, device = context.project, context.options.torch_device
     torch.manual_seed(recipe.seed)
     student = create(
         spec.family,

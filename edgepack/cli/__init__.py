@@ -5,7 +5,7 @@ nothing here (or in edgepack.targets) imports torch; commands that need it impor
 modules inside their bodies.
 """
 
-from edgepack.cli import _bench, _build, _check, _init, _targets  # noqa: F401  (register commands)
+from edgepack.cli import _bench, _build, _check, _fit, _init, _targets  # noqa: F401  (register commands)
 from edgepack.cli._app import EdgepackGroup, main
 
 __all__ = ["EdgepackGroup", "main"]

@@ -161,7 +161,8 @@ def _build(
         targets = [target.with_device(device) for target in targets]
     for target in targets:  # a missing extra or an unknown student fails before any work
         get_exporter(target.format)
-        students.FAMILIES.get(target.student.family)
+        if not target.student.auto:  # `student: auto`: the search stage picks one
+            students.FAMILIES.get(target.student.family)
     show = sys.stderr.isatty() if progress is None else progress
     options = BuildOptions(
         out_root=out_root or project.out,

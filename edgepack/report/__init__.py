@@ -21,6 +21,7 @@ from typing import Any
 from edgepack.checking.sizes import measure_sizes
 from edgepack.report import page
 from edgepack.report.breakdown import size_breakdown
+from edgepack.report.search import search_section
 
 __all__ = ["REPORT_NAME", "overview_html", "target_html", "write_overview", "write_report"]
 
@@ -89,6 +90,9 @@ def target_html(folder: Path, manifest: dict[str, Any]) -> str:
             "</div>",
         ),
     ]
+    searched = search_section(manifest, _plot)
+    if searched is not None:
+        sections.insert(1, searched)
     return page.page(f"edgepack · {target['name']}", subtitle, sections)
 
 

@@ -175,3 +175,36 @@ def distillation_curve(history: Sequence[dict[str, Any]]) -> str:
             right.set_ylabel("held-out accuracy (%)", color=COLOURS[1])
         axes.set_xticks(epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)])
         return _svg(figure)
+
+
+def pareto(points: Sequence[dict[str, Any]], x_label: str, limit: float | None) -> str:
+    """Short-run accuracy of each trained search candidate against a cost; the chosen one
+    ringed, the Pareto front (no other candidate both cheaper and more accurate) joined, the
+    budget dashed."""
+    import matplotlib
+
+    ordered = sorted(points, key=lambda p: (p["x"], -p["accuracy"]))
+    front, best = [], -1.0
+    for point in ordered:
+        if point["accuracy"] > best:
+            front.append(point)
+            best = point["accuracy"]
+    with matplotlib.rc_context(_STYLE):
+        figure = _figure()
+        axes = figure.add_subplot()
+        axes.plot([p["x"] for p in front], [p["accuracy"] * 100 for p in front],
+                  color=COLOURS[2], linewidth=1, zorder=2)  # fmt: skip
+        for point in ordered:
+            y = point["accuracy"] * 100
+            axes.scatter(point["x"], y, s=40, color=COLOURS[0], zorder=3)
+            if point["chosen"]:
+                axes.scatter(point["x"], y, s=160, facecolors="none", edgecolors=COLOURS[3],
+                             linewidths=2, zorder=4)  # fmt: skip
+            axes.annotate(point["name"], (point["x"], y), textcoords="offset points",
+                          xytext=(5, 3), fontsize=7)  # fmt: skip
+        if limit is not None:
+            axes.axvline(limit, color="#555", linestyle="--", linewidth=1)
+        axes.set_xlabel(x_label)
+        axes.set_ylabel("short-run accuracy (%)")
+        axes.margins(x=0.15, y=0.2)
+        return _svg(figure)

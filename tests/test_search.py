@@ -1,0 +1,238 @@
+"""Student search (`student: auto`, `edgepack fit`): enumeration, pruning on real exports,
+deterministic ranking, and the quick end-to-end build and fit on the sample."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from edgepack.errors import ConfigError
+from edgepack.search.candidates import Candidate, enumerate_candidates
+from edgepack.search.table import Row
+from edgepack.targets import SearchSpec, load_target
+
+
+def _profile(tmp: Path, name: str, **sections: object) -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"extends": "android", **sections}))
+    return path
+
+
+# A host-timed LiteRT profile: real exports and real timings, without QEMU's seconds per model.
+HOST = {"runner": {"name": "host", "warmup": 2, "iterations": 10}}
+
+
+# --- enumeration and the profile ------------------------------------------------------------
+
+
+def test_enumeration_is_bounded_by_the_data_resolution() -> None:
+    spec = SearchSpec(
+        families=["mobilenetv2_small", "mobilenetv3_lowres"],
+        widths=[0.5, 1.0],
+        resolutions=[20, 28, 32],
+    )
+    kept, skipped = enumerate_candidates(spec, 28, ["unused"])
+    assert {c.resolution for c in kept} == {28}
+    assert len(kept) == 4 and kept == sorted(kept)
+    reasons = {s.candidate.resolution: s.reason for s in skipped}
+    assert "upsample" in reasons[32] and "28 px" in reasons[20]
+    # no list: every registered family and the build's resolution
+    every, _ = enumerate_candidates(SearchSpec(), 28, ["b", "a"])
+    assert [c.family for c in every][:1] == ["a"] and {c.resolution for c in every} == {28}
+
+
+def test_quick_mode_spreads_few_candidates_over_the_list() -> None:
+    spec = SearchSpec(families=["a", "b"], widths=[0.35, 0.5, 0.75, 1.0], quick_candidates=3)
+    kept, _ = enumerate_candidates(spec, 28, [], quick=True)
+    assert kept == [Candidate("a", 0.35, 28), Candidate("b", 0.35, 28), Candidate("b", 1.0, 28)]
+
+
+def test_student_auto_loads_with_search_bounds(tmp_path: Path) -> None:
+    path = _profile(tmp_path, "auto", student="auto", search={"widths": [1, 0.5]})
+    target = load_target(str(path))
+    assert target.student.auto and target.student.resolution == 28  # inherited
+    assert target.search.widths == [1.0, 0.5]
+    longhand = load_target(str(_profile(tmp_path, "long", student={"family": "auto"})))
+    assert longhand.student.auto
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        ({"widths": [0.5, -1]}, "search.widths must be > 0 and <= 4, got -1"),
+        ({"resolutions": [4]}, "search.resolutions must be between 8 and 1024, got 4"),
+        ({"depth": 3}, "unknown key search.depth"),
+        ({"families": "mobilenetv2"}, "search.families must be a list of strings or null"),
+    ],
+)
+def test_bad_search_bounds_are_config_errors(
+    tmp_path: Path, search: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
+        load_target(str(_profile(tmp_path, "bad", student="auto", search=search)))
+
+
+# --- pruning --------------------------------------------------------------------------------
+
+
+def _sample_calibration() -> object:
+    import torch
+
+    return torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+def test_untrained_candidates_have_distinct_batchnorm_buffers() -> None:
+    import torch
+
+    from edgepack.project import sample_project
+    from edgepack.search.prune import untrained
+
+    model = untrained(Candidate("mobilenetv2_small", 0.35, 28), 0, sample_project())
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    # fresh BN is weight 1, var 1 everywhere: identical folded buffers the converter dedupes
+    assert all(float(n.weight.std()) > 0.05 and float(n.running_var.std()) > 0.05 for n in norms)
+    again = untrained(Candidate("mobilenetv2_small", 0.35, 28), 0, sample_project())
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                  again.state_dict().values(), strict=True))  # fmt: skip
+
+
+def test_pruning_rejects_over_budget_candidates_with_the_reason(tmp_path: Path) -> None:
+    from edgepack.project import sample_project
+    from edgepack.search.prune import prune
+
+    project, calibration = sample_project(), _sample_calibration()
+    target = load_target(
+        str(_profile(tmp_path, "p", **HOST, budgets={"max_size_kb": 50, "max_latency_ms": None}))
+    )
+    cache = tmp_path / "cache"
+    small = Candidate("mobilenetv2_small", 0.35, 28)  # ~32 k params, ~72 KB exported
+    large = Candidate("mobilenetv2_small", 1.0, 28)  # ~200 k params: over 50 KB unexported
+    over = prune(small, target, project, calibration, tmp_path, cache)
+    assert over.problem is not None and over.problem.startswith("size ")
+    assert "> 50 KB" in over.problem and over.cost.size_bytes > 50 * 1024
+    assert over.cost.latency_ms is None  # not worth timing a file that cannot ship
+    params = prune(large, target, project, calibration, tmp_path, cache)
+    assert params.problem == f"{params.cost.params:,} int8 weights alone exceed 50 KB"
+    assert params.cost.size_bytes is None
+
+    roomy = load_target(
+        str(_profile(tmp_path, "q", **HOST, budgets={"max_size_kb": 100, "max_latency_ms": 1e-4}))
+    )
+    slow = prune(small, roomy, project, calibration, tmp_path, cache)  # re-measured: now timed
+    assert slow.cost.size_bytes == over.cost.size_bytes and slow.cost.latency_ms is not None
+    assert slow.problem == f"latency {slow.cost.latency_ms:.3f} ms > 0.0001 ms"
+    started = time.perf_counter()
+    again = prune(small, roomy, project, calibration, tmp_path, cache)
+    assert again == slow and time.perf_counter() - started < 1.0  # from the cache
+    fits = load_target(str(_profile(tmp_path, "r", **HOST, budgets={"max_size_kb": 100})))
+    assert prune(small, fits, project, calibration, tmp_path, cache).problem is None
+
+
+# --- ranking --------------------------------------------------------------------------------
+
+
+def _pool() -> object:
+    import torch
+
+    from edgepack.search.rank import split
+
+    generator = torch.Generator().manual_seed(1)
+    labels = np.random.default_rng(1).integers(0, 10, 640)
+    x = (
+        torch.randn(640, 1, 16, 16, generator=generator)
+        + torch.from_numpy(labels).float().view(-1, 1, 1, 1) / 5
+    )  # a learnable signal
+    logits = np.eye(10, dtype=np.float32)[labels] * 4
+    return split(x, logits, labels.astype(np.int64), 128, seed=0)
+
+
+def test_ranking_is_deterministic() -> None:
+    from edgepack.search.rank import successive_halving
+
+    target = load_target("android")
+    rows = [
+        Row("mobilenetv2_small", 0.35, 16, "fits", size_bytes=70_000, latency_ms=0.5),
+        Row("mobilenetv3_lowres", 0.35, 16, "fits", size_bytes=90_000, latency_ms=0.6),
+        Row("mobilenetv2_small", 0.5, 16, "fits", size_bytes=110_000, latency_ms=0.7),
+    ]
+    runs = [successive_halving(rows, _pool(), target.distill, 128) for _ in range(2)]  # type: ignore[arg-type]
+    assert runs[0] == runs[1]
+    statuses = sorted(row.status for row in runs[0])
+    assert statuses == ["chosen", "eliminated", "trained"]
+    chosen = runs[0][0]
+    assert chosen.status == "chosen" and chosen.int8_accuracy is not None
+    assert chosen.round == 1 and chosen.images == 256  # round 1 doubled round 0's images
+
+
+def test_ties_go_to_the_smaller_file_then_candidate_order() -> None:
+    from edgepack.search.rank import _rank_key
+
+    a = Row("b", 0.5, 28, "fits", size_bytes=90, latency_ms=1.0, accuracy=0.9)
+    b = Row("a", 0.5, 28, "fits", size_bytes=80, latency_ms=2.0, accuracy=0.9)
+    c = Row("a", 0.35, 28, "fits", size_bytes=80, latency_ms=2.0, accuracy=0.9)
+    better = Row("z", 1.0, 28, "fits", size_bytes=999, latency_ms=9.0, accuracy=0.91)
+    assert sorted([a, b, c, better], key=_rank_key) == [better, c, b, a]
+
+
+# --- end to end -----------------------------------------------------------------------------
+
+
+AUTO = {
+    "student": "auto",
+    "search": {"families": ["mobilenetv2_small", "mobilenetv3_lowres"], "widths": [0.35, 1.0]},
+    "budgets": {"max_size_kb": 150, "max_latency_ms": None, "max_accuracy_drop_pp": 60.0,
+                "min_accuracy": 0.3},
+    **HOST,
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_quick_auto_build_writes_the_table(tmp_path: Path, shared_cache: Path) -> None:
+    from edgepack.cli import main
+
+    profile = _profile(tmp_path, "auto", **AUTO)
+    args = ["build", "--quick", "--no-progress", "--target", str(profile)]
+    args += ["--out", str(tmp_path / "dist"), "--cache-dir", str(shared_cache)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "  search " in result.output and "pruned before training" in result.output
+    out = tmp_path / "dist" / "auto"
+    manifest = json.loads((out / "manifest.json").read_text())
+    search = manifest["search"]
+    assert search["chosen_by"] == "search" and "successive halving" in search["rule"]
+    rows = {(r["family"], r["width"]): r for r in search["candidates"]}
+    assert len(rows) == 4
+    assert rows[("mobilenetv2_small", 1.0)]["status"] == "pruned"  # > 150 KB of weights
+    chosen = [r for r in rows.values() if r["status"] == "chosen"]
+    assert len(chosen) == 1 and chosen[0]["int8_accuracy"] is not None
+    student = manifest["student"]
+    assert (student["family"], student["width"]) == (chosen[0]["family"], chosen[0]["width"])
+    assert manifest["target"]["profile"]["student"]["family"] == chosen[0]["family"]
+    assert search["pin"].startswith(f"student:\n  family: {chosen[0]['family']}\n")
+    report = (out / "report.html").read_text()
+    assert "Student search" in report and 'data-plot="pareto-size_kb"' in report
+
+
+@pytest.mark.slow
+def test_fit_prints_lines_that_pin_the_choice(tmp_path: Path, shared_cache: Path) -> None:
+    from edgepack.cli import main
+
+    profile = _profile(tmp_path, "fitme", **AUTO)
+    args = ["fit", "--quick", "--no-progress", "--target", str(profile)]
+    result = CliRunner().invoke(main, [*args, "--cache-dir", str(shared_cache)])
+    assert result.exit_code == 0, result.output
+    assert "eliminated" in result.output or "trained" in result.output
+    pinned = result.output.split("with:\n\n", 1)[1]
+    path = tmp_path / "pinned.yaml"
+    path.write_text(f"extends: {profile.name}\n{pinned}")
+    target = load_target(str(path))
+    assert not target.student.auto and target.student.resolution == 28
+    assert target.student.family in AUTO["search"]["families"]  # type: ignore[index]
+    second = CliRunner().invoke(main, [*args, "--cache-dir", str(shared_cache)])
+    assert second.output.split("with:\n\n", 1)[1] == pinned  # same inputs, same choice
