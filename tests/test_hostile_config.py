@@ -204,6 +204,30 @@ PROFILE_CASES = [
     pytest.param('"\\e[31mred": 1\n', ("unknown key '\\x1b[31mred'",), id="escaped-key"),
     pytest.param('description: "a\\ud800b"\n', ("lone surrogates",), id="surrogate"),
     pytest.param("description: " + "x" * 5000 + "\n", None, id="long-ok"),
+    pytest.param("input:\n  channels: 2\n", ("input.channels must be one of 1, 3",), id="channels"),
+    pytest.param(
+        "quantization:\n  calibration: bogus\n",
+        ("quantization.calibration must be one of auto",),
+        id="calibration",
+    ),
+    pytest.param(
+        "quantization:\n  qat_epochs: -1\n", ("qat_epochs must be between 0 and 100",), id="qat"
+    ),
+    pytest.param(
+        "quantization:\n  recovery: maybe\n", ("recovery must be true or false",), id="recovery"
+    ),
+    pytest.param("student: automatic\n", ("student must be a mapping",), id="auto-typo"),
+    pytest.param(
+        "student: auto\nsearch:\n  widths: [0.5, -1]\n", ("search.widths must be > 0",), id="width"
+    ),
+    pytest.param(
+        "student: auto\nsearch:\n  families: [nosuch]\n",
+        ("unknown student family 'nosuch'",),
+        id="search-family",
+    ),
+    pytest.param(
+        "search:\n  resolutions: [100000]\n", ("search.resolutions must be between",), id="res"
+    ),
 ]
 
 

@@ -150,10 +150,11 @@ def _build(
     accuracy_on_device: bool,
     compute: TorchDevice,
 ) -> None:
-    from edgepack import distributed, students
+    from edgepack import distributed
     from edgepack.build import BuildOptions, SharedWork, follow
     from edgepack.build import build as run_build
     from edgepack.exporters import get_exporter
+    from edgepack.search.candidates import check_families
 
     project = _project(config_path, teacher)
     targets = _resolve_targets(target_refs or project.targets)
@@ -161,8 +162,7 @@ def _build(
         targets = [target.with_device(device) for target in targets]
     for target in targets:  # a missing extra or an unknown student fails before any work
         get_exporter(target.format)
-        if not target.student.auto:  # `student: auto`: the search stage picks one
-            students.FAMILIES.get(target.student.family)
+        check_families(target)
     show = sys.stderr.isatty() if progress is None else progress
     options = BuildOptions(
         out_root=out_root or project.out,

@@ -67,8 +67,11 @@ def fit(
     from edgepack.search.table import format_table, pin_lines
 
     project = _project(config_path, teacher)
+    from edgepack.search.candidates import check_families
+
     target = load_target(target_ref)
     target = target.with_student(dataclasses.replace(target.student, family=AUTO))
+    check_families(target)  # an unknown family fails before any work
     if quick:
         target = target.with_quick()
     if project.input.size is not None:

@@ -15,9 +15,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgepack.targets import SearchSpec, StudentSpec
+from edgepack.errors import ConfigError
+from edgepack.targets import SearchSpec, StudentSpec, Target
 
 DEFAULT_WIDTHS = (0.25, 0.35, 0.5, 0.6, 0.75, 1.0)
+
+
+def check_families(target: Target) -> None:
+    """Every family the profile names (its student, or the search's bounds) is registered:
+    checked before any work, the error naming the profile."""
+    from edgepack import students
+
+    named = [] if target.student.auto else [("student.family", target.student.family)]
+    named += [("search.families", family) for family in target.search.families or ()]
+    for key, family in named:
+        try:
+            students.FAMILIES.get(family)
+        except ConfigError as exc:
+            raise ConfigError(f"{target.source.name}: {key}: {exc}") from None
 
 
 @dataclass(frozen=True, order=True)
