@@ -27,10 +27,11 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -50,26 +51,15 @@ def sidecar(path: Path) -> Path:
 def read_entry(path: Path, what: str) -> tuple[bytes, dict[str, Any]] | None:
     """The entry's bytes and its sidecar facts when the entry is intact; None when it is
     absent (silently) or damaged (a warning, and the entry is removed so it is rewritten)."""
-    sweep(path.parent)
-    try:
-        if not path.is_file():
-            return None
-        facts = json.loads(_read_limited(sidecar(path), _MAX_SIDECAR_BYTES))
-        if not isinstance(facts, dict) or facts.get("format") != FORMAT:
-            raise _Damaged("its checksum file is missing or of another format")
-        size = path.stat().st_size
-        if size != facts.get("bytes"):
-            raise _Damaged(f"it holds {size} bytes, its checksum file says {facts.get('bytes')}")
+
+    def verified_bytes(facts: dict[str, Any], size: int) -> bytes:
         data = _read_limited(path, size)
         if hashlib.sha256(data).hexdigest() != facts.get("sha256"):
             raise _Damaged("its sha256 does not match its checksum file")
-    except FileNotFoundError:
-        discard(path, what, "its checksum file is missing")
-        return None
-    except (_Damaged, OSError, ValueError) as exc:  # ValueError: a sidecar that is not JSON
-        discard(path, what, _reason(exc))
-        return None
-    return data, facts
+        return data
+
+    found = _checked(path, what, verified_bytes)
+    return None if found is None else (found[1], found[0])
 
 
 def write_entry(path: Path, data: bytes, what: str, **facts: Any) -> bool:
@@ -202,6 +192,21 @@ def finish_stream(path: Path, **facts: Any) -> None:
 def check_large_entry(path: Path, what: str) -> dict[str, Any] | None:
     """The sidecar facts of an intact large entry (size and sampled blocks match); None when
     absent (silently) or damaged (a warning; the entry is removed so it is rewritten)."""
+
+    def blocks_match(facts: dict[str, Any], size: int) -> None:
+        if sampled_sha256(path) != facts.get("sampled_sha256"):
+            raise _Damaged("its sampled sha256 does not match its checksum file")
+
+    found = _checked(path, what, blocks_match)
+    return None if found is None else found[0]
+
+
+def _checked(
+    path: Path, what: str, content: Callable[[dict[str, Any], int], T]
+) -> tuple[dict[str, Any], T] | None:
+    """The entry's sidecar facts and what ``content(facts, size)`` returns, once the sidecar,
+    the size and ``content`` (which raises :class:`_Damaged`) agree; None when the entry is
+    absent (silently) or damaged (a warning, and the entry is removed so it is rewritten)."""
     sweep(path.parent)
     try:
         if not path.is_file():
@@ -212,15 +217,13 @@ def check_large_entry(path: Path, what: str) -> dict[str, Any] | None:
         size = path.stat().st_size
         if size != facts.get("bytes"):
             raise _Damaged(f"it holds {size} bytes, its checksum file says {facts.get('bytes')}")
-        if sampled_sha256(path) != facts.get("sampled_sha256"):
-            raise _Damaged("its sampled sha256 does not match its checksum file")
+        return facts, content(facts, size)
     except FileNotFoundError:
         discard(path, what, "its checksum file is missing")
         return None
-    except (_Damaged, OSError, ValueError) as exc:
+    except (_Damaged, OSError, ValueError) as exc:  # ValueError: a sidecar that is not JSON
         discard(path, what, _reason(exc))
         return None
-    return facts
 
 
 class _Damaged(Exception):

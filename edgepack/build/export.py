@@ -6,6 +6,7 @@ calibration, and for PT2E formats the int8 module it judged), so the artifact is
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,19 +37,36 @@ def calibration_batches(target: Target, data: PreparedData) -> list[torch.Tensor
 def export_request(
     context: BuildContext, data: PreparedData, student: torch.nn.Module
 ) -> ExportRequest:
-    """What every format is asked to export, as the app will feed it: the app-facing input
-    (RGB for a grayscale project unless the profile keeps 1 channel) is settled here, so every
-    format, and the ``recover`` stage that quantizes ahead of the exporter, see the same model.
-    Quantized with the profile's plain settings; :func:`export` applies recovery's choice."""
+    """What every format is asked to export for this build (see :func:`shipped_request`),
+    with the profile's plain quantization settings; :func:`export` applies recovery's choice."""
+    return shipped_request(
+        context.target,
+        context.project,
+        student,
+        data.train_x[:1],
+        calibration_batches(context.target, data),
+    )
+
+
+def shipped_request(
+    target: Target,
+    project: Project,
+    student: torch.nn.Module,
+    example: torch.Tensor,
+    calibration: Sequence[torch.Tensor],
+) -> ExportRequest:
+    """The request for ``student`` as the app will get it: the app-facing input (RGB for a
+    grayscale project unless the profile keeps 1 channel) and the artifact's metadata. The
+    build, the ``recover`` stage that quantizes ahead of the exporter, and the search's untrained
+    candidates all go through here, so every one of them measures the model that ships."""
     from edgepack.exporters import ExportRequest
     from edgepack.exporters._input import app_facing
 
-    target, project = context.target, context.project
     return app_facing(
         ExportRequest(
             student=student,
-            example=data.train_x[:1],
-            calibration=calibration_batches(target, data),
+            example=example,
+            calibration=calibration,
             per_channel=target.quantization.per_channel,
             labels=project.labels,
             input=project.input,

@@ -95,10 +95,9 @@ def measure(
 ) -> Cost:
     """Build, export and time one untrained candidate (seconds to tens of seconds)."""
     from edgepack._files import artifact_bytes
-    from edgepack.build.export import artifact_metadata
+    from edgepack.build.export import shipped_request
     from edgepack.checking.sizes import measure_sizes
-    from edgepack.exporters import ExportRequest, get_exporter
-    from edgepack.exporters._input import app_facing
+    from edgepack.exporters import get_exporter
     from edgepack.latency import describe, measure
     from edgepack.runners import Latency
     from edgepack.students.macs import count_macs
@@ -110,21 +109,9 @@ def measure(
     if _params_over(params, target):
         return Cost(params, macs)  # no file can be smaller than its int8 weights
     exporter = get_exporter(target.format)
-    # Exported as the build ships it: the app-facing input (RGB for a grayscale project) and
-    # the same metadata, so the bytes judged here are the bytes the budget will count.
-    request = app_facing(
-        ExportRequest(
-            student=model,
-            example=calibration[:1],
-            calibration=[calibration],
-            per_channel=target.quantization.per_channel,
-            labels=project.labels,
-            input=project.input,
-            options=target.export,
-            metadata=artifact_metadata(project, target),
-        ),
-        target.input.channels,
-    )
+    # Exported as the build ships it (app-facing input, metadata): the bytes judged here are
+    # the bytes the budget will count.
+    request = shipped_request(target, project, model, calibration[:1], [calibration])
     folder = work / "search" / f"{candidate.family}-{candidate.width:g}-{candidate.resolution}"
     folder.mkdir(parents=True, exist_ok=True)
     try:
