@@ -284,8 +284,9 @@ def test_built_readme_states_the_build(dist: Path, name: str, artifact: str, sni
     assert entry["sha256"] == hashlib.sha256((folder / "README.md").read_bytes()).hexdigest()
     assert readme.startswith(f"# fashion-mnist-sample for {name}\n")
     for text in (
-        "28x28 pixels, 1 channel(s) (grayscale)",
-        "mean `[0.286]` and std `[0.353]`",
+        "28x28 pixels, 3 channel(s) (RGB)",  # the gray sample's app-facing input
+        "mean `[0.286, 0.286, 0.286]` and std `[0.353, 0.353, 0.353]`",
+        "RGB to grayscale inside the model",
         "the 10 labels",
         "T-shirt/top, Trouser, Pullover",
         f"`{artifact}`",
@@ -324,6 +325,7 @@ def test_onnx_python_snippet_runs_and_agrees_with_edgepack(dist: Path, tmp_path:
             [sys.executable, "-c", python], cwd=tmp_path, capture_output=True, text=True, check=True
         )
         normalised = ((pixels.astype(np.float32) / 255 - 0.286) / 0.353)[None, :, :, None]
+        normalised = np.repeat(normalised, 3, axis=3)  # the model takes RGB; gray is R = G = B
         logits = onnx_export.predict(tmp_path / "model.onnx", normalised.astype(np.float32))
         expected = (dist / "onnx-app" / "labels.txt").read_text().splitlines()[int(logits.argmax())]
         assert run.stdout.rsplit(" ", 1)[0] == expected, run.stdout
