@@ -320,3 +320,42 @@ def test_an_unwritable_cache_costs_a_warning_not_the_build(
     if folder.is_dir():
         leftovers = [p for p in folder.rglob("*") if p.is_file()]
         assert leftovers == []  # no partial files, no entry without its checksum
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"params": "many", "macs": 1},
+        {"params": 1, "macs": 1, "size_bytes": [1]},
+        {"params": 1, "macs": 1, "latency_ms": "fast"},
+        {"params": True, "macs": 1},
+        {"params": 1, "macs": 1, "surprise": 2},
+        ["not", "an", "object"],
+    ],
+    ids=["str-params", "list-size", "str-latency", "bool-params", "unknown-key", "list"],
+)
+def test_forged_search_measurements_are_measured_again(tmp_path: Path, forged: object) -> None:
+    """A search measurement whose sidecar checks out but whose fields are not what measure()
+    writes is not used (the candidate is measured again), never a traceback later."""
+    from edgepack.search import prune
+
+    path = tmp_path / "entry.json"
+    assert _cache.write_entry(path, json.dumps(forged).encode(), prune._ENTRY)
+    assert prune._cached(path) is None
+    assert _cache.write_entry(path, b'{"params": 10, "macs": 20, "size_bytes": 30}', prune._ENTRY)
+    assert prune._cached(path) == prune.Cost(10, 20, 30)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [{"float": "0.9", "int8": 0.8}, {"float": 2.5, "int8": 0.8}, {"float": 0.9}, [0.9, 0.8]],
+    ids=["str", "above-1", "missing", "list"],
+)
+def test_forged_search_scores_are_trained_again(tmp_path: Path, forged: object) -> None:
+    from edgepack.search import rank
+
+    path = tmp_path / "score.json"
+    assert _cache.write_entry(path, json.dumps(forged).encode(), rank._SCORES)
+    assert rank._cached_scores(path) is None
+    assert _cache.write_entry(path, b'{"float": 0.9, "int8": null}', rank._SCORES)
+    assert rank._cached_scores(path) == {"float": 0.9, "int8": None}

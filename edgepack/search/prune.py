@@ -207,7 +207,27 @@ def _cached(path: Path | None) -> Cost | None:
     if entry is None:
         return None
     try:
-        return Cost(**json.loads(entry[0]))
-    except (ValueError, TypeError) as exc:  # a stale layout: measure again
+        cost = Cost(**json.loads(entry[0]))
+        _check_types(cost)
+        return cost
+    except (ValueError, TypeError) as exc:  # a stale layout or a forged entry: measure again
         log.info("search measurement %s not used: %s", path, exc)
         return None
+
+
+def _check_types(cost: Cost) -> None:
+    """A cached entry's fields have the types measure() writes (TypeError otherwise)."""
+
+    def number(value: object, kind: type, optional: bool) -> bool:
+        if value is None:
+            return optional
+        return isinstance(value, kind | int) and not isinstance(value, bool)
+
+    if not (
+        number(cost.params, int, False)
+        and number(cost.macs, int, False)
+        and number(cost.size_bytes, int, True)
+        and number(cost.latency_ms, float, True)
+        and isinstance(cost.latency_note, str)
+    ):
+        raise TypeError(f"fields of unexpected types: {cost}")

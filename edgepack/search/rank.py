@@ -189,6 +189,11 @@ def _cached_scores(path: Path | None) -> dict[str, float | None] | None:
         scores = json.loads(entry[0])
         if not isinstance(scores, dict) or set(scores) != {"float", "int8"}:
             raise ValueError("unexpected keys")
+        if not all(
+            value is None or (isinstance(value, float) and 0.0 <= value <= 1.0)
+            for value in scores.values()
+        ):
+            raise ValueError("scores must be accuracies between 0 and 1")
         return scores
     except ValueError:
         return None
