@@ -224,7 +224,6 @@ _STEP = textwrap.dedent(
     import numpy as np, torch
     from edgepack.batches import ModelInputs, to_model_input
     from edgepack.datasets import ImageSet
-from edgepack.errors import InputError
     from edgepack.distill import distill, teacher_logits
     from edgepack.imagestore import write_store
     from edgepack.project import InputSpec
