@@ -82,7 +82,7 @@ class InputSpec:
     """Images arrive as uint8 pixels; the model sees ``(pixel / 255 - mean) / std`` per channel.
 
     ``size`` fixes the square input side for teacher and student; None leaves it to the target
-    profile's ``student.resolution`` (the bundled sample)."""
+    profile's ``student.resolution``."""
 
     channels: int
     mean: tuple[float, ...]
@@ -168,7 +168,10 @@ def sample_project(teacher: TeacherSpec | None = None) -> Project:
         teacher=teacher or TeacherSpec(path=SAMPLE_DIR / "fashion_teacher.pt2"),
         labels=FASHION_MNIST_LABELS,
         # Fashion-MNIST train-set statistics, the convention the sample teacher was trained with.
-        input=InputSpec(channels=1, mean=(0.2860,), std=(0.3530,)),
+        # size 28: the sample teacher takes nothing else, so every profile (android-camera's
+        # 224 px student included) is built at 28 px for the sample, as for any project whose
+        # config sets input.size.
+        input=InputSpec(channels=1, mean=(0.2860,), std=(0.3530,), size=28),
         load_data=load,
         licence="MIT",
         author="edgepack sample (Fashion-MNIST by Zalando Research, MIT)",
