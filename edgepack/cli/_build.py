@@ -14,7 +14,7 @@ from edgepack.errors import BudgetExceeded, ConfigError
 from edgepack.targets import Target, list_targets, load_target
 
 if TYPE_CHECKING:
-    from edgepack.devices import TorchDevice
+    from edgepack.build import BuildOptions
     from edgepack.project import Project
 
 from edgepack.cli._app import DEVICE_HELP, main
@@ -119,62 +119,44 @@ def build(
     profile's batch size stays the global one); rank 0 alone writes and prints.
     """
     from edgepack import devices, distributed
-
-    compute = devices.resolve(torch_device, distributed.local_rank())
-    with distributed.session(compute):
-        _build(
-            target_refs,
-            config_path,
-            out_root,
-            teacher,
-            quick,
-            cache_dir,
-            progress,
-            device,
-            copy_to,
-            accuracy_on_device,
-            compute,
-        )
-
-
-def _build(
-    target_refs: tuple[str, ...],
-    config_path: Path | None,
-    out_root: Path | None,
-    teacher: str | None,
-    quick: bool,
-    cache_dir: Path | None,
-    progress: bool | None,
-    device: str | None,
-    copy_to: Path | None,
-    accuracy_on_device: bool,
-    compute: TorchDevice,
-) -> None:
-    from edgepack import distributed
-    from edgepack.build import BuildOptions, SharedWork, follow
-    from edgepack.build import build as run_build
+    from edgepack.build import BuildOptions
     from edgepack.exporters import get_exporter
     from edgepack.search.candidates import check_families
 
-    project = _project(config_path, teacher)
-    targets = _resolve_targets(target_refs or project.targets)
-    if device is not None:
-        targets = [target.with_device(device) for target in targets]
-    for target in targets:  # a missing extra or an unknown student fails before any work
-        get_exporter(target.format)
-        check_families(target)
-    show = sys.stderr.isatty() if progress is None else progress
-    options = BuildOptions(
-        out_root=out_root or project.out,
-        cache_dir=cache_dir or project.cache_dir,
-        quick=quick,
-        progress=show and distributed.is_main(),
-        accuracy_on_device=accuracy_on_device,
-        torch_device=compute,
-    )
-    copies = _copy_destinations(copy_to, targets, project, options.out_root)
+    compute = devices.resolve(torch_device, distributed.local_rank())
+    with distributed.session(compute):
+        project = _project(config_path, teacher)
+        targets = _resolve_targets(target_refs or project.targets)
+        if device is not None:
+            targets = [target.with_device(device) for target in targets]
+        for target in targets:  # a missing extra or an unknown student fails before any work
+            get_exporter(target.format)
+            check_families(target)
+        show = sys.stderr.isatty() if progress is None else progress
+        options = BuildOptions(
+            out_root=out_root or project.out,
+            cache_dir=cache_dir or project.cache_dir,
+            quick=quick,
+            progress=show and distributed.is_main(),
+            accuracy_on_device=accuracy_on_device,
+            torch_device=compute,
+        )
+        copies = _copy_destinations(copy_to, targets, project, options.out_root)
+        _build_targets(targets, project, options, copies)
+
+
+def _build_targets(
+    targets: list[Target], project: Project, options: BuildOptions, copies: dict[str, Path]
+) -> None:
+    """Each target in turn (rank 0 builds; under torchrun the other ranks follow it through
+    distillation), then the overview page, the verdict and the copies into the app."""
+    from edgepack import distributed
+    from edgepack.build import SharedWork, follow
+    from edgepack.build import build as run_build
+
+    compute = options.torch_device
     shared = SharedWork()
-    effort = "quick" if quick else "full"
+    effort = "quick" if options.quick else "full"
     failures = []
     built = []
     world = distributed.world()
