@@ -4,7 +4,8 @@ decoded-image store.
 Images: Fashion-MNIST's 60 k training images upscaled 28 → 224 (bilinear) and replicated to
 RGB, cycled to the count asked for, written once as a uint8 store (``prepare``).
 
-Each measurement runs in a fresh subprocess and reports its ``ru_maxrss``:
+Each measurement runs in a fresh subprocess and reports its peak resident set
+(``VmHWM``: ``ru_maxrss`` would carry the launching process's peak across ``execve``):
 
 * ``before`` is main's data path: the whole uint8 set in memory, converted to one float32
   tensor (``to_model_input`` over every image), then batches indexed from that tensor.
@@ -33,13 +34,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from edgepack._memory import peak_rss_kb
 
 SIDE, BATCH, CLASSES = 224, 64, 10
 
@@ -117,7 +119,7 @@ def measure(
         "student": f"{family} x{width:g}",
         "images_per_s": round(steps * BATCH / seconds, 1),
         "data_images_per_s": round(steps * BATCH / data_seconds, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": round(peak_rss_kb() / 1024),
     }
 
 

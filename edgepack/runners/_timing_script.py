@@ -187,6 +187,12 @@ def _board() -> str:
 
 
 def _peak_rss_kb() -> int:
+    """This address space's peak, as ``edgepack._memory.peak_rss_kb`` (not importable here):
+    on Linux ``VmHWM``, because ``ru_maxrss`` carries the peak of whatever exec'd this script."""
+    if sys.platform.startswith("linux"):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KB on Linux
 
