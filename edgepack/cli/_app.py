@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgepack import __version__
+from edgepack import __version__, _native_stderr
 from edgepack.errors import EdgepackError
 
 if TYPE_CHECKING:
@@ -53,9 +53,16 @@ def main(verbose: int) -> None:
 
 # Converters chatter on every build: torchao warns about CUDA kernels it cannot load on a CPU
 # wheel, coremltools about an untested torch, torch's pytree about a deprecation inside its own
-# unpickling, and the LiteRT converter logs op counts from C++ through absl. None of it is
-# actionable for a user; -v brings it back.
-_NOISY_LOGGERS = ("torchao", "coremltools", "torch._export", "torch.export", "absl")
+# unpickling and about torchao's enums, and the LiteRT converter and interpreter log from C++
+# (edgepack/_native_stderr.py). None of it is actionable for a user; -v brings it back.
+_NOISY_LOGGERS = (
+    "torchao",
+    "coremltools",
+    "torch._export",
+    "torch.export",
+    "torch.utils._pytree",
+    "absl",
+)
 
 
 def _quiet_third_party() -> None:
@@ -65,3 +72,4 @@ def _quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     # Read by the TensorFlow-based LiteRT converter's C++ logging when it loads (2 = errors only).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _native_stderr.enable()

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from edgepack._native_stderr import quiet_import
 from edgepack.errors import InputError
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def pt2e_quantizer(*, per_channel: bool = True, calibration: str = "auto") -> PT
     (:data:`edgepack.recovery.calibrate.CALIBRATIONS`)."""
     import dataclasses
 
+    quiet_import("litert_torch")  # loads the converter, which logs at load (_native_stderr)
     from litert_torch.quantize.pt2e_quantizer import (
         PT2EQuantizer,
         get_symmetric_quantization_config,

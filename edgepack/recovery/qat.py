@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgepack._native_stderr import quiet_import
+
 if TYPE_CHECKING:
     import torch
 
@@ -132,6 +134,7 @@ def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
 def _qat_quantizer(per_channel: bool):  # type: ignore[no-untyped-def]
     """litert_torch's QAT config (fake quantizers with moving-average observers), annotated
     with the static patterns (module docstring: why ``is_qat`` is switched off)."""
+    quiet_import("litert_torch")
     from litert_torch.quantize.pt2e_quantizer import (
         PT2EQuantizer,
         get_symmetric_quantization_config,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from edgepack._native_stderr import filtered
 from edgepack.errors import VerificationError
 
 # TFLite ops whose input 2 (3 for TRANSPOSE_CONV) is an int32 bias: counted as parameters.
@@ -105,12 +106,13 @@ def check_float_io(raw: bytes, edited: bytes) -> None:
     # Reference kernels without XNNPACK, all tensors kept: the QUANTIZE op's int8 output can
     # then be read back and fed to the unedited model, so equality is exact by construction.
     def build(content: bytes) -> Interpreter:
-        interpreter = Interpreter(
-            model_content=content,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            experimental_preserve_all_tensors=True,
-        )
-        interpreter.allocate_tensors()
+        with filtered():
+            interpreter = Interpreter(
+                model_content=content,
+                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                experimental_preserve_all_tensors=True,
+            )
+            interpreter.allocate_tensors()
         return interpreter
 
     before, after = build(raw), build(edited)

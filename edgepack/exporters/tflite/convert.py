@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgepack._native_stderr import quiet_import
 from edgepack.errors import InputError
 from edgepack.exporters._base import ExportRequest, Int8Export
 from edgepack.exporters.tflite import _graph, metadata
@@ -58,6 +59,7 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
 
 def lower_int8(quantized: torch.fx.GraphModule, example: torch.Tensor, path: Path) -> Path:
     """Lower a :func:`edgepack.exporters._pt2e.quantize_pt2e_int8` module to an int8 .tflite."""
+    quiet_import("litert_torch")
     from litert_torch.quantize.quant_config import QuantConfig
 
     from edgepack.exporters._pt2e import pt2e_quantizer
@@ -87,7 +89,7 @@ def lower_float(model: torch.nn.Module, example: torch.Tensor, path: Path) -> Pa
 
 def _convert(model: torch.nn.Module, example: torch.Tensor, quant: QuantConfig | None) -> bytes:
     """litert_torch.convert of ``model`` behind an NHWC ``image`` → ``logits`` signature."""
-    import litert_torch
+    litert_torch = quiet_import("litert_torch")
 
     if example.ndim != 4 or example.shape[0] != 1:
         raise InputError(f"example must be NCHW of batch 1, got {tuple(example.shape)}")

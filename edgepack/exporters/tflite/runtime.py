@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgepack._native_stderr import filtered
 from edgepack.errors import InputError
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def load_interpreter(path: Path, *, threads: int = 1) -> Interpreter:
 
     if not path.is_file():
         raise InputError(f"no .tflite model at {path}")
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    interpreter.allocate_tensors()
+    with filtered():  # XNNPACK's "Created delegate" INFO line
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
     return interpreter
