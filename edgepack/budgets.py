@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgepack.targets import Budgets
@@ -145,3 +146,19 @@ def judge(
             size_bytes, p50, teacher_accuracy, artifact_accuracy, reasons, note, size_note
         ),
     )
+
+
+def counted_bytes(artifact: Path, budgets: Budgets) -> int:
+    """The bytes ``max_size_kb`` judges for ``artifact``: as stored, or zip-deflated when the
+    profile says ``size_counts: compressed``."""
+    from edgepack._files import artifact_bytes
+    from edgepack.checking.sizes import measure_sizes
+
+    if budgets.size_counts == "compressed":
+        return measure_sizes(artifact).compressed_bytes
+    return artifact_bytes(artifact)
+
+
+def over_size(size_bytes: int, budgets: Budgets) -> bool:
+    """Whether ``size_bytes`` (as :func:`counted_bytes` counts) exceeds ``max_size_kb``."""
+    return budgets.max_size_kb is not None and size_bytes / 1024 > budgets.max_size_kb

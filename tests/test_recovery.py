@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +267,31 @@ def test_recovered_tflite_is_the_model_verify_measures(
     assert verification.int8_accuracy is not None
     assert abs(verification.int8_accuracy - chosen.accuracy) <= 0.03
     assert verification.int8_accuracy > recovery.ladder[0].accuracy + 0.2
+
+
+@pytest.mark.parametrize("size_budget_kb", [None, 1.0])
+def test_per_channel_weights_are_tried_only_where_they_fit_the_size_budget(
+    digits: dict[str, Any], tmp_path: Path, size_budget_kb: float | None
+) -> None:
+    """A per-tensor profile: per-channel weights are the ladder's first fix, unless their
+    scales push the file over max_size_kb (1 KB here: no export fits); then every rung keeps
+    per-tensor weights and the outcome says why."""
+    context, got = _context(tmp_path, per_channel=False, qat_epochs=0), _products(digits)
+    budgets = dataclasses.replace(context.target.budgets, max_size_kb=size_budget_kb)
+    context = dataclasses.replace(
+        context, target=dataclasses.replace(context.target, budgets=budgets)
+    )
+    recovery = recover(context, got)
+    steps = [(r.step, r.per_channel) for r in recovery.ladder]
+    if size_budget_kb is None:
+        assert steps[:2] == [("plain PTQ", False), ("per-channel weights", True)]
+        assert "not tried" not in recovery.outcome
+        return
+    assert steps[0] == ("plain PTQ", False) and len(steps) > 1
+    assert all(not per_channel for _, per_channel in steps), steps
+    assert "per-channel weights" not in [step for step, _ in steps]
+    assert re.search(r"per-channel weights not tried: \d+\.\d KB > 1 KB$", recovery.outcome)
+    assert recovery.per_channel is False and not list((tmp_path / "work").iterdir())
 
 
 def test_recovery_off_fails_the_budget_naming_the_worst_layers(

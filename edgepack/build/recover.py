@@ -14,10 +14,12 @@ float student misses the budget by itself) the ladder in :mod:`edgepack.recovery
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from edgepack.budgets import over_size
 from edgepack.build._context import BuildContext
 from edgepack.build._numeric import accuracy, batched
 from edgepack.build.export import export_request
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     import torch
 
     from edgepack.recovery.plan import Goal
+
+log = logging.getLogger(__name__)
 
 WORST_LAYERS = 5  # recorded in the manifest; the budget's message names the first three
 DIAGNOSIS_IMAGES = 128  # calibration images the per-layer SQNR is measured on
@@ -89,20 +93,31 @@ def recover(context: BuildContext, got: Products) -> Recovery:
         return Recovery(recipe, spec.per_channel, outcome, (first,), (), _since(started))
     worst = tuple(_worst_layers(module, calibration))
     blocked = _blocked(context, student, goal)
-    steps = []
+    steps, size_note = [], ""
     if blocked is None:
         qat = _qat(context, got, request) if spec.qat_epochs > 0 else None
+        fits = True
+        if not spec.per_channel and target.budgets.max_size_kb is not None:
+            size = _exported_bytes(context, request, quantize(True, spec.calibration))
+            fits = not over_size(size, target.budgets)
+            if not fits:
+                size_note = (
+                    f"per-channel weights not tried: {size / 1024:.1f} KB > "
+                    f"{target.budgets.max_size_kb:g} KB"
+                )
+                log.info("recovery: %s; the ladder keeps per-tensor weights", size_note)
         steps = later_steps(
             per_channel=spec.per_channel,
             calibration=spec.calibration,
             quantize=quantize,
             qat=qat,
             qat_epochs=spec.qat_epochs,
+            per_channel_fits=fits,
         )
     rungs, kept = climb(first, module, steps, judge, goal)
     chosen = next(r for r in rungs if r.chosen)
     recipe = Int8Recipe(chosen.calibration if chosen.calibration != "qat" else "auto", kept)
-    outcome = _outcome(rungs, chosen, blocked, worst)
+    outcome = _outcome(rungs, chosen, blocked, worst) + (f"; {size_note}" if size_note else "")
     return Recovery(recipe, chosen.per_channel, outcome, tuple(rungs), worst, _since(started))
 
 
@@ -150,7 +165,7 @@ def _qat(context: BuildContext, got: Products, request: Any) -> Any:
     data, student, logits = got[PreparedData], got[DistilledStudent], got[TeacherLogits]
     spec = context.target.quantization
 
-    def make(facts: dict[str, Any]) -> torch.fx.GraphModule:
+    def make(facts: dict[str, Any], per_channel: bool) -> torch.fx.GraphModule:
         import numpy as np
         import torch
 
@@ -171,6 +186,7 @@ def _qat(context: BuildContext, got: Products, request: Any) -> Any:
             student.recipe,
             epochs=spec.qat_epochs,
             lr=spec.qat_lr,
+            per_channel=per_channel,
         )
         facts.update(
             epochs=stats.epochs,
@@ -181,6 +197,30 @@ def _qat(context: BuildContext, got: Products, request: Any) -> Any:
         return module
 
     return make
+
+
+def _exported_bytes(context: BuildContext, request: Any, module: torch.fx.GraphModule) -> int:
+    """The bytes ``max_size_kb`` would count for ``module`` exported with per-channel weights
+    (lowered through the target's exporter into the build's scratch folder, then removed)."""
+    import dataclasses
+    import shutil
+
+    from edgepack.budgets import counted_bytes
+    from edgepack.exporters import Int8Recipe, get_exporter
+
+    exporter = get_exporter(context.target.format)
+    trial = dataclasses.replace(
+        request,
+        per_channel=True,
+        int8=Int8Recipe(context.target.quantization.calibration, module),
+    )
+    folder = context.work / "recover-size"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        path = exporter.export_int8(trial, folder / exporter.ARTIFACT).path
+        return counted_bytes(path, context.target.budgets)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _worst_layers(module: torch.fx.GraphModule, batches: Sequence[torch.Tensor]) -> list[Any]:

@@ -4,7 +4,10 @@ accuracy budgets; the first that does is kept, else the most accurate one.
 Plain PTQ with the profile's settings is always the first rung. Then, when it missed:
 per-channel weights (if the profile had per-tensor), the other activation calibrations (one
 calibration pass each: seconds), and quantization-aware training last (epochs of training:
-minutes). Each rung is judged by its torch int8 twin's held-out accuracy, which the build's
+minutes). Per-channel weights cost bytes (a LiteRT file stores a float32 scale and an int64 zero
+point per output channel, for weights and biases): where they would push the artifact over the
+size budget, every rung keeps per-tensor weights, since a rung that breaks another budget fixes
+nothing. Each rung is judged by its torch int8 twin's held-out accuracy, which the build's
 artifact must agree with (≥ 97 % top-1 for LiteRT); the final verdict stays the artifact's
 own accuracy, measured in the ``verify`` stage.
 """
@@ -95,13 +98,17 @@ def later_steps(
     per_channel: bool,
     calibration: str,
     quantize: Callable[[bool, str], torch.fx.GraphModule],
-    qat: Callable[[dict[str, Any]], torch.fx.GraphModule] | None,
+    qat: Callable[[dict[str, Any], bool], torch.fx.GraphModule] | None,
     qat_epochs: int,
+    per_channel_fits: bool = True,
 ) -> list[Step]:
     """The rungs after plain PTQ with (``per_channel``, ``calibration``): the cheap fixes, then
-    QAT when ``qat`` is given. ``quantize(per_channel, calibration)`` makes a PTQ module."""
+    QAT when ``qat`` is given. ``quantize(per_channel, calibration)`` makes a PTQ module,
+    ``qat(facts, per_channel)`` a quantization-aware trained one. ``per_channel_fits`` False:
+    per-channel weights would break the size budget, so the rungs keep per-tensor weights."""
     steps: list[Step] = []
-    if not per_channel:
+    weights = per_channel or per_channel_fits  # per-channel: every later rung's weights
+    if not per_channel and per_channel_fits:
         steps.append(
             Step("per-channel weights", lambda: quantize(True, calibration), True, calibration)
         )
@@ -111,14 +118,17 @@ def later_steps(
             steps.append(
                 Step(
                     f"calibration: {name}",
-                    lambda name=name: quantize(True, name),  # type: ignore[misc]
-                    True,
+                    lambda name=name: quantize(weights, name),  # type: ignore[misc]
+                    weights,
                     name,
                 )
             )
     if qat is not None and qat_epochs > 0:
         facts: dict[str, Any] = {}
-        steps.append(Step(f"QAT, {qat_epochs} epoch(s)", lambda: qat(facts), True, "qat", facts))
+        step = Step(
+            f"QAT, {qat_epochs} epoch(s)", lambda: qat(facts, weights), weights, "qat", facts
+        )
+        steps.append(step)
     return steps
 
 

@@ -94,9 +94,8 @@ def measure(
     candidate: Candidate, target: Target, project: Project, calibration: torch.Tensor, work: Path
 ) -> Cost:
     """Build, export and time one untrained candidate (seconds to tens of seconds)."""
-    from edgepack._files import artifact_bytes
+    from edgepack.budgets import counted_bytes
     from edgepack.build.export import shipped_request
-    from edgepack.checking.sizes import measure_sizes
     from edgepack.exporters import get_exporter
     from edgepack.latency import describe, measure
     from edgepack.runners import Latency
@@ -116,9 +115,7 @@ def measure(
     folder.mkdir(parents=True, exist_ok=True)
     try:
         artifact = exporter.export_int8(request, folder / exporter.ARTIFACT).path
-        size = artifact_bytes(artifact)
-        if target.budgets.size_counts == "compressed":
-            size = measure_sizes(artifact).compressed_bytes
+        size = counted_bytes(artifact, target.budgets)
         if _size_over(size, target):  # the latency of a file that cannot ship: not worth it
             return Cost(params, macs, size, None, OVER_SIZE)
         latency = measure(target, artifact)
@@ -181,8 +178,9 @@ def cache_key(candidate: Candidate, target: Target, project: Project) -> str:
 
 
 def _size_over(size_bytes: int, target: Target) -> bool:
-    limit = target.budgets.max_size_kb
-    return limit is not None and size_bytes / 1024 > limit
+    from edgepack.budgets import over_size
+
+    return over_size(size_bytes, target.budgets)
 
 
 def _answers(cost: Cost, target: Target) -> bool:
