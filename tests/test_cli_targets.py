@@ -43,7 +43,7 @@ def test_targets_show_prints_resolved_yaml(runner: CliRunner) -> None:
     profile = yaml.safe_load(result.stdout)
     assert profile["name"] == "android"
     assert profile["budgets"]["max_size_kb"] == 150
-    assert profile["distill"]["epochs"] == 12  # inherited from base
+    assert profile["distill"]["epochs"] == 24  # inherited from base
 
 
 def test_targets_show_user_file_extending_shipped_target(runner: CliRunner, tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def test_android_values() -> None:
     assert target.format == "tflite"
     assert target.budgets.max_size_kb == 150.0
     assert isinstance(target.budgets.max_size_kb, float)  # written as int, stored as float
-    assert target.distill.epochs == 12  # inherited from base
+    assert target.distill.epochs == 24  # inherited from base
     assert target.runner.warmup == 20
 
 
@@ -70,7 +70,7 @@ def test_with_quick_takes_epochs_and_calibration_from_quick() -> None:
     assert quick.distill.epochs == target.quick.epochs
     assert quick.quantization.calibration_samples == target.quick.calibration_samples
     assert quick.distill.lr == target.distill.lr
-    assert target.distill.epochs == 12  # the original is untouched (frozen)
+    assert target.distill.epochs == 24  # the original is untouched (frozen)
 
 
 # --------------------------------------------------------------------------------------------
