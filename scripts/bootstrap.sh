@@ -3,7 +3,7 @@
 # emulated arm64 runner (QEMU) that estimates phone latency, and (unless --no-build) the full
 # sample build for Android. Safe to run again: each step is skipped when it is already done.
 #
-#   bash scripts/bootstrap.sh                # everything, including the ~12 min sample build
+#   bash scripts/bootstrap.sh                # everything, including the ~22 min sample build
 #   bash scripts/bootstrap.sh --no-build     # set up only (what CI does)
 #   bash scripts/bootstrap.sh --no-emulated  # skip the QEMU runner (latency budgets then skip)
 #
@@ -108,7 +108,7 @@ fi
 
 # 5. The full sample build.
 if [ "$build" -eq 1 ]; then
-    step "Sample build: edgepack build --target android (about 12 min on 2 cores)"
+    step "Sample build: edgepack build --target android (about 22 min on 2 cores)"
     echo "+ .venv/bin/edgepack build --target android"
     rc=0
     .venv/bin/edgepack build --target android || rc=$?
