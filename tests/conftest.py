@@ -3,7 +3,9 @@ real sample in quick mode and share one cache so the second build reuses the fir
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,3 +22,23 @@ def _native_log_filter_off(monkeypatch: pytest.MonkeyPatch) -> None:
     from edgepack import _native_stderr
 
     monkeypatch.setattr(_native_stderr, "_enabled", False)
+
+
+@pytest.fixture
+def count_decodes(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[Path]]:
+    """Call it to start recording every file the folder reader decodes (the decoder itself
+    still runs); returns the list it appends to."""
+    from edgepack.readers import _folder as folder_reader
+
+    def start() -> list[Path]:
+        calls: list[Path] = []
+        decode = folder_reader._decode
+
+        def counting(path: Path, *args: Any, **kwargs: Any) -> Any:
+            calls.append(path)
+            return decode(path, *args, **kwargs)
+
+        monkeypatch.setattr(folder_reader, "_decode", counting)
+        return calls
+
+    return start

@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,18 +113,6 @@ def _folder(root: Path, count: int, size: tuple[int, int] = (16, 16)) -> np.ndar
     return pixels
 
 
-def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    calls: list[Path] = []
-    decode = folder_reader._decode
-
-    def counting(path: Path, *args: Any, **kwargs: Any) -> np.ndarray | str:
-        calls.append(path)
-        return decode(path, *args, **kwargs)
-
-    monkeypatch.setattr(folder_reader, "_decode", counting)
-    return calls
-
-
 def _read(root: Path, cache: Path) -> ImageSet:
     return read_images(root, channels=3, size=(16, 16), cache_dir=cache).data
 
@@ -163,11 +152,14 @@ def _forge_with_index(path: Path) -> None:
 
 @pytest.mark.parametrize("damage", list(STORE_DAMAGE))
 def test_the_store_is_reused_and_a_damaged_one_recomputed(
-    tmp_path: Path, damage: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    damage: str,
+    count_decodes: Callable[[], list[Path]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     pixels = _folder(tmp_path / "data", 70)
     cache = tmp_path / "cache"
-    calls = _count_decodes(monkeypatch)
+    calls = count_decodes()
     first = _read(tmp_path / "data", cache)
     assert isinstance(first.images, StoredImages) and len(calls) == 70  # streamed in
     np.testing.assert_array_equal(np.asarray(first.images), pixels)

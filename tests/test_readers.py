@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ from PIL import Image
 
 from edgepack.datasets import ImageSet
 from edgepack.errors import InputError
-from edgepack.readers import _folder as folder_reader
 from edgepack.readers import read_images, stratified_split, summarize
 
 RNG = np.random.default_rng(0)
@@ -32,19 +32,6 @@ def _rgb(h: int = 8, w: int = 8) -> np.ndarray:
 
 def _gray(h: int = 8, w: int = 8) -> np.ndarray:
     return RNG.integers(0, 256, (h, w), dtype=np.uint8)
-
-
-def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Record every file the reader decodes (the decoder itself still runs)."""
-    calls: list[Path] = []
-    decode = folder_reader._decode
-
-    def counting(path: Path, *args: Any, **kwargs: Any) -> np.ndarray | str:
-        calls.append(path)
-        return decode(path, *args, **kwargs)
-
-    monkeypatch.setattr(folder_reader, "_decode", counting)
-    return calls
 
 
 def _idx(path: Path, array: np.ndarray) -> Path:
@@ -209,7 +196,9 @@ def test_crop_keeps_the_centre_and_stretch_keeps_everything(tmp_path: Path) -> N
     assert stretched[:, 0].max() == 0 and stretched[:, 5].min() == 255
 
 
-def test_decoded_folders_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decoded_folders_are_cached(
+    tmp_path: Path, count_decodes: Callable[[], list[Path]]
+) -> None:
     for name in ("cat/a.png", "cat/b.png", "dog/c.png"):
         _save(tmp_path / "data" / name, _rgb())
     (tmp_path / "data" / "dog" / "bad.png").write_bytes(b"")
@@ -223,7 +212,7 @@ def test_decoded_folders_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ".npy",
     ]
 
-    calls = _count_decodes(monkeypatch)
+    calls = count_decodes()
     second = read_images(tmp_path / "data", cache_dir=cache)
     assert len(calls) == 3  # not decoded: only the cache's spot check of its 3 images
     assert np.array_equal(first.data.images, second.data.images)
@@ -385,11 +374,11 @@ def test_unlabelled_split_and_bad_fractions() -> None:
 
 
 def test_summarize_a_folder_samples_at_most_200(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, count_decodes: Callable[[], list[Path]]
 ) -> None:
     for i in range(230):
         _save(tmp_path / ("a" if i < 200 else "b") / f"{i:03d}.png", _gray(8, 8 if i % 10 else 6))
-    calls = _count_decodes(monkeypatch)
+    calls = count_decodes()
     summary = summarize(tmp_path)
     assert (summary.kind, summary.count, summary.classes) == ("image folder", 230, ("a", "b"))
     assert len(calls) == 200 and any(path.parent.name == "b" for path in calls)

@@ -14,6 +14,7 @@ float student misses the budget by itself) the ladder in :mod:`edgepack.recovery
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -56,6 +57,9 @@ def recover(context: BuildContext, got: Products) -> Recovery:
     request = export_request(context, data, student.model)
     calibration, channels = request.calibration, request.input.channels
 
+    # Cached: the per-channel module the size check exports is the per-channel rung's module
+    # (exporters deep-copy what they are given).
+    @functools.cache
     def quantize(per_channel: bool, observer: str) -> torch.fx.GraphModule:
         from edgepack.exporters._pt2e import quantize_pt2e_int8
 
