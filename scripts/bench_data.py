@@ -1,7 +1,7 @@
 """Data pipeline throughput against the distillation step rate: the trainer must not wait.
 
 Measures, on this machine, in images per second:
-  decode      an image folder of PNGs read by edgepack.readers (cold, then from its cache)
+  decode      an image folder of PNGs read by edgepack.data.readers (cold, then from its cache)
   batches     what the trainer does per step before the networks: index, augment, layout
   teacher     the sample teacher on augmented batches (what augmentation adds per step)
   train step  the sample student's forward, backward and optimizer step
@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgepack.datasets import load_fashion_mnist
-from edgepack.distill import augment_batch, kd_loss, to_model_input
-from edgepack.project import Augment, sample_project
-from edgepack.readers import read_images
+from edgepack.config.project import sample_project
+from edgepack.data.images import load_fashion_mnist
+from edgepack.data.inputs import Augment
+from edgepack.data.readers import read_images
 from edgepack.students import create
 from edgepack.teachers import load_teacher
+from edgepack.training.distillation import augment_batch, kd_loss, to_model_input
 
 BATCH = 64
 

@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 def amp(device_name: str, rounds: int, steps: int) -> None:
     import torch
 
-    from edgepack.devices import resolve
-    from edgepack.distill import kd_loss
+    from edgepack.core.devices import resolve
     from edgepack.students import create
+    from edgepack.training.distillation import kd_loss
 
     device = resolve(device_name)
     dtype = torch.bfloat16 if device.kind != "cuda" else torch.float16

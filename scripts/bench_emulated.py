@@ -43,10 +43,10 @@ def sample_models(folder: Path) -> list[Path]:
 
 
 def main() -> int:
-    from edgepack import latency
+    from edgepack.config.profiles import load_target
+    from edgepack.release import measure as latency
     from edgepack.runners import Latency
     from edgepack.runners.emulated import setup
-    from edgepack.targets import load_target
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, action="append", help="a .tflite/.onnx (repeat)")

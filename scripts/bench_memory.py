@@ -10,9 +10,9 @@ Each measurement runs in a fresh subprocess and reports its peak resident set
 * ``before`` is main's data path: the whole uint8 set in memory, converted to one float32
   tensor (``to_model_input`` over every image), then batches indexed from that tensor.
 * ``after`` is the store: batches read by rows and converted per batch
-  (:class:`edgepack.batches.ModelInputs`).
+  (:class:`edgepack.data.batches.ModelInputs`).
 
-Both then run the same distillation step as :func:`edgepack.distill.distill` (index, channels
+Both then run the same distillation step as :func:`edgepack.training.distillation.distill` (index, channels
 last, student forward, KD loss, backward, SGD) for ``--steps`` timed steps after 2 warm-up
 steps, at 224 px, batch 64 (the profiles' batch), on ``--family`` (default ``mobilenetv2``
 ×0.5, the 32×-downsampling student for camera-sized inputs; the profiles' ``mobilenetv2_small``
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack._memory import peak_rss_kb
+from edgepack.core.memory import peak_rss_kb
 
 SIDE, BATCH, CLASSES = 224, 64, 10
 
@@ -53,8 +53,8 @@ def store_path(folder: Path) -> Path:
 def prepare(folder: Path, images: int) -> None:
     import torch
 
-    from edgepack.datasets import load_fashion_mnist
-    from edgepack.imagestore import write_store
+    from edgepack.data.images import load_fashion_mnist
+    from edgepack.data.store import write_store
 
     source = load_fashion_mnist("train").images  # (60000, 28, 28, 1)
     started = time.perf_counter()
@@ -74,11 +74,11 @@ def measure(
     """One measurement, in this process (``main`` runs it in a subprocess)."""
     import torch
 
-    from edgepack.batches import ModelInputs, to_model_input
-    from edgepack.distill import kd_loss
-    from edgepack.imagestore import open_store
-    from edgepack.project import InputSpec
+    from edgepack.data.batches import ModelInputs, to_model_input
+    from edgepack.data.inputs import InputSpec
+    from edgepack.data.store import open_store
     from edgepack.students import create
+    from edgepack.training.distillation import kd_loss
 
     torch.manual_seed(0)
     spec = InputSpec(3, (0.2860,) * 3, (0.3530,) * 3, SIDE)

@@ -59,10 +59,10 @@ def main() -> None:
 def _shared(args: argparse.Namespace) -> tuple[Any, Any]:
     """Teacher, data and teacher logits through the build's own stages (logits cached)."""
     from edgepack.build import STAGES
-    from edgepack.build._context import BuildContext, BuildOptions, SharedWork
-    from edgepack.pipeline import run_stages
-    from edgepack.project import sample_project
-    from edgepack.targets import load_target
+    from edgepack.config.profiles import load_target
+    from edgepack.config.project import sample_project
+    from edgepack.stages.context import BuildContext, BuildOptions, SharedWork
+    from edgepack.stages.pipeline import run_stages
 
     target = load_target("android")
     target = dataclasses.replace(
@@ -83,11 +83,11 @@ def _student(
     """Products with the subset's data and logits and the distilled student."""
     import torch
 
-    from edgepack.build._numeric import accuracy, batched
-    from edgepack.distill import distill
-    from edgepack.pipeline import Products
-    from edgepack.records import DistilledStudent, PreparedData, TeacherLogits, TeacherModel
+    from edgepack.stages.pipeline import Products
+    from edgepack.stages.records import DistilledStudent, PreparedData, TeacherLogits, TeacherModel
     from edgepack.students import create
+    from edgepack.training.distillation import distill
+    from edgepack.training.predict import accuracy, batched
 
     data, logits = got[PreparedData], got[TeacherLogits]
     pick = np.sort(np.random.default_rng(0).permutation(len(data.train))[: args.train])
@@ -139,15 +139,15 @@ def _student(
 
 
 def _scout(context: Any, got: Any, float_seconds: float) -> None:
-    from edgepack.build._numeric import accuracy, batched
-    from edgepack.build.export import calibration_batches
     from edgepack.exporters._pt2e import quantize_pt2e_int8
-    from edgepack.records import DistilledStudent, PreparedData, TeacherLogits
+    from edgepack.release.request import calibration_batches
+    from edgepack.stages.records import DistilledStudent, PreparedData, TeacherLogits
+    from edgepack.training.predict import accuracy, batched
 
     data, student = got[PreparedData], got[DistilledStudent]
     started = time.perf_counter()
     module = quantize_pt2e_int8(
-        student.model, data.train_x[:1], calibration_batches(context.target, data)
+        student.model, data.train_x[:1], calibration_batches(context.target, data.calibration_x)
     )
     int8 = accuracy(batched(module, data.test_x), data.test.labels)  # type: ignore[arg-type]
     teacher = got[TeacherLogits].accuracy
@@ -161,9 +161,9 @@ def _scout(context: Any, got: Any, float_seconds: float) -> None:
 
 
 def _ladder(context: Any, got: Any, args: argparse.Namespace) -> None:
-    from edgepack.build.recover import recover
-    from edgepack.records import DistilledStudent, TeacherLogits
-    from edgepack.targets import Budgets
+    from edgepack.config.profiles import Budgets
+    from edgepack.stages.records import DistilledStudent, TeacherLogits
+    from edgepack.stages.recover import recover
 
     student, teacher = got[DistilledStudent], got[TeacherLogits].accuracy
     budget = round((teacher - student.accuracy) * 100 + args.slack, 2)
@@ -191,16 +191,16 @@ def _every_step(context: Any, got: Any, budget: float) -> None:
     """Every rung, the budget ignored (a goal no step meets), instead of the recover stage:
     'meets' is against the real budget and 'kept' marks what the ladder would keep (the
     first rung that meets). The worst layers of plain PTQ are printed too."""
-    from edgepack.build._numeric import accuracy, batched
-    from edgepack.build.export import calibration_batches
-    from edgepack.build.recover import _qat, _worst_layers
     from edgepack.exporters._pt2e import quantize_pt2e_int8
-    from edgepack.records import DistilledStudent, PreparedData, TeacherLogits
     from edgepack.recovery.plan import Goal, Rung, climb, later_steps
+    from edgepack.release.request import calibration_batches
+    from edgepack.stages.records import DistilledStudent, PreparedData, TeacherLogits
+    from edgepack.stages.recover import _qat, _worst_layers
+    from edgepack.training.predict import accuracy, batched
 
     data, student = got[PreparedData], got[DistilledStudent]
     spec = context.target.quantization
-    batches = calibration_batches(context.target, data)
+    batches = calibration_batches(context.target, data.calibration_x)
 
     def quantize(per_channel: bool, observer: str) -> Any:
         model = copy.deepcopy(student.model)

@@ -21,13 +21,13 @@ from pathlib import Path
 def main() -> int:
     import numpy as np
 
-    from edgepack.datasets import load_fashion_mnist
-    from edgepack.distill import to_model_input
+    from edgepack.config.project import sample_project
+    from edgepack.data.images import load_fashion_mnist
     from edgepack.exporters import tflite
     from edgepack.exporters._input import match_channels
-    from edgepack.exporters.tflite import tasks
+    from edgepack.exporters.tflite import mediapipe_check as tasks
     from edgepack.exporters.tflite.metadata import read_metadata
-    from edgepack.project import sample_project
+    from edgepack.training.distillation import to_model_input
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)

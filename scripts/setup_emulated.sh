@@ -7,7 +7,7 @@ set -eu
 PYTHON="${PYTHON:-python}"
 exec "$PYTHON" -c 'import json, sys
 from edgepack.runners.emulated import setup
-from edgepack.errors import EdgepackError
+from edgepack.core.errors import EdgepackError
 try:
     print(json.dumps(setup(), indent=1))
 except EdgepackError as exc:

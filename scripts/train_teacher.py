@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from edgepack.datasets import FASHION_MNIST_DIR, load_fashion_mnist
+from edgepack.data.images import FASHION_MNIST_DIR, load_fashion_mnist
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST train-set pixel statistics (pixels scaled to [0, 1])
 

@@ -19,7 +19,7 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _native_log_filter_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI turns edgepack's native-log filter on for its whole process; a test that runs
     the CLI in-process must not leave it on for the next test (see _native_stderr.enable)."""
-    from edgepack import _native_stderr
+    from edgepack.core import native_stderr as _native_stderr
 
     monkeypatch.setattr(_native_stderr, "_enabled", False)
 
@@ -28,7 +28,7 @@ def _native_log_filter_off(monkeypatch: pytest.MonkeyPatch) -> None:
 def count_decodes(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[Path]]:
     """Call it to start recording every file the folder reader decodes (the decoder itself
     still runs); returns the list it appends to."""
-    from edgepack.readers import _folder as folder_reader
+    from edgepack.data.readers import _folder as folder_reader
 
     def start() -> list[Path]:
         calls: list[Path] = []

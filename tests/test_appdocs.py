@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from edgepack.appdocs import PLATFORMS, render_readme
-from edgepack.appdocs import _escape as esc
+from edgepack.outputs.appdocs import PLATFORMS, render_readme
+from edgepack.outputs.appdocs import _escape as esc
 
 LABELS = ("T-shirt/top", "Trouser", "Pullover")
 # One line of visible text each (what check_labels lets through), each aimed at a sink.
@@ -26,7 +26,7 @@ HOSTILE = (
 
 
 def manifest(fmt: str, channels: int = 1, *, passed: bool = True) -> dict[str, Any]:
-    """The parts of a build's manifest the README reads, as edgepack.manifest writes them."""
+    """The parts of a build's manifest the README reads, as edgepack.outputs.manifest writes them."""
     artifact = {"tflite": "model.tflite", "onnx": "model.onnx", "coreml": "model.mlpackage"}[fmt]
     files = {artifact: {"bytes": 151_234, "sha256": "0" * 64}}
     if fmt == "coreml":
@@ -311,7 +311,7 @@ def test_onnx_python_snippet_runs_and_agrees_with_edgepack(dist: Path, tmp_path:
     import numpy as np
     from PIL import Image
 
-    from edgepack.datasets import load_fashion_mnist
+    from edgepack.data.images import load_fashion_mnist
     from edgepack.exporters import onnx as onnx_export
 
     readme = (dist / "onnx-app" / "README.md").read_text(encoding="utf-8")
@@ -339,7 +339,9 @@ def test_every_template_ships_as_package_data() -> None:
 
     config = configparser.ConfigParser()
     config.read(Path(__file__).resolve().parents[1] / "setup.cfg")
-    assert config["options.package_data"]["edgepack.appdocs"].split() == ["templates/*.md.tmpl"]
-    folder = resources.files("edgepack.appdocs").joinpath("templates")
+    assert config["options.package_data"]["edgepack.outputs.appdocs"].split() == [
+        "templates/*.md.tmpl"
+    ]
+    folder = resources.files("edgepack.outputs.appdocs").joinpath("templates")
     names = [entry.name for entry in folder.iterdir()]
     assert names and all(name.endswith(".md.tmpl") for name in names), names

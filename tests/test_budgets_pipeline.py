@@ -4,9 +4,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from edgepack.budgets import Measurements, evaluate
-from edgepack.pipeline import PipelineError, Stage, check_order, run_stages
-from edgepack.targets import Budgets
+from edgepack.config.profiles import Budgets
+from edgepack.release.verdicts import Measurements, evaluate
+from edgepack.stages.pipeline import PipelineError, Stage, check_order, run_stages
 
 ALL = Budgets(max_size_kb=100.0, max_latency_ms=1.0, max_accuracy_drop_pp=1.0, min_accuracy=0.9)
 

@@ -10,10 +10,10 @@ import torch
 from hostile import run_init
 from PIL import Image
 
-from edgepack.config import load_project
-from edgepack.imagestore import StoredImages
-from edgepack.starter import default_targets, resize_policy
-from edgepack.targets import load_target
+from edgepack.config.profiles import load_target
+from edgepack.config.project_file import load_project
+from edgepack.data.store import StoredImages
+from edgepack.outputs.starter import default_targets, resize_policy
 
 
 class RgbNet(torch.nn.Module):

@@ -22,8 +22,8 @@ import pytest
 from click.testing import CliRunner
 from hostile import assert_one_line_error, run_cli
 
-from edgepack.checking.sizes import measure_sizes
 from edgepack.cli import main
+from edgepack.core.sizes import measure_sizes
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from edgepack import __version__
 from edgepack.cli import EdgepackGroup, main
-from edgepack.errors import BudgetExceeded, ConfigError
+from edgepack.core.errors import BudgetExceeded, ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

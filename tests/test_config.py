@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgepack.config import find_config, load_project
-from edgepack.errors import ConfigError
+from edgepack.config.project_file import find_config, load_project
+from edgepack.core.errors import ConfigError
 
 VALID = """\
 teacher: teacher.pt2

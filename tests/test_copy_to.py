@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 
 from edgepack.build._copy import _swap_in, check_destination, copy_to_app
 from edgepack.cli import main
-from edgepack.config import load_project
-from edgepack.errors import ConfigError, InputError
+from edgepack.config.project_file import load_project
+from edgepack.core.errors import ConfigError, InputError
 
 
 def _dist(tmp: Path, artifact: str = "model.tflite") -> tuple[Path, dict]:

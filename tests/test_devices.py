@@ -9,9 +9,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from edgepack import devices
 from edgepack.cli import main
-from edgepack.errors import ConfigError, InputError
+from edgepack.core import devices
+from edgepack.core.errors import ConfigError, InputError
 
 HAS_CUDA = torch.cuda.is_available()
 

@@ -6,11 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from edgepack import distill as distill_module
-from edgepack.distill import augment_batch, distill, kd_loss, teacher_logits, to_model_input
-from edgepack.project import Augment, InputSpec
+from edgepack.config.profiles import DistillSpec
+from edgepack.data.inputs import Augment, InputSpec
 from edgepack.students import create
-from edgepack.targets import DistillSpec
+from edgepack.training import distillation as distill_module
+from edgepack.training.distillation import (
+    augment_batch,
+    distill,
+    kd_loss,
+    teacher_logits,
+    to_model_input,
+)
 
 SPEC = DistillSpec(epochs=2, batch_size=16, lr=0.05, temperature=4.0, alpha=0.9, seed=0)
 

@@ -68,10 +68,10 @@ def _train_two_steps(out: Path) -> None:
     """Worker: ``distill`` for two steps of 64 random images, under torchrun or alone."""
     import torch
 
-    from edgepack import devices, distributed
-    from edgepack.distill import distill
+    from edgepack.config.profiles import DistillSpec
+    from edgepack.core import devices, distributed
     from edgepack.students import create
-    from edgepack.targets import DistillSpec
+    from edgepack.training.distillation import distill
 
     data = np.random.default_rng(0)
     x = torch.from_numpy(data.standard_normal((128, 1, 28, 28)).astype(np.float32))

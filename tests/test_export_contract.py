@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from edgepack import exporters
-from edgepack.errors import ConfigError, VerificationError
-from edgepack.exporters._base import Exporter
+from edgepack.core.errors import ConfigError, VerificationError
 from edgepack.exporters._checks import Checks, check_choice, options_for, shorten
+from edgepack.exporters._contract import Exporter
 
 FORMATS = sorted(exporters.FORMATS)
 ROLES = ("convert", "inspect", "runtime")

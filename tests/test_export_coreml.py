@@ -15,11 +15,11 @@ import pytest
 import torch
 from helpers import SHAPE, tiny_student
 
-from edgepack.errors import ConfigError, InputError, VerificationError
+from edgepack.core.errors import ConfigError, InputError, VerificationError
+from edgepack.data.inputs import InputSpec
 from edgepack.exporters import coreml
-from edgepack.exporters._base import ExportRequest
+from edgepack.exporters._contract import ExportRequest
 from edgepack.exporters.coreml.convert import _image_input
-from edgepack.project import InputSpec
 
 pytestmark = pytest.mark.skipif(
     find_spec("coremltools") is None or find_spec("litert_torch") is None,

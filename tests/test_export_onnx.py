@@ -14,11 +14,11 @@ import pytest
 import torch
 from helpers import SHAPE, tiny_student
 
-from edgepack.errors import ConfigError, InputError, VerificationError
-from edgepack.exporters import _base
+from edgepack.core.errors import ConfigError, InputError, VerificationError
+from edgepack.data.inputs import InputSpec
+from edgepack.exporters import _contract as _base
 from edgepack.exporters import onnx as onnx_export
-from edgepack.exporters._base import ExportRequest
-from edgepack.project import InputSpec
+from edgepack.exporters._contract import ExportRequest
 
 pytestmark = pytest.mark.skipif(
     find_spec("onnx") is None or find_spec("onnxruntime") is None,

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import torch
 
-from edgepack import _cache
-from edgepack import distill as distill_module
-from edgepack.distill import distill, shard_path, teacher_logits
+from edgepack.config.profiles import DistillSpec
+from edgepack.core import cache as _cache
 from edgepack.students import create
-from edgepack.targets import DistillSpec
+from edgepack.training import distillation as distill_module
+from edgepack.training.distillation import distill, shard_path, teacher_logits
 
 ROWS, CLASSES = 2000, 10
 SPEC = DistillSpec(epochs=2, batch_size=16, lr=0.05, temperature=4.0, alpha=0.9, seed=0)
@@ -337,7 +337,7 @@ def test_an_unwritable_cache_costs_a_warning_not_the_build(
 def test_forged_search_measurements_are_measured_again(tmp_path: Path, forged: object) -> None:
     """A search measurement whose sidecar checks out but whose fields are not what measure()
     writes is not used (the candidate is measured again), never a traceback later."""
-    from edgepack.search import prune
+    from edgepack.selection import prune
 
     path = tmp_path / "entry.json"
     assert _cache.write_entry(path, json.dumps(forged).encode(), prune._ENTRY)
@@ -352,7 +352,7 @@ def test_forged_search_measurements_are_measured_again(tmp_path: Path, forged: o
     ids=["str", "above-1", "missing", "list"],
 )
 def test_forged_search_scores_are_trained_again(tmp_path: Path, forged: object) -> None:
-    from edgepack.search import rank
+    from edgepack.selection import rank
 
     path = tmp_path / "score.json"
     assert _cache.write_entry(path, json.dumps(forged).encode(), rank._SCORES)

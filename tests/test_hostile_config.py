@@ -16,11 +16,11 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from edgepack._yaml import MAX_YAML_BYTES, MAX_YAML_DEPTH
 from edgepack.cli import main
-from edgepack.config import load_project
-from edgepack.project import InputSpec
-from edgepack.starter import Normalisation, Starter
+from edgepack.config.project_file import load_project
+from edgepack.core.strict_yaml import MAX_YAML_BYTES, MAX_YAML_DEPTH
+from edgepack.data.inputs import InputSpec
+from edgepack.outputs.starter import Normalisation, Starter
 from edgepack.teachers import TeacherSpec
 
 SECRET = "TOPSECRET-0123456789abcdef"

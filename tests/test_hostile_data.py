@@ -25,7 +25,7 @@ from helpers import TwoClassNet
 from hostile import assert_only_error, run_init
 from PIL import Image
 
-from edgepack.readers import read_images
+from edgepack.data.readers import read_images
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX links, FIFOs and names")
 

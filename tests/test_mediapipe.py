@@ -41,12 +41,12 @@ def model(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
 
 
 def test_mediapipe_picks_what_litert_verification_picks(model: Path) -> None:
-    from edgepack.datasets import load_fashion_mnist
-    from edgepack.distill import to_model_input
+    from edgepack.config.project import sample_project
+    from edgepack.data.images import load_fashion_mnist
     from edgepack.exporters import tflite
     from edgepack.exporters._input import match_channels
-    from edgepack.exporters.tflite import tasks
-    from edgepack.project import sample_project
+    from edgepack.exporters.tflite import mediapipe_check as tasks
+    from edgepack.training.distillation import to_model_input
 
     pixels = load_fashion_mnist("test").images[:IMAGES]
     x = match_channels(to_model_input(pixels, sample_project().input, 28), 3)

@@ -17,14 +17,14 @@ import pytest
 import torch
 from PIL import Image
 
-from edgepack import _cache
-from edgepack.batches import ModelInputs, inference_batch, to_model_input
-from edgepack.datasets import ImageSet
-from edgepack.errors import InputError
-from edgepack.imagestore import HEADER_BYTES, StoredImages, open_store, write_store
-from edgepack.project import InputSpec
-from edgepack.readers import _folder as folder_reader
-from edgepack.readers import read_images
+from edgepack.core import cache as _cache
+from edgepack.core.errors import InputError
+from edgepack.data.batches import ModelInputs, inference_batch, to_model_input
+from edgepack.data.images import ImageSet
+from edgepack.data.inputs import InputSpec
+from edgepack.data.readers import _folder as folder_reader
+from edgepack.data.readers import read_images
+from edgepack.data.store import HEADER_BYTES, StoredImages, open_store, write_store
 
 RGB = InputSpec(3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 REPO = Path(__file__).resolve().parents[1]
@@ -214,13 +214,13 @@ _STEP = textwrap.dedent(
     import sys
     from pathlib import Path
     import numpy as np, torch
-    from edgepack._memory import peak_rss_kb
-    from edgepack.batches import ModelInputs, to_model_input
-    from edgepack.datasets import ImageSet
-    from edgepack.distill import distill, teacher_logits
-    from edgepack.imagestore import write_store
-    from edgepack.project import InputSpec
-    from edgepack.targets import DistillSpec
+    from edgepack.core.memory import peak_rss_kb
+    from edgepack.data.batches import ModelInputs, to_model_input
+    from edgepack.data.images import ImageSet
+    from edgepack.training.distillation import distill, teacher_logits
+    from edgepack.data.store import write_store
+    from edgepack.data.inputs import InputSpec
+    from edgepack.config.profiles import DistillSpec
 
     count, mode, folder = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     torch.set_num_threads(1)

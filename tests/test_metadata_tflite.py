@@ -15,10 +15,10 @@ import pytest
 import torch
 from helpers import SHAPE, tiny_student
 
-from edgepack.errors import VerificationError
+from edgepack.core.errors import VerificationError
+from edgepack.data.inputs import InputSpec
 from edgepack.exporters import ExportRequest
 from edgepack.exporters._input import app_facing
-from edgepack.project import InputSpec
 
 pytestmark = pytest.mark.skipif(
     any(find_spec(p) is None for p in ("litert_torch", "ai_edge_litert", "mediapipe")),

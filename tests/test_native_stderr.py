@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepack import _native_stderr
+from edgepack.core import native_stderr as _native_stderr
 
 REPO = Path(__file__).resolve().parents[1]
 ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called"
@@ -51,7 +51,7 @@ _CONVERT_AND_RUN = textwrap.dedent(
     import sys
     from pathlib import Path
     import torch
-    from edgepack import _native_stderr
+    from edgepack.core import native_stderr as _native_stderr
     if sys.argv[1] == "on":
         _native_stderr.enable()
     from edgepack.exporters.tflite.convert import lower_float

@@ -13,7 +13,7 @@ import torch
 from helpers import SHAPE, tiny_student
 
 from edgepack import exporters
-from edgepack.errors import ConfigError, InputError, MissingExtraError
+from edgepack.core.errors import ConfigError, InputError, MissingExtraError
 from edgepack.exporters import tflite
 from edgepack.exporters._pt2e import quantize_pt2e_int8
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgepack.datasets import ImageSet
-from edgepack.errors import InputError
-from edgepack.readers import read_images, stratified_split, summarize
+from edgepack.core.errors import InputError
+from edgepack.data.images import ImageSet
+from edgepack.data.readers import read_images, stratified_split, summarize
 
 RNG = np.random.default_rng(0)
 

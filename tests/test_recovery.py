@@ -20,17 +20,19 @@ import torch
 from helpers import SHAPE, tiny_student
 from torch import nn
 
-from edgepack.build._context import BuildContext, BuildOptions, SharedWork
-from edgepack.build._numeric import accuracy, batched
-from edgepack.build.budgets import check_budgets
-from edgepack.build.export import export
-from edgepack.build.recover import recover
-from edgepack.build.verify import verify
-from edgepack.datasets import ImageSet
+from edgepack.config.profiles import Budgets, DistillSpec, load_target
+from edgepack.config.project import sample_project
+from edgepack.data.images import ImageSet
 from edgepack.exporters._pt2e import quantize_pt2e_int8
-from edgepack.pipeline import Products
-from edgepack.project import sample_project
-from edgepack.records import (
+from edgepack.recovery.layers import layer_errors
+from edgepack.recovery.plan import Goal, Rung, Step, climb
+from edgepack.recovery.qat import qat_int8
+from edgepack.runners import Unavailable
+from edgepack.stages.budgets import check_budgets
+from edgepack.stages.context import BuildContext, BuildOptions, SharedWork
+from edgepack.stages.pipeline import Products
+from edgepack.stages.quantize_export import export
+from edgepack.stages.records import (
     DistilledStudent,
     LatencyResult,
     PreparedData,
@@ -38,12 +40,10 @@ from edgepack.records import (
     TeacherLogits,
     TeacherModel,
 )
-from edgepack.recovery.layers import layer_errors
-from edgepack.recovery.plan import Goal, Rung, Step, climb
-from edgepack.recovery.qat import qat_int8
-from edgepack.runners import Unavailable
-from edgepack.targets import Budgets, DistillSpec, load_target
+from edgepack.stages.recover import recover
+from edgepack.stages.verify import verify
 from edgepack.teachers import TeacherInfo
+from edgepack.training.predict import accuracy, batched
 
 SIDE = 16
 RECIPE = DistillSpec(epochs=5, batch_size=64, lr=0.1, temperature=4.0, alpha=0.7, seed=0)
@@ -373,8 +373,8 @@ def test_onnx_export_honours_the_calibration(digits: dict[str, Any], tmp_path: P
 
 def test_report_shows_the_ladder_and_the_worst_layers() -> None:
     from edgepack.exporters import Int8Recipe
+    from edgepack.outputs.report import _recovery_section
     from edgepack.recovery.layers import LayerError
-    from edgepack.report import _recovery_section
 
     rungs = (
         Rung("plain PTQ", True, "auto", 0.90, 4.5, 3.0, False),
@@ -417,7 +417,7 @@ def test_recovery_stops_when_the_float_student_misses_by_itself(
 def test_profile_recovery_keys_are_checked(
     tmp_path: Path, section: str, expected: str | None
 ) -> None:
-    from edgepack.errors import ConfigError
+    from edgepack.core.errors import ConfigError
 
     path = tmp_path / "phone.yaml"
     path.write_text(f"extends: android\nquantization:\n  {section}\n")

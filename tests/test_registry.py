@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edgepack._registry import Registry
-from edgepack.errors import ConfigError, InputError
+from edgepack.core.errors import ConfigError, InputError
+from edgepack.core.registry import Registry
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_plugin_modules_register_themselves_before_the_first_lookup(modules: Pat
     home = write_module(
         modules,
         "widget_home",
-        "from edgepack._registry import Registry\n"
+        "from edgepack.core.registry import Registry\n"
         "WIDGETS = Registry('widget', modules=('widget_plugin',))\n",
     )
     write_module(

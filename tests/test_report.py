@@ -18,8 +18,8 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the report's plots need matplotlib (setup.cfg)")
 
-from edgepack.report import REPORT_NAME, write_overview, write_report
-from edgepack.report.breakdown import OTHER, size_breakdown
+from edgepack.outputs.report import REPORT_NAME, write_overview, write_report
+from edgepack.outputs.report.breakdown import OTHER, size_breakdown
 
 LABELS = ["T-shirt", "Trouser", "Pullover"]
 PLOTS = ("accuracy", "tradeoff", "breakdown", "confusion", "curve")

@@ -16,11 +16,11 @@ import torch
 import yaml
 from helpers import SHAPE, tiny_student
 
-from edgepack.errors import ConfigError
+from edgepack.config.profiles import load_target
+from edgepack.core.errors import ConfigError
+from edgepack.data.inputs import InputSpec
 from edgepack.exporters import ExportRequest
 from edgepack.exporters._input import LUMA_WEIGHTS, app_facing, fold_gray_to_rgb, match_channels
-from edgepack.project import InputSpec
-from edgepack.targets import load_target
 
 GRAY = InputSpec(channels=1, mean=(0.286,), std=(0.353,))
 needs_tflite = pytest.mark.skipif(
@@ -151,7 +151,7 @@ def test_rgb_fold_adds_no_op(exported: dict[int, Any]) -> None:
 
 
 def test_fold_refuses_student_whose_first_conv_does_not_read_the_image() -> None:
-    from edgepack.errors import VerificationError
+    from edgepack.core.errors import VerificationError
 
     class Odd(torch.nn.Module):
         def __init__(self) -> None:
@@ -170,7 +170,7 @@ def test_fold_refuses_student_whose_first_conv_does_not_read_the_image() -> None
 def test_mediapipe_takes_the_rgb_model_and_refuses_the_gray_one(exported: dict[int, Any]) -> None:
     """Why RGB is the default: MediaPipe's ImageClassifier refuses a grayscale model (with
     metadata: "Only RGB color space"; without: "depth = 3 or 4" for the 1×H×W×1 input)."""
-    from edgepack.exporters.tflite import tasks
+    from edgepack.exporters.tflite import mediapipe_check as tasks
 
     pixels = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)
     indices, _ = tasks.classify(exported[3]["path"], pixels)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from edgepack._schema import check_mapping
-from edgepack.errors import ConfigError
+from edgepack.core.errors import ConfigError
+from edgepack.core.schema import check_mapping
 from edgepack.runners import emulated
-from edgepack.runners._base import Latency, Unavailable
+from edgepack.runners._protocol import Latency, Unavailable
 from edgepack.runners.emulated import EmulatedOptions, _setup
 
 OPTIONS = EmulatedOptions(instructions_per_ms=2.0e6, max_iterations=2)

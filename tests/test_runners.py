@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgepack import latency, runners
-from edgepack.errors import ConfigError
+from edgepack import runners
+from edgepack.config.profiles import load_target
+from edgepack.core.errors import ConfigError
+from edgepack.release import measure as latency
 from edgepack.runners import Latency, Unavailable
-from edgepack.targets import load_target
 
 
 @pytest.mark.parametrize("name", runners.runner_names())

@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from edgepack import latency, runners
-from edgepack.errors import ConfigError, InputError
+from edgepack import runners
+from edgepack.config.profiles import load_target
+from edgepack.core.errors import ConfigError, InputError
+from edgepack.release import measure as latency
 from edgepack.runners import Latency, Unavailable
 from edgepack.runners._parse import parse_benchmark_model, parse_perf_test
-from edgepack.targets import load_target
 
 # --- Real output samples (verbatim) ------------------------------------------------------------
 
@@ -914,9 +915,9 @@ def test_check_device_times_on_that_phone(
 ) -> None:
     from click.testing import CliRunner
 
-    from edgepack._files import sha256
     from edgepack.cli import main
-    from edgepack.manifest import MANIFEST_VERSION
+    from edgepack.core.files import sha256
+    from edgepack.outputs.manifest import MANIFEST_VERSION
 
     dist = tmp_path / "dist" / "lab"
     dist.mkdir(parents=True)
@@ -1114,11 +1115,11 @@ def test_verify_device_branch_records_device_accuracy_and_agreement(
 ) -> None:
     import numpy as np
 
-    from edgepack.build._context import BuildContext, BuildOptions, SharedWork
-    from edgepack.build.verify import _on_device
+    from edgepack.config.project import sample_project
     from edgepack.exporters.onnx.runtime import predict as predict_here
-    from edgepack.project import sample_project
-    from edgepack.records import Verification
+    from edgepack.stages.context import BuildContext, BuildOptions, SharedWork
+    from edgepack.stages.records import Verification
+    from edgepack.stages.verify import _on_device
 
     path, images = _onnx_classifier(tmp_path), _images(40)
     runner = {"name": "ssh", "host": "pi5.local", "python": sys.executable}

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from edgepack.errors import ConfigError
-from edgepack.search.candidates import Candidate, enumerate_candidates
-from edgepack.search.table import Row
-from edgepack.targets import SearchSpec, load_target
+from edgepack.config.profiles import SearchSpec, load_target
+from edgepack.core.errors import ConfigError
+from edgepack.selection.candidates import Candidate, enumerate_candidates
+from edgepack.selection.table import Row
 
 
 def _profile(tmp: Path, name: str, **sections: object) -> Path:
@@ -90,8 +90,8 @@ def _sample_calibration() -> object:
 def test_untrained_candidates_have_distinct_batchnorm_buffers() -> None:
     import torch
 
-    from edgepack.project import sample_project
-    from edgepack.search.prune import untrained
+    from edgepack.config.project import sample_project
+    from edgepack.selection.prune import untrained
 
     model = untrained(Candidate("mobilenetv2_small", 0.35, 28), 0, sample_project())
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -103,8 +103,8 @@ def test_untrained_candidates_have_distinct_batchnorm_buffers() -> None:
 
 
 def test_pruning_rejects_over_budget_candidates_with_the_reason(tmp_path: Path) -> None:
-    from edgepack.project import sample_project
-    from edgepack.search.prune import prune
+    from edgepack.config.project import sample_project
+    from edgepack.selection.prune import prune
 
     project, calibration = sample_project(), _sample_calibration()
     target = load_target(
@@ -140,7 +140,7 @@ def test_pruning_rejects_over_budget_candidates_with_the_reason(tmp_path: Path) 
 def _pool() -> object:
     import torch
 
-    from edgepack.search.rank import split
+    from edgepack.selection.rank import split
 
     generator = torch.Generator().manual_seed(1)
     labels = np.random.default_rng(1).integers(0, 10, 640)
@@ -153,7 +153,7 @@ def _pool() -> object:
 
 
 def test_ranking_is_deterministic() -> None:
-    from edgepack.search.rank import successive_halving
+    from edgepack.selection.rank import successive_halving
 
     target = load_target("android")
     rows = [
@@ -171,7 +171,7 @@ def test_ranking_is_deterministic() -> None:
 
 
 def test_ties_go_to_the_smaller_file_then_candidate_order() -> None:
-    from edgepack.search.rank import _rank_key
+    from edgepack.selection.rank import _rank_key
 
     a = Row("b", 0.5, 28, "fits", size_bytes=90, latency_ms=1.0, accuracy=0.9)
     b = Row("a", 0.5, 28, "fits", size_bytes=80, latency_ms=2.0, accuracy=0.9)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgepack.errors import ConfigError
+from edgepack.core.errors import ConfigError
 from edgepack.students import create, family_names
 from edgepack.students.macs import count_macs
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgepack.errors import ConfigError
-from edgepack.targets import KNOWN_FORMATS, Target, list_targets, load_target, targets_dir
+from edgepack.config.profiles import KNOWN_FORMATS, Target, list_targets, load_target, targets_dir
+from edgepack.core.errors import ConfigError
 
 
 def write(folder: Path, name: str, text: str) -> Path:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgepack.errors import ConfigError, InputError, MissingExtraError
+from edgepack.core.errors import ConfigError, InputError, MissingExtraError
 from edgepack.teachers import (
     LOADERS,
     LoadedTeacher,

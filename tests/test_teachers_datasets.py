@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepack.datasets import read_idx
-from edgepack.errors import InputError
+from edgepack.core.errors import InputError
+from edgepack.data.images import read_idx
 
 
 def _idx(path: Path, payload: bytes) -> Path:

@@ -1,9 +1,9 @@
 """``edgepack build``: the stages from a teacher file to a verified ``dist/<target>/`` folder.
 
 Each stage is one module here, named like the stage the terminal prints, and returns one frozen
-record (:mod:`edgepack.records`) made from the records before it. :func:`build` only
+record (:mod:`edgepack.stages.records`) made from the records before it. :func:`build` only
 orchestrates: it checks the stage order, runs the stages in a staging folder, writes the
-manifest from the records (:mod:`edgepack.manifest`), and moves the folder into place
+manifest from the records (:mod:`edgepack.outputs.manifest`), and moves the folder into place
 (:mod:`edgepack.build._output`). An interrupted or failed build never leaves a half-written
 ``dist/<target>``.
 
@@ -19,25 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgepack import distributed
-from edgepack._files import sha256
-from edgepack.budgets import Verdict
-from edgepack.build._context import BuildContext, BuildOptions, SharedWork
 from edgepack.build._output import ENVIRONMENT_ERRNOS, OutputFolder
-from edgepack.build.budgets import check_budgets
-from edgepack.build.data import load_data
-from edgepack.build.export import export
-from edgepack.build.latency import measure_latency
-from edgepack.build.logits import teacher_logits
-from edgepack.build.recover import recover
-from edgepack.build.search import search_student
-from edgepack.build.student import distill_student
-from edgepack.build.teacher import load_teacher
-from edgepack.build.verify import verify
-from edgepack.errors import InputError
-from edgepack.pipeline import Products, Stage, StageCallback, run_stages
-from edgepack.project import Project
-from edgepack.records import (
+from edgepack.config.profiles import Target
+from edgepack.config.project import Project
+from edgepack.core import distributed
+from edgepack.core.errors import InputError
+from edgepack.core.files import sha256
+from edgepack.release.verdicts import Verdict
+from edgepack.stages.budgets import check_budgets
+from edgepack.stages.context import BuildContext, BuildOptions, SharedWork
+from edgepack.stages.distill import distill_student
+from edgepack.stages.latency import measure_latency
+from edgepack.stages.load_data import load_data
+from edgepack.stages.load_teacher import load_teacher
+from edgepack.stages.pipeline import Products, Stage, StageCallback, run_stages
+from edgepack.stages.quantize_export import export
+from edgepack.stages.records import (
     BudgetReport,
     BuildRecord,
     DistilledStudent,
@@ -50,7 +47,10 @@ from edgepack.records import (
     TeacherModel,
     Verification,
 )
-from edgepack.targets import Target
+from edgepack.stages.recover import recover
+from edgepack.stages.search import search_student
+from edgepack.stages.teacher_logits import teacher_logits
+from edgepack.stages.verify import verify
 
 __all__ = ["STAGES", "BuildOptions", "BuildResult", "SharedWork", "build", "follow"]
 
@@ -170,9 +170,9 @@ def _record(context: BuildContext, got: Products, timings: dict[str, float]) -> 
 
 
 def _package(record: BuildRecord, staging: Path, work: Path) -> dict[str, Any]:
-    from edgepack.appdocs import write_readme
-    from edgepack.manifest import build_manifest
-    from edgepack.report import write_report
+    from edgepack.outputs.appdocs import write_readme
+    from edgepack.outputs.manifest import build_manifest
+    from edgepack.outputs.report import write_report
 
     artifact = record.export.int8.path
     shutil.move(artifact, staging / artifact.name)

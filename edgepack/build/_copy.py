@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgepack._schema import show
-from edgepack.errors import InputError
+from edgepack.core.errors import InputError
+from edgepack.core.schema import show
 
 LABELS = "labels.txt"
 _STAGING_PREFIX = ".edgepack-copy-"

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from edgepack.errors import InputError
+from edgepack.core.errors import InputError
 
 # Errors of the place, not of edgepack: they end as one line, not a traceback.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}

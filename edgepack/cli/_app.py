@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgepack import __version__, _native_stderr
-from edgepack.errors import EdgepackError
+from edgepack import __version__
+from edgepack.core import native_stderr as _native_stderr
+from edgepack.core.errors import EdgepackError
 
 if TYPE_CHECKING:
     pass
@@ -54,7 +55,7 @@ def main(verbose: int) -> None:
 # Converters chatter on every build: torchao warns about CUDA kernels it cannot load on a CPU
 # wheel, coremltools about an untested torch, torch's pytree about a deprecation inside its own
 # unpickling and about torchao's enums, and the LiteRT converter and interpreter log from C++
-# (edgepack/_native_stderr.py). None of it is actionable for a user; -v brings it back.
+# (edgepack/core/native_stderr.py). None of it is actionable for a user; -v brings it back.
 _NOISY_LOGGERS = (
     "torchao",
     "coremltools",

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from edgepack._registry import Registry
-from edgepack.errors import InputError, MissingExtraError
-from edgepack.exporters._base import Exporter, ExportRequest, Int8Export, Int8Recipe
+from edgepack.core.errors import InputError, MissingExtraError
+from edgepack.core.registry import Registry
+from edgepack.exporters._contract import Exporter, ExportRequest, Int8Export, Int8Recipe
 
 __all__ = [
     "FORMATS",
@@ -35,6 +35,7 @@ __all__ = [
     "get_exporter",
     "options_class",
     "runtime_unavailable",
+    "versions",
 ]
 
 
@@ -49,6 +50,9 @@ class Format:
     # Operating systems (platform.system()) whose runtime can execute the artifact; None: all.
     runs_on: tuple[str, ...] | None = None
     runtime_note: str = ""  # why it cannot run elsewhere, shown wherever a figure is skipped
+    # Distributions whose versions the manifest records (and the search cache keys on):
+    # the converter, the runtime and what they share with edgepack.
+    versioned: tuple[str, ...] = ()
 
 
 FORMATS: Registry[Format] = Registry("export format")
@@ -60,9 +64,19 @@ FORMATS.add(
         ("litert_torch", "ai_edge_litert", "mediapipe"),
         "tflite",
         ".tflite",
+        versioned=("litert-torch", "ai-edge-litert", "torchao", "mediapipe"),
     ),
 )
-FORMATS.add("onnx", Format("edgepack.exporters.onnx", ("onnx", "onnxruntime"), "onnx", ".onnx"))
+FORMATS.add(
+    "onnx",
+    Format(
+        "edgepack.exporters.onnx",
+        ("onnx", "onnxruntime"),
+        "onnx",
+        ".onnx",
+        versioned=("onnx", "onnxruntime"),
+    ),
+)
 FORMATS.add(
     "coreml",
     Format(
@@ -72,6 +86,7 @@ FORMATS.add(
         ".mlpackage",
         runs_on=("Darwin",),
         runtime_note="Core ML predicts only on macOS",
+        versioned=("coremltools", "torchao"),
     ),
 )
 
@@ -102,6 +117,23 @@ def runtime_unavailable(name: str) -> str | None:
     if fmt.runs_on is None or platform.system() in fmt.runs_on:
         return None
     return f"{fmt.runtime_note} (this machine runs {platform.system()})"
+
+
+def versions(name: str) -> dict[str, str]:
+    """The versions behind an artifact of format ``name``: edgepack, Python, torch, numpy and
+    the format's own ``versioned`` distributions ("not installed" where one is absent)."""
+    import platform
+    from importlib import metadata
+
+    from edgepack import __version__
+
+    found = {"edgepack": __version__, "python": platform.python_version()}
+    for package in ("torch", "numpy", *_format(name).versioned):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
 
 
 def options_class(name: str) -> type:

@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edgepack.errors import ConfigError, VerificationError
+from edgepack.core.errors import ConfigError, VerificationError
 
 T = TypeVar("T")
 

@@ -22,13 +22,13 @@ import copy
 import dataclasses
 from typing import TYPE_CHECKING
 
-from edgepack.errors import ConfigError, VerificationError
+from edgepack.core.errors import ConfigError, VerificationError
 
 if TYPE_CHECKING:
     import torch
 
-    from edgepack.exporters._base import ExportRequest
-    from edgepack.project import InputSpec
+    from edgepack.data.inputs import InputSpec
+    from edgepack.exporters._contract import ExportRequest
 
 # ITU-R BT.601 luma, the weights Pillow's convert("L") and OpenCV's RGB2GRAY use (sum 1.0).
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)

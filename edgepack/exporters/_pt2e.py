@@ -17,14 +17,14 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from edgepack._native_stderr import quiet_import
-from edgepack.errors import InputError
+from edgepack.core.errors import InputError
+from edgepack.core.native_stderr import quiet_import
 
 if TYPE_CHECKING:
     import torch
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
 
-    from edgepack.exporters._base import ExportRequest
+    from edgepack.exporters._contract import ExportRequest
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 def pt2e_quantizer(*, per_channel: bool = True, calibration: str = "auto") -> PT2EQuantizer:
     """litert_torch's PT2E quantizer: symmetric int8, per-channel (or per-tensor) weights, and
     activation ranges from the observer named by ``calibration``
-    (:data:`edgepack.recovery.calibrate.CALIBRATIONS`)."""
+    (:data:`edgepack.exporters.calibration.CALIBRATIONS`)."""
     import dataclasses
 
     quiet_import("litert_torch")  # loads the converter, which logs at load (_native_stderr)
@@ -41,7 +41,7 @@ def pt2e_quantizer(*, per_channel: bool = True, calibration: str = "auto") -> PT
         get_symmetric_quantization_config,
     )
 
-    from edgepack.recovery.calibrate import activation_observer
+    from edgepack.exporters.calibration import activation_observer
 
     config = get_symmetric_quantization_config(is_per_channel=per_channel)
     if calibration != "auto":

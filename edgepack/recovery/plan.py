@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from edgepack.recovery.calibrate import PT2E_DEFAULT
+from edgepack.exporters.calibration import PT2E_DEFAULT
 
 if TYPE_CHECKING:
     import torch
@@ -83,7 +83,7 @@ class Goal:
     def drop_pp(self, accuracy: float) -> float | None:
         if self.teacher_accuracy is None:
             return None
-        # Rounded like edgepack.budgets: a limit must hold at equality.
+        # Rounded like edgepack.release.verdicts: a limit must hold at equality.
         return round((self.teacher_accuracy - accuracy) * 100, 9)
 
     def meets(self, accuracy: float) -> bool:

@@ -11,10 +11,10 @@ BatchNorm already folded into its convolutions. Two things the libraries forced:
 - Folding first also freezes BatchNorm for the fine-tune, which QAT recipes do anyway in their
   last epochs (running statistics of a fake-quantized network drift).
 
-The loop is small and separate from :func:`edgepack.distill.distill`: that trainer checkpoints
+The loop is small and separate from :func:`edgepack.training.distillation.distill`: that trainer checkpoints
 an ``nn.Module`` into the cache and runs a one-cycle schedule from scratch; here a few epochs
 fine-tune a graph module from trained weights with a cosine decay. It shares
-:func:`edgepack.distill.kd_loss` and the cached teacher logits (no augmentation: the cached
+:func:`edgepack.training.distillation.kd_loss` and the cached teacher logits (no augmentation: the cached
 logits belong to the unaugmented images).
 """
 
@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgepack._native_stderr import quiet_import
+from edgepack.core.native_stderr import quiet_import
 
 if TYPE_CHECKING:
     import torch
 
-    from edgepack.targets import DistillSpec
+    from edgepack.config.profiles import DistillSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ def qat_int8(
     from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
-    from edgepack.distill import kd_loss
     from edgepack.exporters._pt2e import convert, export_batch_dynamic, remove_eval_dropout
+    from edgepack.training.distillation import kd_loss
 
     started = time.perf_counter()
     torch.manual_seed(recipe.seed)

@@ -4,13 +4,13 @@ Adding a runner means one module satisfying :class:`Runner` (see ``_base.py``) a
 :data:`RUNNERS` (the registry shape every pluggable kind uses). Modules are imported on first
 use, so choosing a runner imports only it.
 Build, ``edgepack check`` and ``edgepack bench`` time models through
-:func:`edgepack.latency.measure`, which picks the runner a profile names.
+:func:`edgepack.release.measure.measure`, which picks the runner a profile names.
 """
 
 from __future__ import annotations
 
-from edgepack._registry import Registry
-from edgepack.runners._base import Estimate, Latency, Runner, Unavailable
+from edgepack.core.registry import Registry
+from edgepack.runners._protocol import Estimate, Latency, Runner, Unavailable
 
 __all__ = [
     "RUNNERS",

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepack.errors import InputError
+from edgepack.core.errors import InputError
 from edgepack.runners._attached import call, last_line
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 
-from edgepack.errors import InputError
+from edgepack.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepack.errors import InputError
+from edgepack.core.errors import InputError
 from edgepack.runners._attached import call, last_line, scratch_name
 
 log = logging.getLogger(__name__)

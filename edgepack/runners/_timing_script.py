@@ -187,7 +187,7 @@ def _board() -> str:
 
 
 def _peak_rss_kb() -> int:
-    """This address space's peak, as ``edgepack._memory.peak_rss_kb`` (not importable here):
+    """This address space's peak, as ``edgepack.core.memory.peak_rss_kb`` (not importable here):
     on Linux ``VmHWM``, because ``ru_maxrss`` carries the peak of whatever exec'd this script."""
     if sys.platform.startswith("linux"):
         for line in Path("/proc/self/status").read_text().splitlines():

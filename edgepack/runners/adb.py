@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from edgepack._schema import above, excerpt, one_of
-from edgepack.errors import ConfigError, InputError
+from edgepack.core.errors import ConfigError, InputError
+from edgepack.core.schema import above, excerpt, one_of
 from edgepack.runners._android import Device, check_abi, select_device
 from edgepack.runners._attached import MAX_TIMEOUT_S, missing_tool, scratch_name
-from edgepack.runners._base import Latency, Unavailable
 from edgepack.runners._parse import ToolTimings, parse_benchmark_model, parse_perf_test
+from edgepack.runners._protocol import Latency, Unavailable
 
 NAME = "adb"
 DEVICE_OPTION = "serial"  # what --device replaces

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepack.runners._base import Latency, Unavailable, latency_from_samples
+from edgepack.runners._protocol import Latency, Unavailable, latency_from_samples
 
 NAME = "host"
 

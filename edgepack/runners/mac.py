@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from edgepack._schema import above, between, excerpt
-from edgepack.errors import ConfigError
+from edgepack.core.errors import ConfigError
+from edgepack.core.schema import above, between, excerpt
 from edgepack.runners._attached import MAX_TIMEOUT_S, call, missing_tool
-from edgepack.runners._base import Latency, Unavailable, latency_from_samples
+from edgepack.runners._protocol import Latency, Unavailable, latency_from_samples
 from edgepack.runners._ssh import (
     IMAGES,
     LOGITS,

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from edgepack._schema import above, between, excerpt
-from edgepack.errors import ConfigError
+from edgepack.core.errors import ConfigError
+from edgepack.core.schema import above, between, excerpt
 from edgepack.runners._attached import MAX_TIMEOUT_S, missing_tool
-from edgepack.runners._base import Latency, Unavailable, latency_from_samples
+from edgepack.runners._protocol import Latency, Unavailable, latency_from_samples
 from edgepack.runners._ssh import Session, predict_remotely, time_remotely
 
 NAME = "ssh"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgepack.students._registry import FAMILIES
+from edgepack.students._families import FAMILIES
 
 if TYPE_CHECKING:
     from torch import nn

@@ -9,7 +9,7 @@ Hard-swish is written with relu6 (see ``HardSwish``) so the int8 graph has no fl
 
 from __future__ import annotations
 
-from edgepack.students._registry import register
+from edgepack.students._families import register
 from edgepack.students.mobilenet import BlockSpec, MobileNet
 
 # MobileNetV2, Table 2: expansion t, output channels c, repeats n, first stride s.

@@ -3,7 +3,7 @@ nothing of a 28×28 image; these stop at 4× and keep the first stage at full re
 
 from __future__ import annotations
 
-from edgepack.students._registry import register
+from edgepack.students._families import register
 from edgepack.students.mobilenet import BlockSpec, MobileNet
 
 # Expansion 3 rather than MobileNetV2's 6: measured on Fashion-MNIST at ~140 KB of int8

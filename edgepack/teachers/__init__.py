@@ -7,9 +7,9 @@ picked from :data:`LOADERS` and never run pickled code; :func:`check_teacher` th
 batch and resolves the input layout.
 """
 
-from edgepack.teachers._check import check_teacher
 from edgepack.teachers._load import LOADERS, load_teacher
 from edgepack.teachers._spec import LoadedTeacher, Teacher, TeacherInfo, TeacherSpec
+from edgepack.teachers._validate import check_teacher
 
 __all__ = [
     "LOADERS",

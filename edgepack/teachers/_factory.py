@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from edgepack.errors import InputError, MissingExtraError
+from edgepack.core.errors import InputError, MissingExtraError
 from edgepack.teachers._spec import TORCHVISION_PREFIX, RawTeacher, TeacherSpec, first_line
 from edgepack.teachers._weights import head_classes, load_into, read_state_dict
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgepack.errors import InputError
+from edgepack.core.errors import InputError
 from edgepack.teachers._factory import load_factory, load_torchvision
-from edgepack.teachers._onnx import load_onnx
+from edgepack.teachers._onnx_teacher import load_onnx
 from edgepack.teachers._spec import (
     LoadedTeacher,
     RawTeacher,

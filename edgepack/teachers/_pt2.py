@@ -42,8 +42,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from edgepack._archives import MAX_MODEL_BYTES, check_zip, human, open_zip, verify_crcs
-from edgepack.errors import InputError
+from edgepack.core.archives import MAX_MODEL_BYTES, check_zip, human, open_zip, verify_crcs
+from edgepack.core.errors import InputError
 from edgepack.teachers._expressions import SYMBOL, safe_expression
 
 _SMALL = 4096  # metadata files and configs hold a few bytes to a few KB per tensor

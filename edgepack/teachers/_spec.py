@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from edgepack.errors import ConfigError
+from edgepack.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch

@@ -13,8 +13,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from edgepack._archives import check_archive
-from edgepack.errors import InputError, MissingExtraError
+from edgepack.core.archives import check_archive
+from edgepack.core.errors import InputError, MissingExtraError
 from edgepack.teachers._spec import RawTeacher, Shape, TeacherSpec, first_line, static_dims
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgepack.errors import InputError
+from edgepack.core.errors import InputError
 from edgepack.teachers._ops import graph_refusals, torchscript_refusals
 from edgepack.teachers._pt2 import check_pt2
 from edgepack.teachers._spec import RawTeacher, Shape, TeacherSpec, first_line, static_dims

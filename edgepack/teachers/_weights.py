@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgepack._archives import check_archive
-from edgepack.errors import InputError
+from edgepack.core.archives import check_archive
+from edgepack.core.errors import InputError
 from edgepack.teachers._spec import first_line
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Core ML (.mlpackage) export: an ML Program taking an image, classifying it, W8A8 inside.
 
 The app hands the model a CVPixelBuffer (``ct.ImageType``: the pixel scaling of
-:class:`~edgepack.project.InputSpec` is built in) and gets a classifier output over the project's
+:class:`~edgepack.config.project.InputSpec` is built in) and gets a classifier output over the project's
 labels. Its class scores are the student's logits (no softmax), so :func:`predict` returns logits
 like every other format.
 
@@ -24,7 +24,7 @@ Split by role: :mod:`.convert` (export and options), :mod:`.inspect` (structural
 
 from __future__ import annotations
 
-from edgepack.exporters.coreml._spec import INPUT_NAME
+from edgepack.exporters.coreml._mlspec import INPUT_NAME
 from edgepack.exporters.coreml.convert import (
     COMPUTE_UNITS,
     DEPLOYMENT_TARGETS,

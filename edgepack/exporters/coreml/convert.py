@@ -17,15 +17,15 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgepack.errors import InputError
-from edgepack.exporters._base import ExportRequest, Int8Export
+from edgepack.core.errors import InputError
 from edgepack.exporters._checks import check_choice, options_for
-from edgepack.exporters.coreml import _spec
+from edgepack.exporters._contract import ExportRequest, Int8Export
+from edgepack.exporters.coreml import _mlspec
 
 if TYPE_CHECKING:
     import torch
 
-    from edgepack.project import InputSpec
+    from edgepack.data.inputs import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def _image_input(spec: InputSpec, shape: tuple[int, ...]) -> tuple[Any, list[flo
     bias = [-m / std0 for m in spec.mean]
     gray = spec.channels == 1
     image = ct.ImageType(
-        name=_spec.INPUT_NAME,
+        name=_mlspec.INPUT_NAME,
         shape=shape,
         scale=1.0 / (255.0 * std0),
         bias=bias[0] if gray else bias,
@@ -212,25 +212,25 @@ def _set_metadata(model: Any, request: ExportRequest, options: CoreMLOptions) ->
         else:
             model.user_defined_metadata[key] = value
     spec = request.input
-    model.user_defined_metadata[_spec.INPUT_KEY] = json.dumps(
+    model.user_defined_metadata[_mlspec.INPUT_KEY] = json.dumps(
         {"mean": list(spec.mean), "std": list(spec.std)}
     )
-    model.user_defined_metadata[_spec.COMPUTE_UNITS_KEY] = options.compute_units
+    model.user_defined_metadata[_mlspec.COMPUTE_UNITS_KEY] = options.compute_units
     _, channels, height, width = (int(d) for d in request.example.shape)
-    model.input_description[_spec.INPUT_NAME] = _spec.input_description(
+    model.input_description[_mlspec.INPUT_NAME] = _mlspec.input_description(
         channels, height, width, list(spec.mean), list(spec.std), getattr(spec, "converts", "")
     )
     outputs = model.get_spec().description
-    model.output_description[outputs.predictedFeatureName] = _spec.LABEL_DESCRIPTION
-    model.output_description[outputs.predictedProbabilitiesName] = _spec.SCORES_DESCRIPTION
+    model.output_description[outputs.predictedFeatureName] = _mlspec.LABEL_DESCRIPTION
+    model.output_description[outputs.predictedProbabilitiesName] = _mlspec.SCORES_DESCRIPTION
 
 
 def _save(model: Any, path: Path) -> None:
     if path.suffix != ".mlpackage":
         raise InputError(f"an ML Program is a .mlpackage folder, got {path}")
     model.save(str(path))
-    (path / _spec.DEBUG_MAPPING).unlink(missing_ok=True)
-    log.info("wrote %s (%d bytes)", path, _spec.package_bytes(path))
+    (path / _mlspec.DEBUG_MAPPING).unlink(missing_ok=True)
+    log.info("wrote %s (%d bytes)", path, _mlspec.package_bytes(path))
 
 
 @contextlib.contextmanager

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgepack.errors import VerificationError
-from edgepack.exporters._base import ExportRequest
+from edgepack.core.errors import VerificationError
 from edgepack.exporters._checks import Checks, options_for, shorten
-from edgepack.exporters.coreml import _spec
+from edgepack.exporters._contract import ExportRequest
+from edgepack.exporters.coreml import _mlspec
 from edgepack.exporters.coreml.convert import CoreMLOptions
 
 if TYPE_CHECKING:
-    from edgepack.project import InputSpec
+    from edgepack.data.inputs import InputSpec
 
 _ON_LINUX = "skipped: Core ML predicts only on macOS"
 
@@ -34,12 +34,12 @@ def inspect(path: Path, request: ExportRequest) -> dict[str, Any]:
     if not (path / "Manifest.json").is_file():
         raise VerificationError(f"no .mlpackage at {path} (Manifest.json missing)")
     spec = ct.utils.load_spec(str(path))
-    ops = _spec.main_ops(spec)
+    ops = _mlspec.main_ops(spec)
     ops_by_output = {out.name: op for op in ops for out in op.outputs}
     types = Counter(op.type for op in ops)
     int8_weights = [op for op in ops if _is_int8_constexpr(op, ops_by_output)]
     target = ct.target[options.minimum_deployment_target]
-    labels = _spec.class_labels(ops)
+    labels = _mlspec.class_labels(ops)
     expected_labels = tuple(request.labels)
 
     checks = Checks(path)
@@ -75,8 +75,8 @@ def inspect(path: Path, request: ExportRequest) -> dict[str, Any]:
     )
     description_problems = _description_problems(spec, request)
     checks.problems("descriptions", description_problems)
-    no_mapping = not (path / _spec.DEBUG_MAPPING).exists()
-    checks.check("no_debug_mapping", no_mapping, f"{_spec.DEBUG_MAPPING} left")
+    no_mapping = not (path / _mlspec.DEBUG_MAPPING).exists()
+    checks.check("no_debug_mapping", no_mapping, f"{_mlspec.DEBUG_MAPPING} left")
     passed = checks.verify()
     weights = path / "Data" / "com.apple.CoreML" / "weights"
     return {
@@ -85,24 +85,24 @@ def inspect(path: Path, request: ExportRequest) -> dict[str, Any]:
         "dequantize_ops": types["dequantize"],
         "activation_dtypes": dict(activation_types),
         "int8_weight_consts": len(int8_weights),
-        "bytes": _spec.package_bytes(path),
-        "weight_bytes": _spec.package_bytes(weights),
+        "bytes": _mlspec.package_bytes(path),
+        "weight_bytes": _mlspec.package_bytes(weights),
         "prediction": _ON_LINUX if platform.system() != "Darwin" else "available",
     }
 
 
 def _image_input_problem(spec: Any, request: ExportRequest) -> str | None:
     inputs = spec.description.input
-    if [i.name for i in inputs] != [_spec.INPUT_NAME] or inputs[0].type.WhichOneof("Type") != (
+    if [i.name for i in inputs] != [_mlspec.INPUT_NAME] or inputs[0].type.WhichOneof("Type") != (
         "imageType"
     ):
         return (
-            f"inputs must be one image named {_spec.INPUT_NAME!r}, got {[i.name for i in inputs]}"
+            f"inputs must be one image named {_mlspec.INPUT_NAME!r}, got {[i.name for i in inputs]}"
         )
     image = inputs[0].type.imageType
     _, _, height, width = request.example.shape
     space = "GRAYSCALE" if request.input.channels == 1 else "RGB"
-    found = (image.height, image.width, _spec.colour_space(spec))
+    found = (image.height, image.width, _mlspec.colour_space(spec))
     if found != (height, width, space):
         return f"image input is {found}, expected {(height, width, space)}"
     return None
@@ -114,7 +114,7 @@ def _description_problems(spec: Any, request: ExportRequest) -> list[str]:
     _, channels, height, width = (int(d) for d in request.example.shape)
     spec_input = request.input
     expected = {
-        _spec.INPUT_NAME: _spec.input_description(
+        _mlspec.INPUT_NAME: _mlspec.input_description(
             channels,
             height,
             width,
@@ -122,8 +122,8 @@ def _description_problems(spec: Any, request: ExportRequest) -> list[str]:
             list(spec_input.std),
             getattr(spec_input, "converts", ""),
         ),
-        spec.description.predictedFeatureName: _spec.LABEL_DESCRIPTION,
-        spec.description.predictedProbabilitiesName: _spec.SCORES_DESCRIPTION,
+        spec.description.predictedFeatureName: _mlspec.LABEL_DESCRIPTION,
+        spec.description.predictedProbabilitiesName: _mlspec.SCORES_DESCRIPTION,
     }
     found = {
         f.name: f.shortDescription for f in [*spec.description.input, *spec.description.output]
@@ -140,7 +140,7 @@ def _scaling_problem(ops: list[Any], spec: InputSpec) -> str | None:
     must apply the project's normalisation."""
     by_input = {op.inputs["x"].arguments[0].name: op for op in ops if "x" in op.inputs}
     consts = {op.outputs[0].name: op for op in ops if op.type == "const"}
-    scale, bias, last = 1.0, [0.0], _spec.INPUT_NAME
+    scale, bias, last = 1.0, [0.0], _mlspec.INPUT_NAME
     step = by_input.get(last)
     if step is not None and step.type == "mul":
         scale = _const_values(consts.get(step.inputs["y"].arguments[0].name))[0]

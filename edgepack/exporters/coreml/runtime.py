@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from edgepack.errors import InputError
-from edgepack.exporters.coreml import _spec
+from edgepack.core.errors import InputError
+from edgepack.exporters.coreml import _mlspec
 
 # Read by the build when predict()/prepare_invoke() return None (see _base.Exporter).
 RUNTIME_NOTE = "Core ML predicts only on macOS"
@@ -30,7 +30,7 @@ def predict(path: Path, images: np.ndarray, *, threads: int = 1) -> np.ndarray |
     scores_name = model.get_spec().description.predictedProbabilitiesName
     logits = np.empty((len(images), len(labels)), dtype=np.float32)
     for i, pixels in enumerate(to_pixels(images)):
-        scores = model.predict({_spec.INPUT_NAME: pixels})[scores_name]
+        scores = model.predict({_mlspec.INPUT_NAME: pixels})[scores_name]
         logits[i] = [scores[label] for label in labels]
     return logits
 
@@ -42,11 +42,11 @@ def prepare_invoke(path: Path, *, threads: int = 1) -> Callable[[], None] | None
         return None
     model, _, to_pixels = _load(path)
     shape = model.get_spec().description.input[0].type.imageType
-    channels = 1 if _spec.colour_space(model.get_spec()) == "GRAYSCALE" else 3
+    channels = 1 if _mlspec.colour_space(model.get_spec()) == "GRAYSCALE" else 3
     image = to_pixels(np.zeros((1, shape.height, shape.width, channels), np.float32))[0]
 
     def invoke() -> None:
-        model.predict({_spec.INPUT_NAME: image})
+        model.predict({_mlspec.INPUT_NAME: image})
 
     return invoke
 
@@ -61,9 +61,9 @@ def _load(path: Path) -> tuple[Any, tuple[str, ...], Callable[[np.ndarray], list
         raise InputError(f"no .mlpackage at {path}")
     probe = ct.models.MLModel(str(path), skip_model_load=True)
     metadata = probe.user_defined_metadata
-    units = ct.ComputeUnit[metadata.get(_spec.COMPUTE_UNITS_KEY, "ALL")]
+    units = ct.ComputeUnit[metadata.get(_mlspec.COMPUTE_UNITS_KEY, "ALL")]
     model = ct.models.MLModel(str(path), compute_units=units)
-    stats = json.loads(metadata[_spec.INPUT_KEY])
+    stats = json.loads(metadata[_mlspec.INPUT_KEY])
     mean, std = np.array(stats["mean"], np.float32), np.array(stats["std"], np.float32)
     mode = "L" if len(mean) == 1 else "RGB"
 
@@ -71,4 +71,4 @@ def _load(path: Path) -> tuple[Any, tuple[str, ...], Callable[[np.ndarray], list
         pixels = np.clip(np.rint((images * std + mean) * 255.0), 0, 255).astype(np.uint8)
         return [Image.fromarray(p[..., 0] if mode == "L" else p, mode) for p in pixels]
 
-    return model, _spec.class_labels(_spec.main_ops(model.get_spec())), to_pixels
+    return model, _mlspec.class_labels(_mlspec.main_ops(model.get_spec())), to_pixels

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from edgepack.exporters._base import ExportRequest
+from edgepack.exporters._contract import ExportRequest
 
 if TYPE_CHECKING:
     import onnx

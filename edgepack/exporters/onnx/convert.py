@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgepack.errors import InputError
-from edgepack.exporters._base import ExportRequest, Int8Export
+from edgepack.core.errors import InputError
 from edgepack.exporters._checks import check_choice, option_error, options_for
+from edgepack.exporters._contract import ExportRequest, Int8Export
 from edgepack.exporters.onnx import _metadata
 
 if TYPE_CHECKING:

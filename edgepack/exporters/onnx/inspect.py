@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgepack.errors import InputError
-from edgepack.exporters._base import ExportRequest
+from edgepack.core.errors import InputError
 from edgepack.exporters._checks import Checks, options_for
+from edgepack.exporters._contract import ExportRequest
 from edgepack.exporters.onnx import _metadata
 from edgepack.exporters.onnx.convert import INPUT_NAME, OUTPUT_NAME, OnnxOptions
 

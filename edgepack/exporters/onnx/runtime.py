@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgepack.errors import ConfigError, InputError
+from edgepack.core.errors import ConfigError, InputError
 from edgepack.exporters.onnx.convert import INPUT_NAME, OUTPUT_NAME
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from edgepack._native_stderr import filtered
-from edgepack.errors import VerificationError
+from edgepack.core.errors import VerificationError
+from edgepack.core.native_stderr import filtered
 
 # TFLite ops whose input 2 (3 for TRANSPOSE_CONV) is an int32 bias: counted as parameters.
 _BIAS_INPUT = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 3}

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgepack._native_stderr import quiet_import
-from edgepack.errors import InputError
-from edgepack.exporters._base import ExportRequest, Int8Export
+from edgepack.core.errors import InputError
+from edgepack.core.native_stderr import quiet_import
+from edgepack.exporters._contract import ExportRequest, Int8Export
 from edgepack.exporters.tflite import _graph, metadata
 
 if TYPE_CHECKING:

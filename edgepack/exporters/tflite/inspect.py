@@ -7,9 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edgepack.errors import VerificationError
-from edgepack.exporters._base import ExportRequest
+from edgepack.core.errors import VerificationError
 from edgepack.exporters._checks import Checks
+from edgepack.exporters._contract import ExportRequest
 from edgepack.exporters.tflite import _graph, metadata
 
 

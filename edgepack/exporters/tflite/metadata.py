@@ -27,11 +27,11 @@ import io
 import zipfile
 from typing import TYPE_CHECKING, Any
 
-from edgepack.errors import VerificationError
+from edgepack.core.errors import VerificationError
 
 if TYPE_CHECKING:
-    from edgepack.exporters._base import ExportRequest
-    from edgepack.project import InputSpec
+    from edgepack.data.inputs import InputSpec
+    from edgepack.exporters._contract import ExportRequest
 
 METADATA_NAME = b"TFLITE_METADATA"  # the model.metadata entry readers look up
 IDENTIFIER = b"M001"  # metadata_schema.fbs file_identifier

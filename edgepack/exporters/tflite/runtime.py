@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgepack._native_stderr import filtered
-from edgepack.errors import InputError
+from edgepack.core.errors import InputError
+from edgepack.core.native_stderr import filtered
 
 if TYPE_CHECKING:
     from ai_edge_litert.interpreter import Interpreter

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepack._schema import above, at_least, one_of
-from edgepack.runners._base import Estimate, Latency, Unavailable
+from edgepack.core.schema import above, at_least, one_of
+from edgepack.runners._protocol import Estimate, Latency, Unavailable
 from edgepack.runners.emulated import _setup
 from edgepack.runners.emulated._cpus import CPU_MODELS
 from edgepack.runners.emulated._qemu import count

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepack.errors import EdgepackError
+from edgepack.core.errors import EdgepackError
 from edgepack.runners.emulated._cpus import cpu_root
 from edgepack.runners.emulated._layout import PYTHON, Layout, layout
 

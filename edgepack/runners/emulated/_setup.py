@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from edgepack.errors import EdgepackError
+from edgepack.core.errors import EdgepackError
 from edgepack.runners.emulated._cpus import CPU_MODELS, cpu_root
 from edgepack.runners.emulated._layout import PYTHON, Layout, layout
 

@@ -1,0 +1,113 @@
+"""``edgepack bench`` and ``edgepack runner setup``: time any model on a profile's runner."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from edgepack.config.profiles import load_target
+from edgepack.core.errors import InputError
+
+if TYPE_CHECKING:
+    pass
+
+from edgepack.cli._app import DEVICE_HELP, main
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "-t",
+    "--target",
+    "target_ref",
+    default="android",
+    show_default=True,
+    help="The profile whose runner times the model (a name or a path to a .yaml).",
+)
+@click.option("--device", default=None, help=DEVICE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
+def bench(model: Path, target_ref: str, device: str | None, as_json: bool) -> None:
+    """Time any .tflite or .onnx file on a profile's runner, built by edgepack or not.
+
+    With an emulated runner the figure is an estimate for the profile's device, from the guest
+    instructions counted per inference and the profile's calibrated constant; with the host
+    runner it is wall time on this machine. Exit 2 if the model is missing or unsupported.
+    """
+    import json
+
+    from edgepack.exporters import format_of
+    from edgepack.release.measure import measure
+    from edgepack.runners import Latency
+
+    if not model.exists():
+        raise InputError(f"model not found: expected a .tflite or .onnx file at {model}")
+    fmt = format_of(model)
+    target = load_target(target_ref)
+    if device is not None:
+        target = target.with_device(device)
+    started = time.perf_counter()
+    result = measure(target, model, fmt)
+    if not isinstance(result, Latency):
+        raise InputError(f"{target.name}'s {target.runner.name} runner cannot time {model}: "
+                         f"{result.reason}")  # fmt: skip
+    if as_json:
+        report = {"model": str(model), "format": fmt, "target": target.name, **result.to_dict()}
+        report["wall_s"] = round(time.perf_counter() - started, 3)
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{model} ({fmt}) on {target.name}'s {result.runner} runner")
+    for line in _bench_lines(result):
+        click.echo(f"  {line}")
+    click.echo(f"  took {time.perf_counter() - started:.1f} s")
+
+
+def _bench_lines(result: Any) -> list[str]:
+    estimate = result.estimate
+    if estimate is None:
+        return [
+            f"measured p50 {result.p50_ms:.3f} ms, p90 {result.p90_ms:.3f} ms on this machine "
+            f"({result.threads} thread(s), {result.iterations} runs)"
+        ]
+    lines = [
+        f"estimated p50 {result.p50_ms:.3f} ms on {estimate.device} (an estimate, not a "
+        "measurement)",
+        f"{estimate.instructions_per_inference:,.0f} guest instructions per inference on "
+        f"{estimate.cpu}, {result.threads} thread(s)",
+        f"constant {estimate.instructions_per_ms:,.0f} instructions/ms: {estimate.calibration}",
+    ]
+    if result.peak_memory_kb is not None:
+        lines.append(f"peak memory {result.peak_memory_kb:,} KB")
+    lines.extend(f"{key}: {value}" for key, value in result.details.items() if key in _SHOWN)
+    return lines
+
+
+_SHOWN = ("runtime", "emulation_wall_s")
+
+
+@main.group()
+def runner() -> None:
+    """Set up the runners that time models: `edgepack runner setup emulated`."""
+
+
+@runner.command("setup")
+@click.argument("name")
+def runner_setup(name: str) -> None:
+    """Prepare runner NAME once (the emulated runner: QEMU, an arm64 root, the aarch64
+    runtimes and the instruction-counting plugin, from Debian packages and PyPI). Safe to
+    run again: what is ready is kept."""
+    from edgepack.runners import get_runner
+
+    module = get_runner(name)
+    prepare = getattr(module, "setup", None)
+    if prepare is None:
+        click.echo(f"the {name} runner needs no set-up")
+        return
+    started = time.perf_counter()
+    facts = prepare()
+    click.echo(f"{name} runner ready in {time.perf_counter() - started:.1f} s")
+    for key, value in (facts or {}).items():
+        if key != "seconds":
+            click.echo(f"  {key}: {value}")

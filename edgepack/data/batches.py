@@ -1,0 +1,88 @@
+"""uint8 images to model inputs, one batch at a time.
+
+A build keeps its images as uint8 NHWC (in memory, or in a store on disk:
+:mod:`edgepack.data.store`) and every consumer (the teacher's logits, the distillation loop,
+calibration, verification, held-out accuracy) converts only the batch it is about to use, with
+:func:`to_model_input`. Converting per batch gives the same floats bit for bit as converting the
+whole set at once (each output element depends only on its own image), so the build's results
+do not change; what changes is that a float32 copy of the data set (4× the uint8 bytes: 120 GB
+for 200 k images at 224×224 RGB) is never made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgepack.data.inputs import InputSpec
+    from edgepack.data.store import StoredImages
+
+# Input values (pixels × channels) one inference batch may hold: 2^23 floats is 32 MiB of input,
+# 55 images at 224×224 RGB, and 500 (the old fixed batch) up to 64×64 RGB. The network's
+# activations, not the input, dominate memory (a ResNet-50's first stage is 21× its input), so
+# the batch shrinks with the image instead of staying at 500.
+INFERENCE_VALUES = 1 << 23
+MAX_INFERENCE_BATCH = 500
+
+
+def to_model_input(images: np.ndarray, spec: InputSpec, resolution: int) -> torch.Tensor:
+    """uint8 NHWC pixels → normalised float32 NCHW at ``resolution`` (bilinear if resized)."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std).view(1, -1, 1, 1)
+    x = (x - mean) / std
+    if x.shape[-1] != resolution or x.shape[-2] != resolution:
+        x = torch.nn.functional.interpolate(
+            x, size=(resolution, resolution), mode="bilinear", align_corners=False
+        )
+    # clone(contiguous_format), not .contiguous(): with one channel, NHWC strides already count
+    # as "contiguous" (size-1 dims are ignored), so .contiguous() would keep them, and
+    # coremltools' exporter rejects any dim order but the canonical one.
+    return x.clone(memory_format=torch.contiguous_format)
+
+
+def inference_batch(inputs: Any, cap: int = MAX_INFERENCE_BATCH) -> int:
+    """Images per no-grad inference batch over ``inputs`` (anything with a 4-D ``shape``)."""
+    per_image = math.prod(inputs.shape[1:]) or 1
+    return max(1, min(cap, INFERENCE_VALUES // per_image))
+
+
+class ModelInputs:
+    """A set of images as the model sees them, converted on access.
+
+    Behaves like the float32 NCHW tensor it replaces where consumers need it: ``len``,
+    ``shape`` and indexing by an int, a slice, an integer array or a LongTensor, each returning
+    a float32 NCHW tensor made from only the images asked for."""
+
+    def __init__(self, images: np.ndarray | StoredImages, spec: InputSpec, resolution: int) -> None:
+        self.images, self.spec, self.resolution = images, spec, resolution
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self), self.images.shape[3], self.resolution, self.resolution)
+
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        if isinstance(key, (int, np.integer)):
+            return self[np.array([np.arange(len(self))[int(key)]])][0]
+        if isinstance(key, slice):
+            index = np.arange(len(self))[key]
+        else:
+            index = np.asarray(key.numpy() if hasattr(key, "numpy") else key, np.int64)
+        return to_model_input(self.images[index], self.spec, self.resolution)
+
+    def batches(self, size: int | None = None) -> Iterator[torch.Tensor]:
+        """Consecutive batches over the whole set, in order."""
+        size = size or inference_batch(self)
+        for start in range(0, len(self), size):
+            yield self[start : start + size]

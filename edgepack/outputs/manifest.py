@@ -1,0 +1,121 @@
+"""``manifest.json``: everything an app and a nightly check need to know about a build.
+
+Written from the build's records (:class:`edgepack.stages.records.BuildRecord`); this module does not
+import the build. It holds no absolute paths of the build machine, so two identical builds in
+different folders differ only in ``created`` and timings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from edgepack.exporters import versions
+
+if TYPE_CHECKING:
+    from edgepack.stages.records import BuildRecord, LatencyResult
+
+MANIFEST_VERSION = 1
+
+
+def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -> dict[str, Any]:
+    target, project = record.target, record.project
+    inspection = record.verification.inspection
+    example = record.export.request.example
+    profile = target.to_dict()
+    profile["source"] = target.portable_source()
+    profile["distill"] = asdict(record.student.recipe)  # as run (quick may raise the epochs)
+    distilled = dict(record.student.stats)
+    compute = distilled.pop("compute", None)
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "target": {"name": target.name, "format": target.format, "profile": profile},
+        "effort": record.effort,
+        "project": {
+            "name": project.name,
+            "config": None if project.config is None else project.config.name,
+            "teacher": record.teacher.to_dict(),
+            "licence": project.licence,
+            "augment": asdict(project.augment),
+        },
+        "data": record.data.report,
+        "artifact": artifact,
+        "input": {
+            **_io(inspection, "inputs"),
+            "example_nchw_shape": list(example.shape),
+            # as the app feeds it: a grayscale project's model may take RGB (exporters/_input.py)
+            **record.export.request.input.to_dict(),
+            "layout": _input_layout(record.export.format),
+        },
+        "output": {
+            **_io(inspection, "outputs"),
+            "meaning": "one score per line of labels.txt",
+            "labels": "labels.txt",
+        },
+        "files": files,
+        "student": {
+            **asdict(target.student),
+            "params": record.student.params,
+            "distill": distilled,
+        },
+        "compute": _compute(compute),
+        "quantization": {
+            "scheme": target.quantization.scheme,
+            "per_channel": record.recovery.per_channel,  # as built (recovery may turn it on)
+            "calibration_samples": record.export.calibration_samples,
+            **record.export.int8.details,
+        },
+        "recovery": record.recovery.to_dict(),
+        "inspection": {k: v for k, v in inspection.items() if k not in ("inputs", "outputs")},
+        "accuracy": {
+            "teacher": record.logits.accuracy,
+            "float_student": record.student.accuracy,
+            "int8_artifact": record.verification.int8_accuracy,
+            **record.verification.to_dict(),
+        },
+        "latency": latency_section(record.latency),
+        "budgets": [v.to_dict() for v in record.budgets.verdicts],
+        "passed": record.budgets.passed,
+        "stages_seconds": record.timings,
+        "search": None if record.search is None else record.search.to_dict(),
+        "versions": versions(target.format),
+    }
+
+
+def _compute(compute: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Where the teacher's logits and the distillation ran: torch device, precision, ranks."""
+    if compute is None:
+        return None
+    return {
+        **compute,
+        "note": "teacher logits and distillation; quantization, export and verification run "
+        "on the CPU (rank 0)",
+    }
+
+
+def _io(inspection: dict[str, Any], key: str) -> dict[str, Any]:
+    """The first input/output as the format's inspection reported it, when it did."""
+    entries = inspection.get(key) or [{}]
+    return {k: v for k, v in entries[0].items() if k in ("name", "shape", "dtype")}
+
+
+def latency_section(result: LatencyResult) -> dict[str, Any]:
+    from edgepack.runners import Latency
+
+    int8, reference = result.int8, result.float_reference
+    if not isinstance(int8, Latency):
+        return {"measured": False, "note": int8.reason}
+    section: dict[str, Any] = {"measured": True, **int8.to_dict()}
+    if isinstance(reference, Latency):
+        section["float_reference_p50_ms"] = reference.p50_ms
+        section["float_reference_p90_ms"] = reference.p90_ms
+    return section
+
+
+def _input_layout(fmt: str) -> str:
+    """The artifact's input layout: NHWC for LiteRT, NCHW for ONNX, an image for Core ML."""
+    from edgepack.exporters import get_exporter
+
+    return get_exporter(fmt).INPUT_LAYOUT

@@ -1,0 +1,86 @@
+"""The report's "Student search" section: the candidate table and the Pareto plots
+(short-run accuracy against size and against latency), for a ``student: auto`` build."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from html import escape
+from typing import Any
+
+from edgepack.outputs.report import page
+
+
+def search_section(manifest: dict[str, Any], plot: Callable[..., str]) -> str | None:
+    """The section, or None when the profile named its student (nothing was searched)."""
+    search = manifest.get("search") or {}
+    if search.get("chosen_by") != "search":
+        return None
+    rows = search.get("candidates") or []
+    budgets = manifest["target"].get("profile", {}).get("budgets", {})
+    intro = (
+        f"<p>The student was <b>chosen by search</b> among {len(rows)} candidates. "
+        f"Rule: {escape(str(search.get('rule', '')))}. Pin it with:</p>"
+        f"<pre>{escape(str(search.get('pin', '')))}</pre>"
+    )
+    trained = [r for r in rows if r.get("accuracy") is not None]
+    plots = ['<div class="grid">']
+    for key, label, limit in (
+        ("size_kb", "size (KB, untrained export)", budgets.get("max_size_kb")),
+        ("latency_ms", "latency (ms, on the profile's runner)", budgets.get("max_latency_ms")),
+    ):
+        caption = f"short-run accuracy against {label}; dashed: the budget, ringed: chosen"
+        points = [_point(r, key) for r in trained if _point(r, key)["x"] is not None]
+        if not points:
+            plots.append(page.plot(f"pareto-{key}", caption, None, "no candidate was trained"))
+            continue
+        plots.append(plot(f"pareto-{key}", caption, _draw(points, label, limit)))
+    plots.append("</div>")
+    return page.section("Student search", intro, _table(rows), *plots)
+
+
+def _draw(points: list[dict[str, Any]], label: str, limit: Any) -> Callable[[Any], str]:
+    return lambda plots: plots.pareto(points, label, limit)
+
+
+def _point(row: dict[str, Any], key: str) -> dict[str, Any]:
+    size = row.get("size_bytes")
+    x = size / 1024 if key == "size_kb" and size is not None else row.get(key)
+    score = row.get("accuracy")  # float, as every trained row has it (int8: finalists only)
+    name = f"{row['family']} ×{row['width']:g}"
+    return {"name": name, "x": x, "accuracy": score, "chosen": row.get("status") == "chosen"}
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    def pct(value: Any) -> str:
+        return "—" if value is None else f"{value:.2%}"
+
+    body = []
+    for r in rows:
+        size, latency = r.get("size_bytes"), r.get("latency_ms")
+        status = r.get("status", "")
+        if status == "eliminated":
+            status = f"eliminated at round {r.get('round')}"
+        elif r.get("reason"):
+            status = f"{status}: {r['reason']}"
+        body.append(
+            [
+                r["family"],
+                f"{r['width']:g}",
+                r["resolution"],
+                "—" if r.get("params") is None else f"{r['params']:,}",
+                "—" if r.get("macs") is None else f"{r['macs']:,}",
+                "—" if size is None else f"{size:,}",
+                "—" if latency is None else f"{latency:.3f}",
+                pct(r.get("accuracy")),
+                pct(r.get("int8_accuracy")),
+                status,
+            ]
+        )
+    header = ("family", "width", "px", "params", "MACs", "size B", "latency ms",
+              "short-run acc", "int8 acc", "status")  # fmt: skip
+    note = (
+        "<p>Sizes and latencies are of untrained exports (same graph, same bytes); accuracies "
+        "are on a validation split of the training images after each candidate's last "
+        "(short) round, int8 by the PT2E twin in the final round.</p>"
+    )
+    return page.table(header, body, numeric=(1, 2, 3, 4, 5, 6, 7, 8)) + note

@@ -1,0 +1,142 @@
+"""One search, start to finish: enumerate, prune, rank; returns the chosen student and the
+table. The build's ``search`` stage and ``edgepack fit`` both call :func:`search`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgepack.config.profiles import StudentSpec, Target
+from edgepack.selection.candidates import Candidate, enumerate_candidates
+from edgepack.selection.prune import prune
+from edgepack.selection.rank import TIE_BREAK, split, successive_halving
+from edgepack.selection.table import STATUSES, Row
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from edgepack.config.project import Project
+    from edgepack.data.batches import ModelInputs
+
+log = logging.getLogger(__name__)
+
+RULE = (
+    "prune on the size and latency budgets (untrained exports on the profile's runner); "
+    "successive halving of short distillations, each round keeping the better half by accuracy "
+    "on a validation split of the training images (the final round: the int8 twin's); "
+    f"{TIE_BREAK}"
+)
+
+
+@dataclass(frozen=True)
+class SearchInputs:
+    target: Target  # quick settings already applied in quick mode
+    project: Project
+    # normalised NCHW at ``resolution``; the ranking pool is materialised from it as float32
+    train_x: ModelInputs | torch.Tensor
+    train_logits: np.ndarray
+    train_labels: np.ndarray
+    calibration_x: ModelInputs | torch.Tensor
+    resolution: int
+    work: Path
+    cache_dir: Path | None
+    quick: bool = False
+    progress: bool = False
+    fingerprint: str = ""  # teacher and training data: keys the cached short-run scores
+
+
+@dataclass(frozen=True)
+class Outcome:
+    chosen: StudentSpec
+    rule: str
+    rows: list[Row]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def search(inputs: SearchInputs) -> Outcome:
+    from edgepack.students import FAMILIES, family_names
+
+    spec, target = inputs.target.search, inputs.target
+    for name in spec.families or []:
+        FAMILIES.get(name)  # ConfigError naming the registered families
+    started = time.perf_counter()
+    candidates, skipped = enumerate_candidates(
+        spec, inputs.resolution, family_names(), quick=inputs.quick
+    )
+    rows = [_row(s.candidate, "skipped", s.reason) for s in skipped]
+    fitting: list[Row] = []
+    cache = None if inputs.cache_dir is None else inputs.cache_dir / "search"
+    calibration = inputs.calibration_x[:32]
+    for candidate in candidates:
+        verdict = prune(candidate, target, inputs.project, calibration, inputs.work, cache)
+        cost = verdict.cost
+        row = _row(candidate, "pruned" if verdict.problem else "fits", verdict.problem or "")
+        row = row.but(
+            params=cost.params, macs=cost.macs, size_bytes=cost.size_bytes,
+            latency_ms=cost.latency_ms,
+        )  # fmt: skip
+        (rows if verdict.problem else fitting).append(row)
+    pruned_at = time.perf_counter()
+    if not fitting:
+        chosen, ranked = _least_over(rows)
+        rule = "no candidate fits the budgets: the smallest file (then lowest latency) is built"
+    else:
+        pool = split(
+            inputs.train_x,
+            inputs.train_logits,
+            inputs.train_labels,
+            spec.validation_images,
+            target.distill.seed,
+            inputs.fingerprint,
+        )
+        first = spec.first_round_images
+        if inputs.quick:  # one pass over the quick subset: a smoke run, not a ranking to trust
+            first = min(first, len(pool.train_x))
+        ranked = successive_halving(
+            fitting, pool, target.distill, first, progress=inputs.progress, cache=cache
+        )
+        chosen, rule = ranked[0].candidate, RULE
+    seconds = {
+        "prune": round(pruned_at - started, 1),
+        "rank": round(time.perf_counter() - pruned_at, 1),
+    }
+    table = sorted(ranked + [r for r in rows if r.candidate != chosen], key=_table_order)
+    return Outcome(chosen.spec(), rule, _dedupe(table), seconds)
+
+
+def _row(candidate: Candidate, status: str, reason: str) -> Row:
+    return Row(candidate.family, candidate.width, candidate.resolution, status, reason)
+
+
+def _least_over(rows: list[Row]) -> tuple[Candidate, list[Row]]:
+    measured = [r for r in rows if r.status == "pruned"]
+    if not measured:
+        from edgepack.core.errors import ConfigError
+
+        raise ConfigError("student: auto found no candidate to build; widen search: in the profile")
+    best = min(
+        measured, key=lambda r: (r.size_bytes or r.params or 0, r.latency_ms or 0.0, r.candidate)
+    )
+    return best.candidate, [best.but(status="chosen", reason="no candidate fits: least over")]
+
+
+_ORDER = {status: i for i, status in enumerate(STATUSES)}
+
+
+def _table_order(row: Row) -> tuple[object, ...]:
+    """Chosen first, then by how far each got (later rounds first), then candidate order."""
+    return (_ORDER.get(row.status, 9), -(row.round or 0), row.candidate)
+
+
+def _dedupe(rows: list[Row]) -> list[Row]:
+    seen: set[Candidate] = set()
+    kept = []
+    for row in rows:
+        if row.candidate not in seen:
+            seen.add(row.candidate)
+            kept.append(row)
+    return kept

@@ -1,0 +1,238 @@
+"""Rank the candidates that fit the budgets by accuracy, cheaply: successive halving.
+
+Every round trains each remaining candidate from scratch with the profile's recipe on the
+same seeded subset of the training images (teacher logits from the cache, no teacher pass),
+scores it on images held out of the training set, and keeps the better half; the next round
+doubles the images. Each round costs about the same, so the whole ranking costs
+``rounds × survivors × first_round_images`` image-steps, a few epochs' worth, instead of a
+full recipe per candidate.
+
+Ranking uses a validation split carved from the training images, never the test set: the
+test set then still gives an unbiased accuracy for the chosen student. The deciding round
+(two candidates or fewer) ranks by the PT2E int8 twin's accuracy, since int8 is what ships
+and a hard-swish/squeeze-excite student can lose more to int8 than a ReLU6 one.
+
+Each short run's scores are cached under ``<cache>/search/`` keyed by the candidate, its
+images, the recipe and the data's and teacher's fingerprints: ``edgepack fit`` followed by a
+``student: auto`` build ranks once.
+
+Ties (equal accuracy on the validation split) go to the smaller file, then the lower
+latency, then the candidate order (family, width, resolution): the choice is a function of
+the inputs alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgepack.config.profiles import DistillSpec
+from edgepack.core.cache import read_entry, write_entry
+from edgepack.selection.candidates import Candidate
+from edgepack.selection.table import Row
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgepack.data.batches import ModelInputs
+
+log = logging.getLogger(__name__)
+
+TIE_BREAK = "ties: smaller file, lower latency, candidate order"
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The training images split for ranking: ``train`` to learn from, ``val`` to score on."""
+
+    train_x: torch.Tensor
+    train_logits: np.ndarray
+    train_labels: np.ndarray
+    val_x: torch.Tensor
+    val_labels: np.ndarray
+    calibration: torch.Tensor
+    fingerprint: str = ""  # teacher, data and split: part of every cached score's key
+
+
+def split(
+    x: ModelInputs | torch.Tensor,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    val_images: int,
+    seed: int,
+    fingerprint: str = "",
+) -> Pool:
+    """A seeded split: at most ``val_images`` and at most a fifth of the images to score on."""
+    import torch
+
+    order = np.random.default_rng(seed).permutation(len(x))
+    count = max(1, min(val_images, len(x) // 5))
+    val, train = np.sort(order[:count]), order[count:]  # train keeps the seeded order
+    index = torch.from_numpy(train)
+    return Pool(
+        train_x=x[index],
+        train_logits=logits[train],
+        train_labels=labels[train],
+        val_x=x[torch.from_numpy(val)],
+        val_labels=labels[val],
+        calibration=x[index[:128]],
+        fingerprint=f"{fingerprint}|{val_images}|{seed}" if fingerprint else "",
+    )
+
+
+def successive_halving(
+    rows: list[Row],
+    pool: Pool,
+    recipe: DistillSpec,
+    first_round_images: int,
+    *,
+    progress: bool = False,
+    cache: Path | None = None,
+) -> list[Row]:
+    """Train and score ``rows`` (candidates within the budgets); returns them with their
+    accuracies and statuses, the winner marked ``chosen``."""
+    if len(rows) == 1:
+        return [rows[0].but(status="chosen", reason="the only candidate within the budgets")]
+    done: list[Row] = []
+    alive = list(rows)
+    images = min(first_round_images, len(pool.train_x))
+    for round_ in range(_rounds(len(rows))):
+        final = len(alive) <= 2
+        scored = [
+            _score(row, round_, images, pool, recipe, final=final, progress=progress, cache=cache)
+            for row in alive
+        ]
+        scored.sort(key=_rank_key)
+        keep = 1 if final else math.ceil(len(scored) / 2)
+        alive = scored[:keep]
+        losers = [r.but(status="trained" if final else "eliminated") for r in scored[keep:]]
+        done.extend(losers)
+        log.info("search round %d: %d images each, kept %d", round_, images, keep)
+        if final:
+            break
+        images *= 2
+    scored_by = "int8 (PT2E twin)" if alive[0].int8_accuracy is not None else "float"
+    winner = alive[0].but(status="chosen", reason=f"best {scored_by} validation accuracy")
+    return [winner, *done]
+
+
+def _rounds(count: int) -> int:
+    return max(1, math.ceil(math.log2(count)))
+
+
+def _rank_key(row: Row) -> tuple[Any, ...]:
+    score = row.int8_accuracy if row.int8_accuracy is not None else row.accuracy
+    return (-(score or 0.0), row.size_bytes or 0, row.latency_ms or 0.0, row.candidate)
+
+
+def _score(
+    row: Row,
+    round_: int,
+    images: int,
+    pool: Pool,
+    recipe: DistillSpec,
+    *,
+    final: bool,
+    progress: bool,
+    cache: Path | None = None,
+) -> Row:
+    path = None
+    if cache is not None and pool.fingerprint:
+        path = cache / f"score-{_score_key(row.candidate, images, recipe, pool, final)}.json"
+    scores = _cached_scores(path)
+    if scores is None:
+        scores = _train_and_score(row.candidate, images, pool, recipe, final, progress)
+        if path is not None:
+            write_entry(path, json.dumps(scores).encode(), _SCORES)
+    log.info("search: %s images %d scores %s", row.candidate.name, images, scores)
+    return row.but(
+        accuracy=scores["float"], int8_accuracy=scores["int8"], round=round_, images=images
+    )
+
+
+def _train_and_score(
+    candidate: Candidate, images: int, pool: Pool, recipe: DistillSpec, final: bool, progress: bool
+) -> dict[str, float | None]:
+    from edgepack.training.predict import accuracy, batched
+
+    model = train_short(candidate, images, pool, recipe, progress=progress)
+    float_accuracy = accuracy(batched(model, pool.val_x), pool.val_labels)
+    int8 = None
+    if final:
+        int8 = accuracy(batched(int8_twin(model, pool), pool.val_x), pool.val_labels)
+    return {"float": float_accuracy, "int8": int8}
+
+
+_SCORES = "search score"
+
+
+def _score_key(
+    candidate: Candidate, images: int, recipe: DistillSpec, pool: Pool, final: bool
+) -> str:
+    parts = [repr(candidate), str(images), repr(recipe), pool.fingerprint, str(final)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def _cached_scores(path: Path | None) -> dict[str, float | None] | None:
+    entry = None if path is None else read_entry(path, _SCORES)
+    if entry is None:
+        return None
+    try:
+        scores = json.loads(entry[0])
+        if not isinstance(scores, dict) or set(scores) != {"float", "int8"}:
+            raise ValueError("unexpected keys")
+        if not all(
+            value is None or (isinstance(value, float) and 0.0 <= value <= 1.0)
+            for value in scores.values()
+        ):
+            raise ValueError("scores must be accuracies between 0 and 1")
+        return scores
+    except ValueError:
+        return None
+
+
+def train_short(
+    candidate: Candidate, images: int, pool: Pool, recipe: DistillSpec, *, progress: bool = False
+) -> torch.nn.Module:
+    """``candidate`` from a seeded init, distilled on ``images`` training images (repeating
+    the pool when it has fewer) with the profile's recipe (same seed for every candidate)."""
+    import torch
+
+    from edgepack.students import create
+    from edgepack.training.distillation import distill
+
+    count = min(images, len(pool.train_x))
+    epochs = max(1, round(images / count))
+    torch.manual_seed(recipe.seed)
+    model = create(
+        candidate.family,
+        width=candidate.width,
+        num_classes=pool.train_logits.shape[1],
+        in_channels=pool.train_x.shape[1],
+    )
+    distill(
+        model,
+        pool.train_x[:count],
+        pool.train_labels[:count],
+        pool.train_logits[:count],
+        dataclasses.replace(recipe, epochs=epochs),
+        progress=progress,
+    )
+    model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    return model.eval()
+
+
+def int8_twin(model: torch.nn.Module, pool: Pool) -> Any:
+    """The PT2E int8 model (the torch twin the LiteRT and Core ML exports agree with)."""
+    from edgepack.exporters._pt2e import quantize_pt2e_int8
+
+    calibration = pool.calibration
+    return quantize_pt2e_int8(model, calibration[:1], [calibration])

@@ -1,0 +1,91 @@
+"""The candidate table: one row per candidate, for the terminal, the manifest and the report,
+and the profile lines that pin the chosen student."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from edgepack.config.profiles import StudentSpec
+from edgepack.selection.candidates import Candidate
+
+# status values: "chosen", "trained" (reached the last round, lost), "eliminated"
+# (lost in round `round`), "pruned" (over a budget before training), "skipped" (not built)
+STATUSES = ("chosen", "trained", "eliminated", "pruned", "skipped")
+
+
+@dataclass(frozen=True)
+class Row:
+    family: str
+    width: float
+    resolution: int
+    status: str
+    reason: str = ""
+    params: int | None = None
+    macs: int | None = None
+    size_bytes: int | None = None
+    latency_ms: float | None = None
+    # short-run held-out (validation split) accuracy of the float student in its last round
+    accuracy: float | None = None
+    int8_accuracy: float | None = None  # PT2E int8 twin, final round only
+    round: int | None = None  # the last round it trained in (0-based)
+    images: int | None = None  # training images it saw in that round
+
+    @property
+    def candidate(self) -> Candidate:
+        return Candidate(self.family, self.width, self.resolution)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def but(self, **changes: Any) -> Row:
+        return replace(self, **changes)
+
+
+def format_table(rows: list[Row]) -> str:
+    """A fixed-width table for the terminal."""
+    header = ("candidate", "params", "MACs", "size KB", "latency ms", "short acc", "int8 acc",
+              "status")  # fmt: skip
+    lines = [header]
+    for row in rows:
+        lines.append(
+            (
+                row.candidate.name,
+                _num(row.params, ","),
+                _num(row.macs, ","),
+                "—" if row.size_bytes is None else f"{row.size_bytes / 1024:.1f}",
+                "—" if row.latency_ms is None else f"{row.latency_ms:.3f}",
+                _pct(row.accuracy),
+                _pct(row.int8_accuracy),
+                describe_status(row),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True))
+        + "  "
+        + line[-1]
+        for line in lines
+    )
+
+
+def describe_status(row: Row) -> str:
+    if row.status == "eliminated":
+        return f"eliminated at round {row.round}"
+    return f"{row.status} ({row.reason})" if row.reason else row.status
+
+
+def pin_lines(spec: StudentSpec) -> str:
+    """The profile lines that build ``spec`` without searching again."""
+    return (
+        f"student:\n  family: {spec.family}\n  width: {spec.width:g}\n"
+        f"  resolution: {spec.resolution}\n"
+    )
+
+
+def _num(value: int | None, sep: str) -> str:
+    return "—" if value is None else f"{value:{sep}}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2%}"

@@ -1,0 +1,51 @@
+"""Stage ``budgets``: the profile's limits against what the build measured."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from edgepack.core.sizes import measure_sizes
+from edgepack.release.verdicts import Verdict, judge
+from edgepack.stages.context import BuildContext
+from edgepack.stages.pipeline import Products
+from edgepack.stages.records import (
+    BudgetReport,
+    ExportResult,
+    LatencyResult,
+    PreparedData,
+    Recovery,
+    TeacherLogits,
+    Verification,
+)
+
+UNLABELLED = "no labelled held-out images (give data.val a labelled folder, or label data.train)"
+
+
+def check_budgets(context: BuildContext, got: Products) -> BudgetReport:
+    verification = got[Verification]
+    unavailable = {}
+    if verification.skipped is not None and verification.accuracy is None:
+        unavailable["accuracy"] = verification.skipped
+    elif not got[PreparedData].test.labelled:
+        unavailable["accuracy"] = UNLABELLED
+    export = got[ExportResult]
+    verdicts = judge(
+        context.target.budgets,
+        size_bytes=export.size_bytes,
+        compressed_bytes=measure_sizes(export.int8.path).compressed_bytes,
+        latency=got[LatencyResult].int8,
+        teacher_accuracy=got[TeacherLogits].accuracy,
+        artifact_accuracy=verification.accuracy,
+        unavailable=unavailable,
+    )
+    return BudgetReport(tuple(_name_layers(v, got[Recovery]) for v in verdicts))
+
+
+def _name_layers(verdict: Verdict, recovery: Recovery) -> Verdict:
+    """A failed accuracy budget names the int8 layers that lost the most (the recover stage
+    measured them when plain PTQ missed)."""
+    accuracy = verdict.name in ("max_accuracy_drop_pp", "min_accuracy")
+    if verdict.status != "fail" or not accuracy or not recovery.problem_layers:
+        return verdict
+    note = f"int8 loses most in {recovery.problem_layers}"
+    return dataclasses.replace(verdict, note=f"{verdict.note}; {note}" if verdict.note else note)

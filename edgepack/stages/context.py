@@ -1,0 +1,60 @@
+"""What every stage of one target's build can read: the target, the project, the options, the
+work folder, and the work shared with the other targets of the same run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgepack.config.profiles import Target
+from edgepack.config.project import Project
+from edgepack.core.devices import CPU, TorchDevice
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edgepack.data.inputs import ProjectData
+    from edgepack.stages.records import DistilledStudent, PreparedData
+    from edgepack.teachers import LoadedTeacher
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    out_root: Path
+    cache_dir: Path
+    quick: bool = False
+    progress: bool = False
+    accuracy_on_device: bool = False  # also predict the held-out images on the runner's device
+    torch_device: TorchDevice = CPU  # where distillation and the teacher run (not the runner's)
+
+
+@dataclass(frozen=True)
+class TeacherPass:
+    """The teacher's logits over one image set, and its accuracy there."""
+
+    logits: np.ndarray
+    accuracy: float | None
+    from_cache: bool
+
+
+@dataclass
+class SharedWork:
+    """Results reused across the targets of one run, keyed by what determines them: the
+    teacher loads once, its logits are computed once per (data, resolution), and each distinct
+    student configuration is distilled once, whatever the number of formats it goes to."""
+
+    teacher: LoadedTeacher | None = None
+    project_data: ProjectData | None = None
+    prepared: dict[tuple[object, ...], PreparedData] = field(default_factory=dict)
+    logits: dict[str, TeacherPass] = field(default_factory=dict)
+    students: dict[str, DistilledStudent] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    target: Target
+    project: Project
+    options: BuildOptions
+    work: Path  # scratch folder inside the staging folder; removed before packaging
+    shared: SharedWork
