@@ -84,8 +84,9 @@ ROW = {package: row for row, packages in enumerate(LAYERS) for package in packag
 
 
 def _package(module: str) -> str | None:
+    """The layer package of ``module``; None for the root and ``__main__`` (the CLI entry)."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else None
+    return parts[1] if len(parts) > 1 and parts[1] != "__main__" else None
 
 
 def test_every_top_level_package_has_a_layer() -> None:
