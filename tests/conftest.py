@@ -28,17 +28,17 @@ def _native_log_filter_off(monkeypatch: pytest.MonkeyPatch) -> None:
 def count_decodes(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[Path]]:
     """Call it to start recording every file the folder reader decodes (the decoder itself
     still runs); returns the list it appends to."""
-    from edgepack.data.readers import _folder as folder_reader
+    from edgepack.data.readers import _decode as decoder
 
     def start() -> list[Path]:
         calls: list[Path] = []
-        decode = folder_reader._decode
+        decode = decoder.decode
 
         def counting(path: Path, *args: Any, **kwargs: Any) -> Any:
             calls.append(path)
             return decode(path, *args, **kwargs)
 
-        monkeypatch.setattr(folder_reader, "_decode", counting)
+        monkeypatch.setattr(decoder, "decode", counting)
         return calls
 
     return start

@@ -33,14 +33,35 @@ def run_edgepack(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]
 
 
 def assert_one_line_error(code: int, output: str, *fragments: str) -> str:
-    """Exit 2, the last line is `error: ...` naming every fragment, and no traceback."""
+    """Exit 2, no traceback, exactly one `error: ...` line in the whole output, and it is the
+    last line and names every fragment (lines before it may be progress, never a 2nd error)."""
     assert code == 2, output
     assert "Traceback" not in output, output
     lines = [line for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:") or "Error:" in line]
+    assert len(errors) == 1, output
     assert lines and lines[-1].startswith("error: "), output
     for fragment in fragments:
         assert fragment in lines[-1], lines[-1]
     return lines[-1]
+
+
+def snapshot(folder: Path) -> dict[str, tuple[str, bytes | str]]:
+    """Every entry below ``folder`` (links not followed): its kind and its bytes or link target,
+    so a case can assert that the user's files around it are untouched and nothing was added
+    (no half-written or temporary file left behind)."""
+    found: dict[str, tuple[str, bytes | str]] = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            found[name] = ("link", os.readlink(path))
+        elif path.is_dir():
+            found[name] = ("dir", b"")
+        elif path.is_file():
+            found[name] = ("file", path.read_bytes())
+        else:
+            found[name] = ("special", oct(path.lstat().st_mode))
+    return found
 
 
 def run_init(teacher: Path, data: Path, config: Path) -> tuple[int, str]:

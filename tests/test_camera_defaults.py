@@ -10,7 +10,7 @@ import torch
 from hostile import run_init
 from PIL import Image
 
-from edgepack.config.profiles import load_target
+from edgepack.config.profile_files import load_target
 from edgepack.config.project_file import load_project
 from edgepack.data.store import StoredImages
 from edgepack.outputs.starter import default_targets, resize_policy

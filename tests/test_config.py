@@ -46,6 +46,16 @@ def test_a_minimal_config_resolves_paths_labels_and_defaults(project_dir: Path) 
     assert project.out == project_dir / "dist"
     assert project.cache_dir == project_dir / ".edgepack-cache"
     assert not project.augment.active
+    assert project.task == "classification"  # the default task
+
+
+def test_task_is_checked_against_the_registered_tasks(project_dir: Path) -> None:
+    project = load_project(_write(project_dir, VALID + "task: classification\n"))
+    assert project.task == "classification"
+    with pytest.raises(ConfigError) as caught:
+        load_project(_write(project_dir, VALID + "task: detection\n"))
+    expected = "edgepack.yaml: task must be one of classification, got 'detection'"
+    assert str(caught.value) == f"{project_dir}/{expected}"
 
 
 def test_every_section_spelled_out(project_dir: Path) -> None:

@@ -7,16 +7,14 @@ import pytest
 import torch
 
 from edgepack.config.profiles import DistillSpec
+from edgepack.data.batches import to_model_input
 from edgepack.data.inputs import Augment, InputSpec
 from edgepack.students import create
+from edgepack.tasks.classification import kd_loss
 from edgepack.training import distillation as distill_module
-from edgepack.training.distillation import (
-    augment_batch,
-    distill,
-    kd_loss,
-    teacher_logits,
-    to_model_input,
-)
+from edgepack.training import logit_cache
+from edgepack.training.distillation import augment_batch, distill
+from edgepack.training.logit_cache import teacher_logits
 
 SPEC = DistillSpec(epochs=2, batch_size=16, lr=0.05, temperature=4.0, alpha=0.9, seed=0)
 
@@ -65,7 +63,7 @@ def test_teacher_logits_are_cached(tmp_path: Path) -> None:
     first = teacher_logits(teacher, x, cache=cache, batch_size=4)
     second = teacher_logits(teacher, x, cache=cache, batch_size=4)
     # The second call ran the teacher only on the rows it spot-checks the cached logits with.
-    assert calls == [4, 4, 2, distill_module.SPOT_CHECK_ROWS]
+    assert calls == [4, 4, 2, logit_cache.SPOT_CHECK_ROWS]
     np.testing.assert_array_equal(first, second)
 
 
@@ -95,16 +93,16 @@ def test_interrupted_distillation_resumes_to_the_same_weights(
     distill(reference, x, labels, logits, SPEC)
 
     checkpoint = tmp_path / "student.ckpt"
-    real_save = distill_module._save
+    real_save = distill_module.save_checkpoint
 
     def save_then_crash(*args, **kwargs):  # type: ignore[no-untyped-def]
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(distill_module, "_save", save_then_crash)
+    monkeypatch.setattr(distill_module, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         distill(fresh(), x, labels, logits, SPEC, checkpoint=checkpoint, evaluate=lambda m: 0.25)
-    monkeypatch.setattr(distill_module, "_save", real_save)
+    monkeypatch.setattr(distill_module, "save_checkpoint", real_save)
 
     resumed = fresh()
     stats = distill(resumed, x, labels, logits, SPEC, checkpoint=checkpoint, evaluate=lambda m: 0.5)

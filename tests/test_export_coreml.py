@@ -38,7 +38,6 @@ def request_() -> ExportRequest:
         student=student(),
         example=torch.randn(1, *SHAPE),
         calibration=[torch.randn(8, *SHAPE) for _ in range(4)],
-        per_channel=True,
         labels=LABELS,
         input=InputSpec(channels=1, mean=(0.2860,), std=(0.3530,)),
         options=coreml.CoreMLOptions(),

@@ -18,7 +18,7 @@ from edgepack.core.errors import ConfigError, InputError, VerificationError
 from edgepack.data.inputs import InputSpec
 from edgepack.exporters import _contract as _base
 from edgepack.exporters import onnx as onnx_export
-from edgepack.exporters._contract import ExportRequest
+from edgepack.exporters._contract import ExportRequest, Int8Recipe
 
 pytestmark = pytest.mark.skipif(
     find_spec("onnx") is None or find_spec("onnxruntime") is None,
@@ -34,15 +34,16 @@ student = tiny_student
 
 
 def request_for(model: torch.nn.Module, **options: Any) -> ExportRequest:
+    per_channel = options.pop("per_channel", True)
     return ExportRequest(
         student=model,
         example=torch.randn(1, *SHAPE),
         calibration=[torch.randn(8, *SHAPE) for _ in range(4)],
-        per_channel=options.pop("per_channel", True),
         labels=LABELS,
         input=InputSpec(channels=1, mean=(0.286,), std=(0.353,)),
         options=onnx_export.OnnxOptions(**options),
         metadata={"author": "tests"},
+        int8=Int8Recipe(per_channel=per_channel),
     )
 
 
@@ -194,7 +195,7 @@ def test_inspect_collects_every_failure(built: dict) -> None:
     wrong = replace(
         request,
         labels=LABELS[:5],
-        per_channel=False,
+        int8=Int8Recipe(per_channel=False),
         options=onnx_export.OnnxOptions(activations="int8"),
     )
     with pytest.raises(VerificationError) as caught:

@@ -25,8 +25,9 @@ import torch
 from edgepack.config.profiles import DistillSpec
 from edgepack.core import cache as _cache
 from edgepack.students import create
-from edgepack.training import distillation as distill_module
-from edgepack.training.distillation import distill, shard_path, teacher_logits
+from edgepack.training import logit_cache
+from edgepack.training.distillation import distill
+from edgepack.training.logit_cache import shard_path, teacher_logits
 
 ROWS, CLASSES = 2000, 10
 SPEC = DistillSpec(epochs=2, batch_size=16, lr=0.05, temperature=4.0, alpha=0.9, seed=0)
@@ -130,7 +131,7 @@ def test_damaged_logits_are_recomputed_with_a_warning(
     teacher = Teacher()
     with caplog.at_level(logging.WARNING, logger="edgepack"):
         np.testing.assert_array_equal(teacher_logits(teacher, inputs, cache=cache), clean)
-    assert teacher.rows == distill_module.SPOT_CHECK_ROWS and not caplog.records
+    assert teacher.rows == logit_cache.SPOT_CHECK_ROWS and not caplog.records
 
 
 def test_an_intact_entry_is_read_without_the_teacher(

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgepack.training import distillation as distill_module
-from edgepack.training.distillation import shard_path, shards, teacher_logits
+from edgepack.training import logit_cache
+from edgepack.training.logit_cache import shard_path, shards, teacher_logits
 
 ROWS, SHARD, CLASSES = 64, 8, 5
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def test_a_killed_run_resumes_at_the_first_missing_shard(tmp_path: Path) -> None
     cache = tmp_path / "logits"
     child = _SETUP + (
         "from pathlib import Path\n"
-        "from edgepack.training.distillation import teacher_logits\n"
+        "from edgepack.training.logit_cache import teacher_logits\n"
         f"teacher_logits(Teacher(0.4), inputs, cache=Path({str(cache)!r}), "
         f"batch_size={SHARD}, shard_rows={SHARD})\n"
     )
@@ -74,7 +74,7 @@ def test_a_killed_run_resumes_at_the_first_missing_shard(tmp_path: Path) -> None
     teacher, inputs = _setup(0.0)
     logits = teacher_logits(teacher, inputs, cache=cache, batch_size=SHARD, shard_rows=SHARD)  # type: ignore[arg-type]
     missing = ROWS // SHARD - done
-    spot = distill_module.SPOT_CHECK_ROWS
+    spot = logit_cache.SPOT_CHECK_ROWS
     # Only the missing shards run through the teacher, plus a spot check of each finished one.
     assert teacher.rows == missing * SHARD + done * spot  # type: ignore[attr-defined]
     fresh, _ = _setup(0.0)

@@ -21,7 +21,8 @@ pytestmark = [
         reason="needs the tflite extra: pip install 'edgepack[tflite]'",
     ),
 ]
-IMAGES = 1000  # the quick build's held-out count; scripts/mediapipe_agreement.py runs all 10 k
+# The quick build's held-out count; scripts/walkthroughs/mediapipe_agreement.py runs all 10 k.
+IMAGES = 1000
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +43,11 @@ def model(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
 
 def test_mediapipe_picks_what_litert_verification_picks(model: Path) -> None:
     from edgepack.config.project import sample_project
+    from edgepack.data.batches import to_model_input
     from edgepack.data.images import load_fashion_mnist
     from edgepack.exporters import tflite
     from edgepack.exporters._input import match_channels
     from edgepack.exporters.tflite import mediapipe_check as tasks
-    from edgepack.training.distillation import to_model_input
 
     pixels = load_fashion_mnist("test").images[:IMAGES]
     x = match_channels(to_model_input(pixels, sample_project().input, 28), 3)

@@ -22,8 +22,7 @@ from edgepack.core.errors import InputError
 from edgepack.data.batches import ModelInputs, inference_batch, to_model_input
 from edgepack.data.images import ImageSet
 from edgepack.data.inputs import InputSpec
-from edgepack.data.readers import _folder as folder_reader
-from edgepack.data.readers import read_images
+from edgepack.data.readers import _folder_cache, read_images
 from edgepack.data.store import HEADER_BYTES, StoredImages, open_store, write_store
 
 RGB = InputSpec(3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -166,7 +165,7 @@ def test_the_store_is_reused_and_a_damaged_one_recomputed(
     assert first.labels is not None and first.labels.tolist() == [0] * 35 + [1] * 35
 
     again = _read(tmp_path / "data", cache)
-    spot = folder_reader.SPOT_CHECK_FILES
+    spot = _folder_cache.SPOT_CHECK_FILES
     assert len(calls) == 70 + spot  # reused: only the spot check decoded
     assert again.fingerprint() == first.fingerprint()
 
@@ -217,7 +216,8 @@ _STEP = textwrap.dedent(
     from edgepack.core.memory import peak_rss_kb
     from edgepack.data.batches import ModelInputs, to_model_input
     from edgepack.data.images import ImageSet
-    from edgepack.training.distillation import distill, teacher_logits
+    from edgepack.training.distillation import distill
+    from edgepack.training.logit_cache import teacher_logits
     from edgepack.data.store import write_store
     from edgepack.data.inputs import InputSpec
     from edgepack.config.profiles import DistillSpec

@@ -39,7 +39,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         student=tiny_student(),
         example=torch.randn(1, *SHAPE),
         calibration=[torch.randn(8, *SHAPE) for _ in range(4)],
-        per_channel=True,
         labels=LABELS,
         input=InputSpec(channels=1, mean=(0.2860,), std=(0.3530,)),
         options=tflite.TFLiteOptions(),

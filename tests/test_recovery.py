@@ -20,7 +20,8 @@ import torch
 from helpers import SHAPE, tiny_student
 from torch import nn
 
-from edgepack.config.profiles import Budgets, DistillSpec, load_target
+from edgepack.config.profile_files import load_target
+from edgepack.config.profiles import Budgets, DistillSpec
 from edgepack.config.project import sample_project
 from edgepack.data.images import ImageSet
 from edgepack.exporters._pt2e import quantize_pt2e_int8
@@ -42,8 +43,9 @@ from edgepack.stages.records import (
 )
 from edgepack.stages.recover import recover
 from edgepack.stages.verify import verify
+from edgepack.tasks.classification import accuracy
 from edgepack.teachers import TeacherInfo
-from edgepack.training.predict import accuracy, batched
+from edgepack.training.predict import batched
 
 SIDE = 16
 RECIPE = DistillSpec(epochs=5, batch_size=64, lr=0.1, temperature=4.0, alpha=0.7, seed=0)
@@ -359,7 +361,6 @@ def test_onnx_export_honours_the_calibration(digits: dict[str, Any], tmp_path: P
             student=model,
             example=x[:1],
             calibration=list(digits["calibration"].split(64)),
-            per_channel=True,
             labels=tuple(str(i) for i in range(10)),
             input=sample_project().input,
             options=onnx_export.OnnxOptions(),
@@ -381,11 +382,11 @@ def test_report_shows_the_ladder_and_the_worst_layers() -> None:
         Rung("calibration: percentile", True, "percentile", 0.94, 0.5, 2.0, True, chosen=True),
     )
     layer = LayerError("features.4.block.0.2", "HardSwish mul", "mul_3", 9.87, 7.0)
-    recovery = Recovery(Int8Recipe("percentile"), True, "recovered", rungs, (layer,), 5.0)
+    recovery = Recovery(Int8Recipe("percentile"), "recovered", rungs, (layer,), 5.0)
     html = "".join(_recovery_section(recovery.to_dict()))
     assert "Accuracy recovery" in html and "calibration: percentile" in html and "kept" in html
     assert "features.4.block.0.2" in html and "9.9" in html and "4.50 pp" in html
-    assert _recovery_section(Recovery(Int8Recipe(), True, "not run: no budget").to_dict()) == []
+    assert _recovery_section(Recovery(Int8Recipe(), "not run: no budget").to_dict()) == []
 
 
 def test_recovery_stops_when_the_float_student_misses_by_itself(

@@ -1,4 +1,5 @@
-"""The one registry shape: eager, lazy-by-path and plugin-module entries, one error wording."""
+"""The one registry shape: eager and lazy-by-path entries, one error wording; and every
+package's registry resolves each of its lines."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,16 +33,13 @@ def write_module(folder: Path, name: str, source: str) -> str:
 
 def test_eager_entries_keep_registration_order() -> None:
     widgets: Registry[int] = Registry("widget")
-    widgets.add("b", 2)
+    assert widgets.add("b", 2) == 2  # add returns the entry
     widgets.add("a", 1)
+    widgets.add("c", 3)
 
-    @widgets.register("c")
-    def three() -> int:
-        return 3
-
-    assert widgets.names() == ("b", "a", "c")
-    assert widgets.get("a") == 1
-    assert widgets.get("c") is three  # the decorator returns the definition unchanged
+    assert widgets.names() == ("b", "a", "c") == tuple(widgets)
+    assert len(widgets) == 3
+    assert widgets.get("a") == 1 and widgets["c"] == 3
     assert "b" in widgets and "z" not in widgets
 
 
@@ -67,8 +66,6 @@ def test_a_name_registered_twice_is_an_error() -> None:
         widgets.add("a", 2)
     with pytest.raises(ValueError, match="registered twice"):
         widgets.add_lazy("a", "json:dumps")
-    with pytest.raises(ValueError, match="registered twice"):
-        widgets.register("a")(lambda: 3)
     assert widgets.get("a") == 1  # the first registration stands
 
 
@@ -103,26 +100,23 @@ def test_a_lazy_module_entry_is_the_module_itself(modules: Path) -> None:
     assert plugins.get("p") is sys.modules[name] and plugins["p"].VALUE == 7  # type: ignore[attr-defined]
 
 
-def test_plugin_modules_register_themselves_before_the_first_lookup(modules: Path) -> None:
-    home = write_module(
-        modules,
-        "widget_home",
-        "from edgepack.core.registry import Registry\n"
-        "WIDGETS = Registry('widget', modules=('widget_plugin',))\n",
-    )
-    write_module(
-        modules,
-        "widget_plugin",
-        "from widget_home import WIDGETS\n"
-        "@WIDGETS.register('spanner')\n"
-        "def spanner():\n"
-        "    return 'spanner'\n",
-    )
-    widgets = importlib.import_module(home).WIDGETS
-    assert "widget_plugin" not in sys.modules  # creating the registry imports nothing
-    assert widgets.names() == ("spanner",)
-    assert widgets.get("spanner")() == "spanner"
-    assert widgets.names() == ("spanner",)  # the plugin is imported once, not re-registered
+def test_a_lazy_target_without_its_attribute_names_the_line(modules: Path) -> None:
+    name = write_module(modules, "typo_widget_module", "VALUE = 1\n")
+    widgets: Registry[int] = Registry("widget")
+    widgets.add_lazy("w", f"{name}:VALEU")
+    with pytest.raises(AttributeError, match=rf"widget 'w' is registered as {name}:VALEU"):
+        widgets.get("w")
+
+
+def test_replaced_swaps_one_entry_in_a_copy() -> None:
+    widgets: Registry[int] = Registry("widget", error=InputError)
+    widgets.add("a", 1)
+    widgets.add_lazy("b", "json:dumps")
+    swapped = widgets.replaced("a", 2)
+    assert swapped.get("a") == 2 and widgets.get("a") == 1
+    assert swapped.names() == ("a", "b")
+    with pytest.raises(InputError):  # the copy keeps the kind and the error
+        swapped.get("z")
 
 
 def test_items_resolve_every_entry_in_order(modules: Path) -> None:
@@ -131,3 +125,21 @@ def test_items_resolve_every_entry_in_order(modules: Path) -> None:
     widgets.add_lazy("lazy", f"{name}:VALUE")
     widgets.add("eager", "early")
     assert widgets.items() == [("lazy", "late"), ("eager", "early")]
+
+
+def _package_registries() -> list[tuple[str, Registry[Any]]]:
+    from edgepack.data.readers import READERS
+    from edgepack.runners import RUNNERS
+    from edgepack.students import FAMILIES
+    from edgepack.tasks import TASKS
+    from edgepack.teachers import LOADERS
+
+    registries: list[Registry[Any]] = [READERS, RUNNERS, FAMILIES, LOADERS, TASKS]
+    return [(registry.kind, registry) for registry in registries]
+
+
+@pytest.mark.parametrize(("kind", "registry"), _package_registries())
+def test_every_package_entry_resolves(kind: str, registry: Registry[Any]) -> None:
+    """A mistyped ``add_lazy`` line would otherwise surface only when a user picks that entry."""
+    for name, entry in registry.items():
+        assert entry is not None, f"{kind} {name!r}"

@@ -16,7 +16,7 @@ import torch
 import yaml
 from helpers import SHAPE, tiny_student
 
-from edgepack.config.profiles import load_target
+from edgepack.config.profile_files import load_target
 from edgepack.core.errors import ConfigError
 from edgepack.data.inputs import InputSpec
 from edgepack.exporters import ExportRequest
@@ -38,7 +38,6 @@ def request(spec: InputSpec = GRAY, channels: int = 1) -> ExportRequest:
         student=tiny_student(),
         example=torch.randn(1, *shape),
         calibration=[torch.randn(8, *shape) for _ in range(4)],
-        per_channel=True,
         labels=tuple(f"class {i}" for i in range(10)),
         input=spec,
         options=TFLiteOptions(),

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from edgepack import runners
-from edgepack.config.profiles import load_target
+from edgepack.config.profile_files import load_target
 from edgepack.core.errors import ConfigError
 from edgepack.release import measure as latency
 from edgepack.runners import Latency, Unavailable

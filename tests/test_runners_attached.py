@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from edgepack import runners
-from edgepack.config.profiles import load_target
+from edgepack.config.profile_files import load_target
 from edgepack.core.errors import ConfigError, InputError
 from edgepack.release import measure as latency
 from edgepack.runners import Latency, Unavailable
@@ -293,6 +293,9 @@ def fail(message, code=255):
 
 options, i = [], 0
 while i < len(argv) and argv[i].startswith("-"):
+    if argv[i] == "--":  # the end of options, as edgepack always passes before the host
+        i += 1
+        break
     takes_value = argv[i] in ("-o", "-p", "-O")
     options.append(argv[i : i + 1 + takes_value])
     i += 1 + takes_value
@@ -728,7 +731,7 @@ def test_ssh_runs_the_real_runtime_over_one_connection(fakes: Fakes, tmp_path: P
         sys.executable, f"{folder}/_timing_script.py", "--model", f"{folder}/model.onnx",
         "--format", "onnx", "--threads", "1", "--warmup", "2", "--iterations", "20",
     ])  # fmt: skip
-    assert calls[3][-1] == f"rm -rf {folder}" and calls[4][-3:] == ["-O", "exit", "pi5.local"]
+    assert calls[3][-1] == f"rm -rf {folder}" and calls[4][-4:] == ["-O", "exit", "--", "pi5.local"]
     control = {part for row in calls for part in row if part.startswith("ControlPath=")}
     assert len(control) == 1  # every call went through the one shared connection
     assert not folder.exists()

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from edgepack.config.profiles import SearchSpec, load_target
+from edgepack.config.profile_files import load_target
+from edgepack.config.profiles import SearchSpec
 from edgepack.core.errors import ConfigError
 from edgepack.selection.candidates import Candidate, enumerate_candidates
 from edgepack.selection.table import Row

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgepack.config.profiles import KNOWN_FORMATS, Target, list_targets, load_target, targets_dir
+from edgepack.config.profile_files import list_targets, load_target, targets_dir
+from edgepack.config.profiles import KNOWN_FORMATS, Target
 from edgepack.core.errors import ConfigError
 
 

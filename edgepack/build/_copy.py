@@ -33,9 +33,16 @@ def shipped_files(manifest: dict[str, Any]) -> list[str]:
     return [str(manifest["artifact"]), LABELS]
 
 
-def check_destination(destination: Path, out_root: Path) -> Path:
+def check_destination(
+    destination: Path,
+    out_root: Path,
+    shipped: tuple[str, ...] = (),
+    inputs: tuple[Path, ...] = (),
+) -> Path:
     """``destination`` resolved, or an InputError saying why nothing can be copied there: not
-    an existing folder, not writable, or inside the build output (a rebuild replaces that)."""
+    an existing folder, not writable, inside the build output (a rebuild replaces that), or
+    where a ``shipped`` name would replace one of the project's own ``inputs`` (an ONNX
+    teacher called model.onnx in the project folder, a labels.txt, a data folder)."""
     what = f"--copy-to {show(destination)}"
     if not destination.exists():
         raise InputError(
@@ -49,12 +56,34 @@ def check_destination(destination: Path, out_root: Path) -> Path:
             f"{what}: it is inside the build output {show(out_root)}, which a rebuild replaces; "
             "copy into the app's own folder"
         )
+    _refuse_inputs(what, resolved, shipped, inputs)
     try:
         with tempfile.NamedTemporaryFile(dir=resolved, prefix=_STAGING_PREFIX):
             pass
     except OSError as exc:
         raise InputError(f"{what}: cannot write there: {exc.strerror or exc}") from None
     return resolved
+
+
+def _refuse_inputs(
+    what: str, destination: Path, shipped: tuple[str, ...], inputs: tuple[Path, ...]
+) -> None:
+    """A copy must never replace, or land inside, a file or folder the build reads: that is
+    data loss (the teacher replaced by its int8 student), and the next build fails."""
+    for given in inputs:
+        source = given.resolve()
+        if source == destination or source in destination.parents:
+            raise InputError(
+                f"{what}: it is inside the project's input {show(given)}; "
+                "copy into the app's own folder"
+            )
+        for name in shipped:
+            final = (destination / name).resolve()
+            if source == final or final in source.parents:
+                raise InputError(
+                    f"{what}: the copied {name} would replace the project's input "
+                    f"{show(given)}; copy into the app's own folder, or rename that input"
+                )
 
 
 def copy_to_app(dist: Path, manifest: dict[str, Any], destination: Path) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 from edgepack.check.results import Row
 from edgepack.config.profiles import RegressionSpec
 from edgepack.core.errors import InputError
+from edgepack.core.files import check_output_file
 
 BASELINE_VERSION = 1
 MAX_BASELINE_BYTES = 4 << 20
@@ -91,6 +93,12 @@ def _entry(path: Path, name: str, entry: Any) -> Figures:
         if (value is None and required) or (value is not None and not _is_number(value)):
             raise InputError(
                 f"{path}: targets.{name:.60}.{key} must be a number{'' if required else ' or null'}"
+            )
+        if value is not None and not _in_range(key, value):
+            # a negative size or latency would make every growth look like a shrink: a gate
+            # that can never fail
+            raise InputError(
+                f"{path}: targets.{name:.60}.{key} must be {_RANGES[key][2]}, got {value!r:.20}"
             )
     runner = entry.get("latency_runner")
     if runner is not None and not isinstance(runner, str):
@@ -188,19 +196,46 @@ def write_baseline(path: Path, entries: dict[str, Figures], keep: dict[str, Figu
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "targets": {name: merged[name].to_dict() for name in sorted(merged)},
     }
-    write_atomically(path, json.dumps(data, indent=2) + "\n")
+    write_atomically(path, json.dumps(data, indent=2) + "\n", "--baseline")
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """``path`` holds either its old content or all of ``text``, never part of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+def write_atomically(path: Path, text: str, what: str = "output") -> None:
+    """``path`` holds either its old content or all of ``text``, never part of it. Only a
+    regular file or a new path is written (:func:`check_output_file`); the temporary file gets
+    a fresh unguessable name, so a link planted at a predictable one cannot redirect it."""
+    check_output_file(path, what)
+    partial: Path | None = None
     try:
-        partial.write_text(text, encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        partial = Path(name)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(partial, 0o666 & ~_umask())  # mkstemp's 0600 would hide a report from CI
         partial.replace(path)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_RANGES = {
+    "raw_bytes": (0, math.inf, "0 or more"),
+    "compressed_bytes": (0, math.inf, "0 or more"),
+    "latency_p50_ms": (0, math.inf, "0 or more"),
+    "accuracy": (0, 1, "between 0 and 1"),
+}
+
+
+def _in_range(key: str, value: float) -> bool:
+    low, high, _ = _RANGES[key]
+    return low <= value <= high
 
 
 def _is_number(value: Any) -> bool:

@@ -25,7 +25,7 @@ def junit_xml(run: CheckRun) -> str:
 
 
 def write_junit(run: CheckRun, path: Path) -> None:
-    write_atomically(path, junit_xml(run))
+    write_atomically(path, junit_xml(run), "--junit")
 
 
 def _suite(target: TargetCheck) -> ET.Element:

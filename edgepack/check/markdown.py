@@ -35,7 +35,7 @@ def markdown(run: CheckRun) -> str:
 
 
 def write_markdown(run: CheckRun, path: Path) -> None:
-    write_atomically(path, markdown(run))
+    write_atomically(path, markdown(run), "--markdown")
 
 
 def _line(row: Row) -> str:

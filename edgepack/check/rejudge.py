@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edgepack.config.profiles import Target, load_target, target_from_profile, targets_dir
+from edgepack.config.profile_files import load_target, target_from_profile, targets_dir
+from edgepack.config.profiles import Target
 from edgepack.core.errors import ConfigError, InputError
 from edgepack.core.files import sha256
 from edgepack.core.sizes import Sizes, measure_sizes
@@ -123,8 +124,22 @@ def check(
         teacher_accuracy=accuracy.get("teacher"),
         artifact_accuracy=artifact_accuracy,
         unavailable=unavailable,
+        task=_task(dist, manifest),
     )
     return CheckResult(target, artifact, latency, verdicts, sizes, manifest)
+
+
+def _task(dist: Path, manifest: dict[str, Any]) -> str:
+    """The build's task (manifests written before tasks existed are classification)."""
+    from edgepack.tasks import DEFAULT_TASK, task_names
+
+    task = manifest.get("task", DEFAULT_TASK)
+    if not isinstance(task, str) or task not in task_names():
+        raise InputError(
+            f"{dist / 'manifest.json'}: task {task!r} is not one edgepack knows "
+            f"({', '.join(task_names())}); was the file edited by hand?"
+        )
+    return task
 
 
 def _target(dist: Path, manifest: dict[str, Any], target_ref: str | None) -> Target:

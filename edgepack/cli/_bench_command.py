@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgepack.config.profiles import load_target
+from edgepack.config.profile_files import load_target
 from edgepack.core.errors import InputError
 
 if TYPE_CHECKING:

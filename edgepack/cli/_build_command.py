@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from edgepack.config.profiles import Target, list_targets, load_target
+from edgepack.config.profile_files import list_targets, load_target
+from edgepack.config.profiles import Target
 from edgepack.core.errors import BudgetExceeded, ConfigError
 from edgepack.core.files import artifact_bytes
 
@@ -216,7 +217,21 @@ def _copy_destinations(
         wanted = {targets[0].name: flag}
     else:
         wanted = {t.name: project.copy_to[t.name] for t in targets if t.name in project.copy_to}
-    return {name: check_destination(folder, out_root) for name, folder in wanted.items()}
+    teacher = project.teacher
+    inputs = (teacher.path, teacher.weights, project.config, *project.inputs)
+    given = tuple(path for path in inputs if path is not None)
+    formats = {target.name: target.format for target in targets}
+    return {
+        name: check_destination(folder, out_root, _shipped(formats[name]), given)
+        for name, folder in wanted.items()
+    }
+
+
+def _shipped(fmt: str) -> tuple[str, ...]:
+    from edgepack.build._copy import LABELS
+    from edgepack.exporters import get_exporter
+
+    return (get_exporter(fmt).ARTIFACT, LABELS)
 
 
 def _copy(copies: dict[str, Path], built: list[tuple[Path, dict]]) -> None:

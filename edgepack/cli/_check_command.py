@@ -31,7 +31,7 @@ from edgepack.cli._app import DEVICE_HELP, main
 )
 @click.option(
     "--baseline",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     default=None,
     help="A committed earlier result (JSON): fail on a regression beyond the profile's "
     "regression: thresholds, even while the budgets hold.",
@@ -41,13 +41,13 @@ from edgepack.cli._app import DEVICE_HELP, main
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead.")
 @click.option(
     "--junit",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     default=None,
     help="Write JUnit XML: one test case per target × budget.",
 )
 @click.option(
     "--markdown",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     default=None,
     help="Write a Markdown table with deltas against the baseline (a PR comment).",
 )
@@ -77,8 +77,9 @@ def check(
     from edgepack.check.markdown import write_markdown
     from edgepack.check.terminal import table_lines
 
+    _check_outputs(junit, markdown, baseline if update_baseline else None)
     options = CheckOptions(target_ref, size_only, baseline, update_baseline, device)
-    run = run_checks(dists or (Path("dist"),), options)
+    run = run_checks(_folders(dists) or (Path("dist"),), options)
     if as_json:
         click.echo(json.dumps(run.to_dict(), indent=2))
     else:
@@ -96,6 +97,42 @@ def check(
         names = ", ".join(f"{row.target} {row.name}" for row in failed)
         raise BudgetExceeded(f"check failed: {names}")
     click.echo(f"all {len(run.rows)} checks hold for {len(run.targets)} target(s)", err=as_json)
+
+
+def _check_outputs(junit: Path | None, markdown: Path | None, baseline: Path | None) -> None:
+    """Every path the check writes, refused before anything is measured or written: a bad
+    --junit must not leave a rewritten baseline behind, nor two outputs share one file."""
+    from edgepack.core.errors import InputError
+    from edgepack.core.files import check_output_file
+
+    given = {"--junit": junit, "--markdown": markdown, "--baseline": baseline}
+    seen: dict[Path, str] = {}
+    for flag, path in given.items():
+        if path is None:
+            continue
+        check_output_file(path, flag)
+        same = seen.setdefault(path.resolve(), flag)
+        if same != flag:
+            raise InputError(f"{same} and {flag} name the same file {path}: give each its own")
+
+
+def _folders(dists: tuple[Path, ...]) -> tuple[Path, ...]:
+    """``edgepack check dist/*`` (a shell glob) also names dist/report.html, which a build of
+    several targets writes: a file among the arguments is skipped with a note instead of
+    ending the nightly job. A folder without a build, or only files, is still an error: that
+    is a wrong path, not a glob's by-catch."""
+    from edgepack.core.errors import InputError
+    from edgepack.core.schema import show
+
+    files = [path for path in dists if path.is_file()]
+    if files and len(files) == len(dists):
+        raise InputError(
+            f"no build folder among the arguments: {show(files[0])} is a file; "
+            "name built folders (dist/android) or folders holding them (dist)"
+        )
+    for path in files:
+        click.echo(f"skipped {show(path)}: a file, not a built folder", err=True)
+    return tuple(path for path in dists if path not in files)
 
 
 def _echo_check(run: CheckRun) -> None:

@@ -15,7 +15,8 @@ import click
 
 from edgepack.cli._app import main
 from edgepack.cli._build_command import _echo_stage, _project
-from edgepack.config.profiles import AUTO, load_target
+from edgepack.config.profile_files import load_target
+from edgepack.config.profiles import AUTO
 
 
 @main.command()

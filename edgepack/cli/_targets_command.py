@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import click
 import yaml
 
-from edgepack.config.profiles import Budgets, Target, list_targets, load_target
+from edgepack.config.profile_files import list_targets, load_target
+from edgepack.config.profiles import Budgets, Target
 
 if TYPE_CHECKING:
     pass

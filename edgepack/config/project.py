@@ -17,6 +17,7 @@ from edgepack.core.errors import ConfigError
 from edgepack.core.schema import excerpt, show
 from edgepack.data.images import FASHION_MNIST_LABELS, load_fashion_mnist
 from edgepack.data.inputs import Augment, DataLoader, InputSpec, ProjectData
+from edgepack.tasks import DEFAULT_TASK
 from edgepack.teachers import TeacherSpec
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_models"
@@ -85,6 +86,7 @@ class Project:
     input: InputSpec
     load_data: DataLoader = field(repr=False)
     licence: str = ""
+    task: str = DEFAULT_TASK  # edgepack.tasks: what the model is for
     author: str = ""
     augment: Augment = Augment()  # noqa: RUF009 (frozen: a shared default is safe)
     config: Path | None = None  # the edgepack.yaml it came from; None for the sample
@@ -93,6 +95,9 @@ class Project:
     cache_dir: Path = Path(".edgepack-cache")
     # target name → app folder that receives the artifact and labels.txt after a passing build
     copy_to: dict[str, Path] = field(default_factory=dict)
+    # the project's own files and folders (labels file, data) besides teacher and config: what
+    # --copy-to must never overwrite (an app folder may well be the project folder)
+    inputs: tuple[Path, ...] = ()
 
 
 def sample_project(teacher: TeacherSpec | None = None) -> Project:

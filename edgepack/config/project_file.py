@@ -4,15 +4,15 @@ Found like ruff or pytest find theirs: the first ``edgepack.yaml`` in the workin
 one of its parents, unless ``--config`` names one. Paths inside are relative to the file. The
 dataclasses below are the schema, checked strictly by :mod:`edgepack.core.schema` (unknown keys and
 wrong types are one-line errors naming the file); cross-field rules follow in
-:func:`load_project`. Data and teachers are read when a build runs; the CLI imports this module only in the commands
-that need it.
+:func:`load_project`. Data and teachers are read when a build runs (the data through
+:class:`edgepack.data.sources.DataSources`, which this module builds from ``data:``); the CLI
+imports this module only in the commands that need it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,13 @@ from edgepack.core.schema import (
     user_path,
 )
 from edgepack.core.strict_yaml import read_text, read_yaml
-from edgepack.data.inputs import Augment, InputSpec, ProjectData
-from edgepack.data.readers import RESIZE_POLICIES, LoadedImages, read_images, stratified_split
+from edgepack.data.inputs import Augment, InputSpec
+from edgepack.data.readers import RESIZE_POLICIES
+from edgepack.data.sources import DataSources, ImageSource
+from edgepack.tasks import DEFAULT_TASK, task_names
 from edgepack.teachers import TeacherSpec
 
 CONFIG_NAME = "edgepack.yaml"
-SPLIT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class ProjectConfig:
     cache_dir: str | None = field(default=None, metadata=a_path())
     licence: str = ""
     author: str = ""
+    task: str = field(default=DEFAULT_TASK, metadata=one_of(task_names()))  # edgepack.tasks
     # target name → the app folder its artifact and labels.txt go to after a passing build
     copy_to: Any = None
 
@@ -124,16 +126,25 @@ def load_project(path: Path) -> Project:
         teacher=_teacher(config.teacher, base, path),
         labels=labels,
         input=spec,
-        load_data=partial(_load_data, config.data, base, labels, spec),
+        load_data=_data_sources(config.data, base, labels, spec),
         licence=config.licence,
         author=config.author,
+        task=config.task,
         augment=_augment(config.data.augment, spec, path),
         config=path,
         targets=tuple(_target_ref(ref, base, path) for ref in config.targets or ["android"]),
         out=base / (config.out or "dist"),
         cache_dir=base / (config.cache_dir or ".edgepack-cache"),
         copy_to=_copy_to(config.copy_to, config.targets or [], base, path),
+        inputs=tuple(base / p for p in _input_paths(config)),
     )
+
+
+def _input_paths(config: ProjectConfig) -> list[str]:
+    """The labels file and every data source the config names (see ``Project.inputs``)."""
+    sources = [config.data.train, config.data.val, config.data.calibration]
+    found = [config.labels] + [s.images for s in sources if s] + [s.labels for s in sources if s]
+    return [p for p in found if isinstance(p, str)]
 
 
 # --- shorthands and cross-field rules ----------------------------------------------------------
@@ -294,7 +305,7 @@ def _copy_to(
     """``copy_to: {android: app/src/main/assets}``: a mapping from target names (a shipped
     profile's name, or the file name without .yaml of a profile in ``targets:``) to folders,
     relative to the config file. A name that is neither is a typo, not a target to skip."""
-    from edgepack.config.profiles import targets_dir
+    from edgepack.config.profile_files import targets_dir
 
     known = {Path(ref).stem for ref in refs} | {p.stem for p in targets_dir().glob("*.yaml")}
     found: dict[str, Path] = {}
@@ -312,66 +323,24 @@ def _copy_to(
     return found
 
 
-# --- reading the data when a build runs --------------------------------------------------------
+# --- what a build will read ------------------------------------------------------------------
 
 
-def _load_data(
-    data: DataConfig,
-    base: Path,
-    labels: tuple[str, ...],
-    spec: InputSpec,
-    cache_dir: Path | None,
-    progress: bool,
-) -> ProjectData:
-    size = None if spec.size is None else (spec.size, spec.size)
+def _data_sources(
+    data: DataConfig, base: Path, labels: tuple[str, ...], spec: InputSpec
+) -> DataSources:
+    """The project's data loader: the sources ``data:`` names, read when a build runs."""
 
-    def read(source: SourceConfig) -> LoadedImages:
-        return read_images(
-            base / source.images,
-            labels_file=None if source.labels is None else base / source.labels,
-            channels=spec.channels,
-            size=size,
-            resize=data.resize,
-            classes=labels,
-            cache_dir=cache_dir,
-            progress=progress,
-        )
+    def source(config: SourceConfig | None) -> ImageSource | None:
+        return None if config is None else ImageSource(config.images, config.labels)
 
-    train = read(data.train)
-    report: dict[str, Any] = {"train": _describe(train, data.train)}
-    if data.val is not None:
-        test = read(data.val)
-        report["test"] = _describe(test, data.val)
-        test_set = test.data
-        train_set = train.data
-    else:
-        train_set, test_set = stratified_split(train.data, data.val_fraction, SPLIT_SEED)
-        report["test"] = {
-            "source": f"{data.val_fraction:.0%} of data.train, stratified (seed {SPLIT_SEED})",
-            "images": len(test_set),
-            "labelled": test_set.labelled,
-        }
-        report["train"]["images_after_split"] = len(train_set)
-    calibration = None
-    if data.calibration is not None:
-        loaded = read(data.calibration)
-        calibration = loaded.data
-        report["calibration"] = _describe(loaded, data.calibration)
-    return ProjectData(train_set, test_set, calibration, report)
-
-
-_MAX_LISTED = 50
-
-
-def _describe(loaded: LoadedImages, source: SourceConfig) -> dict[str, Any]:
-    skipped = loaded.data.skipped
-    return {
-        "source": str(source.images),
-        "kind": loaded.kind,
-        "images": len(loaded.data),
-        "labelled": loaded.data.labelled,
-        "skipped": len(skipped),
-        "skipped_files": [
-            {"path": item.path, "reason": item.reason} for item in skipped[:_MAX_LISTED]
-        ],
-    }
+    return DataSources(
+        base=base,
+        classes=labels,
+        spec=spec,
+        train=ImageSource(data.train.images, data.train.labels),
+        val=source(data.val),
+        calibration=source(data.calibration),
+        val_fraction=data.val_fraction,
+        resize=data.resize,
+    )

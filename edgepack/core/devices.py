@@ -13,9 +13,9 @@ Mixed precision is on only where it pays. On CUDA, autocast runs the convolution
 precision on tensor cores: bf16 where the GPU has it (no loss scaling needed), fp16 with a
 ``GradScaler`` otherwise (the usual win on GPUs; not measured here: no GPU was available). On
 this project's 2-core AMD EPYC (AVX-512 BF16), bf16 autocast trained the sample student slower
-than fp32 (``scripts/bench_ddp.py amp``, medians 956 vs 1,274 images/s on a quiet machine, 57
-vs 101 on a busy one; bf16 won 1 round of 6): an 86 k-parameter network is bound by memory
-traffic, and the casts cost more than the matmuls save, so the CPU stays fp32. MPS is not
+than fp32 (``scripts/benchmarks/bench_ddp.py amp``, medians 956 vs 1,274 images/s on a quiet
+machine, 57 vs 101 on a busy one; bf16 won 1 round of 6): an 86 k-parameter network is bound by
+memory traffic, and the casts cost more than the matmuls save, so the CPU stays fp32. MPS is not
 measured here, so it stays fp32 too.
 """
 

@@ -1,14 +1,18 @@
 """One registry shape for every pluggable kind (export formats, runners, student families,
-teacher loaders, data readers): a name → object table that says what it holds.
+teacher loaders, data readers, tasks): a name → object table that says what it holds.
 
-An entry arrives one of three ways, and all three read the same to whoever looks it up:
+An entry arrives one of two ways, and both read the same to whoever looks it up:
 
-- eagerly, ``@REGISTRY.register("name")`` over a definition or ``REGISTRY.add("name", obj)``;
-- lazily by path, ``REGISTRY.add_lazy("name", "package.module:attribute")``: the module is
-  imported on the first ``get("name")``, so choosing one entry never imports the others
-  (litert_torch or coremltools take seconds to import);
-- by plugin modules, ``Registry(kind, modules=(...))``: modules whose definitions register
-  themselves (the decorator form), imported once, before the first lookup.
+- lazily by path, ``REGISTRY.add_lazy("name", "package.module:attribute")`` (or a whole
+  module, ``"package.module"``, for kinds whose entries are modules, such as runners): the
+  module is imported on the first ``get("name")``, so choosing one entry never imports the
+  others (torch, litert_torch or coremltools take seconds to import);
+- eagerly, ``REGISTRY.add("name", obj)``, where the entries are cheap and defined next to the
+  registry (the data readers).
+
+Entries are listed in one table, in the module that owns the kind, rather than registered by
+decorators scattered over the modules they live in: the table says what exists without
+importing anything, and adding an entry is one line there.
 
 A lookup of an unknown name raises one line that names the kind and every valid choice; a name
 registered twice is a programming error, raised at registration.
@@ -17,14 +21,13 @@ registered twice is a programming error, raised at registration.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
 from edgepack.core.errors import ConfigError, EdgepackError
 
 T = TypeVar("T")
-D = TypeVar("D")
 
 
 @dataclass(frozen=True)
@@ -43,17 +46,9 @@ class Registry(Generic[T]):
     from an input file, such as a suffix).
     """
 
-    def __init__(
-        self,
-        kind: str,
-        *,
-        modules: Iterable[str] = (),
-        error: type[EdgepackError] = ConfigError,
-    ) -> None:
+    def __init__(self, kind: str, *, error: type[EdgepackError] = ConfigError) -> None:
         self.kind = kind
         self._error = error
-        self._modules = tuple(modules)
-        self._modules_loaded = not self._modules
         # One dict for both forms keeps one registration order; a lazy entry is replaced in
         # place (same key, same position) once imported.
         self._entries: dict[str, T | _Lazy] = {}
@@ -66,18 +61,9 @@ class Registry(Generic[T]):
         self._entries[name] = obj
         return obj
 
-    def register(self, name: str) -> Callable[[D], D]:
-        """Decorator form of :meth:`add`; returns the definition unchanged."""
-
-        def decorator(obj: D) -> D:
-            self.add(name, cast(T, obj))
-            return obj
-
-        return decorator
-
     def add_lazy(self, name: str, target: str) -> None:
         """Register ``"package.module:attribute"`` (or a whole module, ``"package.module"``,
-        for plugins that are modules) under ``name``, imported on first ``get``."""
+        for kinds whose entries are modules) under ``name``, imported on first ``get``."""
         module, sep, attribute = target.partition(":")
         if not module or (sep and not attribute):
             raise ValueError(
@@ -94,50 +80,54 @@ class Registry(Generic[T]):
 
     def names(self) -> tuple[str, ...]:
         """Every registered name, in registration order; imports no lazy entry."""
-        self._load_modules()
         return tuple(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        self._load_modules()
         return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
 
     def get(self, name: str) -> T:
         """The entry registered under ``name``; the registry's error, naming every valid
         choice, when there is none."""
-        self._load_modules()
         if name not in self._entries:
             choices = ", ".join(self._entries)
             raise self._error(f"unknown {self.kind} {name!r}; choose one of: {choices}")
         entry = self._entries[name]
         if isinstance(entry, _Lazy):
-            module = importlib.import_module(entry.module)
-            entry = cast(T, module if entry.attribute is None else getattr(module, entry.attribute))
+            entry = self._resolve(name, entry)
             self._entries[name] = entry
         return entry
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
-
-    def replaced(self, name: str, obj: T) -> Registry[T]:
-        """A copy with ``name`` mapped to ``obj`` (tests swap one entry this way)."""
-        copy: Registry[T] = Registry(self.kind, error=self._error)
-        self._load_modules()
-        copy._entries = {**self._entries, name: obj}
-        return copy
-
     def items(self) -> list[tuple[str, T]]:
         """(name, entry) pairs in registration order; imports every lazy entry."""
         return [(name, self.get(name)) for name in self.names()]
 
-    def _load_modules(self) -> None:
-        if self._modules_loaded:
-            return
-        for module in self._modules:
-            importlib.import_module(module)
-        self._modules_loaded = True
+    def replaced(self, name: str, obj: T) -> Registry[T]:
+        """A copy with ``name`` mapped to ``obj`` (tests swap one entry this way)."""
+        copy: Registry[T] = Registry(self.kind, error=self._error)
+        copy._entries = {**self._entries, name: obj}
+        return copy
+
+    def _resolve(self, name: str, lazy: _Lazy) -> T:
+        module = importlib.import_module(lazy.module)
+        if lazy.attribute is None:
+            return cast(T, module)
+        try:
+            return cast(T, getattr(module, lazy.attribute))
+        except AttributeError:
+            # A wrong table line is a programming error; say which line.
+            raise AttributeError(
+                f"{self.kind} {name!r} is registered as {lazy.module}:{lazy.attribute}, "
+                f"but {lazy.module} has no {lazy.attribute!r}"
+            ) from None
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}: {', '.join(self._entries)})"

@@ -1,27 +1,33 @@
 """Export formats: one package per format, looked up by name and imported on first use.
 
-Adding a format means adding one package that satisfies :class:`Exporter` (see ``_base.py``),
+Adding a format means adding one package that satisfies :class:`Exporter` (see ``_contract.py``),
 one line in :data:`FORMATS`, and a profile in ``targets/``. A format package is split by role:
-``convert.py`` (export_int8, export_float and the ``OPTIONS`` dataclass), ``inspect.py``
-(structural checks, collected with ``_checks.Checks``), ``runtime.py`` (predict,
-prepare_invoke), and an ``__init__.py`` exposing the module-level names :class:`Exporter`
-lists, ``MIN_REFERENCE_AGREEMENT`` among them. Shared here: ``_checks.py`` (check collector,
-``export:`` option errors, name lists in messages) and ``_pt2e.py`` (the PT2E int8 quantizer
-LiteRT and Core ML share). Format packages keep torch and their converters inside functions,
-so importing one (e.g. for its ``OPTIONS``) stays cheap.
+``descriptor.py`` (its ``FORMAT``: suffix, extra, runtime, size-breakdown reader, app-docs
+platform; see ``_format.py``), ``convert.py`` (export_int8, export_float and the ``OPTIONS``
+dataclass), ``inspect.py`` (structural checks, collected with ``_checks.Checks``), ``runtime.py``
+(predict, prepare_invoke), and an ``__init__.py`` exposing the module-level names
+:class:`Exporter` lists, ``MIN_REFERENCE_AGREEMENT`` among them. Shared here: ``_checks.py``
+(check collector, ``export:`` option errors, name lists in messages) and ``_pt2e.py`` (the PT2E
+int8 quantizer LiteRT and Core ML share). Format packages keep torch and their converters
+inside functions, so importing one (e.g. for its ``OPTIONS`` or ``FORMAT``) stays cheap.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 from edgepack.core.errors import InputError, MissingExtraError
 from edgepack.core.registry import Registry
 from edgepack.exporters._contract import Exporter, ExportRequest, Int8Export, Int8Recipe
+from edgepack.exporters._format import Format
+
+# Public for scripts and tools outside the build: the PT2E int8 module every PT2E format lowers,
+# and the gray-to-RGB input matching verification uses (both import torch only when called).
+from edgepack.exporters._input import match_channels
+from edgepack.exporters._pt2e import quantize_pt2e_int8
 
 __all__ = [
     "FORMATS",
@@ -32,63 +38,23 @@ __all__ = [
     "Int8Recipe",
     "format_names",
     "format_of",
+    "formats_on",
     "get_exporter",
+    "match_channels",
     "options_class",
+    "quantize_pt2e_int8",
+    "runtime_of",
     "runtime_unavailable",
     "versions",
 ]
 
 
-@dataclass(frozen=True)
-class Format:
-    """A format's module, the top-level packages it needs, and the extra that installs them."""
-
-    module: str
-    requires: tuple[str, ...]
-    extra: str
-    suffix: str  # the artifact's file (or bundle folder) suffix
-    # Operating systems (platform.system()) whose runtime can execute the artifact; None: all.
-    runs_on: tuple[str, ...] | None = None
-    runtime_note: str = ""  # why it cannot run elsewhere, shown wherever a figure is skipped
-    # Distributions whose versions the manifest records (and the search cache keys on):
-    # the converter, the runtime and what they share with edgepack.
-    versioned: tuple[str, ...] = ()
-
-
 FORMATS: Registry[Format] = Registry("export format")
-FORMATS.add(
-    "tflite",
-    # mediapipe: the TFLite metadata schema bindings (exporters/tflite/metadata.py)
-    Format(
-        "edgepack.exporters.tflite",
-        ("litert_torch", "ai_edge_litert", "mediapipe"),
-        "tflite",
-        ".tflite",
-        versioned=("litert-torch", "ai-edge-litert", "torchao", "mediapipe"),
-    ),
-)
-FORMATS.add(
-    "onnx",
-    Format(
-        "edgepack.exporters.onnx",
-        ("onnx", "onnxruntime"),
-        "onnx",
-        ".onnx",
-        versioned=("onnx", "onnxruntime"),
-    ),
-)
-FORMATS.add(
-    "coreml",
-    Format(
-        "edgepack.exporters.coreml",
-        ("coremltools", "litert_torch", "torchao"),
-        "coreml",
-        ".mlpackage",
-        runs_on=("Darwin",),
-        runtime_note="Core ML predicts only on macOS",
-        versioned=("coremltools", "torchao"),
-    ),
-)
+# One line per format: its descriptor (exporters/<format>/descriptor.py) holds every fact the
+# layers above ask for, and imports nothing heavy.
+FORMATS.add_lazy("tflite", "edgepack.exporters.tflite.descriptor:FORMAT")
+FORMATS.add_lazy("onnx", "edgepack.exporters.onnx.descriptor:FORMAT")
+FORMATS.add_lazy("coreml", "edgepack.exporters.coreml.descriptor:FORMAT")
 
 
 def format_names() -> tuple[str, ...]:
@@ -106,6 +72,18 @@ def format_of(path: Path) -> str:
 
 def _format(name: str) -> Format:
     return FORMATS.get(name)
+
+
+def runtime_of(name: str) -> str | None:
+    """The runtime executing format ``name``'s artifacts ("litert", "onnxruntime", "coreml"),
+    None for a name no format has: runners decide what they support by runtime."""
+    return _format(name).runtime if name in FORMATS else None
+
+
+def formats_on(runtimes: tuple[str, ...]) -> tuple[str, ...]:
+    """The formats whose artifacts one of ``runtimes`` executes, in registry order (how a
+    runner names what it can time)."""
+    return tuple(name for name, fmt in FORMATS.items() if fmt.runtime in runtimes)
 
 
 def runtime_unavailable(name: str) -> str | None:

@@ -23,14 +23,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Int8Recipe:
-    """How the exporter makes its int8 model: the profile's calibration, or what accuracy
-    recovery (:mod:`edgepack.recovery`) chose. A format quantizes the way this says, so the
-    artifact is the model recovery judged."""
+    """How the exporter makes its int8 model: the profile's settings, or what accuracy
+    recovery (:mod:`edgepack.recovery`) chose. Decided once, by the ``recover`` stage, and
+    read by everyone after it (exporters, inspection, manifest): a format quantizes the way
+    this says, so the artifact is the model recovery judged."""
 
     calibration: str = "auto"  # activation observer (edgepack.exporters.calibration.CALIBRATIONS)
     # A converted PT2E module recovery already made (calibrated or quantization-aware trained):
     # PT2E formats lower it as is instead of calibrating again. None: quantize here.
     quantized: torch.fx.GraphModule | None = None
+    per_channel: bool = True  # per-channel int8 weights (else one scale per tensor)
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,6 @@ class ExportRequest:
     student: torch.nn.Module  # float, eval mode; takes normalised NCHW float32
     example: torch.Tensor  # (1, C, H, W), normalised
     calibration: Sequence[torch.Tensor]  # NCHW batches of normalised training images
-    per_channel: bool  # per-channel int8 weights (else per-tensor)
     labels: tuple[str, ...]
     input: InputSpec  # channels, mean, std: what an app must do to raw pixels
     options: Any  # the format's OPTIONS dataclass, filled from the profile's `export:` section

@@ -64,7 +64,7 @@ def int8_module(request: ExportRequest) -> torch.fx.GraphModule:
         request.student,
         request.example,
         request.calibration,
-        per_channel=request.per_channel,
+        per_channel=request.int8.per_channel,
         observer=request.int8.calibration,
     )
 

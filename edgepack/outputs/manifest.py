@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from edgepack.exporters import versions
+from edgepack.tasks import get_task
 
 if TYPE_CHECKING:
     from edgepack.stages.records import BuildRecord, LatencyResult
@@ -32,6 +33,7 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
         "manifest_version": MANIFEST_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "target": {"name": target.name, "format": target.format, "profile": profile},
+        "task": project.task,
         "effort": record.effort,
         "project": {
             "name": project.name,
@@ -51,8 +53,7 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
         },
         "output": {
             **_io(inspection, "outputs"),
-            "meaning": "one score per line of labels.txt",
-            "labels": "labels.txt",
+            **get_task(project.task).app_outputs(project.labels),
         },
         "files": files,
         "student": {
@@ -63,7 +64,7 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
         "compute": _compute(compute),
         "quantization": {
             "scheme": target.quantization.scheme,
-            "per_channel": record.recovery.per_channel,  # as built (recovery may turn it on)
+            "per_channel": record.recovery.recipe.per_channel,  # as built (recovery may turn it on)
             "calibration_samples": record.export.calibration_samples,
             **record.export.int8.details,
         },

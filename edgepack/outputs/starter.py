@@ -176,9 +176,9 @@ def _candidates(images: Any) -> list[Normalisation]:
 
 def _probe(loaded: Any, images: Any, candidate: Normalisation) -> Normalisation:
     """The teacher's accuracy on ``images`` under ``candidate`` (None if unlabelled)."""
+    from edgepack.data.batches import to_model_input
     from edgepack.data.inputs import InputSpec
     from edgepack.teachers import check_teacher
-    from edgepack.training.distillation import to_model_input
 
     if not images.labelled:
         return candidate

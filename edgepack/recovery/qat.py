@@ -14,7 +14,7 @@ BatchNorm already folded into its convolutions. Two things the libraries forced:
 The loop is small and separate from :func:`edgepack.training.distillation.distill`: that trainer checkpoints
 an ``nn.Module`` into the cache and runs a one-cycle schedule from scratch; here a few epochs
 fine-tune a graph module from trained weights with a cosine decay. It shares
-:func:`edgepack.training.distillation.kd_loss` and the cached teacher logits (no augmentation: the cached
+the task's distillation loss (:mod:`edgepack.tasks`) and the cached teacher logits (no augmentation: the cached
 logits belong to the unaugmented images).
 """
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import torch
 
     from edgepack.config.profiles import DistillSpec
+    from edgepack.training.distillation import DistillLoss
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def qat_int8(
     epochs: int,
     lr: float,
     per_channel: bool = True,
+    objective: DistillLoss | None = None,
 ) -> tuple[torch.fx.GraphModule, QatStats]:
     """A converted int8 PT2E module fine-tuned from ``student`` (left untouched) for
     ``epochs`` passes over ``inputs`` against the teacher's ``logits`` and ``labels``, with
@@ -69,7 +71,9 @@ def qat_int8(
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
     from edgepack.exporters._pt2e import convert, export_batch_dynamic, remove_eval_dropout
-    from edgepack.training.distillation import kd_loss
+    from edgepack.tasks import get_task
+
+    distillation_loss = objective or get_task().distillation_loss
 
     started = time.perf_counter()
     torch.manual_seed(recipe.seed)
@@ -95,7 +99,7 @@ def qat_int8(
         for step in range(steps_per_epoch):
             index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
             out = prepared(inputs[index])
-            loss = kd_loss(
+            loss = distillation_loss(
                 out,
                 targets[index],
                 hard[index],

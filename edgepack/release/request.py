@@ -39,7 +39,7 @@ def shipped_request(
     grayscale project unless the profile keeps 1 channel) and the artifact's metadata. The
     build, the ``recover`` stage that quantizes ahead of the exporter, and the search's untrained
     candidates all go through here, so every one of them measures the model that ships."""
-    from edgepack.exporters import ExportRequest
+    from edgepack.exporters import ExportRequest, Int8Recipe
     from edgepack.exporters._input import app_facing
 
     return app_facing(
@@ -47,11 +47,13 @@ def shipped_request(
             student=student,
             example=example,
             calibration=calibration,
-            per_channel=target.quantization.per_channel,
             labels=project.labels,
             input=project.input,
             options=target.export,
             metadata=artifact_metadata(project, target),
+            # The profile's weight granularity; `recover` may decide otherwise (its recipe
+            # replaces this one in the export stage's request).
+            int8=Int8Recipe(per_channel=target.quantization.per_channel),
         ),
         target.input.channels,
     )

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgepack.config.profiles import Budgets
+from edgepack.tasks import DEFAULT_TASK
 
 if TYPE_CHECKING:
     from edgepack.runners import Latency, Unavailable
+    from edgepack.tasks import Task, TaskBudget
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Verdict:
 
     def describe(self) -> str:
         unit = f" {self.unit}" if self.unit else ""
-        relation = "≥" if _CHECKS[self.name][3] else "≤"
+        relation = "≥" if _is_floor(self.name) else "≤"
         budget = f"(budget {relation} {self.limit:g}{unit})"
         if self.measured is None:
             return f"{self.name}: {self.status} {budget}: {self.note}"
@@ -68,32 +70,47 @@ def _latency(m: Measurements) -> float | None:
     return m.latency_p50_ms
 
 
-def _drop(m: Measurements) -> float | None:
-    if m.teacher_accuracy is None or m.artifact_accuracy is None:
-        return None
-    # Rounded so 0.95 − 0.94 is 1.0 pp, not 1.0000000000000009 (a limit must hold at equality).
-    return round((m.teacher_accuracy - m.artifact_accuracy) * 100, 9)
-
-
-def _accuracy(m: Measurements) -> float | None:
-    return m.artifact_accuracy
-
-
-# budget field → (what it measures, the measurement's name, unit, True if the limit is a floor)
-_CHECKS: dict[str, tuple[Callable[[Measurements], float | None], str, str, bool]] = {
+# Budgets every task has: budget field → (what it measures, the measurement's name, unit, True
+# if the limit is a floor). The task adds its own (edgepack.tasks: accuracy for classification).
+_GENERIC: dict[str, tuple[Callable[[Measurements], float | None], str, str, bool]] = {
     "max_size_kb": (_size, "size", "KB", False),
     "max_latency_ms": (_latency, "latency", "ms p50", False),
-    "max_accuracy_drop_pp": (_drop, "accuracy", "pp", False),
-    "min_accuracy": (_accuracy, "accuracy", "", True),
 }
 
 
-def evaluate(budgets: Budgets, measured: Measurements) -> list[Verdict]:
+def _checks(task: Task) -> dict[str, tuple[Callable[[Measurements], float | None], str, str, bool]]:
+    checks = dict(_GENERIC)
+    for row in task.budgets:
+        checks[row.key] = (_figure(row), row.measures, row.unit, row.floor)
+    return checks
+
+
+def _figure(row: TaskBudget) -> Callable[[Measurements], float | None]:
+    def figure(m: Measurements) -> float | None:
+        return row.figure(m.teacher_accuracy, m.artifact_accuracy)
+
+    return figure
+
+
+def _is_floor(name: str) -> bool:
+    """Whether budget ``name`` is a floor, whichever task defines it."""
+    from edgepack.tasks import TASKS
+
+    if name in _GENERIC:
+        return _GENERIC[name][3]
+    rows = (row for task in TASKS.names() for row in TASKS.get(task).budgets)
+    return next((row.floor for row in rows if row.key == name), False)
+
+
+def evaluate(budgets: Budgets, measured: Measurements, task: str = DEFAULT_TASK) -> list[Verdict]:
     """One verdict per budget that is set. A figure that went missing fails its budget (a
     nightly check must never pass because a measurement vanished); a figure this machine
-    cannot produce at all is skipped, visibly, with the reason."""
+    cannot produce at all is skipped, visibly, with the reason. ``task`` names the task whose
+    budgets join the size and latency ones (:mod:`edgepack.tasks`)."""
+    from edgepack.tasks import get_task
+
     verdicts = []
-    for name, (measure, kind, unit, is_floor) in _CHECKS.items():
+    for name, (measure, kind, unit, is_floor) in _checks(get_task(task)).items():
         limit = getattr(budgets, name)
         if limit is None:
             continue
@@ -118,6 +135,7 @@ def judge(
     artifact_accuracy: float | None,
     unavailable: dict[str, str] | None = None,
     compressed_bytes: int | None = None,
+    task: str = DEFAULT_TASK,
 ) -> list[Verdict]:
     """The verdicts of a build or a check: one path for both, from a runner's result.
 
@@ -145,6 +163,7 @@ def judge(
         Measurements(
             size_bytes, p50, teacher_accuracy, artifact_accuracy, reasons, note, size_note
         ),
+        task,
     )
 
 

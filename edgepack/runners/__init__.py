@@ -1,8 +1,8 @@
 """Latency runners: where a packaged model is timed.
 
-Adding a runner means one module satisfying :class:`Runner` (see ``_base.py``) and one line in
-:data:`RUNNERS` (the registry shape every pluggable kind uses). Modules are imported on first
-use, so choosing a runner imports only it.
+Adding a runner means one module satisfying :class:`Runner` (see ``_protocol.py``) and one line
+in :data:`RUNNERS` (the registry shape every pluggable kind uses). Each entry is the runner
+module itself, imported on first use, so choosing a runner imports only it.
 Build, ``edgepack check`` and ``edgepack bench`` time models through
 :func:`edgepack.release.measure.measure`, which picks the runner a profile names.
 """

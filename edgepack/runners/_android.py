@@ -155,7 +155,8 @@ class Device:
         return self._adb(["shell", shlex.join(command)], what=what)
 
     def push(self, source: Path, destination: str) -> None:
-        self._adb(["push", str(source), destination], what=f"pushing {source.name}")
+        # Absolute: a file named like an option (``-z…``, pathlib drops ``./``) stays a file.
+        self._adb(["push", str(source.absolute()), destination], what=f"pushing {source.name}")
 
     def facts(self) -> dict[str, str]:
         """Model, Android version, ABI and SoC from ``getprop`` (one round trip)."""

@@ -41,7 +41,13 @@ def _link_failed(result: subprocess.CompletedProcess[str]) -> bool:
 
 
 class Session:
-    """``ssh``/``scp`` to ``host`` over one shared connection; a context manager."""
+    """``ssh``/``scp`` to ``host`` over one shared connection; a context manager.
+
+    Every command ends option parsing with ``--`` before the host and the files, and names
+    local files by absolute path: a model called ``-oProxyCommand=…;x.tflite`` (pathlib drops
+    the ``./``) would otherwise be an option that runs a command here, and a name with a colon
+    would be taken for a remote host.
+    """
 
     def __init__(self, host: str, *, port: int | None = None, timeout: float = 300) -> None:
         self.host = host
@@ -62,7 +68,7 @@ class Session:
     ) -> None:
         try:
             subprocess.run(
-                [*self._ssh_base(), "-O", "exit", self.host],
+                [*self._ssh_base(), "-O", "exit", "--", self.host],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -91,7 +97,7 @@ class Session:
     ) -> subprocess.CompletedProcess[str]:
         """``command`` (one shell line) on the host; one retry if the link fails."""
         return call(
-            [*self._ssh_base(), self.host, command],
+            [*self._ssh_base(), "--", self.host, command],
             timeout=self.timeout,
             what=f"{what} on {self.host}",
             transient=_link_failed,
@@ -107,7 +113,8 @@ class Session:
                 "-r",
                 *self._options(),
                 *port,
-                *map(str, sources),
+                "--",
+                *(str(path.absolute()) for path in sources),
                 f"{self.host}:{folder}/",
             ],
             timeout=self.timeout,
@@ -119,7 +126,15 @@ class Session:
         """Copy the file ``remote`` on the host into the local ``folder``."""
         port = ["-P", str(self.port)] if self.port is not None else []
         call(
-            ["scp", "-q", *self._options(), *port, f"{self.host}:{remote}", f"{folder}/"],
+            [
+                "scp",
+                "-q",
+                *self._options(),
+                *port,
+                "--",
+                f"{self.host}:{remote}",
+                f"{folder.absolute()}/",
+            ],
             timeout=self.timeout,
             what=f"copying {remote.rsplit('/', 1)[-1]} back from {self.host}",
             transient=_link_failed,

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgepack.core.errors import ConfigError, InputError
 from edgepack.core.schema import above, excerpt, one_of
+from edgepack.exporters import formats_on, runtime_of
 from edgepack.runners._android import Device, check_abi, select_device
 from edgepack.runners._attached import MAX_TIMEOUT_S, missing_tool, scratch_name
 from edgepack.runners._parse import ToolTimings, parse_benchmark_model, parse_perf_test
@@ -86,11 +87,13 @@ def _perf_test(
     ]  # fmt: skip
 
 
-TOOLS = {
-    "tflite": Tool(
+TOOLS = {  # by the runtime the format declares (exporters/<format>/descriptor.py)
+    "litert": Tool(
         "benchmark_model", "EDGEPACK_BENCHMARK_MODEL", _benchmark_model, parse_benchmark_model
     ),
-    "onnx": Tool("onnxruntime_perf_test", "EDGEPACK_ORT_PERF_TEST", _perf_test, parse_perf_test),
+    "onnxruntime": Tool(
+        "onnxruntime_perf_test", "EDGEPACK_ORT_PERF_TEST", _perf_test, parse_perf_test
+    ),
 }
 
 
@@ -122,8 +125,9 @@ OPTIONS: type = AdbOptions
 
 
 def supports(fmt: str) -> str | None:
-    if fmt not in TOOLS:
-        return f"the adb runner times {' and '.join(TOOLS)} models; {fmt} does not run on Android"
+    if runtime_of(fmt) not in TOOLS:
+        timed = " and ".join(formats_on(tuple(TOOLS)))
+        return f"the adb runner times {timed} models; {fmt} does not run on Android"
     return missing_tool("adb", "install Android platform-tools or Debian's adb package")
 
 
@@ -132,7 +136,7 @@ def measure(
 ) -> Latency | Unavailable:
     """Push, run the format's benchmark tool, parse its figures, remove the folder."""
     options = options or AdbOptions()
-    tool = TOOLS[fmt]
+    tool = TOOLS[str(runtime_of(fmt))]
     binary = _binary(tool, options)
     device = Device(select_device(options.serial), options.timeout_s)
     facts = device.facts()
@@ -162,7 +166,8 @@ def predict(
     path: Path, fmt: str, images: np.ndarray, *, threads: int, options: Any
 ) -> np.ndarray | Unavailable:
     """Not on a phone yet: the tools this runner drives print timings, never outputs."""
-    tool = TOOLS[fmt].name if fmt in TOOLS else "the benchmark tool"
+    runtime = runtime_of(fmt)
+    tool = TOOLS[runtime].name if runtime in TOOLS else "the benchmark tool"
     return Unavailable(
         f"{tool} times a model but cannot output its logits, so the adb runner cannot measure "
         "held-out accuracy on the phone"

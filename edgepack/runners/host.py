@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edgepack.core.errors import InputError
 from edgepack.runners._protocol import Latency, Unavailable, latency_from_samples
 
 NAME = "host"
@@ -44,13 +45,17 @@ def measure(
     invoke = get_exporter(fmt).prepare_invoke(path, threads=threads)
     if invoke is None:
         return Unavailable(f"the {fmt} runtime cannot run on this machine")
-    for _ in range(warmup):
-        invoke()
     samples = np.empty(iterations, dtype=np.float64)
-    for i in range(iterations):
-        start = time.perf_counter_ns()
-        invoke()
-        samples[i] = time.perf_counter_ns() - start
+    try:
+        for _ in range(warmup):
+            invoke()
+        for i in range(iterations):
+            start = time.perf_counter_ns()
+            invoke()
+            samples[i] = time.perf_counter_ns() - start
+    except Exception as exc:  # a runtime's own error types (the model may be foreign)
+        reason = " ".join(str(exc).split())[:300]
+        raise InputError(f"the {fmt} runtime failed running {path.name}: {reason}") from None
     return latency_from_samples(
         samples / 1e6, runner=NAME, threads=threads, details={"p50_source": "per-run timings"}
     )

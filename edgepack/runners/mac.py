@@ -22,6 +22,7 @@ import numpy as np
 
 from edgepack.core.errors import ConfigError
 from edgepack.core.schema import above, between, excerpt
+from edgepack.exporters import runtime_of
 from edgepack.runners._attached import MAX_TIMEOUT_S, call, missing_tool
 from edgepack.runners._protocol import Latency, Unavailable, latency_from_samples
 from edgepack.runners._ssh import (
@@ -80,7 +81,7 @@ OPTIONS: type = MacOptions
 def supports(fmt: str) -> str | None:
     """Core ML only; here on macOS, or anywhere ssh can reach a Mac (``measure`` says so when
     the profile names none: ``supports`` does not see the profile's options)."""
-    if fmt != "coreml":
+    if runtime_of(fmt) != "coreml":
         return f"the mac runner times Core ML packages only; use host, ssh or adb for {fmt}"
     if platform.system() == "Darwin":
         return None
@@ -124,7 +125,7 @@ def predict(
         here = Path(local)
         np.save(here / IMAGES, images, allow_pickle=False)
         command = [
-            options.python or sys.executable, str(TIMING_SCRIPT), "--model", str(path),
+            options.python or sys.executable, str(TIMING_SCRIPT), "--model", _named(path),
             *arguments, "--predict", str(here / IMAGES), "--out", str(here / LOGITS),
         ]  # fmt: skip
         result = call(command, timeout=options.timeout_s, what=f"predicting with {path.name}")
@@ -141,9 +142,14 @@ def _no_mac(fmt: str, then: str) -> Unavailable:
 
 def _time_here(path: Path, options: MacOptions, arguments: list[str]) -> dict[str, Any]:
     python = options.python or sys.executable
-    command = [python, str(TIMING_SCRIPT), "--model", str(path), *arguments]
+    command = [python, str(TIMING_SCRIPT), "--model", _named(path), *arguments]
     result = call(command, timeout=options.timeout_s, what=f"timing {path.name}")
     return read_report(result.stdout, where="this Mac")
+
+
+def _named(path: Path) -> str:
+    """Absolute, so a model named like an option (pathlib drops ``./``) is never read as one."""
+    return str(path.absolute())
 
 
 def _latency(reports: list[dict[str, Any]], units: tuple[str, ...], where: str) -> Latency:

@@ -19,13 +19,16 @@ import numpy as np
 
 from edgepack.core.errors import ConfigError
 from edgepack.core.schema import above, between, excerpt
+from edgepack.exporters import formats_on, runtime_of
 from edgepack.runners._attached import MAX_TIMEOUT_S, missing_tool
 from edgepack.runners._protocol import Latency, Unavailable, latency_from_samples
 from edgepack.runners._ssh import Session, predict_remotely, time_remotely
 
 NAME = "ssh"
 DEVICE_OPTION = "host"  # what --device replaces
-FORMATS = ("tflite", "onnx")
+# The runtimes this runner drives on a board, each with the name _timing_script.py knows it
+# by (the script runs there and imports nothing from edgepack, so it keeps its own table).
+RUNTIMES = {"litert": "tflite", "onnxruntime": "onnx"}
 
 
 def check_host(host: str) -> None:
@@ -60,18 +63,24 @@ OPTIONS: type = SshOptions
 
 
 def supports(fmt: str) -> str | None:
-    if fmt not in FORMATS:
-        return f"the ssh runner times {' and '.join(FORMATS)} models on Linux boards; use mac for {fmt}"
+    if runtime_of(fmt) not in RUNTIMES:
+        timed = " and ".join(formats_on(tuple(RUNTIMES)))
+        return f"the ssh runner times {timed} models on Linux boards; use mac for {fmt}"
     return missing_tool("ssh", "install the OpenSSH client") or missing_tool(
         "scp", "install the OpenSSH client"
     )
+
+
+def script_format(fmt: str) -> str:
+    """What the timing script calls format ``fmt``'s runtime (``fmt`` itself if unknown)."""
+    return RUNTIMES.get(runtime_of(fmt) or "", fmt)
 
 
 def measure(
     path: Path, fmt: str, *, threads: int, warmup: int, iterations: int, options: Any
 ) -> Latency | Unavailable:
     arguments = [
-        "--format", fmt, "--threads", str(threads),
+        "--format", script_format(fmt), "--threads", str(threads),
         "--warmup", str(warmup), "--iterations", str(iterations),
     ]  # fmt: skip
     with Session(options.host, port=options.port, timeout=options.timeout_s) as session:
@@ -88,7 +97,7 @@ def predict(
     path: Path, fmt: str, images: np.ndarray, *, threads: int, options: Any
 ) -> np.ndarray | Unavailable:
     """Logits from the board's own runtime, for held-out accuracy measured there."""
-    arguments = ["--format", fmt, "--threads", str(threads)]
+    arguments = ["--format", script_format(fmt), "--threads", str(threads)]
     with Session(options.host, port=options.port, timeout=options.timeout_s) as session:
         return predict_remotely(session, options.python, path, images, arguments)
 

@@ -92,6 +92,7 @@ def search(inputs: SearchInputs) -> Outcome:
             spec.validation_images,
             target.distill.seed,
             inputs.fingerprint,
+            task=inputs.project.task,
         )
         first = spec.first_round_images
         if inputs.quick:  # one pass over the quick subset: a smoke run, not a ranking to trust

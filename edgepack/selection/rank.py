@@ -38,6 +38,7 @@ from edgepack.config.profiles import DistillSpec
 from edgepack.core.cache import read_entry, write_entry
 from edgepack.selection.candidates import Candidate
 from edgepack.selection.table import Row
+from edgepack.tasks import DEFAULT_TASK
 
 if TYPE_CHECKING:
     import torch
@@ -60,6 +61,7 @@ class Pool:
     val_labels: np.ndarray
     calibration: torch.Tensor
     fingerprint: str = ""  # teacher, data and split: part of every cached score's key
+    task: str = DEFAULT_TASK  # whose metric scores a candidate (edgepack.tasks)
 
 
 def split(
@@ -69,6 +71,7 @@ def split(
     val_images: int,
     seed: int,
     fingerprint: str = "",
+    task: str = DEFAULT_TASK,
 ) -> Pool:
     """A seeded split: at most ``val_images`` and at most a fifth of the images to score on."""
     import torch
@@ -85,6 +88,7 @@ def split(
         val_labels=labels[val],
         calibration=x[index[:128]],
         fingerprint=f"{fingerprint}|{val_images}|{seed}" if fingerprint else "",
+        task=task,
     )
 
 
@@ -161,13 +165,15 @@ def _score(
 def _train_and_score(
     candidate: Candidate, images: int, pool: Pool, recipe: DistillSpec, final: bool, progress: bool
 ) -> dict[str, float | None]:
-    from edgepack.training.predict import accuracy, batched
+    from edgepack.tasks import get_task
+    from edgepack.training.predict import batched
 
+    score = get_task(pool.task).score
     model = train_short(candidate, images, pool, recipe, progress=progress)
-    float_accuracy = accuracy(batched(model, pool.val_x), pool.val_labels)
+    float_accuracy = score(batched(model, pool.val_x), pool.val_labels)
     int8 = None
     if final:
-        int8 = accuracy(batched(int8_twin(model, pool), pool.val_x), pool.val_labels)
+        int8 = score(batched(int8_twin(model, pool), pool.val_x), pool.val_labels)
     return {"float": float_accuracy, "int8": int8}
 
 
@@ -207,6 +213,7 @@ def train_short(
     import torch
 
     from edgepack.students import create
+    from edgepack.tasks import get_task
     from edgepack.training.distillation import distill
 
     count = min(images, len(pool.train_x))
@@ -225,6 +232,7 @@ def train_short(
         pool.train_logits[:count],
         dataclasses.replace(recipe, epochs=epochs),
         progress=progress,
+        objective=get_task(pool.task).distillation_loss,
     )
     model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     return model.eval()

@@ -37,6 +37,7 @@ def check_budgets(context: BuildContext, got: Products) -> BudgetReport:
         teacher_accuracy=got[TeacherLogits].accuracy,
         artifact_accuracy=verification.accuracy,
         unavailable=unavailable,
+        task=context.project.task,
     )
     return BudgetReport(tuple(_name_layers(v, got[Recovery]) for v in verdicts))
 

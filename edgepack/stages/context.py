@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from edgepack.data.inputs import ProjectData
     from edgepack.stages.records import DistilledStudent, PreparedData
+    from edgepack.tasks import Task
     from edgepack.teachers import LoadedTeacher
 
 
@@ -58,3 +59,10 @@ class BuildContext:
     options: BuildOptions
     work: Path  # scratch folder inside the staging folder; removed before packaging
     shared: SharedWork
+
+    @property
+    def task(self) -> Task:
+        """The project's task: its metric, agreement, loss and budgets."""
+        from edgepack.tasks import get_task
+
+        return get_task(self.project.task)

@@ -14,7 +14,7 @@ from edgepack.core import distributed
 from edgepack.stages.context import BuildContext
 from edgepack.stages.pipeline import Products
 from edgepack.stages.records import DistilledStudent, PreparedData, SearchResult, TeacherLogits
-from edgepack.training.predict import accuracy, batched
+from edgepack.training.predict import batched
 
 
 def distill_student(context: BuildContext, got: Products) -> DistilledStudent:
@@ -90,8 +90,9 @@ def _train(
             teacher=teacher,
             checkpoint=context.options.cache_dir / "students" / f"{key}.ckpt",
             progress=context.options.progress,
-            evaluate=_held_out_accuracy(data, device.spec),
+            evaluate=_held_out_score(data, device.spec, context.task.score),
             device=device,
+            objective=context.task.distillation_loss,
         )
     # Back to the CPU whatever it trained on: the PT2E quantizer, the converters and the
     # runtimes that verify the artifact are CPU code, and so is the phone's int8 kernel.
@@ -106,7 +107,7 @@ def _train(
         recipe=recipe,
         params=sum(p.numel() for p in student.parameters()),
         test_logits=test_logits,
-        accuracy=accuracy(test_logits, labels) if labels is not None else None,
+        accuracy=context.task.score(test_logits, labels) if labels is not None else None,
         stats={
             "epochs": stats.epochs,
             "resumed_from_epoch": stats.resumed_from_epoch,
@@ -121,9 +122,12 @@ def _train(
     )
 
 
-def _held_out_accuracy(data: PreparedData, device: str) -> Callable[[Any], float] | None:
-    """Held-out accuracy after each epoch (the report's distillation curve); none unlabelled."""
+def _held_out_score(
+    data: PreparedData, device: str, score: Callable[[Any, Any], float]
+) -> Callable[[Any], float] | None:
+    """The task's held-out score after each epoch (the report's distillation curve); none
+    when the held-out images are unlabelled."""
     labels = data.test.labels
     if labels is None:
         return None
-    return lambda model: accuracy(batched(lambda x: model(x.to(device)).cpu(), data.test_x), labels)
+    return lambda model: score(batched(lambda x: model(x.to(device)).cpu(), data.test_x), labels)

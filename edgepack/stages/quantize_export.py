@@ -40,9 +40,7 @@ def export(context: BuildContext, got: Products) -> ExportResult:
     data, student, recovery = got[PreparedData], got[DistilledStudent], got[Recovery]
     exporter = get_exporter(context.target.format)
     request = dataclasses.replace(
-        export_request(context, data, student.model),
-        per_channel=recovery.per_channel,
-        int8=recovery.recipe,
+        export_request(context, data, student.model), int8=recovery.recipe
     )
     int8 = exporter.export_int8(request, context.work / exporter.ARTIFACT)
     (context.work / "float").mkdir()

@@ -174,11 +174,14 @@ class Recovery:
     layers that lost the most (local SQNR, worst first)."""
 
     recipe: Int8Recipe  # what the exporter quantizes with (or the module it lowers as is)
-    per_channel: bool
     outcome: str  # one line: why nothing ran, what was kept, or why nothing met the budget
     ladder: tuple[Rung, ...] = ()
     worst_layers: tuple[LayerError, ...] = ()
     seconds: float = 0.0
+
+    @property
+    def per_channel(self) -> bool:
+        return self.recipe.per_channel
 
     @property
     def problem_layers(self) -> str:

@@ -14,115 +14,105 @@ float student misses the budget by itself) the ladder in :mod:`edgepack.recovery
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from edgepack.recovery.summary import outcome, shown, worst_layers
+from edgepack.recovery.trials import Trials, qat_maker
 from edgepack.release.verdicts import over_size
 from edgepack.stages.context import BuildContext
 from edgepack.stages.pipeline import Products
 from edgepack.stages.quantize_export import export_request
 from edgepack.stages.records import DistilledStudent, PreparedData, Recovery, TeacherLogits
-from edgepack.training.predict import accuracy, batched
 
 if TYPE_CHECKING:
     import torch
 
-    from edgepack.recovery.plan import Goal
+    from edgepack.config.profiles import QuantSpec
+    from edgepack.recovery.plan import Goal, Rung, Step
 
 log = logging.getLogger(__name__)
-
-WORST_LAYERS = 5  # recorded in the manifest; the budget's message names the first three
-DIAGNOSIS_IMAGES = 128  # calibration images the per-layer SQNR is measured on
 
 
 def recover(context: BuildContext, got: Products) -> Recovery:
     from edgepack.exporters import Int8Recipe
+    from edgepack.recovery.plan import climb
 
     started = time.perf_counter()
-    target = context.target
-    spec = target.quantization
-    plain = Int8Recipe(calibration=spec.calibration)
+    spec = context.target.quantization
     reason = _not_applicable(context, got)
     if reason is not None:
-        return Recovery(plain, spec.per_channel, f"not run: {reason}")
-    from edgepack.exporters._input import match_channels
-
+        plain = Int8Recipe(spec.calibration, per_channel=spec.per_channel)
+        return Recovery(plain, f"not run: {reason}")
     data, student = got[PreparedData], got[DistilledStudent]
     goal = _goal(context, got)
     # The model the exporter will be asked for: a grayscale student already folded to its RGB
     # input, so the int8 module chosen here is the one the artifact is made from.
     request = export_request(context, data, student.model)
-    calibration, channels = request.calibration, request.input.channels
+    trials = Trials(request, data.test_x, data.test.labels, context.task.score)  # type: ignore[arg-type]
+    first, module = _plain_ptq(trials, spec, goal)
+    if first.meets:
+        recipe = Int8Recipe(spec.calibration, module, spec.per_channel)
+        text = f"not needed: plain PTQ meets the accuracy budget ({shown(first)})"
+        return Recovery(recipe, text, (first,), (), _since(started))
+    worst = tuple(worst_layers(module, request.calibration))
+    blocked = _blocked(context, student, goal)
+    steps, size_note = ([], "") if blocked is not None else ladder(context, got, trials)
+    rungs, kept = climb(first, module, steps, trials.judge, goal)
+    chosen = next(r for r in rungs if r.chosen)
+    calibration = chosen.calibration if chosen.calibration != "qat" else "auto"
+    text = outcome(rungs, chosen, blocked, worst) + (f"; {size_note}" if size_note else "")
+    recipe = Int8Recipe(calibration, kept, chosen.per_channel)
+    return Recovery(recipe, text, tuple(rungs), worst, _since(started))
 
-    # Cached: the per-channel module the size check exports is the per-channel rung's module
-    # (exporters deep-copy what they are given).
-    @functools.cache
-    def quantize(per_channel: bool, observer: str) -> torch.fx.GraphModule:
-        from edgepack.exporters._pt2e import quantize_pt2e_int8
 
-        return quantize_pt2e_int8(
-            request.student,
-            request.example,
-            calibration,
-            per_channel=per_channel,
-            observer=observer,
-        )
-
-    def judge(module: torch.fx.GraphModule) -> float:
-        def run(batch: torch.Tensor) -> torch.Tensor:
-            return module(match_channels(batch, channels))
-
-        return accuracy(batched(run, data.test_x), data.test.labels)  # type: ignore[arg-type]
-
-    from edgepack.recovery.plan import Rung, climb, later_steps
+def _plain_ptq(trials: Trials, spec: QuantSpec, goal: Goal) -> tuple[Rung, torch.fx.GraphModule]:
+    """The first rung: the profile's own settings."""
+    from edgepack.recovery.plan import Rung
 
     tick = time.perf_counter()
-    module = quantize(spec.per_channel, spec.calibration)
-    score = judge(module)
-    first = Rung(
-        "plain PTQ",
-        spec.per_channel,
-        spec.calibration,
-        score,
-        goal.drop_pp(score),
-        time.perf_counter() - tick,
-        goal.meets(score),
+    module = trials.quantize(spec.per_channel, spec.calibration)
+    score = trials.judge(module)
+    seconds = time.perf_counter() - tick
+    meets = goal.meets(score)
+    rung = Rung(
+        "plain PTQ", spec.per_channel, spec.calibration, score, goal.drop_pp(score), seconds, meets
     )
-    if first.meets:
-        recipe = Int8Recipe(spec.calibration, module)
-        outcome = f"not needed: plain PTQ meets the accuracy budget ({_shown(first)})"
-        return Recovery(recipe, spec.per_channel, outcome, (first,), (), _since(started))
-    worst = tuple(_worst_layers(module, calibration))
-    blocked = _blocked(context, student, goal)
-    steps, size_note = [], ""
-    if blocked is None:
-        qat = _qat(context, got, request) if spec.qat_epochs > 0 else None
-        fits = True
-        if not spec.per_channel and target.budgets.max_size_kb is not None:
-            size = _exported_bytes(context, request, quantize(True, spec.calibration))
-            fits = not over_size(size, target.budgets)
-            if not fits:
-                size_note = (
-                    f"per-channel weights not tried: {size / 1024:.1f} KB > "
-                    f"{target.budgets.max_size_kb:g} KB"
-                )
-                log.info("recovery: %s; the ladder keeps per-tensor weights", size_note)
-        steps = later_steps(
-            per_channel=spec.per_channel,
-            calibration=spec.calibration,
-            quantize=quantize,
-            qat=qat,
-            qat_epochs=spec.qat_epochs,
-            per_channel_fits=fits,
-        )
-    rungs, kept = climb(first, module, steps, judge, goal)
-    chosen = next(r for r in rungs if r.chosen)
-    recipe = Int8Recipe(chosen.calibration if chosen.calibration != "qat" else "auto", kept)
-    outcome = _outcome(rungs, chosen, blocked, worst) + (f"; {size_note}" if size_note else "")
-    return Recovery(recipe, chosen.per_channel, outcome, tuple(rungs), worst, _since(started))
+    return rung, module
+
+
+def ladder(context: BuildContext, got: Products, trials: Trials) -> tuple[list[Step], str]:
+    """The rungs after plain PTQ, and why per-channel weights were not tried ("" if they were
+    or the profile had them already). Public for ``scripts/benchmarks/bench_recovery.py``."""
+    from edgepack.recovery.plan import later_steps
+
+    target, spec = context.target, context.target.quantization
+    qat = None
+    if spec.qat_epochs > 0:
+        logits, student = got[TeacherLogits], got[DistilledStudent]
+        train = (got[PreparedData].train_x, logits.train_labels, logits.train_logits)
+        loss = context.task.distillation_loss
+        qat = qat_maker(trials.request, train, student.recipe, spec, loss)  # type: ignore[arg-type]
+    fits, size_note = True, ""
+    if not spec.per_channel and target.budgets.max_size_kb is not None:
+        size = _exported_bytes(context, trials, trials.quantize(True, spec.calibration))
+        fits = not over_size(size, target.budgets)
+        if not fits:
+            size_note = (
+                f"per-channel weights not tried: {size / 1024:.1f} KB > "
+                f"{target.budgets.max_size_kb:g} KB"
+            )
+            log.info("recovery: %s; the ladder keeps per-tensor weights", size_note)
+    steps = later_steps(
+        per_channel=spec.per_channel,
+        calibration=spec.calibration,
+        quantize=trials.quantize,
+        qat=qat,
+        qat_epochs=spec.qat_epochs,
+        per_channel_fits=fits,
+    )
+    return steps, size_note
 
 
 def _not_applicable(context: BuildContext, got: Products) -> str | None:
@@ -164,46 +154,7 @@ def _blocked(context: BuildContext, student: DistilledStudent, goal: Goal) -> st
     return None
 
 
-def _qat(context: BuildContext, got: Products, request: Any) -> Any:
-    """The QAT step's maker: fine-tunes a fake-quantized copy of the float student."""
-    data, student, logits = got[PreparedData], got[DistilledStudent], got[TeacherLogits]
-    spec = context.target.quantization
-
-    def make(facts: dict[str, Any], per_channel: bool) -> torch.fx.GraphModule:
-        import numpy as np
-        import torch
-
-        from edgepack.exporters._input import match_channels
-        from edgepack.recovery.qat import qat_int8
-
-        count = len(data.train_x)
-        pick = np.arange(count)
-        if spec.qat_samples is not None and spec.qat_samples < count:
-            seeded = np.random.default_rng(student.recipe.seed).permutation(count)
-            pick = np.sort(seeded[: spec.qat_samples])
-        module, stats = qat_int8(
-            request.student,
-            request.example,
-            match_channels(data.train_x[torch.from_numpy(pick)], request.input.channels),
-            logits.train_labels[pick],
-            logits.train_logits[pick],
-            student.recipe,
-            epochs=spec.qat_epochs,
-            lr=spec.qat_lr,
-            per_channel=per_channel,
-        )
-        facts.update(
-            epochs=stats.epochs,
-            images=len(pick),
-            steps=stats.steps,
-            final_loss=round(stats.final_loss, 5),
-        )
-        return module
-
-    return make
-
-
-def _exported_bytes(context: BuildContext, request: Any, module: torch.fx.GraphModule) -> int:
+def _exported_bytes(context: BuildContext, trials: Trials, module: torch.fx.GraphModule) -> int:
     """The bytes ``max_size_kb`` would count for ``module`` exported with per-channel weights
     (lowered through the target's exporter into the build's scratch folder, then removed)."""
     import dataclasses
@@ -213,10 +164,9 @@ def _exported_bytes(context: BuildContext, request: Any, module: torch.fx.GraphM
     from edgepack.release.verdicts import counted_bytes
 
     exporter = get_exporter(context.target.format)
+    calibration = context.target.quantization.calibration
     trial = dataclasses.replace(
-        request,
-        per_channel=True,
-        int8=Int8Recipe(context.target.quantization.calibration, module),
+        trials.request, int8=Int8Recipe(calibration, module, per_channel=True)
     )
     folder = context.work / "recover-size"
     folder.mkdir(parents=True, exist_ok=True)
@@ -225,36 +175,6 @@ def _exported_bytes(context: BuildContext, request: Any, module: torch.fx.GraphM
         return counted_bytes(path, context.target.budgets)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _worst_layers(module: torch.fx.GraphModule, batches: Sequence[torch.Tensor]) -> list[Any]:
-    from edgepack.recovery.layers import layer_errors
-
-    images, picked = 0, []
-    for batch in batches:
-        if images >= DIAGNOSIS_IMAGES:
-            break
-        picked.append(batch[: DIAGNOSIS_IMAGES - images])
-        images += len(picked[-1])
-    return layer_errors(module, picked)[:WORST_LAYERS]
-
-
-def _outcome(rungs: list[Any], chosen: Any, blocked: str | None, worst: tuple[Any, ...]) -> str:
-    layers = ", ".join(layer.describe() for layer in worst[:3])
-    if chosen.meets:
-        return (
-            f"recovered: {chosen.step} meets the accuracy budget ({_shown(chosen)}; plain PTQ "
-            f"{_shown(rungs[0])}) after {len(rungs) - 1} step(s)"
-        )
-    head = f"plain PTQ misses the accuracy budget ({_shown(rungs[0])})"
-    if blocked is not None:
-        return f"{head}; {blocked}; worst layers: {layers}"
-    return f"{head}; no step met it, kept {chosen.step} ({_shown(chosen)}); worst layers: {layers}"
-
-
-def _shown(rung: Any) -> str:
-    drop = "" if rung.drop_pp is None else f", drop {rung.drop_pp:.2f} pp"
-    return f"int8 twin {rung.accuracy:.2%}{drop}"
 
 
 def _since(started: float) -> float:

@@ -1,7 +1,7 @@
 """Stage ``teacher logits``: the teacher once over the training and held-out images, cached on
 disk by teacher, data and resolution, and shared with the other targets of the run.
 
-The cache is a folder of shards (:func:`edgepack.training.distillation.teacher_logits`): a build killed
+The cache is a folder of shards (:func:`edgepack.training.logit_cache.teacher_logits`): a build killed
 during this stage resumes at the first missing shard."""
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from edgepack.data.images import ImageSet
 from edgepack.stages.context import BuildContext, TeacherPass
 from edgepack.stages.pipeline import Products
 from edgepack.stages.records import PreparedData, TeacherLogits
-from edgepack.training.predict import accuracy
 
 
 def teacher_logits(context: BuildContext, got: Products) -> TeacherLogits:
     from edgepack.core.devices import teacher_on
-    from edgepack.training.distillation import shard_path, shards
-    from edgepack.training.distillation import teacher_logits as run_teacher
+    from edgepack.training.logit_cache import shard_path, shards
+    from edgepack.training.logit_cache import teacher_logits as run_teacher
 
     data, device = got[PreparedData], context.options.torch_device
     cache = context.options.cache_dir / "logits"
@@ -40,7 +39,9 @@ def teacher_logits(context: BuildContext, got: Products) -> TeacherLogits:
                     desc=f"teacher ({split})",
                     device=device,
                 )
-            measured = accuracy(logits, images.labels) if images.labels is not None else None
+            measured = (
+                context.task.score(logits, images.labels) if images.labels is not None else None
+            )
             context.shared.logits[path.name] = TeacherPass(
                 logits, measured, present == len(planned)
             )

@@ -13,7 +13,7 @@ from edgepack.core.errors import VerificationError
 from edgepack.stages.context import BuildContext
 from edgepack.stages.pipeline import Products
 from edgepack.stages.records import DistilledStudent, ExportResult, PreparedData, Verification
-from edgepack.training.predict import accuracy, agreement, batched
+from edgepack.training.predict import batched
 
 if TYPE_CHECKING:
     import torch
@@ -46,23 +46,24 @@ def verify(context: BuildContext, got: Products) -> Verification:
     if logits is None:
         reason = skipped or f"the {fmt} runtime cannot run on this machine"
         return Verification(inspection, len(data.test), skipped=reason, on_device=device)
-    student = got[DistilledStudent]
+    student, task = got[DistilledStudent], context.task
+    agree = task.agreement_name
     found: dict[str, Any] = {
-        "top1_agreement_vs_float_student": agreement(logits, student.test_logits),
+        f"{agree}_vs_float_student": task.agreement(logits, student.test_logits),
         "max_abs_diff_vs_float_student": float(np.abs(logits - student.test_logits).max()),
     }
     if export.int8.reference is not None:
         twin = export.int8.reference
         reference = batched(lambda batch: twin(match_channels(batch, channels)), data.test_x)
-        found["top1_agreement_vs_torch_int8"] = agreement(logits, reference)
+        found[f"{agree}_vs_torch_int8"] = task.agreement(logits, reference)
         found["max_abs_diff_vs_torch_int8"] = float(np.abs(logits - reference).max())
-        _require_agreement(exporter, fmt, found["top1_agreement_vs_torch_int8"], len(data.test))
+        _require_agreement(exporter, fmt, found[f"{agree}_vs_torch_int8"], len(data.test))
     return Verification(
         inspection,
         len(data.test),
-        int8_accuracy=accuracy(logits, labels) if labels is not None else None,
+        int8_accuracy=task.score(logits, labels) if labels is not None else None,
         agreement=found,
-        confusion=None if labels is None else _confusion(logits, labels),
+        confusion=None if labels is None or task.errors is None else task.errors(logits, labels),
         on_device=device,
     )
 
@@ -111,20 +112,13 @@ def _on_device(
             f"the {context.target.runner.name} runner's device returned logits shaped "
             f"{got.shape}, this machine's runtime {local.shape}"
         )
+    task = context.task
     found: dict[str, Any] = {"device_runner": context.target.runner.name}
     if labels is not None:
-        found["accuracy_on_device"] = accuracy(got, labels)
+        found["accuracy_on_device"] = task.score(got, labels)
     if local is not None:
-        found["top1_agreement_device_vs_local"] = agreement(got, local)
+        found[f"{task.agreement_name}_device_vs_local"] = task.agreement(got, local)
     return found
-
-
-def _confusion(logits: np.ndarray, labels: np.ndarray) -> tuple[tuple[int, ...], ...]:
-    """Counts of (true label, predicted label) over the held-out images."""
-    classes = logits.shape[1]
-    pairs = labels.astype(np.int64) * classes + logits.argmax(1)
-    counts = np.bincount(pairs, minlength=classes * classes)
-    return tuple(tuple(int(n) for n in row) for row in counts.reshape(classes, classes))
 
 
 def _require_agreement(exporter: Exporter, fmt: str, measured: float, images: int) -> None:

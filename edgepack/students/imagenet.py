@@ -9,7 +9,6 @@ Hard-swish is written with relu6 (see ``HardSwish``) so the int8 graph has no fl
 
 from __future__ import annotations
 
-from edgepack.students._families import register
 from edgepack.students.mobilenet import BlockSpec, MobileNet
 
 # MobileNetV2, Table 2: expansion t, output channels c, repeats n, first stride s.
@@ -66,7 +65,6 @@ _V3_SMALL = [
 ]
 
 
-@register("mobilenetv2")
 def mobilenetv2(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
     return MobileNet(
         _V2,
@@ -97,14 +95,12 @@ def _mobilenetv3(
     )
 
 
-@register("mobilenetv3_large")
 def mobilenetv3_large(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
     return _mobilenetv3(
         _V3_LARGE, 1280, width=width, num_classes=num_classes, in_channels=in_channels
     )
 
 
-@register("mobilenetv3_small")
 def mobilenetv3_small(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
     return _mobilenetv3(
         _V3_SMALL, 1024, width=width, num_classes=num_classes, in_channels=in_channels

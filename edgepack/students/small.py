@@ -3,7 +3,6 @@ nothing of a 28×28 image; these stop at 4× and keep the first stage at full re
 
 from __future__ import annotations
 
-from edgepack.students._families import register
 from edgepack.students.mobilenet import BlockSpec, MobileNet
 
 # Expansion 3 rather than MobileNetV2's 6: measured on Fashion-MNIST at ~140 KB of int8
@@ -25,7 +24,6 @@ _V3_SMALL = [
 ]
 
 
-@register("mobilenetv2_small")
 def mobilenetv2_small(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
     return MobileNet(
         _V2_SMALL, stem=16, head=160, num_classes=num_classes, in_channels=in_channels, width=width
@@ -33,7 +31,6 @@ def mobilenetv2_small(*, width: float, num_classes: int, in_channels: int) -> Mo
 
 
 # Not "mobilenetv3_small": that name is the MobileNetV3-Small of the paper (imagenet.py).
-@register("mobilenetv3_lowres")
 def mobilenetv3_lowres(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
     return MobileNet(
         _V3_SMALL,

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgepack.core.errors import InputError
-from edgepack.teachers._factory import load_factory, load_torchvision
-from edgepack.teachers._onnx_teacher import load_onnx
+from edgepack.core.registry import Registry
 from edgepack.teachers._spec import (
     LoadedTeacher,
     RawTeacher,
@@ -18,27 +17,27 @@ from edgepack.teachers._spec import (
     TeacherSpec,
     fingerprint,
 )
-from edgepack.teachers._tensorflow import load_keras, load_saved_model
-from edgepack.teachers._torch import load_exported_program, load_torch_file, load_torchscript
 
 if TYPE_CHECKING:
     import torch
 
-# File suffixes, plus three keys for sources that are not a file with a suffix.
+Loader = Callable[[TeacherSpec], RawTeacher]
+
+# File suffixes, plus three keys for sources that are not a file with a suffix. Lazy by path so a
+# teacher imports only its own loader module (and, inside it, only its own framework).
 SAVED_MODEL, FACTORY, TORCHVISION = "savedmodel", "factory", "torchvision"
-LOADERS: dict[str, Callable[[TeacherSpec], RawTeacher]] = {
-    ".pt2": load_exported_program,
-    ".pt": load_torch_file,
-    ".pth": load_torch_file,
-    ".ts": load_torchscript,
-    ".ptl": load_torchscript,
-    ".onnx": load_onnx,
-    ".keras": load_keras,
-    ".h5": load_keras,
-    SAVED_MODEL: load_saved_model,
-    FACTORY: load_factory,
-    TORCHVISION: load_torchvision,
-}
+LOADERS: Registry[Loader] = Registry("teacher source", error=InputError)
+LOADERS.add_lazy(".pt2", "edgepack.teachers._torch:load_exported_program")
+LOADERS.add_lazy(".pt", "edgepack.teachers._torch:load_torch_file")
+LOADERS.add_lazy(".pth", "edgepack.teachers._torch:load_torch_file")
+LOADERS.add_lazy(".ts", "edgepack.teachers._torch:load_torchscript")
+LOADERS.add_lazy(".ptl", "edgepack.teachers._torch:load_torchscript")
+LOADERS.add_lazy(".onnx", "edgepack.teachers._onnx_teacher:load_onnx")
+LOADERS.add_lazy(".keras", "edgepack.teachers._tensorflow:load_keras")
+LOADERS.add_lazy(".h5", "edgepack.teachers._tensorflow:load_keras")
+LOADERS.add_lazy(SAVED_MODEL, "edgepack.teachers._tensorflow:load_saved_model")
+LOADERS.add_lazy(FACTORY, "edgepack.teachers._factory:load_factory")
+LOADERS.add_lazy(TORCHVISION, "edgepack.teachers._factory:load_torchvision")
 # Channel counts an image input may have; they tell NCHW from NHWC in a static input shape.
 _CHANNELS = frozenset({1, 2, 3, 4})
 
@@ -47,7 +46,7 @@ def load_teacher(spec: TeacherSpec | Path) -> LoadedTeacher:
     """Load a teacher from any supported source; a bare Path is a model file or SavedModel."""
     if isinstance(spec, Path):
         spec = TeacherSpec(path=spec)
-    raw = LOADERS[_loader_key(spec)](spec)
+    raw = LOADERS.get(_loader_key(spec))(spec)
     layout = spec.layout or layout_of(raw.input_shape)
     batch = raw.input_shape[0] if raw.input_shape else None
     base = _as_logits(raw.run) if batch is None else _fixed_batch(_as_logits(raw.run), batch)
@@ -78,6 +77,8 @@ def _loader_key(spec: TeacherSpec) -> str:
         )
     if not path.is_file():
         raise InputError(f"teacher not found: expected a file at {path}")
+    # Checked here rather than left to LOADERS.get: this message names the file and the
+    # sources that are not a suffix, which the registry's list of keys cannot.
     if path.suffix.lower() not in LOADERS:
         suffixes = ", ".join(key for key in LOADERS if key.startswith("."))
         raise InputError(

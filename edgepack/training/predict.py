@@ -1,4 +1,5 @@
-"""Small numeric helpers the stages share."""
+"""A model's outputs over many inputs, in batches: what the stages, the search and recovery score
+(with the task's metric, :mod:`edgepack.tasks`)."""
 
 from __future__ import annotations
 
@@ -23,12 +24,3 @@ def batched(model: Any, x: ModelInputs | torch.Tensor, batch_size: int | None = 
     with torch.no_grad():
         parts = [model(x[i : i + batch_size]).float().numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(parts)
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float((logits.argmax(1) == labels).mean())
-
-
-def agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of rows where both pick the same class."""
-    return float((a.argmax(1) == b.argmax(1)).mean())

@@ -1,9 +1,10 @@
 """Readers that turn a user's own images into an :class:`~edgepack.data.images.ImageSet`.
 
-A source is one of a few kinds, told apart by a small registry (``_KINDS``): an image folder (one
-sub-folder per class, or loose unlabelled images), a ``.npz`` file, or an IDX file. Every reader
-ends in the same two rules, so the kinds cannot drift apart: channels (1 or 3, inferred when not
-given) and size (the images' own, which must agree, or ``size`` reached by a resize policy).
+A source is one of a few kinds, told apart by a small registry (:data:`READERS`, asked in
+registration order): an image folder (one sub-folder per class, or loose unlabelled images), a
+``.npz`` file, or an IDX file. Every reader ends in the same two rules, so the kinds cannot drift
+apart: channels (1 or 3, inferred when not given) and size (the images' own, which must agree,
+or ``size`` reached by a resize policy).
 
 Structural problems (a stray ``notes.txt``, an empty or unknown class folder, mixed sizes with no
 resize policy) are :class:`InputError` s that name the path and the fix; a single file that fails
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepack.core.errors import InputError
+from edgepack.core.registry import Registry
 from edgepack.data.images import ImageSet
 from edgepack.data.readers._arrays import (
     is_idx,
@@ -38,14 +40,17 @@ from edgepack.data.readers._arrays import (
     summarize_by_reading,
 )
 from edgepack.data.readers._common import RESIZE_POLICIES, LoadedImages, Options, SourceSummary
-from edgepack.data.readers._folder import IMAGE_SUFFIXES, read_folder, summarize_folder
+from edgepack.data.readers._folder import read_folder, summarize_folder
+from edgepack.data.readers._scan import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "READERS",
     "RESIZE_POLICIES",
     "LoadedImages",
+    "Reader",
     "SourceSummary",
     "read_images",
     "stratified_split",
@@ -54,10 +59,20 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class _Kind:
+class Reader:
+    """One kind of source: whether a path is one, how to read it, how to summarize it cheaply."""
+
     detect: Callable[[Path], bool]
     read: Callable[[Path, Options], LoadedImages]
     summarize: Callable[[Path, Options], SourceSummary]
+
+
+# Eager entries: the readers are defined in this package and cheap to import. Detection asks them
+# in this order and takes the first that says yes.
+READERS: Registry[Reader] = Registry("data source kind", error=InputError)
+READERS.add("image folder", Reader(Path.is_dir, read_folder, summarize_folder))
+READERS.add("npz", Reader(is_npz, read_npz, partial(summarize_by_reading, read_npz)))
+READERS.add("idx", Reader(is_idx, read_idx_file, partial(summarize_by_reading, read_idx_file)))
 
 
 def read_images(
@@ -85,7 +100,7 @@ def read_images(
         )
     options = Options(labels_file, channels, size, resize, classes, cache_dir, progress, sample)
     kind = _detect(source, labels_file)
-    loaded = _KINDS[kind].read(source, options)
+    loaded = READERS.get(kind).read(source, options)
     log.info("read %d images (%s) from %s", len(loaded.data), kind, source)
     return loaded
 
@@ -93,7 +108,7 @@ def read_images(
 def summarize(source: Path, labels_file: Path | None = None) -> SourceSummary:
     """Count a source's images and sample their sizes and colour, without decoding everything."""
     kind = _detect(source, labels_file)
-    return _KINDS[kind].summarize(source, Options(labels_file=labels_file))
+    return READERS.get(kind).summarize(source, Options(labels_file=labels_file))
 
 
 def stratified_split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -128,7 +143,7 @@ def _detect(source: Path, labels_file: Path | None) -> str:
         raise InputError(
             f"data source not found: expected an image folder, a .npz file or an IDX file at {source}"
         )
-    kind = next((name for name, kind in _KINDS.items() if kind.detect(source)), None)
+    kind = next((name for name, reader in READERS.items() if reader.detect(source)), None)
     if kind is None:
         raise InputError(
             f"{source} is not a data source edgepack reads: expected an image folder, "
@@ -140,10 +155,3 @@ def _detect(source: Path, labels_file: Path | None) -> str:
             f"{kind!r}, which carries its own labels (or none)"
         )
     return kind
-
-
-_KINDS: dict[str, _Kind] = {
-    "image folder": _Kind(Path.is_dir, read_folder, summarize_folder),
-    "npz": _Kind(is_npz, read_npz, partial(summarize_by_reading, read_npz)),
-    "idx": _Kind(is_idx, read_idx_file, partial(summarize_by_reading, read_idx_file)),
-}

@@ -80,7 +80,7 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
     quantized = int8_module(request)  # recovery's choice, else calibrated here
     _fold_weight_quantizers(quantized)
     _save(_convert(quantized, request, options), path)
-    granularity = "per-channel" if request.per_channel else "per-tensor"
+    granularity = "per-channel" if request.int8.per_channel else "per-tensor"
     return Int8Export(
         path=path,
         reference=quantized,

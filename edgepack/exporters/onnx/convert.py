@@ -98,7 +98,7 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
             str(path),
             reader,
             quant_format=QuantFormat.QDQ,
-            per_channel=request.per_channel,
+            per_channel=request.int8.per_channel,
             activation_type=_quant_type(options.activations),
             weight_type=_quant_type("int8"),
             # The profile's calibration in onnxruntime's terms (_CALIBRATION, below).
@@ -109,7 +109,7 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
     log.info("wrote int8 %s (%d bytes)", path, path.stat().st_size)
     details = {
         "activations": options.activations,
-        "weights": f"int8 {'per-channel' if request.per_channel else 'per-tensor'}",
+        "weights": f"int8 {'per-channel' if request.int8.per_channel else 'per-tensor'}",
         "opset": options.opset,
         "quant_format": "QDQ",
         "calibration_images": reader.images,

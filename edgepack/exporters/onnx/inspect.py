@@ -45,7 +45,7 @@ def inspect(path: Path, request: ExportRequest) -> dict[str, Any]:
     checks.problems("opset", _opset_problems(model, options.opset))
     checks.problems("qdq_nodes", _qdq_problems(ops))
     checks.problems(
-        "int8_weights", _weight_problems(graph, consts, per_channel=request.per_channel)
+        "int8_weights", _weight_problems(graph, consts, per_channel=request.int8.per_channel)
     )
     checks.problems("activation_type", _activation_problems(graph, consts, options.activations))
     # An app reads labels and normalisation from here (custom_metadata_map): wrong is a defect.

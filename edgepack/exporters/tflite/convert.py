@@ -45,7 +45,7 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
     bare = path.read_bytes()
     shipped = metadata.add_metadata(bare, request, _graph.INPUT_NAME, _graph.OUTPUT_NAME)
     path.write_bytes(shipped)
-    weights = "per-channel" if request.per_channel else "per-tensor"
+    weights = "per-channel" if request.int8.per_channel else "per-tensor"
     details = {
         "route": "PT2E → litert-torch",
         "weights": weights,

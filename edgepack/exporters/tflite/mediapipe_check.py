@@ -2,8 +2,8 @@
 
 The classifier is given only the file: it reads the input size, colour space, normalisation
 and labels from the model's metadata (:mod:`.metadata`), as it does on a phone. This is how
-the tests and ``scripts/mediapipe_agreement.py`` prove that an edgepack ``.tflite`` loads and
-predicts in an app framework exactly as edgepack's own verification says.
+the tests and ``scripts/walkthroughs/mediapipe_agreement.py`` prove that an edgepack ``.tflite``
+loads and predicts in an app framework exactly as edgepack's own verification says.
 """
 
 from __future__ import annotations

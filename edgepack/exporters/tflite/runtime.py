@@ -52,7 +52,13 @@ def load_interpreter(path: Path, *, threads: int = 1) -> Interpreter:
 
     if not path.is_file():
         raise InputError(f"no .tflite model at {path}")
-    with filtered():  # XNNPACK's "Created delegate" INFO line
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
+    try:
+        with filtered():  # XNNPACK's "Created delegate" INFO line
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:  # empty, truncated, foreign or corrupt bytes
+        reason = " ".join(str(exc).split())[:300]
+        raise InputError(f"{path.name} is not a .tflite model LiteRT can run: {reason}") from None
+    if not interpreter.get_input_details() or not interpreter.get_output_details():
+        raise InputError(f"{path.name} has no input or no output tensor: nothing to run")
     return interpreter

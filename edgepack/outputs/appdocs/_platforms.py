@@ -1,6 +1,8 @@
-"""One entry per export format: how its artifact takes an image, what it gives back, and the
-usage snippet an app developer starts from. Looked up by the manifest's format; a new format adds
-one entry here and its template(s) in ``templates/``."""
+"""One entry per app platform (Android, iOS, ONNX Runtime): how an artifact takes an image,
+what it gives back, and the usage snippet an app developer starts from, filled from its
+template(s) in ``templates/``. Each format names its platform in its descriptor
+(``Format.app_platform``), so :data:`PLATFORMS`, looked up by the manifest's format, follows the
+format registry: a new format on a known platform adds nothing here."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgepack.core.registry import Registry
+from edgepack.exporters import FORMATS
 from edgepack.outputs.appdocs import _escape as esc
 from edgepack.outputs.appdocs._facts import Facts
 from edgepack.outputs.appdocs._template import fill
@@ -33,7 +36,7 @@ class Platform:
     usage: Callable[[Facts], str]
 
 
-PLATFORMS: Registry[Platform] = Registry("README platform")
+_BY_PLATFORM: Registry[Platform] = Registry("app-docs platform")
 
 
 def _floats(values: list[float], suffix: str = "") -> str:
@@ -78,8 +81,8 @@ def _android(facts: Facts) -> str:
     )
 
 
-PLATFORMS.add(
-    "tflite",
+_BY_PLATFORM.add(
+    "android",
     Platform(
         name="Android (Kotlin, MediaPipe Tasks / LiteRT)",
         input_how=_tensor_input("NHWC", "[1, {h}, {w}, {c}]"),
@@ -121,8 +124,8 @@ def _ios(facts: Facts) -> str:
     )
 
 
-PLATFORMS.add(
-    "coreml",
+_BY_PLATFORM.add(
+    "ios",
     Platform(
         name="iOS (Swift, Vision + Core ML)",
         input_how=_coreml_input,
@@ -158,8 +161,8 @@ def _onnx(facts: Facts) -> str:
     )
 
 
-PLATFORMS.add(
-    "onnx",
+_BY_PLATFORM.add(
+    "onnxruntime",
     Platform(
         name="ONNX Runtime (Python, C++)",
         input_how=_tensor_input("NCHW", "[batch, {c}, {h}, {w}]"),
@@ -167,3 +170,10 @@ PLATFORMS.add(
         usage=_onnx,
     ),
 )
+
+
+# The README platform of each format, keyed as the manifest names the format.
+PLATFORMS: Registry[Platform] = Registry("README platform")
+for _name, _format in FORMATS.items():
+    if _format.app_platform in _BY_PLATFORM:
+        PLATFORMS.add(_name, _BY_PLATFORM.get(_format.app_platform))

@@ -27,6 +27,9 @@ _STYLE: Any = {  # rc_context types its keys as Literals; these are all valid
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
+    # Class names, file and op names are user text: `$x^$` must print as typed, not be parsed
+    # as mathtext (which raised after the whole build, and no report was written).
+    "text.parse_math": False,
 }
 
 

@@ -19,20 +19,23 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.core.schema import above, at_least, one_of
+from edgepack.exporters import formats_on, runtime_of
 from edgepack.runners._protocol import Estimate, Latency, Unavailable
 from edgepack.runners.emulated import _setup
 from edgepack.runners.emulated._cpus import CPU_MODELS
 from edgepack.runners.emulated._qemu import count
 from edgepack.runners.emulated._setup import setup
 
-__all__ = ["NAME", "OPTIONS", "EmulatedOptions", "measure", "setup", "supports"]
+__all__ = ["NAME", "OPTIONS", "EmulatedOptions", "count", "measure", "setup", "supports"]
 
 NAME = "emulated"
-FORMATS = ("tflite", "onnx")
+# The runtimes this runner drives under QEMU, each with the name guest_bench.py knows it by
+# (the script runs in the guest and imports nothing from edgepack, so it keeps its own table).
+RUNTIMES = {"litert": "tflite", "onnxruntime": "onnx"}
 CPUS = tuple(CPU_MODELS)
 
-# The default device, calibrated by scripts/calibrate_emulated.py (see its docstring and the
-# table it prints for the figures).
+# The default device, calibrated by scripts/assets/calibrate_emulated.py (see its docstring and
+# the table it prints for the figures).
 DEFAULT_DEVICE = "Pixel 3 (Snapdragon 845, Kryo 385 Gold big core)"
 DEFAULT_CPU = "cortex-a76"
 DEFAULT_INSTRUCTIONS_PER_MS = 2.063e6
@@ -41,7 +44,7 @@ DEFAULT_CALIBRATION = (
     "fitted on MobileNetV3-Large 1.0@224, Pixel 3 large core, TF-Lite float 44 ms and 8-bit "
     "32 ms (tensorflow/models research/slim/nets/mobilenet/README.md); held-out V3-Large 0.75 "
     "and V3-Small 1.0/0.75 float and V3-Small 8-bit within 0.91-1.05 of published "
-    "(scripts/calibrate_emulated.py)"
+    "(scripts/assets/calibrate_emulated.py)"
 )
 
 
@@ -74,11 +77,13 @@ OPTIONS: type = EmulatedOptions  # typed `type` like Runner.OPTIONS (mypy: modul
 
 def supports(fmt: str) -> str | None:
     """None for LiteRT and ONNX; otherwise the reason (Core ML runs only on Apple hardware)."""
-    if fmt in FORMATS:
+    runtime = runtime_of(fmt)
+    if runtime in RUNTIMES:
         return None
-    if fmt == "coreml":
+    if runtime == "coreml":
         return "Core ML models run only on Apple hardware; the emulated arm64 runner runs LiteRT and ONNX"
-    return f"the emulated arm64 runner runs {' and '.join(FORMATS)} models, not {fmt}"
+    timed = " and ".join(formats_on(tuple(RUNTIMES)))
+    return f"the emulated arm64 runner runs {timed} models, not {fmt}"
 
 
 def measure(
@@ -104,7 +109,7 @@ def measure(
     opts: EmulatedOptions = options if options is not None else EmulatedOptions()
     counted = count(
         path,
-        fmt,
+        RUNTIMES[str(runtime_of(fmt))],  # guest_bench.py's name for the runtime
         cpu=opts.cpu,
         threads=threads,
         warmup=min(warmup, opts.max_warmup),

@@ -42,5 +42,8 @@ class Layout:
 
 
 def layout() -> Layout:
+    """Absolute: its paths go on qemu, dpkg and cp command lines, where a relative
+    ``EDGEPACK_EMULATED_DIR`` starting with ``-`` would be read as an option."""
     home = os.environ.get("EDGEPACK_EMULATED_DIR")
-    return Layout(Path(home) if home else Path.home() / ".cache" / "edgepack" / "emulated")
+    folder = Path(home) if home else Path.home() / ".cache" / "edgepack" / "emulated"
+    return Layout(folder.absolute())

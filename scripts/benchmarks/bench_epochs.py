@@ -3,8 +3,8 @@
 Each variant is a real full build (``edgepack build --target VARIANT.yaml``) of a profile that
 ``extends: android`` and overrides what the variant names; figures come from its manifest.
 
-    python scripts/bench_epochs.py --out /tmp/epochs epochs=12 epochs=24
-    python scripts/bench_epochs.py --out /tmp/pt width=0.75,per_channel=false
+    python scripts/benchmarks/bench_epochs.py --out /tmp/epochs epochs=12 epochs=24
+    python scripts/benchmarks/bench_epochs.py --out /tmp/pt width=0.75,per_channel=false
 
 A variant is comma-separated ``key=value`` pairs: ``epochs`` (distill), ``width`` (student),
 ``per_channel`` (quantization). Distilled students are cached in the working directory's

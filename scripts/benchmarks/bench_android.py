@@ -1,7 +1,7 @@
 """Benchmark the full `edgepack build --target android` and print the foundation issue's figures.
 
-    python scripts/bench_android.py                # cold build, then an identical second build
-    python scripts/bench_android.py --skip-builds  # only read an existing dist/android
+    python scripts/benchmarks/bench_android.py  # cold build, then an identical second build
+    python scripts/benchmarks/bench_android.py --skip-builds  # only read an existing dist/android
 
 Cold means a fresh, empty cache folder (no teacher logits, no checkpoints). The second build
 reuses that cache. Figures come from the builds' manifests, which the builds measured on the
@@ -95,7 +95,7 @@ def figures(manifest: dict, cold_s: float | None, warm_s: float | None) -> list[
         ("teacher bytes / model.tflite bytes", None, None, ">= 20"),
     ]
     teacher_name = Path(manifest["project"]["teacher"]["source"]).name
-    teacher = Path(__file__).resolve().parents[1] / "sample_models" / teacher_name
+    teacher = Path(__file__).resolve().parents[2] / "sample_models" / teacher_name
     ratio = teacher.stat().st_size / size
     rows[-1] = ("teacher bytes / model.tflite bytes", f"{ratio:.1f}", ratio >= 20, ">= 20")
     if cold_s is not None:

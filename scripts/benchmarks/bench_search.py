@@ -1,8 +1,11 @@
 """Figures of the student search on the sample (issue 12), from full-size runs.
 
-    python scripts/bench_search.py --work /tmp/bench-search            # (a) and (b), full builds
-    python scripts/bench_search.py --work /tmp/bench-search --fit-only  # searches only (no winner)
-    python scripts/bench_search.py --work /tmp/bench-search --report    # only read the manifests
+    # (a) and (b), full builds
+    python scripts/benchmarks/bench_search.py --work /tmp/bench-search
+    # searches only (no winner)
+    python scripts/benchmarks/bench_search.py --work /tmp/bench-search --fit-only
+    # only read the manifests
+    python scripts/benchmarks/bench_search.py --work /tmp/bench-search --report
 
 (a) android's budgets (150 KB, 2.0 ms estimated, 1 pp, 93 %) with ``student: auto``: a full
 build. (b) the same with ``max_size_kb: 100``. Both share one cache (teacher logits, pruning

@@ -1,7 +1,7 @@
 """Print the emulated runner's figures for the sample student (issue: on-device latency).
 
-    python scripts/bench_emulated.py                      # the sample student, float and int8
-    python scripts/bench_emulated.py --model dist/android/model.tflite --runs 5
+    python scripts/benchmarks/bench_emulated.py  # the sample student, float and int8
+    python scripts/benchmarks/bench_emulated.py --model dist/android/model.tflite --runs 5
 
 Prints: set-up time (cold if the cache folder is empty, else cached), then for each model the
 instruction count of every separate run, their spread ((max - min) / mean, goal <= 0.1 %), the
@@ -22,8 +22,7 @@ from pathlib import Path
 def sample_models(folder: Path) -> list[Path]:
     import torch
 
-    from edgepack.exporters import tflite
-    from edgepack.exporters._pt2e import quantize_pt2e_int8
+    from edgepack.exporters import quantize_pt2e_int8, tflite
     from edgepack.students import create
 
     torch.manual_seed(0)
@@ -43,7 +42,7 @@ def sample_models(folder: Path) -> list[Path]:
 
 
 def main() -> int:
-    from edgepack.config.profiles import load_target
+    from edgepack.config.profile_files import load_target
     from edgepack.release import measure as latency
     from edgepack.runners import Latency
     from edgepack.runners.emulated import setup

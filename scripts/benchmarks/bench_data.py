@@ -6,7 +6,7 @@ Measures, on this machine, in images per second:
   teacher     the sample teacher on augmented batches (what augmentation adds per step)
   train step  the sample student's forward, backward and optimizer step
 
-    python scripts/bench_data.py [--images 6000] [--steps 60]
+    python scripts/benchmarks/bench_data.py [--images 6000] [--steps 60]
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ import numpy as np
 import torch
 
 from edgepack.config.project import sample_project
+from edgepack.data.batches import to_model_input
 from edgepack.data.images import load_fashion_mnist
 from edgepack.data.inputs import Augment
 from edgepack.data.readers import read_images
 from edgepack.students import create
+from edgepack.tasks.classification import kd_loss
 from edgepack.teachers import load_teacher
-from edgepack.training.distillation import augment_batch, kd_loss, to_model_input
+from edgepack.training.distillation import augment_batch
 
 BATCH = 64
 

@@ -1,4 +1,4 @@
-"""Figures for devices and torchrun: ``python scripts/bench_ddp.py amp|ddp``.
+"""Figures for devices and torchrun: ``python scripts/benchmarks/bench_ddp.py amp|ddp``.
 
 ``amp``: training throughput (images/s) of the sample student (``mobilenetv2_small`` ×0.6,
 28 px, batch 64, channels-last, SGD, the KD loss) in fp32 and under bf16 autocast, on the CPU
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def amp(device_name: str, rounds: int, steps: int) -> None:
@@ -29,7 +29,7 @@ def amp(device_name: str, rounds: int, steps: int) -> None:
 
     from edgepack.core.devices import resolve
     from edgepack.students import create
-    from edgepack.training.distillation import kd_loss
+    from edgepack.tasks.classification import kd_loss
 
     device = resolve(device_name)
     dtype = torch.bfloat16 if device.kind != "cuda" else torch.float16

@@ -1,7 +1,7 @@
 """MediaPipe Tasks' ImageClassifier against edgepack's LiteRT verification (issue: into the app).
 
-    python scripts/mediapipe_agreement.py dist/android/model.tflite            # all 10,000
-    python scripts/mediapipe_agreement.py dist/android/model.tflite --images 1000
+    python scripts/walkthroughs/mediapipe_agreement.py dist/android/model.tflite  # all 10,000
+    python scripts/walkthroughs/mediapipe_agreement.py dist/android/model.tflite --images 1000
 
 Runs the Fashion-MNIST held-out images (the sample's test set) through the model twice: as
 edgepack's verification does (normalised by edgepack, ai-edge-litert with XNNPACK) and through
@@ -22,12 +22,11 @@ def main() -> int:
     import numpy as np
 
     from edgepack.config.project import sample_project
+    from edgepack.data.batches import to_model_input
     from edgepack.data.images import load_fashion_mnist
-    from edgepack.exporters import tflite
-    from edgepack.exporters._input import match_channels
+    from edgepack.exporters import match_channels, tflite
     from edgepack.exporters.tflite import mediapipe_check as tasks
     from edgepack.exporters.tflite.metadata import read_metadata
-    from edgepack.training.distillation import to_model_input
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)

@@ -15,7 +15,7 @@ TF-Lite float, Pixel 1 large core. MobileNetV3: float and 8-bit on the large cor
 TF-Lite of 2018-2019 and its own kernels; the counts here come from ai-edge-litert 2.3 with
 XNNPACK, so the constant also absorbs the kernels' progress.
 
-    PYTHONPATH=. python scripts/calibrate_emulated.py [--work DIR] [--only v3]
+    PYTHONPATH=. python scripts/assets/calibrate_emulated.py [--work DIR] [--only v3]
 
 Exports and counts are cached in --work (default ~/.cache/edgepack/emulated-calibration), so a
 second run prints the table at once.
@@ -180,7 +180,7 @@ def export(name: str, folder: Path) -> Path:
     example = torch.randn(1, 3, size, size)
     partial = folder / f"{name}.partial.tflite"
     if name.endswith("_int8"):
-        from edgepack.exporters._pt2e import quantize_pt2e_int8
+        from edgepack.exporters import quantize_pt2e_int8
 
         batches = [torch.randn(2, 3, size, size) for _ in range(2)]
         quantized = quantize_pt2e_int8(model, example, batches, per_channel=True)
@@ -193,7 +193,7 @@ def export(name: str, folder: Path) -> Path:
 
 def counted(name: str, cpu: str, folder: Path) -> float:
     """Guest instructions per inference of ``name`` on ``cpu`` (cached in counts.json)."""
-    from edgepack.runners.emulated._qemu import count
+    from edgepack.runners.emulated import count
 
     cache = folder / "counts.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}

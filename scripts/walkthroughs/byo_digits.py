@@ -7,8 +7,8 @@ from the sample (a small ResNet, on the training folder's images only) and expor
 turns on shift augmentation, and runs ``edgepack build``. Prints teacher / float student / int8
 accuracy, build time and the data pipeline's images/s against the training step rate.
 
-    python scripts/byo_digits.py --work /tmp/byo           # full effort
-    python scripts/byo_digits.py --work /tmp/byo --quick   # reduced effort
+    python scripts/walkthroughs/byo_digits.py --work /tmp/byo          # full effort
+    python scripts/walkthroughs/byo_digits.py --work /tmp/byo --quick  # reduced effort
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Figures for accuracy recovery (issue 12) on the bundled Fashion-MNIST sample.
 
     # which students lose > 1 pp to plain PTQ (float vs int8 twin, 10 k test images)
-    python scripts/bench_recovery.py scout mobilenetv3_lowres:0.35 mobilenetv2_small:0.35
+    python scripts/benchmarks/bench_recovery.py scout mobilenetv3_lowres:0.35 mobilenetv2_small:0.35
     # the recover stage on one of them: each rung's accuracy and seconds
-    python scripts/bench_recovery.py ladder mobilenetv3_lowres:0.35 --every-step
+    python scripts/benchmarks/bench_recovery.py ladder mobilenetv3_lowres:0.35 --every-step
 
 Students are distilled with the android profile's recipe on a seeded subset of the training
 images (``--train``, ``--epochs``: a shortened full recipe, not ``--quick``), from the cached
@@ -19,7 +19,6 @@ trained this briefly, and recovery does not run when the float student misses by
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import time
 from pathlib import Path
@@ -59,7 +58,7 @@ def main() -> None:
 def _shared(args: argparse.Namespace) -> tuple[Any, Any]:
     """Teacher, data and teacher logits through the build's own stages (logits cached)."""
     from edgepack.build import STAGES
-    from edgepack.config.profiles import load_target
+    from edgepack.config.profile_files import load_target
     from edgepack.config.project import sample_project
     from edgepack.stages.context import BuildContext, BuildOptions, SharedWork
     from edgepack.stages.pipeline import run_stages
@@ -86,8 +85,9 @@ def _student(
     from edgepack.stages.pipeline import Products
     from edgepack.stages.records import DistilledStudent, PreparedData, TeacherLogits, TeacherModel
     from edgepack.students import create
+    from edgepack.tasks.classification import accuracy
     from edgepack.training.distillation import distill
-    from edgepack.training.predict import accuracy, batched
+    from edgepack.training.predict import batched
 
     data, logits = got[PreparedData], got[TeacherLogits]
     pick = np.sort(np.random.default_rng(0).permutation(len(data.train))[: args.train])
@@ -139,10 +139,11 @@ def _student(
 
 
 def _scout(context: Any, got: Any, float_seconds: float) -> None:
-    from edgepack.exporters._pt2e import quantize_pt2e_int8
+    from edgepack.exporters import quantize_pt2e_int8
     from edgepack.release.request import calibration_batches
     from edgepack.stages.records import DistilledStudent, PreparedData, TeacherLogits
-    from edgepack.training.predict import accuracy, batched
+    from edgepack.tasks.classification import accuracy
+    from edgepack.training.predict import batched
 
     data, student = got[PreparedData], got[DistilledStudent]
     started = time.perf_counter()
@@ -191,25 +192,20 @@ def _every_step(context: Any, got: Any, budget: float) -> None:
     """Every rung, the budget ignored (a goal no step meets), instead of the recover stage:
     'meets' is against the real budget and 'kept' marks what the ladder would keep (the
     first rung that meets). The worst layers of plain PTQ are printed too."""
-    from edgepack.exporters._pt2e import quantize_pt2e_int8
     from edgepack.recovery.plan import Goal, Rung, climb, later_steps
-    from edgepack.release.request import calibration_batches
+    from edgepack.recovery.summary import worst_layers
+    from edgepack.recovery.trials import Trials, qat_maker
+    from edgepack.stages.quantize_export import export_request
     from edgepack.stages.records import DistilledStudent, PreparedData, TeacherLogits
-    from edgepack.stages.recover import _qat, _worst_layers
-    from edgepack.training.predict import accuracy, batched
 
-    data, student = got[PreparedData], got[DistilledStudent]
+    data, student, logits = got[PreparedData], got[DistilledStudent], got[TeacherLogits]
     spec = context.target.quantization
-    batches = calibration_batches(context.target, data.calibration_x)
-
-    def quantize(per_channel: bool, observer: str) -> Any:
-        model = copy.deepcopy(student.model)
-        return quantize_pt2e_int8(
-            model, data.train_x[:1], batches, per_channel=per_channel, observer=observer
-        )
-
-    def judge(module: Any) -> float:
-        return accuracy(batched(module, data.test_x), data.test.labels)  # type: ignore[arg-type]
+    # What the recover stage quantizes and judges: the student as the exporter gets it (a
+    # grayscale student folded to its RGB input), through the stage's own Trials.
+    request = export_request(context, data, student.model)
+    trials = Trials(request, data.test_x, data.test.labels, context.task.score)
+    quantize, judge, batches = trials.quantize, trials.judge, request.calibration
+    train = (data.train_x, logits.train_labels, logits.train_logits)
 
     never = Goal(got[TeacherLogits].accuracy, -1.0, None)
     real = Goal(got[TeacherLogits].accuracy, budget, None)
@@ -222,11 +218,11 @@ def _every_step(context: Any, got: Any, budget: float) -> None:
         per_channel=spec.per_channel,
         calibration=spec.calibration,
         quantize=quantize,
-        qat=_qat(context, got),
+        qat=qat_maker(request, train, student.recipe, spec),
         qat_epochs=spec.qat_epochs,
     )
     tick = time.perf_counter()
-    for layer in _worst_layers(first_module, batches):
+    for layer in worst_layers(first_module, batches):
         print(f"LAYER {layer.layer} | {layer.op} | {layer.sqnr_db:.1f} dB | "
               f"accumulated {layer.accumulated_sqnr_db:.1f} dB")  # fmt: skip
     print(f"# per-layer SQNR: {time.perf_counter() - tick:.0f} s", flush=True)

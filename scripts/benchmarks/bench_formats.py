@@ -1,7 +1,7 @@
 """Three formats from one pipeline: per-format figures and the cost of `--target all`.
 
-    python scripts/bench_formats.py            # full effort: --target all, then each alone
-    python scripts/bench_formats.py --quick    # the same comparison at --quick effort
+    python scripts/benchmarks/bench_formats.py          # full effort: --target all, then each alone
+    python scripts/benchmarks/bench_formats.py --quick  # the same comparison at --quick effort
 
 Every build starts from an empty cache folder (cold), so `--target all` is compared with three
 separate cold builds; the shared distillation is what makes the first cheaper than the sum.

@@ -4,8 +4,8 @@ Reproducible: seeded, deterministic data order, same recipe on CPU or GPU. The r
 ``sample_models/fashion_teacher.pt2`` (a ``torch.export`` ExportedProgram, so loading it needs no
 code from this file) plus the model card ``sample_models/README.md``.
 
-    python scripts/train_teacher.py --device cuda --out sample_models     # ~1 min on one H100
-    python scripts/train_teacher.py --device cpu --out sample_models      # ~2 h on 2 cores
+    python scripts/assets/train_teacher.py --device cuda --out sample_models  # ~1 min on one H100
+    python scripts/assets/train_teacher.py --device cpu --out sample_models   # ~2 h on 2 cores
 
 ``--weights-only`` stops after writing the float state dict (``teacher_state.pt``), and
 ``--from-weights FILE`` exports and evaluates a state dict trained elsewhere (e.g. on a GPU
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from edgepack.data.images import FASHION_MNIST_DIR, load_fashion_mnist
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST train-set pixel statistics (pixels scaled to [0, 1])

@@ -12,17 +12,18 @@ Each measurement runs in a fresh subprocess and reports its peak resident set
 * ``after`` is the store: batches read by rows and converted per batch
   (:class:`edgepack.data.batches.ModelInputs`).
 
-Both then run the same distillation step as :func:`edgepack.training.distillation.distill` (index, channels
-last, student forward, KD loss, backward, SGD) for ``--steps`` timed steps after 2 warm-up
-steps, at 224 px, batch 64 (the profiles' batch), on ``--family`` (default ``mobilenetv2``
-×0.5, the 32×-downsampling student for camera-sized inputs; the profiles' ``mobilenetv2_small``
-keeps its first stage at full resolution, which at 224 px holds about 5 GB of activations for
-one batch of 64 and trains several times slower). The teacher's logits are random (their
-values do not change the step's cost or memory).
+Both then run the same distillation step as :func:`edgepack.training.distillation.distill`
+(index, channels last, student forward, KD loss, backward, SGD) for ``--steps`` timed steps
+after 2 warm-up steps, at 224 px, batch 64 (the profiles' batch), on ``--family`` (default
+``mobilenetv2`` ×0.5, the 32×-downsampling student for camera-sized inputs; the profiles'
+``mobilenetv2_small`` keeps its first stage at full resolution, which at 224 px holds about 5 GB
+of activations for one batch of 64 and trains several times slower). The teacher's logits are
+random (their values do not change the step's cost or memory).
 
-    python scripts/bench_memory.py prepare --images 200000 --dir /work/tmp/bench
-    python scripts/bench_memory.py measure --mode after --images 20000 --dir /work/tmp/bench
-    python scripts/bench_memory.py table --dir /work/tmp/bench --before 1000 2000 3000 \
+    python scripts/benchmarks/bench_memory.py prepare --images 200000 --dir /work/tmp/bench
+    python scripts/benchmarks/bench_memory.py measure --mode after --images 20000 \
+        --dir /work/tmp/bench
+    python scripts/benchmarks/bench_memory.py table --dir /work/tmp/bench --before 1000 2000 3000 \
         --after 20000 200000
 
 ``before`` stops at a few thousand images: converting the whole set holds about three float32
@@ -78,7 +79,7 @@ def measure(
     from edgepack.data.inputs import InputSpec
     from edgepack.data.store import open_store
     from edgepack.students import create
-    from edgepack.training.distillation import kd_loss
+    from edgepack.tasks.classification import kd_loss
 
     torch.manual_seed(0)
     spec = InputSpec(3, (0.2860,) * 3, (0.3530,) * 3, SIDE)
