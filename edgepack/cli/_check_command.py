@@ -65,7 +65,9 @@ def check(
     """Re-check built artifacts' budgets (for nightly CI): exit 1 if one is exceeded.
 
     DISTS are built folders (dist/android) or folders holding them (dist: every target below
-    it). [default: dist] Verifies the files against the manifest's sha256, measures size (raw
+    it); a file among them (dist/report.html from `check dist/*`) is skipped with a note.
+    [default: dist] --junit, --markdown and --baseline must be regular files or new paths.
+    Verifies the files against the manifest's sha256, measures size (raw
     and zip-deflated) and latency now, and takes accuracies from the manifest. Budgets and
     regression thresholds come from the current profile. Exit codes: 0 every budget and
     threshold holds, 1 one does not, 2 bad input.
