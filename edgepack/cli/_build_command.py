@@ -17,6 +17,7 @@ from edgepack.core.files import artifact_bytes
 if TYPE_CHECKING:
     from edgepack.build import BuildOptions
     from edgepack.config.project import Project
+    from edgepack.core.cpus import CpuPlan
 
 from edgepack.cli._app import DEVICE_HELP, main
 
@@ -88,6 +89,16 @@ from edgepack.cli._app import DEVICE_HELP, main
     "[default: $EDGEPACK_TORCH_DEVICE, else auto: CUDA, else MPS, else CPU]",
 )
 @click.option(
+    "--threads",
+    default=None,
+    metavar="N|auto",
+    help="CPU threads for torch (teacher logits, distillation). auto: the CPUs other work "
+    "leaves free when the build starts (affinity and cgroup quota counted); a build on a busy "
+    "machine with too many threads can run ten times slower. Results depend on the thread "
+    "count (float reductions), so the default keeps torch's own. "
+    "[default: $EDGEPACK_THREADS, else torch's default]",
+)
+@click.option(
     "--accuracy-on-device",
     is_flag=True,
     help="Also run the held-out images on the runner's device (ssh, mac) and record that "
@@ -104,6 +115,7 @@ def build(
     device: str | None,
     copy_to: Path | None,
     torch_device: str | None,
+    threads: str | None,
     accuracy_on_device: bool,
 ) -> None:
     """Distill, quantize, convert, verify and budget-check a model for each target.
@@ -125,6 +137,7 @@ def build(
     from edgepack.selection.candidates import check_families
 
     compute = devices.resolve(torch_device, distributed.local_rank())
+    cpu = _cpu_plan(threads)
     with distributed.session(compute):
         project = _project(config_path, teacher)
         targets = _resolve_targets(target_refs or project.targets)
@@ -141,9 +154,24 @@ def build(
             progress=show and distributed.is_main(),
             accuracy_on_device=accuracy_on_device,
             torch_device=compute,
+            cpu=cpu,
         )
         copies = _copy_destinations(copy_to, targets, project, options.out_root)
         _build_targets(targets, project, options, copies)
+
+
+def _cpu_plan(threads: str | None) -> CpuPlan:
+    """Torch's CPU threads for this process (edgepack.core.cpus), applied before any work."""
+    import torch
+
+    from edgepack.core import cpus, distributed
+    from edgepack.core.distributed.ranks import env_int
+
+    # torchrun's ranks on this machine share its CPUs
+    ranks_here = env_int("LOCAL_WORLD_SIZE", 1, low=1) if distributed.launched() else 1
+    cpu = cpus.plan(threads, ranks_here=ranks_here, default=torch.get_num_threads())
+    cpus.apply(cpu)
+    return cpu
 
 
 def _build_targets(
@@ -163,6 +191,14 @@ def _build_targets(
     world = distributed.world()
     ranks = f", {world.size} ranks ({world.backend})" if world.size > 1 else ""
     click.echo(f"torch device {compute.spec} ({compute.name}){ranks}")
+    if options.cpu is not None and distributed.is_main():
+        click.echo(options.cpu.describe())
+        if options.cpu.contended and options.cpu.source == "torch default":
+            click.echo(
+                "warning: other work keeps CPUs busy; training with more threads than free "
+                "CPUs can run several times slower (pass --threads auto, or --threads 1)",
+                err=True,
+            )
     for target in targets:
         if not distributed.is_main():
             follow(target, project, options, shared)

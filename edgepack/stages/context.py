@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from edgepack.config.profiles import Target
 from edgepack.config.project import Project
+from edgepack.core.cpus import CpuPlan
 from edgepack.core.devices import CPU, TorchDevice
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class BuildOptions:
     progress: bool = False
     accuracy_on_device: bool = False  # also predict the held-out images on the runner's device
     torch_device: TorchDevice = CPU  # where distillation and the teacher run (not the runner's)
+    cpu: CpuPlan | None = None  # torch's CPU threads and why (None: not decided, e.g. tests)
 
 
 @dataclass(frozen=True)

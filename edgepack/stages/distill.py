@@ -116,7 +116,7 @@ def _train(
             "seconds": round(stats.seconds, 1),
             **stats.rates(),
             "history": list(stats.history),
-            "compute": {**device.to_dict(), **distributed.world().to_dict()},
+            "compute": {**device.to_dict(), **distributed.world().to_dict(), **_cpu(context)},
         },
         augmented=project.augment.active,
     )
@@ -131,3 +131,9 @@ def _held_out_score(
     if labels is None:
         return None
     return lambda model: score(batched(lambda x: model(x.to(device)).cpu(), data.test_x), labels)
+
+
+def _cpu(context: BuildContext) -> dict[str, Any]:
+    """The CPU threads torch trained with, and who chose them (edgepack.core.cpus)."""
+    cpu = context.options.cpu
+    return {} if cpu is None else cpu.to_dict()
