@@ -92,6 +92,14 @@ target="."
 # Editable install: the package finds its target profiles in <repo>/targets.
 echo "+ ${pip[*]} -e '$target'"
 "${pip[@]}" -e "$target"
+# ExecuTorch (in `all` and `executorch`): installed without its declared dependencies, which
+# pull pandas, hydra-core and test tools (~131 MB) that neither its exporter nor its runtime
+# import; the extra installed above holds what they do. `pip check` therefore lists
+# executorch's unmet declared requirements: expected, and nothing edgepack imports.
+if [[ ",$extras," == *",all,"* || ",$extras," == *",executorch,"* ]]; then
+    echo "+ ${pip[*]} --no-deps executorch==1.5.1"
+    "${pip[@]}" --no-deps executorch==1.5.1
+fi
 .venv/bin/edgepack --version
 
 # 4. The emulated arm64 runner: qemu-user and build tools (apt), a minimal arm64 root

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from edgepack.exporters import FORMATS
 from edgepack.outputs.appdocs import PLATFORMS, render_readme
 from edgepack.outputs.appdocs import _escape as esc
 
@@ -27,7 +28,7 @@ HOSTILE = (
 
 def manifest(fmt: str, channels: int = 1, *, passed: bool = True) -> dict[str, Any]:
     """The parts of a build's manifest the README reads, as edgepack.outputs.manifest writes them."""
-    artifact = {"tflite": "model.tflite", "onnx": "model.onnx", "coreml": "model.mlpackage"}[fmt]
+    artifact = "model" + FORMATS[fmt].suffix  # every format names its artifact model.<suffix>
     files = {artifact: {"bytes": 151_234, "sha256": "0" * 64}}
     if fmt == "coreml":
         files = {f"{artifact}/Manifest.json": {"bytes": 1_000, "sha256": "0" * 64}}
@@ -156,6 +157,19 @@ def test_each_format_gets_its_platform_snippet() -> None:
     (cpp,) = code_blocks(onnx, "cpp")
     assert "constexpr int64_t C = 3, H = 32, W = 32;" in cpp and "{0.5f, 0.5f, 0.5f}" in cpp
     assert "NCHW: `[batch, 3, 32, 32]`" in onnx
+
+
+def test_executorch_snippets_feed_nchw_through_module_load() -> None:
+    readme = render_readme(manifest("executorch", channels=3), LABELS)
+    (kotlin,) = code_blocks(readme, "kotlin")
+    assert (
+        "Module.load(file.absolutePath)" in kotlin
+        and 'File(context.filesDir, "model.pte")' in kotlin
+    )
+    assert "longArrayOf(1, 3, 32, 32)" in kotlin and "floatArrayOf(0.5f, 0.5f, 0.5f)" in kotlin
+    (python,) = code_blocks(readme, "python")
+    assert 'load_program("model.pte").load_method("forward")' in python
+    assert "NCHW, shape `[1, 3, 32, 32]`" in readme
 
 
 def test_an_input_conversion_inside_the_model_is_stated() -> None:

@@ -11,11 +11,22 @@ The build calls this only after every target built and every budget held: a fail
 (same filesystem, so each rename is atomic; Android's asset packager skips dot-folders), then
 each staged entry is renamed over its final name. A failure while staging removes the staged
 folder and leaves the destination as it was.
+
+A build killed during the copy (kill -9, a power cut) cannot clean up, so the staging folder
+carries a journal, ``.edgepack-copy.json``: the names being copied and the phase. Still
+``staging``: the destination was never touched, and the next run removes the folder. ``swap``
+(every file staged, renames under way): the next run finishes the renames, so the app folder
+holds the new model with its new labels, never a new model with old labels or no model at all.
+Only folders holding that journal are edgepack's: a user's folder that merely matches the name
+pattern is left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,8 +35,11 @@ from typing import Any
 from edgepack.core.errors import InputError
 from edgepack.core.schema import show
 
+log = logging.getLogger(__name__)
+
 LABELS = "labels.txt"
 _STAGING_PREFIX = ".edgepack-copy-"
+JOURNAL = ".edgepack-copy.json"  # inside a staging folder: what it copies, and how far it got
 
 
 def shipped_files(manifest: dict[str, Any]) -> list[str]:
@@ -62,6 +76,7 @@ def check_destination(
             pass
     except OSError as exc:
         raise InputError(f"{what}: cannot write there: {exc.strerror or exc}") from None
+    recover(resolved)  # a copy a killed build left half done, before this build's work
     return resolved
 
 
@@ -101,16 +116,17 @@ def copy_to_app(dist: Path, manifest: dict[str, Any], destination: Path) -> list
                 f"--copy-to {show(destination)}: {name} there is a {kind}; edgepack ships a "
                 f"{'folder' if (dist / name).is_dir() else 'file'} of that name (nothing was copied)"
             )
-    for stale in destination.glob(f"{_STAGING_PREFIX}*"):  # left by a killed copy
-        _remove(stale)
+    recover(destination)
     staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=destination))
     try:
+        _journal(staging, names, "staging")
         for name in names:
             source = dist / name
             if source.is_dir():
                 shutil.copytree(source, staging / name)
             else:
                 shutil.copy2(source, staging / name)
+        _journal(staging, names, "swap")  # from here on, a killed copy is finished next run
         _swap_in(staging, destination, names)
     except OSError as exc:
         raise InputError(
@@ -118,7 +134,7 @@ def copy_to_app(dist: Path, manifest: dict[str, Any], destination: Path) -> list
             "were left as they were)"
         ) from None
     finally:
-        _remove(staging)
+        _discard(staging)
     return names
 
 
@@ -143,6 +159,81 @@ def _swap_in(staging: Path, destination: Path, names: list[str]) -> None:
             if old is not None:
                 old.rename(final)
         raise
+
+
+def recover(destination: Path) -> None:
+    """Finish or drop the copies a killed build left in ``destination`` (see the module
+    docstring). A folder matching the staging pattern without a readable journal is not
+    edgepack's, or not one it can judge: it is left as it is."""
+    for staging in sorted(destination.glob(f"{_STAGING_PREFIX}*")):
+        journal = _read_journal(staging)
+        if journal is None:
+            continue
+        names, phase = journal
+        try:
+            if phase == "swap":
+                _finish_swap(staging, destination, names)
+                log.warning(
+                    "finished the copy to %s that an interrupted build left half done", destination
+                )
+        except OSError as exc:
+            raise InputError(
+                f"cannot finish the interrupted copy in {show(staging)}: {exc.strerror or exc}; "
+                "move the files in it into place by hand, then remove it"
+            ) from None
+        _discard(staging)
+
+
+def _discard(staging: Path) -> None:
+    """Remove a staging folder, its journal last: killed half-way, what is left still says
+    it is edgepack's, and the next run finishes removing it."""
+    with contextlib.suppress(OSError):
+        for entry in list(staging.iterdir()):
+            if entry.name != JOURNAL:
+                _remove(entry)
+    _remove(staging / JOURNAL)
+    with contextlib.suppress(OSError):
+        staging.rmdir()
+
+
+def _journal(staging: Path, names: list[str], phase: str) -> None:
+    """Write the journal atomically (a rename within the staging folder)."""
+    partial = staging / f"{JOURNAL}.partial"
+    with partial.open("w", encoding="utf-8") as handle:
+        json.dump({"names": names, "phase": phase}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, staging / JOURNAL)
+
+
+def _read_journal(staging: Path) -> tuple[list[str], str] | None:
+    path = staging / JOURNAL
+    if staging.is_symlink() or not staging.is_dir() or path.is_symlink():
+        return None
+    try:
+        journal = json.loads(path.read_text(encoding="utf-8")[:4096])
+        names, phase = journal["names"], journal["phase"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    if not isinstance(names, list) or phase not in ("staging", "swap"):
+        return None
+    if not all(
+        isinstance(n, str) and n not in ("", ".", "..") and Path(n).name == n for n in names
+    ):
+        return None  # plain file names only: a journal never points outside its folder
+    return names, phase
+
+
+def _finish_swap(staging: Path, destination: Path, names: list[str]) -> None:
+    """Do the renames :func:`_swap_in` had not done: each name whose staged entry is still in
+    the staging folder had its old one set aside (or not yet); either way the new one goes in."""
+    for name in names:
+        new, final, old = staging / name, destination / name, staging / f"{name}.old"
+        if not (new.exists() or new.is_symlink()):
+            continue  # already in place
+        if (final.exists() or final.is_symlink()) and not (old.exists() or old.is_symlink()):
+            final.rename(old)
+        new.rename(final)
 
 
 def _remove(path: Path) -> None:

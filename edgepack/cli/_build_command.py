@@ -17,7 +17,7 @@ from edgepack.core.files import artifact_bytes
 if TYPE_CHECKING:
     from edgepack.build import BuildOptions
     from edgepack.config.project import Project
-    from edgepack.core.cpus import CpuPlan
+    from edgepack.core.cpu_plan import CpuPlan
 
 from edgepack.cli._app import DEVICE_HELP, main
 
@@ -161,10 +161,11 @@ def build(
 
 
 def _cpu_plan(threads: str | None) -> CpuPlan:
-    """Torch's CPU threads for this process (edgepack.core.cpus), applied before any work."""
+    """Torch's CPU threads for this process (edgepack.core.cpu_plan), applied before any work."""
     import torch
 
-    from edgepack.core import cpus, distributed
+    from edgepack.core import cpu_plan as cpus
+    from edgepack.core import distributed
     from edgepack.core.distributed.ranks import env_int
 
     # torchrun's ranks on this machine share its CPUs

@@ -79,9 +79,13 @@ def check(
     from edgepack.check.markdown import write_markdown
     from edgepack.check.terminal import table_lines
 
-    _check_outputs(junit, markdown, baseline if update_baseline else None)
+    written = {"--junit": junit, "--markdown": markdown}
+    written["--baseline"] = baseline if update_baseline else None
+    _check_outputs(written)
+    folders = _folders(dists) or (Path("dist"),)
+    _outside_builds(written, folders)
     options = CheckOptions(target_ref, size_only, baseline, update_baseline, device)
-    run = run_checks(_folders(dists) or (Path("dist"),), options)
+    run = run_checks(folders, options)
     if as_json:
         click.echo(json.dumps(run.to_dict(), indent=2))
     else:
@@ -101,13 +105,12 @@ def check(
     click.echo(f"all {len(run.rows)} checks hold for {len(run.targets)} target(s)", err=as_json)
 
 
-def _check_outputs(junit: Path | None, markdown: Path | None, baseline: Path | None) -> None:
+def _check_outputs(given: dict[str, Path | None]) -> None:
     """Every path the check writes, refused before anything is measured or written: a bad
     --junit must not leave a rewritten baseline behind, nor two outputs share one file."""
     from edgepack.core.errors import InputError
     from edgepack.core.files import check_output_file
 
-    given = {"--junit": junit, "--markdown": markdown, "--baseline": baseline}
     seen: dict[Path, str] = {}
     for flag, path in given.items():
         if path is None:
@@ -116,6 +119,28 @@ def _check_outputs(junit: Path | None, markdown: Path | None, baseline: Path | N
         same = seen.setdefault(path.resolve(), flag)
         if same != flag:
             raise InputError(f"{same} and {flag} name the same file {path}: give each its own")
+
+
+def _outside_builds(given: dict[str, Path | None], folders: tuple[Path, ...]) -> None:
+    """Refuse an output inside a build being checked (``check dist/android --markdown
+    dist/android/model.tflite``): the report would replace the artifact it judges, or write
+    a file its manifest does not list, so the next check fails on the build's own files."""
+    from edgepack.check.discover import find_builds
+    from edgepack.core.errors import InputError
+    from edgepack.core.schema import show
+
+    wanted = {flag: path for flag, path in given.items() if path is not None}
+    if not wanted:
+        return
+    builds = [(folder, folder.resolve()) for folder in find_builds(folders)]
+    for flag, path in wanted.items():
+        resolved = path.resolve()
+        for build, real in builds:
+            if real == resolved or real in resolved.parents:
+                raise InputError(
+                    f"{flag} {show(path)} is inside the build {show(build)} being checked, "
+                    "which it would change; write it outside the build folders"
+                )
 
 
 def _folders(dists: tuple[Path, ...]) -> tuple[Path, ...]:

@@ -221,13 +221,23 @@ def _checked(
     except FileNotFoundError:
         discard(path, what, "its checksum file is missing")
         return None
-    except (_Damaged, OSError, ValueError) as exc:  # ValueError: a sidecar that is not JSON
+    except (_Damaged, OSError, ValueError, RecursionError) as exc:  # a sidecar that is not JSON
         discard(path, what, _reason(exc))
         return None
 
 
 class _Damaged(Exception):
     pass
+
+
+def parse_json(data: bytes) -> Any:
+    """The JSON in a verified entry, or ValueError. A checksum only proves the bytes are the
+    ones its sidecar describes, and both can be rewritten: ``[[[[…`` nested 30 000 deep is
+    valid JSON that makes the parser raise RecursionError, which no caller expects."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("its JSON is nested too deeply") from None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -274,7 +284,7 @@ def _unlink(path: Path) -> None:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return _describe_os_error(exc)
-    if isinstance(exc, ValueError):
+    if isinstance(exc, ValueError | RecursionError):  # RecursionError: ``[[[[…`` nested deep
         return "its checksum file is not valid JSON"
     return str(exc)
 

@@ -30,6 +30,8 @@ NOISE = (
     # absl's INFO lines: I<MMDD> <time> <thread> <file>:<line>] <message>
     re.compile(r"I\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "),
     re.compile(r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."),
+    # ExecuTorch's runtime probing the CPU on first use ("[cpuinfo_utils.cpp:71] Reading ...").
+    re.compile(r"\[cpuinfo_utils\.cpp:\d+\] "),
 )
 
 _enabled = False

@@ -173,7 +173,7 @@ def open_store(path: Path) -> tuple[StoredImages, dict[str, Any]] | None:
         return None
     try:
         shape = _read_header(path)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
         discard(path, WHAT, f"its .npy header is not a uint8 NHWC store ({exc})")
         return None
     content = facts.get("content_sha256")
@@ -188,8 +188,12 @@ def _read_header(path: Path) -> tuple[int, int, int, int]:
         head = handle.read(HEADER_BYTES)
     if len(head) < HEADER_BYTES or not head.startswith(_MAGIC):
         raise ValueError("no .npy magic")
+    # A forged header (its checksum rewritten to match) may hold any literal: ``{[]: 1}`` is a
+    # TypeError to literal_eval, ``7`` or a list has no .get.
     header = ast.literal_eval(head[10:].decode("latin1").strip())
-    shape = header.get("shape") if isinstance(header, dict) else None
+    if not isinstance(header, dict):
+        raise ValueError(f"header {header!r:.60} is not a dict")
+    shape = header.get("shape")
     if (
         header.get("descr") != "|u1"
         or header.get("fortran_order") is not False

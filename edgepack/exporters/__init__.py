@@ -55,6 +55,7 @@ FORMATS: Registry[Format] = Registry("export format")
 FORMATS.add_lazy("tflite", "edgepack.exporters.tflite.descriptor:FORMAT")
 FORMATS.add_lazy("onnx", "edgepack.exporters.onnx.descriptor:FORMAT")
 FORMATS.add_lazy("coreml", "edgepack.exporters.coreml.descriptor:FORMAT")
+FORMATS.add_lazy("executorch", "edgepack.exporters.executorch.descriptor:FORMAT")
 
 
 def format_names() -> tuple[str, ...]:
@@ -128,7 +129,6 @@ def get_exporter(name: str) -> Exporter:
     # find_spec answers "installed?" without paying for the import (litert_torch takes seconds).
     missing = [package for package in fmt.requires if importlib.util.find_spec(package) is None]
     if missing:
-        raise MissingExtraError(
-            f"format {name!r} needs {', '.join(missing)}: pip install 'edgepack[{fmt.extra}]'"
-        )
+        install = fmt.install or f"pip install 'edgepack[{fmt.extra}]'"
+        raise MissingExtraError(f"format {name!r} needs {', '.join(missing)}: {install}")
     return cast(Exporter, importlib.import_module(fmt.module))

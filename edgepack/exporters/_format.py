@@ -44,6 +44,9 @@ class Format:
     # The app-docs platform whose README usage snippet fits the artifact ("android", "ios",
     # "onnxruntime"; outputs/appdocs/_platforms.py holds the snippets and their templates).
     app_platform: str = ""
+    # The install command a missing-library error names, where ``pip install 'edgepack[extra]'``
+    # is not enough (a package that must be installed without its declared dependencies).
+    install: str = ""
 
     def breakdown_reader(self) -> Callable[[Path], Breakdown] | None:
         """The imported :attr:`breakdown` function, or None when the format declares none."""

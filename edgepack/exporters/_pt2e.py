@@ -182,3 +182,21 @@ def _check_batch(batch: torch.Tensor, example: torch.Tensor) -> None:
             f"calibration batches must be {example.dtype} (N, {expected}), "
             f"got {batch.dtype} {tuple(batch.shape)}"
         )
+
+
+def fold_weight_quantizers(quantized: torch.fx.GraphModule) -> None:
+    """Replace quantize(float weight) with the int8 weight it computes, in place.
+
+    :func:`convert` keeps weights float behind quantize→dequantize (the LiteRT converter wants
+    that). Core ML and ExecuTorch want int8 constants behind a dequantize instead: coremltools
+    maps no ``quantize_per_channel`` fx node, ExecuTorch has no kernel for it outside a
+    delegate and XNNPACK takes only int8 weights. Outputs are unchanged: folding computes
+    exactly what the op would. Only nodes whose inputs are all constants fold: the
+    activations' quantizers stay.
+    """
+    import torch
+    from torchao.quantization.pt2e.constant_fold import constant_fold
+
+    ops = torch.ops.quantized_decomposed
+    quantizers = {ops.quantize_per_tensor.default, ops.quantize_per_channel.default}
+    constant_fold(quantized, lambda node: node.op == "call_function" and node.target in quantizers)

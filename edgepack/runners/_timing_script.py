@@ -2,7 +2,7 @@
 
 Copied to a board (ssh runner) or a Mac (mac runner) and run with the Python the user names, so
 it imports nothing from edgepack: only the standard library, numpy and the format's runtime
-(ai-edge-litert or tflite-runtime, onnxruntime, coremltools). Each inference is timed on its
+(ai-edge-litert or tflite-runtime, onnxruntime, coremltools, executorch). Each inference is timed on its
 own so the caller gets per-run figures and computes percentiles as the host runner does.
 
     python _timing_script.py --format tflite --model m.tflite --threads 1 --warmup 10 --iterations 100
@@ -86,7 +86,23 @@ def _coreml(model: Path, _: int, units: str) -> tuple[Callable[[], None], str]:
     return lambda: loaded.predict(feeds), f"coremltools {ct.__version__}"
 
 
-RUNTIMES = {"tflite": _tflite, "onnx": _onnx, "coreml": _coreml}
+def _executorch_method(model: Path) -> tuple[Any, str]:
+    """The ``forward`` method of a .pte in ExecuTorch's runtime (it picks its own threads)."""
+    from executorch.runtime import Runtime
+
+    method = Runtime.get().load_program(model).load_method("forward")
+    return method, f"executorch {_version('executorch')}"
+
+
+def _executorch(model: Path, _: int, __: str) -> tuple[Callable[[], None], str]:
+    import torch
+
+    method, runtime = _executorch_method(model)
+    inputs = [torch.zeros(tuple(method.metadata.input_tensor_meta(0).sizes()))]
+    return lambda: method.execute(inputs), runtime
+
+
+RUNTIMES = {"tflite": _tflite, "onnx": _onnx, "coreml": _coreml, "executorch": _executorch}
 
 Predict = Callable[[Any], Any]  # float32 NHWC images -> float32 logits (numpy arrays)
 
@@ -164,7 +180,26 @@ def _coreml_predict(model: Path, _: int, units: str) -> tuple[Predict, str]:
     return predict, f"coremltools {ct.__version__}"
 
 
-PREDICTORS = {"tflite": _tflite_predict, "onnx": _onnx_predict, "coreml": _coreml_predict}
+def _executorch_predict(model: Path, _: int, __: str) -> tuple[Predict, str]:
+    import numpy as np
+    import torch
+
+    method, runtime = _executorch_method(model)
+
+    def predict(images: Any) -> Any:
+        # edgepack's .pte takes NCHW at batch 1 (memory-planned for it): one image per call.
+        nchw = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+        return np.stack([method.execute([nchw[i : i + 1]])[0].numpy()[0] for i in range(len(nchw))])
+
+    return predict, runtime
+
+
+PREDICTORS = {
+    "tflite": _tflite_predict,
+    "onnx": _onnx_predict,
+    "coreml": _coreml_predict,
+    "executorch": _executorch_predict,
+}
 
 
 def _version(distribution: str) -> str:

@@ -28,7 +28,7 @@ NAME = "ssh"
 DEVICE_OPTION = "host"  # what --device replaces
 # The runtimes this runner drives on a board, each with the name _timing_script.py knows it
 # by (the script runs there and imports nothing from edgepack, so it keeps its own table).
-RUNTIMES = {"litert": "tflite", "onnxruntime": "onnx"}
+RUNTIMES = {"litert": "tflite", "onnxruntime": "onnx", "executorch": "executorch"}
 
 
 def check_host(host: str) -> None:

@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgepack.config.profiles import Target
-from edgepack.core.cache import read_entry, write_entry
+from edgepack.core.cache import discard, parse_json, read_entry, write_entry
 from edgepack.selection.candidates import Candidate
 
 if TYPE_CHECKING:
@@ -205,11 +206,12 @@ def _cached(path: Path | None) -> Cost | None:
     if entry is None:
         return None
     try:
-        cost = Cost(**json.loads(entry[0]))
+        cost = Cost(**parse_json(entry[0]))
         _check_types(cost)
         return cost
     except (ValueError, TypeError) as exc:  # a stale layout or a forged entry: measure again
-        log.info("search measurement %s not used: %s", path, exc)
+        assert path is not None
+        discard(path, _ENTRY, str(exc)[:200])
         return None
 
 
@@ -217,9 +219,13 @@ def _check_types(cost: Cost) -> None:
     """A cached entry's fields have the types measure() writes (TypeError otherwise)."""
 
     def number(value: object, kind: type, optional: bool) -> bool:
+        """A count or a latency as measure() writes it: not negative, finite, and small enough
+        for the budget arithmetic (a forged 10**400 parameters overflows ``params / 1024``)."""
         if value is None:
             return optional
-        return isinstance(value, kind | int) and not isinstance(value, bool)
+        if not isinstance(value, kind | int) or isinstance(value, bool):
+            return False
+        return 0 <= value < 2**63 and math.isfinite(value)
 
     if not (
         number(cost.params, int, False)
@@ -228,4 +234,4 @@ def _check_types(cost: Cost) -> None:
         and number(cost.latency_ms, float, True)
         and isinstance(cost.latency_note, str)
     ):
-        raise TypeError(f"fields of unexpected types: {cost}")
+        raise TypeError(f"fields of unexpected types or out of range: {cost}")

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgepack.config.profiles import DistillSpec
-from edgepack.core.cache import read_entry, write_entry
+from edgepack.core.cache import discard, parse_json, read_entry, write_entry
 from edgepack.selection.candidates import Candidate
 from edgepack.selection.table import Row
 from edgepack.tasks import DEFAULT_TASK
@@ -192,7 +192,7 @@ def _cached_scores(path: Path | None) -> dict[str, float | None] | None:
     if entry is None:
         return None
     try:
-        scores = json.loads(entry[0])
+        scores = parse_json(entry[0])
         if not isinstance(scores, dict) or set(scores) != {"float", "int8"}:
             raise ValueError("unexpected keys")
         if not all(
@@ -201,7 +201,9 @@ def _cached_scores(path: Path | None) -> dict[str, float | None] | None:
         ):
             raise ValueError("scores must be accuracies between 0 and 1")
         return scores
-    except ValueError:
+    except ValueError as exc:  # a stale layout or a forged entry: train again
+        assert path is not None
+        discard(path, _SCORES, str(exc))
         return None
 
 

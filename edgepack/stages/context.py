@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from edgepack.config.profiles import Target
 from edgepack.config.project import Project
-from edgepack.core.cpus import CpuPlan
+from edgepack.core.cpu_plan import CpuPlan
 from edgepack.core.devices import CPU, TorchDevice
 
 if TYPE_CHECKING:

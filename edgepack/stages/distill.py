@@ -134,6 +134,6 @@ def _held_out_score(
 
 
 def _cpu(context: BuildContext) -> dict[str, Any]:
-    """The CPU threads torch trained with, and who chose them (edgepack.core.cpus)."""
+    """The CPU threads torch trained with, and who chose them (edgepack.core.cpu_plan)."""
     cpu = context.options.cpu
     return {} if cpu is None else cpu.to_dict()

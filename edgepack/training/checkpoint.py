@@ -7,6 +7,7 @@ is only a lost cache entry: training starts over, with a warning.
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 from pathlib import Path
@@ -49,6 +50,12 @@ def resume_checkpoint(
     )
     if path is None or entry is None:
         return 0, []
+    # The states as they are now: a checkpoint that fails half-way (the student's weights load,
+    # the optimizer's do not) must not leave the forged or stale weights behind while the
+    # training "starts over" (the build would no longer be a function of its inputs).
+    fresh = copy.deepcopy(
+        (model.state_dict(), optimizer.state_dict(), schedule.state_dict(), generator.get_state())
+    )
     try:
         # map_location: a checkpoint from a GPU run resumes on a CPU (the optimizer moves its
         # state next to the weights when it loads).
@@ -61,6 +68,10 @@ def resume_checkpoint(
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"])
     except Exception as exc:  # a stale or damaged checkpoint is only a lost cache entry
+        model.load_state_dict(fresh[0])
+        optimizer.load_state_dict(fresh[1])
+        schedule.load_state_dict(fresh[2])
+        generator.set_state(fresh[3])
         if distributed.is_main():
             discard(path, _CHECKPOINT, f"it does not load ({type(exc).__name__}: {exc})"[:300])
         return 0, []

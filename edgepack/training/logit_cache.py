@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -160,9 +161,9 @@ def _cached_logits(
         return None
     data, facts = entry
     try:
-        logits = np.load(io.BytesIO(data), allow_pickle=False)
+        logits = _load_npy(data)
     except (ValueError, OSError, EOFError) as exc:
-        discard(cache, _LOGITS, f"not a readable .npy array ({type(exc).__name__})")
+        discard(cache, _LOGITS, f"not a readable .npy array ({type(exc).__name__}: {exc})"[:200])
         return None
     problem = _logits_problem(logits, facts, stop - start)
     if problem is None:
@@ -171,6 +172,26 @@ def _cached_logits(
         discard(cache, _LOGITS, problem)
         return None
     return logits
+
+
+def _load_npy(data: bytes) -> np.ndarray:
+    """The array in ``data``, its header checked against its length first: np.load allocates
+    the array its header declares before it reads a byte, so a forged entry (its checksum file
+    rewritten to match) declaring 2**40 rows would ask for terabytes."""
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise ValueError(f".npy version {version}")
+    if dtype.hasobject:
+        raise ValueError("it holds Python objects")
+    declared, held = math.prod(shape) * dtype.itemsize, len(data) - stream.tell()
+    if declared != held:
+        raise ValueError(f"its header declares {declared} bytes of data, it holds {held}")
+    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def _logits_problem(logits: np.ndarray, facts: dict, rows: int) -> str | None:

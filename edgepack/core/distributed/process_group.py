@@ -8,10 +8,19 @@ import math
 import os
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgepack.core.distributed.outcome import PeerFailed
-from edgepack.core.distributed.ranks import SOLO, World, is_main, launched, state, world
+from edgepack.core.distributed.ranks import (
+    SOLO,
+    World,
+    env_int,
+    is_main,
+    launched,
+    refuse,
+    state,
+    world,
+)
 from edgepack.core.errors import ConfigError, EdgepackError
 
 if TYPE_CHECKING:
@@ -22,6 +31,12 @@ if TYPE_CHECKING:
 # latency (minutes with an emulated or attached runner): torch's 10-minute NCCL default is short.
 TIMEOUT_ENV = "EDGEPACK_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 3600.0
+# How long a rank waits for the others to join. Peers that torchrun started arrive within
+# seconds; torchrun's variables left in a shell (WORLD_SIZE=2 RANK=0 and a free MASTER_PORT)
+# have no peers at all, and waiting the collective timeout for them is an hour of nothing.
+# Multi-node jobs whose nodes start minutes apart raise it.
+JOIN_TIMEOUT_ENV = "EDGEPACK_DIST_JOIN_TIMEOUT_S"
+DEFAULT_JOIN_TIMEOUT_S = 120.0
 
 
 @contextlib.contextmanager
@@ -46,7 +61,16 @@ def session(device: TorchDevice) -> Iterator[World]:
     if device.kind == "cuda":
         torch.cuda.set_device(torch.device(device.spec))
     seconds = _timeout()
-    dist.init_process_group(backend, timeout=timedelta(seconds=seconds))
+    store = _join(_timeout(JOIN_TIMEOUT_ENV, DEFAULT_JOIN_TIMEOUT_S))
+    store.set_timeout(timedelta(seconds=seconds))
+    # What init_process_group does with init_method="env://", the store made by _join.
+    dist.init_process_group(
+        backend,
+        store=dist.PrefixStore("default_pg", store),
+        rank=env_int("RANK", None, low=0),
+        world_size=env_int("WORLD_SIZE", None, low=1),
+        timeout=timedelta(seconds=seconds),
+    )
     state["device"] = device.spec if backend == "nccl" else "cpu"  # where collectives run
     try:
         with _quiet_unless_main():
@@ -61,17 +85,36 @@ def session(device: TorchDevice) -> Iterator[World]:
         dist.destroy_process_group()
 
 
-def _timeout() -> float:
-    """EDGEPACK_DIST_TIMEOUT_S, a positive number of seconds, or one line saying what arrived."""
-    text = os.environ.get(TIMEOUT_ENV)
+def _join(seconds: float) -> Any:
+    """torch's env:// rendezvous (the store every rank meets at), given ``seconds`` for rank 0
+    to see every other rank connect, or for the others to reach rank 0; one line otherwise."""
+    import torch.distributed as dist
+    from torch.distributed.rendezvous import rendezvous
+
+    try:
+        store, _, _ = next(rendezvous("env://", timeout=timedelta(seconds=seconds)))
+    except (RuntimeError, ValueError, OSError, dist.DistError):
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+        refuse(
+            f"rank {os.environ.get('RANK')} of WORLD_SIZE={os.environ.get('WORLD_SIZE')} found "
+            f"no peers at MASTER_ADDR:MASTER_PORT={where} within {seconds:g} s "
+            f"({JOIN_TIMEOUT_ENV} sets it)"
+        )
+    return store
+
+
+def _timeout(name: str = TIMEOUT_ENV, default: float = DEFAULT_TIMEOUT_S) -> float:
+    """Environment variable ``name``, a positive number of seconds (``default`` when unset), or
+    one line saying what arrived."""
+    text = os.environ.get(name)
     if text is None:
-        return DEFAULT_TIMEOUT_S
+        return default
     try:
         seconds = float(text)
     except ValueError:
         seconds = math.nan
     if not (math.isfinite(seconds) and seconds > 0):
-        raise ConfigError(f"{TIMEOUT_ENV} is {text!r:.40}: expected a positive number of seconds")
+        raise ConfigError(f"{name} is {text!r:.40}: expected a positive number of seconds")
     return seconds
 
 

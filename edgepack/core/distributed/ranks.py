@@ -41,10 +41,10 @@ def launched() -> bool:
     size = env_int("WORLD_SIZE", 1, low=1)
     rank = env_int("RANK", 0 if size == 1 else None, low=0)
     if rank >= size:
-        _refuse(f"RANK={rank} with WORLD_SIZE={size}: a rank must be below the world size")
+        refuse(f"RANK={rank} with WORLD_SIZE={size}: a rank must be below the world size")
     if size > 1:
         if not os.environ.get("MASTER_ADDR", "").strip():
-            _refuse(f"WORLD_SIZE={size} without MASTER_ADDR: no rank 0 to join")
+            refuse(f"WORLD_SIZE={size} without MASTER_ADDR: no rank 0 to join")
         env_int("MASTER_PORT", None, low=1, high=65535)
         local_rank()
     return size > 1
@@ -71,11 +71,12 @@ def env_int(name: str, default: int | None, *, low: int, high: int | None = None
         value = None
     if value is None or value < low or (high is not None and value > high):
         got = "unset" if text is None else f"{text!r:.40}"
-        _refuse(f"{name} is {got}: expected an integer, {span}")
+        refuse(f"{name} is {got}: expected an integer, {span}")
     return value
 
 
-def _refuse(problem: str) -> NoReturn:
+def refuse(problem: str) -> NoReturn:
+    """A one-line ConfigError for a torchrun environment that cannot be right."""
     raise ConfigError(
         f"torchrun environment: {problem}; run under torchrun, or unset RANK, WORLD_SIZE, "
         "LOCAL_RANK, MASTER_ADDR and MASTER_PORT left over from one"

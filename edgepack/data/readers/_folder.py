@@ -33,7 +33,7 @@ def read_folder(root: Path, options: Options) -> LoadedImages:
         data = decode_in_memory(root, folder, targets, options)
     else:
         key = cache_key(options.cache_dir, root, folder.files, options)
-        data = load_cached(root, folder, options, key) or decode_to_store(
+        data = load_cached(root, folder, options, key, targets) or decode_to_store(
             root, folder, targets, options, key
         )
     return LoadedImages(data, folder.classes, "image folder")

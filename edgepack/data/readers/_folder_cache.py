@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepack.core.cache import read_entry, write_entry
+from edgepack.core.cache import parse_json, read_entry, write_entry
 from edgepack.core.errors import InputError
 from edgepack.data.images import ImageSet, Skipped
 from edgepack.data.readers._common import Options, sample_index, size_error
@@ -63,15 +63,19 @@ _META = "decoded images index"
 SPOT_CHECK_FILES = 4
 
 
-def load_cached(root: Path, folder: FolderFiles, options: Options, key: Path) -> ImageSet | None:
-    """A cache hit, or None (missing, damaged or foreign entries are recomputed, not trusted)."""
+def load_cached(
+    root: Path, folder: FolderFiles, options: Options, key: Path, targets: np.ndarray | None
+) -> ImageSet | None:
+    """A cache hit, or None (missing, damaged or foreign entries are recomputed, not trusted).
+    ``targets``: the project label of each of ``folder.files``, which the cached labels of the
+    files that decoded must equal (the folder names them; the index only repeats them)."""
     meta_path = key.with_suffix(".json")
     entry = read_entry(meta_path, _META)
     if entry is None:
         return None
     opened = open_store(key.with_suffix(".npy"))
     try:
-        meta = json.loads(entry[0])
+        meta = parse_json(entry[0])
         if opened is None:
             raise ValueError("its image store is missing or damaged")
         store = opened[0]
@@ -81,13 +85,32 @@ def load_cached(root: Path, folder: FolderFiles, options: Options, key: Path) ->
         if meta["content_sha256"] != store.content_sha256:
             raise ValueError("it was written with another image store")
         skipped = tuple(Skipped(str(root / str(p)), str(r)) for p, r in meta["skipped"])
+        gone = {s.path for s in skipped}
+        _check_labels(labels, folder, targets, gone)
         array = None if labels is None else np.array(labels, np.int64)
-        _spot_check(folder, options, store, {s.path for s in skipped})
+        _spot_check(folder, options, store, gone)
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("ignoring unreadable image cache %s: %s; recomputing it", meta_path, exc)
         return None
     log.info("decoded images from cache %s", key)
     return ImageSet(store, array, skipped)
+
+
+def _check_labels(
+    labels: object, folder: FolderFiles, targets: np.ndarray | None, skipped: set[str]
+) -> None:
+    """The index's labels are the folder's own, in order (ValueError otherwise): a forged index
+    with a matching checksum could otherwise relabel the data or hold 2**70."""
+    if targets is None:
+        if labels is not None:
+            raise ValueError("it holds labels for a folder without class folders")
+        return
+    kept = [i for i, path in enumerate(folder.files) if str(path) not in skipped]
+    expected = targets[kept].tolist()
+    if not isinstance(labels, list) or any(type(label) is not int for label in labels):
+        raise ValueError("its labels are not integers")
+    if labels != expected:
+        raise ValueError("its labels differ from the folder's class folders")
 
 
 def _spot_check(

@@ -73,12 +73,12 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
     """PT2E-quantize the student (int8 weights and activations) and save it as an ML Program
     package at ``path``; the reference is the PT2E module (normalised NCHW → logits)."""
     # Shares LiteRT's quantizer, so this format needs litert_torch installed too.
-    from edgepack.exporters._pt2e import int8_module
+    from edgepack.exporters._pt2e import fold_weight_quantizers, int8_module
 
     options = options_for(request.options, CoreMLOptions)
     _check_request(request)  # before the slow part
     quantized = int8_module(request)  # recovery's choice, else calibrated here
-    _fold_weight_quantizers(quantized)
+    fold_weight_quantizers(quantized)  # coremltools maps no quantize_per_channel node
     _save(_convert(quantized, request, options), path)
     granularity = "per-channel" if request.int8.per_channel else "per-tensor"
     return Int8Export(
@@ -100,24 +100,6 @@ def export_float(request: ExportRequest, path: Path) -> Path:
     _check_request(request)
     _save(_convert(request.student.eval(), request, options), path)
     return path
-
-
-def _fold_weight_quantizers(quantized: torch.fx.GraphModule) -> None:
-    """Replace quantize(float weight) with the int8 weight it computes, in place.
-
-    quantize_pt2e_int8 keeps weights float behind quantize→dequantize (the LiteRT converter
-    wants that). coremltools maps ``quantized_decomposed::quantize_per_channel`` to nothing
-    ("Unsupported fx node": only its TorchScript name is registered), while dequantize of a
-    constant int8 tensor becomes constexpr_affine_dequantize: int8 bytes in the package.
-    Outputs are unchanged: folding computes exactly what the op would.
-    """
-    import torch
-    from torchao.quantization.pt2e.constant_fold import constant_fold
-
-    ops = torch.ops.quantized_decomposed
-    quantizers = {ops.quantize_per_tensor.default, ops.quantize_per_channel.default}
-    # Only nodes whose inputs are all constants fold: the activations' quantizers stay.
-    constant_fold(quantized, lambda node: node.op == "call_function" and node.target in quantizers)
 
 
 def _check_request(request: ExportRequest) -> None:

@@ -1,4 +1,4 @@
-"""One entry per app platform (Android, iOS, ONNX Runtime): how an artifact takes an image,
+"""One entry per app platform (Android, iOS, ONNX Runtime, ExecuTorch): how an artifact takes an image,
 what it gives back, and the usage snippet an app developer starts from, filled from its
 template(s) in ``templates/``. Each format names its platform in its descriptor
 (``Format.app_platform``), so :data:`PLATFORMS`, looked up by the manifest's format, follows the
@@ -168,6 +168,38 @@ _BY_PLATFORM.add(
         input_how=_tensor_input("NCHW", "[batch, {c}, {h}, {w}]"),
         output_how=_tensor_output,
         usage=_onnx,
+    ),
+)
+
+
+def _executorch(facts: Facts) -> str:
+    mean, std = facts.per_channel(facts.mean), facts.per_channel(facts.std)
+    return fill(
+        "executorch_module",
+        artifact_code=esc.code_span(facts.artifact),
+        artifact_kotlin=esc.kotlin_string(facts.artifact),
+        artifact_python=esc.python_string(facts.artifact),
+        pil_mode_python=esc.python_string("L" if facts.channels == 1 else "RGB"),
+        width=facts.width,
+        height=facts.height,
+        channels=facts.channels,
+        classes=len(facts.labels),
+        mean_kotlin=_floats(mean, "f"),
+        std_kotlin=_floats(std, "f"),
+        mean_python=f"[{_floats(mean)}]",
+        std_python=f"[{_floats(std)}]",
+        first_label_kotlin=esc.kotlin_string(facts.labels[0]),
+        first_label_python=esc.python_string(facts.labels[0]),
+    )
+
+
+_BY_PLATFORM.add(
+    "executorch",
+    Platform(
+        name="ExecuTorch (Kotlin on Android, Python)",
+        input_how=_tensor_input("NCHW", "[1, {c}, {h}, {w}]"),
+        output_how=_tensor_output,
+        usage=_executorch,
     ),
 )
 

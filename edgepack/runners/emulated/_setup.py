@@ -6,6 +6,11 @@ plugin header) and PyPI (pinned wheels); nothing else is downloaded, and nothing
 the folder is ready. Each step leaves its result in place and is skipped when that result is
 there, so a second call only checks a stamp file. The folder is ``~/.cache/edgepack/emulated``
 unless ``EDGEPACK_EMULATED_DIR`` names another.
+
+``EDGEPACK_EMULATED_DIR`` may name a folder that also holds the user's own files (their home, a
+shared disk), so the working folders the set-up makes and removes there (``apt``, ``src``,
+``wheels``, ``root.partial``, ``site.partial``) carry a marker file from the moment they are
+made, and only a folder holding it is ever removed: a user's ``src`` is refused, in one line.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ WHEELS = ("ai-edge-litert==2.3.0", "onnxruntime==1.28.0", "numpy==2.4.6")
 PLATFORMS = ("manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 SOURCE = Path(__file__).with_name("insn_count.c")
 STAMP_VERSION = 2
+MARKER = ".edgepack-emulated-setup"  # inside each working folder the set-up made
 
 
 class EmulatedSetupError(EdgepackError):
@@ -125,10 +131,52 @@ def _install_packages() -> None:
         _run(install, "apt-get install", env=env)
 
 
+def scratch(where: Layout, name: str, *, fresh: bool) -> Path:
+    """The working folder ``home/name``, made with the marker that makes it the set-up's own;
+    one a killed set-up left is taken back (emptied first when ``fresh``). A folder of that
+    name without the marker is the user's: refused, never written to or removed."""
+    path = where.home / name
+    if path.exists() or path.is_symlink():
+        _refuse_unless_ours(path)
+        if fresh:
+            shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MARKER).touch()
+    return path
+
+
+def _check_free(where: Layout, *names: str) -> None:
+    """Refuse before a step makes any of its working folders, so a refusal adds nothing."""
+    for name in names:
+        if (where.home / name).exists() or (where.home / name).is_symlink():
+            _refuse_unless_ours(where.home / name)
+
+
+def remove_scratch(path: Path) -> None:
+    """Remove a working folder the set-up made (absent: nothing to do)."""
+    if path.exists() or path.is_symlink():
+        _refuse_unless_ours(path)
+        shutil.rmtree(path)
+
+
+def _settle(partial: Path, final: Path) -> None:
+    """Rename a finished working folder into place, without its marker."""
+    (partial / MARKER).unlink(missing_ok=True)
+    partial.rename(final)
+
+
+def _refuse_unless_ours(path: Path) -> None:
+    if path.is_symlink() or not path.is_dir() or not (path / MARKER).is_file():
+        raise EmulatedSetupError(
+            f"{path} is in the way and was not made by `edgepack runner setup`: move it, or "
+            "set EDGEPACK_EMULATED_DIR to a folder of its own"
+        )
+
+
 def _private_apt(where: Layout) -> list[str]:
     """apt options for a private deb-src list under the cache folder: the QEMU source package
     is fetched from Debian's archive without adding deb-src lines to the system's sources."""
-    apt = where.home / "apt"
+    apt = scratch(where, "apt", fresh=False)
     (apt / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (apt / "parts").mkdir(exist_ok=True)
     keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -154,13 +202,13 @@ def _fetch_header(where: Layout) -> None:
     match the QEMU that loads the plugin). Only that one file is kept."""
     if where.header.exists():
         return
+    _check_free(where, "src", "apt")
+    download = scratch(where, "src", fresh=True)
     options = _private_apt(where)
     version = _run(
         ["dpkg-query", "-W", "-f=${source:Version}", "qemu-user"], "dpkg-query qemu-user"
     ).strip()
     _run(["apt-get", *options, "update"], "apt-get update (deb-src)")
-    download = where.home / "src"
-    download.mkdir(exist_ok=True)
     _run(
         ["apt-get", *options, "source", "--download-only", f"qemu={version}"],
         "apt-get source qemu",
@@ -173,8 +221,8 @@ def _fetch_header(where: Layout) -> None:
         assert data is not None  # a regular file member always has data
         where.header.parent.mkdir(parents=True, exist_ok=True)
         where.header.write_bytes(data.read())
-    shutil.rmtree(download)  # 24 MB of QEMU source: only the header was needed
-    shutil.rmtree(where.home / "apt")  # the private package lists (21 MB)
+    remove_scratch(download)  # 24 MB of QEMU source: only the header was needed
+    remove_scratch(where.home / "apt")  # the private package lists (21 MB)
 
 
 def _make_root(where: Layout) -> None:
@@ -189,8 +237,12 @@ def _make_root(where: Layout) -> None:
             "making the arm64 root needs root (debootstrap): run `sudo scripts/setup_emulated.sh` "
             "once, with EDGEPACK_EMULATED_DIR naming a folder you can read"
         )
-    partial = where.home / "root.partial"
-    shutil.rmtree(partial, ignore_errors=True)
+    if where.root.exists() or where.root.is_symlink():
+        raise EmulatedSetupError(
+            f"{where.root} is in the way (no arm64 python in it): move it, or set "
+            "EDGEPACK_EMULATED_DIR to a folder of its own"
+        )
+    partial = scratch(where, "root.partial", fresh=True)
     include = f"--include={PYTHON}-minimal,lib{PYTHON}-stdlib"
     target = (str(partial), MIRROR)
     _run(
@@ -201,27 +253,27 @@ def _make_root(where: Layout) -> None:
     for deb in sorted(archives.glob("*.deb")):
         _run(["dpkg", "-x", str(deb), str(partial)], f"dpkg -x {deb.name}")
         deb.unlink()
-    partial.rename(where.root)
+    _settle(partial, where.root)
 
 
 def _install_wheels(where: Layout) -> None:
     """The pinned aarch64 wheels, unpacked (a wheel is a zip laid out for site-packages)."""
     if where.site.exists():
         return
-    wheels = where.home / "wheels"
+    _check_free(where, "wheels", "site.partial")
+    wheels = scratch(where, "wheels", fresh=True)
+    partial = scratch(where, "site.partial", fresh=True)
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
     command += [f"--platform={tag}" for tag in PLATFORMS]
     command += ["--python-version=3.11", "--implementation=cp", "--abi=cp311", "-d", str(wheels)]
     _run([*command, *WHEELS], "pip download (aarch64 wheels)")
-    partial = where.home / "site.partial"
-    shutil.rmtree(partial, ignore_errors=True)
     for wheel in sorted(wheels.glob("*.whl")):
         with zipfile.ZipFile(wheel) as archive:
             archive.extractall(partial)
     for library in partial.rglob("*.so*"):  # zip drops the exec bits the loader wants
         library.chmod(0o755)
-    partial.rename(where.site)
-    shutil.rmtree(wheels)
+    _settle(partial, where.site)
+    remove_scratch(wheels)
 
 
 def _compile_bytecode(where: Layout) -> None:

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgepack.cli import main
-from edgepack.core import cpus
+from edgepack.core import cpu_plan as cpus
 from edgepack.core.errors import ConfigError
 
 
