@@ -99,6 +99,11 @@ def test_stale_staging_from_a_killed_copy_is_removed(tmp_path: Path) -> None:
     dist, manifest = _dist(tmp_path)
     app = tmp_path / "app"
     (app / ".edgepack-copy-dead").mkdir(parents=True)
+    # What a copy killed while staging leaves: its journal, and a half-copied model.
+    (app / ".edgepack-copy-dead" / ".edgepack-copy.json").write_text(
+        '{"names": ["model.tflite", "labels.txt"], "phase": "staging"}'
+    )
+    (app / ".edgepack-copy-dead" / "model.tflite").write_bytes(b"half")
     copy_to_app(dist, manifest, app)
     assert not list(app.glob(".edgepack-copy-*"))
 

@@ -6,7 +6,6 @@ join so each case takes seconds."""
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from pathlib import Path
@@ -32,11 +31,14 @@ def test_a_stale_torchrun_environment_gives_up_in_the_join_timeout(
         monkeypatch.delenv(name, raising=False)
     stale = {"WORLD_SIZE": "2", "RANK": rank, "MASTER_ADDR": "127.0.0.1",
              "MASTER_PORT": str(_free_port()), "EDGEPACK_DIST_JOIN_TIMEOUT_S": "1"}  # fmt: skip
-    monkeypatch.setattr(os, "environ", {**os.environ, **stale})
+    for name, value in stale.items():
+        monkeypatch.setenv(name, value)
     (tmp_path / "notes.txt").write_text("mine")
     before = snapshot(tmp_path)
     began = time.perf_counter()
-    done = run_edgepack(["build", "--quick", "--no-progress", "--out", "dist"], cwd=tmp_path)
+    # --config names no file: were the join skipped, the build would stop at once, not run.
+    args = ["build", "--quick", "--no-progress", "--config", "missing.yaml", "--out", "dist"]
+    done = run_edgepack(args, cwd=tmp_path)
     took = time.perf_counter() - began
     assert_one_line_error(done.returncode, done.stdout + done.stderr, "found no peers",
                           "EDGEPACK_DIST_JOIN_TIMEOUT_S", "MASTER_PORT", "unset RANK")  # fmt: skip

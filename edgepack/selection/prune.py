@@ -223,9 +223,9 @@ def _check_types(cost: Cost) -> None:
         for the budget arithmetic (a forged 10**400 parameters overflows ``params / 1024``)."""
         if value is None:
             return optional
-        if not isinstance(value, kind | int) or isinstance(value, bool):
+        if not isinstance(value, float | int) or isinstance(value, bool):
             return False
-        return 0 <= value < 2**63 and math.isfinite(value)
+        return isinstance(value, kind | int) and 0 <= value < 2**63 and math.isfinite(value)
 
     if not (
         number(cost.params, int, False)

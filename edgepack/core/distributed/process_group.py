@@ -6,9 +6,11 @@ import contextlib
 import logging
 import math
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from edgepack.core.distributed.outcome import PeerFailed
 from edgepack.core.distributed.ranks import (
@@ -91,9 +93,15 @@ def _join(seconds: float) -> Any:
     import torch.distributed as dist
     from torch.distributed.rendezvous import rendezvous
 
-    try:
-        store, _, _ = next(rendezvous("env://", timeout=timedelta(seconds=seconds)))
-    except (RuntimeError, ValueError, OSError, dist.DistError):
+    with _stderr_held() as held:
+        try:
+            store, _, _ = next(rendezvous("env://", timeout=timedelta(seconds=seconds)))
+        except (RuntimeError, ValueError, OSError, dist.DistError):
+            store = None
+        if store is not None:  # joined: whatever c10d said is the user's to see, as before
+            held.seek(0)
+            os.write(2, held.read())
+    if store is None:
         where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
         refuse(
             f"rank {os.environ.get('RANK')} of WORLD_SIZE={os.environ.get('WORLD_SIZE')} found "
@@ -101,6 +109,24 @@ def _join(seconds: float) -> Any:
             f"({JOIN_TIMEOUT_ENV} sets it)"
         )
     return store
+
+
+@contextlib.contextmanager
+def _stderr_held() -> Iterator[IO[bytes]]:
+    """File descriptor 2 into a temporary file: c10d logs each failed connection attempt from
+    C++ with a stack of native frames, dozens of lines that a failed join would print before
+    its one-line error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                yield held
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def _timeout(name: str = TIMEOUT_ENV, default: float = DEFAULT_TIMEOUT_S) -> float:
