@@ -1,11 +1,12 @@
 """How many CPU threads the build's torch work uses: the CPUs this process may run on, less
 what other processes are using when the build starts.
 
-Why not torch's default (one thread per core): machines are shared. On a 2-core Xeon running two
-other CPU-bound jobs, one training step of the sample student took 1.36 s with one torch thread
-and 13.5 s with two: every small op's OpenMP parallel region waits at its barrier for a thread
-the scheduler has given to another process. A thread count that fits the CPUs actually free
-keeps a build near its fair share of the machine instead of ten times slower.
+Why it matters (torch's default is one thread per core): machines are shared. On 2 cores
+beside two busy-loop processes, one distillation step of the sample student took 0.154 s with
+one torch thread and 3.588 s with two (0.136 s and 0.088 s idle;
+scripts/benchmarks/bench_threads.py): every small op's OpenMP parallel region waits at its
+barrier for a thread the scheduler has given to another process. A thread count that fits the
+CPUs actually free keeps a build near its fair share of the machine instead of 23 times slower.
 
 The CPUs this process may use are its affinity mask, capped by a cgroup CPU quota (containers
 and CI runners often set one; ``os.cpu_count()`` sees neither). What the others use is sampled
