@@ -69,6 +69,7 @@ def test_manifest_describes_the_artifact(built: tuple[Path, Result]) -> None:
     assert manifest["inspection"]["metadata"]["output_label_files"] == ["labels.txt"]
     assert 0 < manifest["quantization"]["metadata_bytes"] < entry["bytes"]
     assert manifest["output"]["shape"] == [1, 10]
+    assert manifest["task"] == "classification"
     assert manifest["effort"] == "quick" and manifest["passed"] is True
     accuracy = manifest["accuracy"]
     assert accuracy["test_samples"] == 1000

@@ -14,6 +14,7 @@ from edgepack.tasks.classification import kd_loss
 from edgepack.training import distillation as distill_module
 from edgepack.training import logit_cache
 from edgepack.training.distillation import augment_batch, distill
+from edgepack.training.epoch_report import EpochReport
 from edgepack.training.logit_cache import teacher_logits
 
 SPEC = DistillSpec(epochs=2, batch_size=16, lr=0.05, temperature=4.0, alpha=0.9, seed=0)
@@ -78,6 +79,21 @@ def test_distillation_lowers_the_loss() -> None:
     before = loss()
     distill(student, x, labels, logits, DistillSpec(**{**SPEC.__dict__, "epochs": 20}))
     assert loss() < 0.8 * before
+
+
+def test_each_epoch_reports_a_log_line() -> None:
+    """Where no progress bar shows (a CI log), the build prints one line per epoch: loss,
+    held-out score, rate and time left."""
+    x, labels, logits = _data()
+    student = create("mobilenetv2_small", width=0.35, num_classes=3, in_channels=1)
+    reports: list[EpochReport] = []
+    distill(student, x, labels, logits, SPEC, evaluate=lambda m: 0.5, on_epoch=reports.append)
+    assert [r.record["epoch"] for r in reports] == [1, 2]
+    assert all(r.epochs == 2 and r.images_per_s > 0 for r in reports)
+    assert reports[-1].eta_s == 0.0
+    line = reports[0].line()
+    assert line.startswith("epoch 1/2: loss ") and ", held-out 50.00%, " in line
+    assert line.endswith(" left") and " images/s, " in line
 
 
 def test_interrupted_distillation_resumes_to_the_same_weights(

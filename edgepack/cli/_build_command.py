@@ -155,6 +155,7 @@ def build(
             accuracy_on_device=accuracy_on_device,
             torch_device=compute,
             cpu=cpu,
+            progress_lines=click.echo if distributed.is_main() else None,
         )
         copies = _copy_destinations(copy_to, targets, project, options.out_root)
         _build_targets(targets, project, options, copies)

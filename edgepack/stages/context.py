@@ -3,6 +3,7 @@ work folder, and the work shared with the other targets of the same run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,9 @@ class BuildOptions:
     accuracy_on_device: bool = False  # also predict the held-out images on the runner's device
     torch_device: TorchDevice = CPU  # where distillation and the teacher run (not the runner's)
     cpu: CpuPlan | None = None  # torch's CPU threads and why (None: not decided, e.g. tests)
+    # Where long stages report progress as lines when no progress bar shows (a CI or bootstrap
+    # log): one line per distillation epoch. The CLI passes its printer; None: say nothing.
+    progress_lines: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import copy
 import dataclasses
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgepack.config.profiles import DistillSpec, StudentSpec, Target
 from edgepack.core import distributed
@@ -15,6 +15,9 @@ from edgepack.stages.context import BuildContext
 from edgepack.stages.pipeline import Products
 from edgepack.stages.records import DistilledStudent, PreparedData, SearchResult, TeacherLogits
 from edgepack.training.predict import batched
+
+if TYPE_CHECKING:
+    from edgepack.training.epoch_report import EpochReport
 
 
 def distill_student(context: BuildContext, got: Products) -> DistilledStudent:
@@ -93,6 +96,7 @@ def _train(
             evaluate=_held_out_score(data, device.spec, context.task.score),
             device=device,
             objective=context.task.distillation_loss,
+            on_epoch=_epoch_lines(context),
         )
     # Back to the CPU whatever it trained on: the PT2E quantizer, the converters and the
     # runtimes that verify the artifact are CPU code, and so is the phone's int8 kernel.
@@ -137,3 +141,11 @@ def _cpu(context: BuildContext) -> dict[str, Any]:
     """The CPU threads torch trained with, and who chose them (edgepack.core.cpu_plan)."""
     cpu = context.options.cpu
     return {} if cpu is None else cpu.to_dict()
+
+
+def _epoch_lines(context: BuildContext) -> Callable[[EpochReport], None] | None:
+    """One line per epoch where no progress bar shows (CI and bootstrap logs are not TTYs)."""
+    sink = context.options.progress_lines
+    if sink is None or context.options.progress:
+        return None
+    return lambda report: sink(f"    {report.line()}")

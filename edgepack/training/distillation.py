@@ -31,6 +31,7 @@ from edgepack.data.batches import ModelInputs
 from edgepack.data.inputs import Augment
 from edgepack.tasks import get_task
 from edgepack.training.checkpoint import resume_checkpoint, save_checkpoint
+from edgepack.training.epoch_report import EpochReport
 
 if TYPE_CHECKING:
     import torch
@@ -125,6 +126,7 @@ def distill(
     evaluate: Callable[[torch.nn.Module], float | None] | None = None,
     device: TorchDevice = CPU,
     objective: DistillLoss | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> DistillStats:
     """Train ``student`` in place on (inputs, teacher logits, labels) for ``spec.epochs``,
     minimising ``objective`` (the task's distillation loss; classification's by default).
@@ -171,11 +173,19 @@ def distill(
     loss = torch.tensor(float("nan"))
     for epoch in range(start_epoch, spec.epochs):
         student.train()
+        tick, images = time.perf_counter(), trainer.images
         loss_sum, loss = trainer.epoch(epoch, steps_per_epoch, progress)
         log.info("epoch %d/%d loss %.4f", epoch + 1, spec.epochs, loss.item())
         history.append(_epoch_record(epoch, student, loss_sum, steps_per_epoch, evaluate))
         if not distributed.is_main():
             continue
+        if on_epoch is not None:
+            seconds = time.perf_counter() - tick
+            done = epoch + 1 - start_epoch
+            eta = (time.perf_counter() - started) / done * (spec.epochs - epoch - 1)
+            on_epoch(
+                EpochReport(history[-1], spec.epochs, (trainer.images - images) / seconds, eta)
+            )
         if checkpoint is not None and not save_checkpoint(
             checkpoint, epoch + 1, student, optimizer, schedule, generator, history
         ):
