@@ -114,6 +114,31 @@ def test_kill_9_at_each_stage_leaves_nothing_and_the_rerun_succeeds(
     ]
 
 
+@pytest.mark.slow
+def test_a_real_second_build_is_refused_while_the_first_runs(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    """Two real builds, not a lock held by the test: the second starts while the first is
+    inside its stages, says so in one line, and leaves the first's staging alone."""
+    target, out = _profile(tmp_path, "phone"), tmp_path / "dist"
+    args = [sys.executable, "-m", "edgepack", *_build_args(target, out, shared_cache)]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert first.stdout is not None
+        for line in first.stdout:
+            if line.strip().startswith("load teacher"):  # inside the locked staging folder
+                break
+        else:
+            pytest.fail("the first build ended before its first stage")
+        code, output = run_cli(_build_args(target, out, shared_cache))
+        assert_one_line_error(code, output, "another edgepack build is writing")
+        assert first.poll() is None, "the second build disturbed the first"
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+    assert not (out / "phone").exists()
+
+
 def _small_tmpfs(path: Path, size: str) -> bool:
     path.mkdir()
     mounted = subprocess.run(
