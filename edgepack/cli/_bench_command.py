@@ -30,7 +30,8 @@ from edgepack.cli._app import DEVICE_HELP, main
 @click.option("--device", default=None, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
 def bench(model: Path, target_ref: str, device: str | None, as_json: bool) -> None:
-    """Time any .tflite or .onnx file on a profile's runner, built by edgepack or not.
+    """Time a model file of any format edgepack exports (.tflite, .onnx, .pte, ...) on a
+    profile's runner, built by edgepack or not.
 
     With an emulated runner the figure is an estimate for the profile's device, from the guest
     instructions counted per inference and the profile's calibrated constant; with the host
@@ -38,12 +39,13 @@ def bench(model: Path, target_ref: str, device: str | None, as_json: bool) -> No
     """
     import json
 
-    from edgepack.exporters import format_of
+    from edgepack.exporters import FORMATS, format_of
     from edgepack.release.measure import measure
     from edgepack.runners import Latency
 
     if not model.exists():
-        raise InputError(f"model not found: expected a .tflite or .onnx file at {model}")
+        suffixes = ", ".join(fmt.suffix for _, fmt in FORMATS.items())
+        raise InputError(f"model not found: expected a model file ({suffixes}) at {model}")
     fmt = format_of(model)
     target = load_target(target_ref)
     if device is not None:
