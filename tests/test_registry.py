@@ -129,12 +129,13 @@ def test_items_resolve_every_entry_in_order(modules: Path) -> None:
 
 def _package_registries() -> list[tuple[str, Registry[Any]]]:
     from edgepack.data.readers import READERS
+    from edgepack.exporters import FORMATS
     from edgepack.runners import RUNNERS
     from edgepack.students import FAMILIES
     from edgepack.tasks import TASKS
     from edgepack.teachers import LOADERS
 
-    registries: list[Registry[Any]] = [READERS, RUNNERS, FAMILIES, LOADERS, TASKS]
+    registries: list[Registry[Any]] = [FORMATS, READERS, RUNNERS, FAMILIES, LOADERS, TASKS]
     return [(registry.kind, registry) for registry in registries]
 
 
