@@ -30,6 +30,7 @@ from edgepack.core.errors import ConfigError, InputError
 from edgepack.core.files import sha256
 from edgepack.core.sizes import Sizes, measure_sizes
 from edgepack.release.verdicts import Verdict, judge
+from edgepack.tasks import DEFAULT_TASK, task_names
 
 MAX_MANIFEST_BYTES = 16 << 20
 
@@ -72,6 +73,7 @@ def read_manifest(dist: Path) -> dict[str, Any]:
         value = manifest["accuracy"].get(key)
         if value is not None and not _is_number(value):
             raise InputError(f"{path}: accuracy.{key} must be a number or null, got {value!r:.40}")
+    manifest["task"] = _task(path, manifest.get("task", DEFAULT_TASK))
     _expect(path, "files", manifest["files"], dict)
     for name, entry in manifest["files"].items():
         _inside(path, f"files key {name!r:.60}", name)
@@ -124,19 +126,17 @@ def check(
         teacher_accuracy=accuracy.get("teacher"),
         artifact_accuracy=artifact_accuracy,
         unavailable=unavailable,
-        task=_task(dist, manifest),
+        task=manifest["task"],
     )
     return CheckResult(target, artifact, latency, verdicts, sizes, manifest)
 
 
-def _task(dist: Path, manifest: dict[str, Any]) -> str:
-    """The build's task (manifests written before tasks existed are classification)."""
-    from edgepack.tasks import DEFAULT_TASK, task_names
-
-    task = manifest.get("task", DEFAULT_TASK)
+def _task(path: Path, task: object) -> str:
+    """The build's task, one edgepack knows (manifests written before tasks existed carry none:
+    they are classification, the default)."""
     if not isinstance(task, str) or task not in task_names():
         raise InputError(
-            f"{dist / 'manifest.json'}: task {task!r} is not one edgepack knows "
+            f"{path}: task {task!r:.60} is not one edgepack knows "
             f"({', '.join(task_names())}); was the file edited by hand?"
         )
     return task

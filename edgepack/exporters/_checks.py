@@ -1,5 +1,6 @@
 """What every format shares when it checks things: the collector for structural checks, the
-handling of the ``export:`` options, and the shortening of long name lists in messages.
+handling of the ``export:`` options, the shortening of long name lists in messages, and the
+check every runtime's ``predict`` makes of the images it is given.
 
 One collector for all formats so that an inspection reads the same whichever artifact it
 judges: every check runs, each records ``name → passed`` (the manifest's ``checks``) and, when
@@ -14,9 +15,21 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edgepack.core.errors import ConfigError, VerificationError
+from edgepack.core.errors import ConfigError, InputError, VerificationError
 
 T = TypeVar("T")
+
+
+def check_images(path: Path, images: Any, expected: tuple[int, ...]) -> None:
+    """Refuse what ``predict`` cannot run: anything but float32 NHWC images shaped
+    (N, *expected), expected = the artifact's (H, W, C)."""
+    import numpy as np
+
+    if images.dtype != np.float32 or images.ndim != 4 or images.shape[1:] != expected:
+        raise InputError(
+            f"{path.name} takes float32 (N, {', '.join(map(str, expected))}) images, "
+            f"got {images.dtype} {images.shape}"
+        )
 
 
 def shorten(items: Sequence[Any], limit: int = 3) -> str:

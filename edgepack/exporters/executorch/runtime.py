@@ -16,6 +16,7 @@ import numpy as np
 
 from edgepack.core.errors import InputError
 from edgepack.core.native_stderr import filtered
+from edgepack.exporters._checks import check_images
 
 
 def predict(path: Path, images: np.ndarray, *, threads: int = 1) -> np.ndarray:
@@ -28,15 +29,7 @@ def predict(path: Path, images: np.ndarray, *, threads: int = 1) -> np.ndarray:
 
     method = load_method(path)
     channels, height, width = _input_dims(method, path)
-    if (
-        images.dtype != np.float32
-        or images.ndim != 4
-        or images.shape[1:] != (height, width, channels)
-    ):
-        raise InputError(
-            f"{path.name} takes float32 (N, {height}, {width}, {channels}) images, "
-            f"got {images.dtype} {images.shape}"
-        )
+    check_images(path, images, (height, width, channels))
     nchw = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     # One image per execute: the program was traced at batch 1 (memory planned for it).
     rows = [method.execute([nchw[i : i + 1]])[0].numpy()[0] for i in range(len(nchw))]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgepack.core.errors import ConfigError, InputError
+from edgepack.exporters._checks import check_images
 from edgepack.exporters.onnx.convert import INPUT_NAME, OUTPUT_NAME
 
 if TYPE_CHECKING:
@@ -22,15 +23,7 @@ def predict(path: Path, images: np.ndarray, *, threads: int = 1) -> np.ndarray:
     """Logits (N, classes) float32 for float32 NHWC ``images`` (N, H, W, C)."""
     session = _session(path, threads)
     channels, height, width = _static_dims(session.get_inputs()[0].shape[1:])
-    if (
-        images.dtype != np.float32
-        or images.ndim != 4
-        or images.shape[1:] != (height, width, channels)
-    ):
-        raise InputError(
-            f"{path.name} takes float32 (N, {height}, {width}, {channels}) images, "
-            f"got {images.dtype} {images.shape}"
-        )
+    check_images(path, images, (height, width, channels))
     nchw = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
     classes = _static_dims(session.get_outputs()[0].shape[1:])
     logits = [

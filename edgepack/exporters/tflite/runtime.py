@@ -10,6 +10,7 @@ import numpy as np
 
 from edgepack.core.errors import InputError
 from edgepack.core.native_stderr import filtered
+from edgepack.exporters._checks import check_images
 
 if TYPE_CHECKING:
     from ai_edge_litert.interpreter import Interpreter
@@ -30,11 +31,7 @@ def predict(path: Path, images: np.ndarray, *, threads: int = 1) -> np.ndarray:
     source = interpreter.get_input_details()[0]
     target = interpreter.get_output_details()[0]
     expected = tuple(int(d) for d in source["shape"][1:])
-    if images.dtype != np.float32 or images.ndim != 4 or images.shape[1:] != expected:
-        raise InputError(
-            f"{path.name} takes float32 (N, {', '.join(map(str, expected))}) images, "
-            f"got {images.dtype} {images.shape}"
-        )
+    check_images(path, images, expected)
     # One sample per invoke. Resizing the input to a batch works for plain MobileNets but
     # XNNPACK fails to reshape students with squeeze-excite (their RESHAPEs carry a static
     # batch of 1), and a per-sample loop costs microseconds per image at these sizes.
