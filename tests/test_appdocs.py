@@ -167,6 +167,10 @@ def test_executorch_snippets_feed_nchw_through_module_load() -> None:
         and 'File(context.filesDir, "model.pte")' in kotlin
     )
     assert "longArrayOf(1, 3, 32, 32)" in kotlin and "floatArrayOf(0.5f, 0.5f, 0.5f)" in kotlin
+    (swift,) = code_blocks(readme, "swift")
+    assert 'Bundle.main.path(forResource: "model", ofType: "pte")' in swift
+    assert "let mean: [Float] = [0.5, 0.5, 0.5]" in swift and "let width = 32, height = 32" in swift
+    assert "Tensor<Float>(input, shape: [1, channels, height, width])" in swift
     (python,) = code_blocks(readme, "python")
     assert 'load_program("model.pte").load_method("forward")' in python
     assert "NCHW, shape `[1, 3, 32, 32]`" in readme

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from hostile import assert_one_line_error, run_cli, snapshot
 
-from edgepack.runners.emulated import _setup
+from edgepack.runners.emulated import _et_bench, _setup
 from edgepack.runners.emulated._layout import Layout
 
-WORKING = ("apt", "src", "wheels", "root.partial", "site.partial")
+WORKING = ("apt", "src", "wheels", "root.partial", "site.partial", "et-wheel", "executorch.partial")
 
 
 class Stop(Exception):
@@ -41,7 +41,8 @@ def commands(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
             return "1:7.2+dfsg-7"
         raise Stop(what)
 
-    monkeypatch.setattr(_setup, "_run", run)
+    monkeypatch.setattr(_setup, "run", run)
+    monkeypatch.setattr(_et_bench, "run", run)
     return ran
 
 
@@ -58,6 +59,8 @@ STEPS = {
     "root.partial": _setup._make_root,
     "wheels": _setup._install_wheels,
     "site.partial": _setup._install_wheels,
+    "et-wheel": _et_bench.install,
+    "executorch.partial": _et_bench.install,
 }
 
 
@@ -74,7 +77,7 @@ def test_a_users_folder_named_like_a_working_folder_is_refused_untouched(
     assert not [argv for argv in commands if argv[0] != "dpkg-query"]  # nothing ran
 
 
-@pytest.mark.parametrize("name", ["root.partial", "wheels", "src"])
+@pytest.mark.parametrize("name", ["root.partial", "wheels", "src", "et-wheel"])
 def test_a_working_folder_a_killed_setup_left_is_taken_back(
     home: Path, commands: list[list[str]], name: str
 ) -> None:
@@ -83,6 +86,26 @@ def test_a_working_folder_a_killed_setup_left_is_taken_back(
     with pytest.raises(Stop):
         STEPS[name](Layout(home))
     assert not (ours / "half-done").exists() and (ours / _setup.MARKER).is_file()
+
+
+def test_a_users_executorch_folder_is_refused_before_anything_is_downloaded(
+    home: Path, commands: list[list[str]]
+) -> None:
+    _users(home, "executorch")  # where the compiled ExecuTorch runner would settle
+    before = snapshot(home)
+    with pytest.raises(_setup.EmulatedSetupError, match="was not made by"):
+        _et_bench.install(Layout(home))
+    assert snapshot(home) == before and not commands
+
+
+def test_an_older_executorch_runner_is_rebuilt(home: Path, commands: list[list[str]]) -> None:
+    where = Layout(home)
+    where.et_bench.parent.mkdir()
+    where.et_bench.write_bytes(b"an older build")
+    where.et_stamp.write_text("0" * 64 + "\n")  # built from another et_bench.cpp
+    assert not _et_bench.ready(where)
+    with pytest.raises(Stop, match="pip download"):  # so it downloads and compiles again
+        _et_bench.install(where)
 
 
 def test_a_link_or_file_in_the_way_is_refused(home: Path, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from edgepack.config.profile_files import load_target
 from edgepack.core.errors import ConfigError, InputError
 from edgepack.release import measure as latency
 from edgepack.runners import Latency, Unavailable
-from edgepack.runners._parse import parse_benchmark_model, parse_perf_test
+from edgepack.runners._parse import parse_benchmark_model, parse_executor_runner, parse_perf_test
 
 # --- Real output samples (verbatim) ------------------------------------------------------------
 
@@ -128,6 +128,29 @@ P999 Latency: 0.00190312 s
 """
 
 
+# ExecuTorch's executor_runner (XNNPACK build), its ET_LOG lines on stderr: a build that prints
+# each execution, then one that prints only the total.
+EXECUTOR_RUNNER = """\
+I 00:00:00.000614 executorch:executor_runner.cpp:217] Resetting threadpool with num threads = 4
+I 00:00:00.004913 executorch:executor_runner.cpp:301] Model file /data/local/tmp/x/model.pte is loaded.
+I 00:00:00.004942 executorch:executor_runner.cpp:310] Using method forward
+I 00:00:00.004951 executorch:executor_runner.cpp:358] Setting up planned buffer 0, size 3211264.
+I 00:00:00.031221 executorch:executor_runner.cpp:410] Model loaded in 26.202000 ms.
+I 00:00:00.051034 executorch:executor_runner.cpp:540] Iteration 1 of 5: 19.511000 ms
+I 00:00:00.063612 executorch:executor_runner.cpp:540] Iteration 2 of 5: 12.498000 ms
+I 00:00:00.075957 executorch:executor_runner.cpp:540] Iteration 3 of 5: 12.301000 ms
+I 00:00:00.088765 executorch:executor_runner.cpp:540] Iteration 4 of 5: 12.764000 ms
+I 00:00:00.101222 executorch:executor_runner.cpp:540] Iteration 5 of 5: 12.413000 ms
+I 00:00:00.101240 executorch:executor_runner.cpp:547] Model executed successfully 5 time(s) in 69.487000 ms.
+I 00:00:00.101251 executorch:executor_runner.cpp:556] 1 outputs:
+OutputX 0: tensor(sizes=[1, 10], [-1.2, 0.3, 2.1, -0.4, 0.9, -2.2, 0.1, 1.4, -0.7, 0.5])
+"""
+EXECUTOR_RUNNER_TOTAL_ONLY = """\
+I 00:00:00.004913 executorch:executor_runner.cpp:148] Model file model.pte is loaded.
+I 00:00:00.101240 executorch:executor_runner.cpp:243] Model executed successfully 4 time(s) in 50.000000 ms.
+"""
+
+
 # --- Parsers -------------------------------------------------------------------------------------
 
 
@@ -160,6 +183,21 @@ def test_benchmark_model_logcat_output_with_median() -> None:
     assert got.init_ms == pytest.approx(92.318)
 
 
+def test_executor_runner_drops_the_warm_up_executions() -> None:
+    got = parse_executor_runner(EXECUTOR_RUNNER, warmup=1)
+    assert got.runs == 4  # five executions, the first the warm-up
+    assert got.p50_ms == pytest.approx((12.413 + 12.498) / 2)
+    assert got.mean_ms == pytest.approx((12.498 + 12.301 + 12.764 + 12.413) / 4)
+    assert (got.p90_ms, got.p90_source) == (pytest.approx(12.764), "p90")
+    assert (got.first_ms, got.warmup_ms, got.init_ms) == pytest.approx((19.511, 19.511, 26.202))
+    assert (got.min_ms, got.max_ms) == pytest.approx((12.301, 12.764))
+
+
+def test_executor_runner_total_only_gives_the_average() -> None:
+    got = parse_executor_runner(EXECUTOR_RUNNER_TOTAL_ONLY, warmup=1)
+    assert (got.runs, got.mean_ms, got.p50_ms, got.p90_ms) == (4, pytest.approx(12.5), None, None)
+
+
 @pytest.mark.parametrize(
     ("sample", "p50", "p90", "first", "peak_kb"),
     [
@@ -183,6 +221,7 @@ def test_perf_test_output(
         (parse_benchmark_model, "ERROR: Could not open '/data/local/tmp/x.tflite'.", "summary"),
         (parse_benchmark_model, BENCHMARK_MODEL_OLD.splitlines()[1], "count="),
         (parse_perf_test, "Segmentation fault", "Average inference time cost"),
+        (parse_executor_runner, EXECUTOR_RUNNER.splitlines()[5], "Model executed successfully"),
     ],
 )
 def test_garbled_output_is_one_clear_error(parse: Any, text: str, missing: str) -> None:
@@ -256,6 +295,12 @@ elif words[:2] == ["rm", "-rf"]:
 else:  # the benchmark run, maybe pinned with `taskset MASK` (toybox has it)
     if words[0] == "taskset" and len(words) > 2:
         words = words[2:]
+    if words[:2] == ["sh", "-c"] and len(words) == 3:  # `cd FOLDER && exec TOOL ARGS...`
+        inner = shlex.split(words[2])
+        if inner[0] != "cd" or inner[2:4] != ["&&", "exec"] or not device_path(inner[1]).is_dir():
+            fail(f"/system/bin/sh: cannot run {words[2]!r}", 2)
+        state["cwd"] = inner[1]
+        words = inner[4:]
     if not device_path(words[0]).is_file():
         fail(f"/system/bin/sh: {words[0]}: inaccessible or not found", 127)
     state["runs"] = state.get("runs", 0) + 1
@@ -496,7 +541,7 @@ def _adb(tmp_path: Path, binary: Path, **options: Any) -> Latency | Unavailable:
     ("name", "fmt", "reason"),
     [
         ("adb", "tflite", r"^adb is not on PATH \(install Android platform-tools"),
-        ("adb", "coreml", r"adb runner times tflite and onnx models; coreml does not run"),
+        ("adb", "coreml", r"adb runner times tflite, onnx and executorch models; coreml does not"),
         ("ssh", "onnx", r"^ssh is not on PATH"),
         ("ssh", "coreml", r"use mac for coreml"),
         ("mac", "tflite", r"mac runner times Core ML packages only"),
@@ -677,6 +722,60 @@ def test_adb_onnx_uses_perf_test(fakes: Fakes, tmp_path: Path) -> None:
         f"{folder}/onnxruntime_perf_test", "-I", "-m", "times", "-r", "100", "-x", "2",
         "-e", "nnapi", "-s", f"{folder}/model.onnx", f"{folder}/perf_test_result.txt",
     ]  # fmt: skip
+
+
+def _pte(tmp_path: Path) -> tuple[Path, Path]:
+    binary = tmp_path / "executor_runner"
+    binary.write_bytes(ELF_ARM64)
+    model = tmp_path / "model.pte"
+    model.write_bytes(bytes(4) + b"ET12" + bytes(56))
+    return binary, model
+
+
+def test_adb_times_a_pte_with_executor_runner_in_the_scratch_folder(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    from edgepack.runners.adb import AdbOptions
+
+    binary, model = _pte(tmp_path)
+    fakes.set(tool_output=EXECUTOR_RUNNER)
+    options = AdbOptions(benchmark_binary=str(binary))
+    latency = runners.get_runner("adb").measure(
+        model, "executorch", threads=4, warmup=1, iterations=4, options=options
+    )
+    assert isinstance(latency, Latency), latency
+    assert (latency.iterations, latency.details["tool"]) == (4, "executor_runner")
+    assert latency.p50_ms == pytest.approx((12.413 + 12.498) / 2)
+    assert latency.details["p50_source"] == "median printed by executor_runner"
+    folder = shlex.split(fakes.shell_lines()[1])[-1]
+    assert fakes.state()["cwd"] == folder  # an event-tracer build writes model.etdump there
+    assert fakes.state()["benchmark_argv"] == [
+        f"{folder}/executor_runner", f"--model_path={folder}/model.pte",
+        "--num_executions=5", "--cpu_threads=4",
+    ]  # fmt: skip
+    assert not any((fakes.root / "data/local/tmp").iterdir())
+
+
+def test_adb_pte_with_another_delegate_is_a_config_error(fakes: Fakes, tmp_path: Path) -> None:
+    from edgepack.runners.adb import AdbOptions
+
+    binary, model = _pte(tmp_path)
+    options = AdbOptions(benchmark_binary=str(binary), delegate="gpu")
+    with pytest.raises(ConfigError, match=r"a \.pte carries its delegate from export"):
+        runners.get_runner("adb").measure(
+            model, "executorch", threads=1, warmup=1, iterations=1, options=options
+        )
+    assert not any((fakes.root / "data/local/tmp").iterdir())  # cleaned up
+
+
+def test_adb_names_the_executor_runner_variable(fakes: Fakes, tmp_path: Path) -> None:
+    from edgepack.runners.adb import AdbOptions
+
+    _, model = _pte(tmp_path)
+    with pytest.raises(InputError, match=r"no executor_runner binary .*EDGEPACK_EXECUTOR_RUNNER"):
+        runners.get_runner("adb").measure(
+            model, "executorch", threads=1, warmup=1, iterations=1, options=AdbOptions()
+        )
 
 
 # --- ssh -----------------------------------------------------------------------------------------

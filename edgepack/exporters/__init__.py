@@ -39,6 +39,7 @@ __all__ = [
     "format_names",
     "format_of",
     "formats_on",
+    "formats_phrase",
     "get_exporter",
     "match_channels",
     "options_class",
@@ -85,6 +86,12 @@ def formats_on(runtimes: tuple[str, ...]) -> tuple[str, ...]:
     """The formats whose artifacts one of ``runtimes`` executes, in registry order (how a
     runner names what it can time)."""
     return tuple(name for name, fmt in FORMATS.items() if fmt.runtime in runtimes)
+
+
+def formats_phrase(runtimes: tuple[str, ...]) -> str:
+    """:func:`formats_on` in words, "tflite, onnx and executorch", for a runner's messages."""
+    *rest, last = formats_on(runtimes) or ("no",)
+    return f"{', '.join(rest)} and {last}" if rest else last
 
 
 def runtime_unavailable(name: str) -> str | None:

@@ -9,11 +9,16 @@ in C++ ``%g`` form (``2.95034e+06``). Run through ``adb logcat`` each line carri
 
 onnxruntime's ``onnxruntime_perf_test`` prints ``Average inference time cost: … ms`` and, with
 ``-s``, ``P50 Latency: … s`` and friends (seconds).
+
+ExecuTorch's ``executor_runner`` logs (``ET_LOG``: ``I 00:00:00.123 executorch:…] …``, on
+stderr) ``Model loaded in … ms.``, in recent builds one ``Iteration i of N: … ms`` line per
+execution, and ``Model executed successfully N time(s) in … ms.``
 """
 
 from __future__ import annotations
 
 import re
+import statistics
 from dataclasses import dataclass
 
 from edgepack.core.errors import InputError
@@ -132,4 +137,42 @@ def parse_perf_test(text: str) -> ToolTimings:
         min_ms=one(rf"Min Latency: {_NUMBER} s", 1000),
         max_ms=one(rf"Max Latency: {_NUMBER} s", 1000),
         peak_memory_kb=round(peak / 1024) if peak is not None else None,
+    )
+
+
+def parse_executor_runner(text: str, warmup: int = 0) -> ToolTimings:
+    """Figures from ExecuTorch ``executor_runner`` output; InputError if the summary is missing.
+
+    The runner has no warm-up option, so edgepack asks it for ``warmup`` + timed executions:
+    where it prints per-execution lines the first ``warmup`` are dropped and p50/p90 come from
+    the rest; older builds print only the total, and the mean then includes the warm-up."""
+    tool = "executor_runner"
+    total = _find(rf"Model executed successfully {_NUMBER} time\(s\) in {_NUMBER} ms", text)
+    if not total:
+        raise _garbled(tool, "'Model executed successfully … time(s) in … ms' line", text)
+    count, total_ms = int(float(total[-1][0])), float(total[-1][1])
+    each = [float(ms) for _, _, ms in _find(rf"Iteration (\d+) of (\d+): {_NUMBER} ms", text)]
+    timed = each[warmup:] if len(each) > warmup else []
+    loaded = _find(rf"Model loaded in {_NUMBER} ms", text)
+    init = float(loaded[-1][0]) if loaded else None
+    if not timed:  # no per-execution figures: the average of every execution
+        return ToolTimings(
+            tool, count, total_ms / max(count, 1), None, None, "none",
+            init, None, None, None, None, None, None,
+        )  # fmt: skip
+    ranked = sorted(timed)
+    return ToolTimings(
+        tool=tool,
+        runs=len(timed),
+        mean_ms=statistics.fmean(timed),
+        p50_ms=statistics.median(timed),
+        p90_ms=ranked[min(len(ranked) - 1, round(0.9 * (len(ranked) - 1)))],
+        p90_source="p90",
+        init_ms=init,
+        first_ms=each[0],
+        warmup_ms=statistics.fmean(each[:warmup]) if warmup else None,
+        std_ms=statistics.pstdev(timed),
+        min_ms=ranked[0],
+        max_ms=ranked[-1],
+        peak_memory_kb=None,
     )

@@ -1,20 +1,24 @@
 """Latency on a real Android phone over ``adb``, with the user's own benchmark binary.
 
 The model and the binary (LiteRT's ``benchmark_model`` for .tflite, onnxruntime's
-``onnxruntime_perf_test`` for .onnx, built for the phone's ABI; edgepack downloads nothing) go
+``onnxruntime_perf_test`` for .onnx, ExecuTorch's ``executor_runner`` built with the XNNPACK
+backend for .pte, each built for the phone's ABI; edgepack downloads nothing) go
 to a fresh ``/data/local/tmp/edgepack-<random>`` folder, the tool runs there with the profile's
 threads, warm-up, iterations and delegate, and the folder is removed afterwards, also on
 failure or Ctrl-C. Device model, Android version, ABI and SoC come from ``getprop`` and are
 recorded with the figure, so a manifest says which phone it was measured on.
 
-Both tools print aggregates, not per-run figures: p50 is the median ``benchmark_model`` prints
-(builds from 2023 on) or perf_test's P50, else the average; ``details`` says which.
+The first two print aggregates, not per-run figures: p50 is the median ``benchmark_model``
+prints (builds from 2023 on) or perf_test's P50, else the average; ``executor_runner`` prints
+each execution in recent builds (the median of those), only a total in older ones (the
+average); ``details`` says which.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +28,15 @@ import numpy as np
 
 from edgepack.core.errors import ConfigError, InputError
 from edgepack.core.schema import above, excerpt, one_of
-from edgepack.exporters import formats_on, runtime_of
+from edgepack.exporters import formats_phrase, runtime_of
 from edgepack.runners._android import Device, check_abi, select_device
 from edgepack.runners._attached import MAX_TIMEOUT_S, missing_tool, scratch_name
-from edgepack.runners._parse import ToolTimings, parse_benchmark_model, parse_perf_test
+from edgepack.runners._parse import (
+    ToolTimings,
+    parse_benchmark_model,
+    parse_executor_runner,
+    parse_perf_test,
+)
 from edgepack.runners._protocol import Latency, Unavailable
 
 NAME = "adb"
@@ -44,7 +53,7 @@ class Tool:
     name: str
     env: str
     command: Callable[..., list[str]]
-    parse: Callable[[str], ToolTimings]
+    parse: Callable[[str, int], ToolTimings]  # (output, warm-up runs asked for)
 
 
 def _benchmark_model(
@@ -87,12 +96,41 @@ def _perf_test(
     ]  # fmt: skip
 
 
+def _executor_runner(
+    binary: str, model: str, *, threads: int, warmup: int, iterations: int, delegate: str
+) -> list[str]:
+    # The delegate is chosen when the .pte is made (export.delegate), not at run time.
+    if delegate != "xnnpack":
+        raise ConfigError(
+            f"runner.delegate {delegate!r} does not apply to ExecuTorch: a .pte carries its "
+            "delegate from export (export.delegate); use runner.delegate: xnnpack"
+        )
+    # No warm-up option: warm-up + timed executions, the first dropped by the parser. Run in
+    # the scratch folder: a runner built with the event tracer writes model.etdump to its
+    # working directory (and aborts where it cannot, as in the shell's `/`).
+    folder = model.rsplit("/", 1)[0]
+    runner = [
+        binary, f"--model_path={model}", f"--num_executions={warmup + iterations}",
+        f"--cpu_threads={threads}",
+    ]  # fmt: skip
+    return ["sh", "-c", f"cd {shlex.quote(folder)} && exec {shlex.join(runner)}"]
+
+
 TOOLS = {  # by the runtime the format declares (exporters/<format>/descriptor.py)
     "litert": Tool(
-        "benchmark_model", "EDGEPACK_BENCHMARK_MODEL", _benchmark_model, parse_benchmark_model
+        "benchmark_model",
+        "EDGEPACK_BENCHMARK_MODEL",
+        _benchmark_model,
+        lambda text, _: parse_benchmark_model(text),
     ),
     "onnxruntime": Tool(
-        "onnxruntime_perf_test", "EDGEPACK_ORT_PERF_TEST", _perf_test, parse_perf_test
+        "onnxruntime_perf_test",
+        "EDGEPACK_ORT_PERF_TEST",
+        _perf_test,
+        lambda text, _: parse_perf_test(text),
+    ),
+    "executorch": Tool(
+        "executor_runner", "EDGEPACK_EXECUTOR_RUNNER", _executor_runner, parse_executor_runner
     ),
 }
 
@@ -103,8 +141,8 @@ class AdbOptions:
 
     ``serial``: the phone (else ``ANDROID_SERIAL``, else the only one attached).
     ``benchmark_binary``: the tool on this machine, built for the phone's ABI (else
-    ``EDGEPACK_BENCHMARK_MODEL`` / ``EDGEPACK_ORT_PERF_TEST``). ``delegate``: where the
-    model runs. ``cpu_mask``: a ``taskset`` hex mask (``f0`` = the big cores on many phones)
+    ``EDGEPACK_BENCHMARK_MODEL`` / ``EDGEPACK_ORT_PERF_TEST`` / ``EDGEPACK_EXECUTOR_RUNNER``).
+    ``delegate``: where the model runs (a .pte's is fixed at export: xnnpack). ``cpu_mask``: a ``taskset`` hex mask (``f0`` = the big cores on many phones)
     that steadies figures on big.LITTLE CPUs. ``timeout_s``: per adb command, the run included.
     """
 
@@ -126,7 +164,7 @@ OPTIONS: type = AdbOptions
 
 def supports(fmt: str) -> str | None:
     if runtime_of(fmt) not in TOOLS:
-        timed = " and ".join(formats_on(tuple(TOOLS)))
+        timed = formats_phrase(tuple(TOOLS))
         return f"the adb runner times {timed} models; {fmt} does not run on Android"
     return missing_tool("adb", "install Android platform-tools or Debian's adb package")
 
@@ -158,7 +196,7 @@ def measure(
         output = device.shell(command, what=f"running {tool.name}")
     finally:
         device.remove(folder)
-    timings = tool.parse(output)
+    timings = tool.parse(output, warmup)
     return _latency(timings, threads, {"device": facts, "delegate": options.delegate})
 
 

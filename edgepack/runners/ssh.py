@@ -19,7 +19,7 @@ import numpy as np
 
 from edgepack.core.errors import ConfigError
 from edgepack.core.schema import above, between, excerpt
-from edgepack.exporters import formats_on, runtime_of
+from edgepack.exporters import formats_phrase, runtime_of
 from edgepack.runners._attached import MAX_TIMEOUT_S, missing_tool
 from edgepack.runners._protocol import Latency, Unavailable, latency_from_samples
 from edgepack.runners._ssh import Session, predict_remotely, time_remotely
@@ -64,7 +64,7 @@ OPTIONS: type = SshOptions
 
 def supports(fmt: str) -> str | None:
     if runtime_of(fmt) not in RUNTIMES:
-        timed = " and ".join(formats_on(tuple(RUNTIMES)))
+        timed = formats_phrase(tuple(RUNTIMES))
         return f"the ssh runner times {timed} models on Linux boards; use mac for {fmt}"
     return missing_tool("ssh", "install the OpenSSH client") or missing_tool(
         "scp", "install the OpenSSH client"

@@ -116,6 +116,7 @@ def describe(path: Path) -> dict[str, Any]:
         "delegated_ops": dict(nodes),
         "portable_ops": dict(Counter(kernel_calls)),
         "delegate_datatypes": dict(datatypes),
+        "int8": any(t in _INT8_TYPES for t in datatypes),  # int8 kernels run in the delegate
         "file_bytes": path.stat().st_size,
     }
 

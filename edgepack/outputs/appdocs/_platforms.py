@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from edgepack.core.registry import Registry
 from edgepack.exporters import FORMATS
@@ -186,9 +187,14 @@ def _executorch(facts: Facts) -> str:
         classes=len(facts.labels),
         mean_kotlin=_floats(mean, "f"),
         std_kotlin=_floats(std, "f"),
+        mean_swift=_floats(mean),
+        std_swift=_floats(std),
+        artifact_stem_swift=esc.swift_string(facts.artifact_stem),
+        artifact_suffix_swift=esc.swift_string(PurePosixPath(facts.artifact).suffix.lstrip(".")),
         mean_python=f"[{_floats(mean)}]",
         std_python=f"[{_floats(std)}]",
         first_label_kotlin=esc.kotlin_string(facts.labels[0]),
+        first_label_swift=esc.swift_string(facts.labels[0]),
         first_label_python=esc.python_string(facts.labels[0]),
     )
 
@@ -196,7 +202,7 @@ def _executorch(facts: Facts) -> str:
 _BY_PLATFORM.add(
     "executorch",
     Platform(
-        name="ExecuTorch (Kotlin on Android, Python)",
+        name="ExecuTorch (Kotlin on Android, Swift on iOS, Python)",
         input_how=_tensor_input("NCHW", "[1, {c}, {h}, {w}]"),
         output_how=_tensor_output,
         usage=_executorch,

@@ -1,7 +1,8 @@
 """The emulated arm64 runner: a phone-latency *estimate* without a phone.
 
 The artifact runs in the real aarch64 runtime (the aarch64 wheels of ai-edge-litert and
-onnxruntime, the kernels a phone's CPU runs) under QEMU user-mode emulation. A TCG plugin
+onnxruntime, and ExecuTorch's aarch64 libraries driven by a compiled runner: the kernels a
+phone's CPU runs) under QEMU user-mode emulation. A TCG plugin
 counts the guest instructions of the timed inferences, a figure that repeats run to run, and a
 per-device constant (instructions per millisecond, calibrated against published latencies of
 public models on that device) turns it into an estimated latency. Wall time under emulation
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgepack.core.errors import MissingExtraError
 from edgepack.core.schema import above, at_least, one_of
-from edgepack.exporters import formats_on, runtime_of
+from edgepack.exporters import formats_phrase, runtime_of
 from edgepack.runners._protocol import Estimate, Latency, Unavailable
 from edgepack.runners.emulated import _setup
 from edgepack.runners.emulated._cpus import CPU_MODELS
@@ -29,9 +31,10 @@ from edgepack.runners.emulated._setup import setup
 __all__ = ["NAME", "OPTIONS", "EmulatedOptions", "count", "measure", "setup", "supports"]
 
 NAME = "emulated"
-# The runtimes this runner drives under QEMU, each with the name guest_bench.py knows it by
-# (the script runs in the guest and imports nothing from edgepack, so it keeps its own table).
-RUNTIMES = {"litert": "tflite", "onnxruntime": "onnx"}
+# The runtimes this runner drives under QEMU, each with the name the guest knows it by
+# (guest_bench.py runs in the guest and imports nothing from edgepack, so it keeps its own
+# table; "executorch" is the compiled et_bench runner, see _et_bench.py).
+RUNTIMES = {"litert": "tflite", "onnxruntime": "onnx", "executorch": "executorch"}
 CPUS = tuple(CPU_MODELS)
 
 # The default device, calibrated by scripts/assets/calibrate_emulated.py (see its docstring and
@@ -76,13 +79,13 @@ OPTIONS: type = EmulatedOptions  # typed `type` like Runner.OPTIONS (mypy: modul
 
 
 def supports(fmt: str) -> str | None:
-    """None for LiteRT and ONNX; otherwise the reason (Core ML runs only on Apple hardware)."""
+    """None for the formats of the runtimes in :data:`RUNTIMES`; otherwise the reason."""
     runtime = runtime_of(fmt)
     if runtime in RUNTIMES:
         return None
+    timed = formats_phrase(tuple(RUNTIMES))
     if runtime == "coreml":
-        return "Core ML models run only on Apple hardware; the emulated arm64 runner runs LiteRT and ONNX"
-    timed = " and ".join(formats_on(tuple(RUNTIMES)))
+        return f"Core ML models run only on Apple hardware; the emulated arm64 runner runs {timed}"
     return f"the emulated arm64 runner runs {timed} models, not {fmt}"
 
 
@@ -107,15 +110,18 @@ def measure(
             "(or scripts/setup_emulated.sh) once"
         )
     opts: EmulatedOptions = options if options is not None else EmulatedOptions()
-    counted = count(
-        path,
-        RUNTIMES[str(runtime_of(fmt))],  # guest_bench.py's name for the runtime
-        cpu=opts.cpu,
-        threads=threads,
-        warmup=min(warmup, opts.max_warmup),
-        iterations=min(iterations, opts.max_iterations),
-        timeout_s=opts.timeout_s,
-    )
+    try:
+        counted = count(
+            path,
+            RUNTIMES[str(runtime_of(fmt))],  # the guest's name for the runtime
+            cpu=opts.cpu,
+            threads=threads,
+            warmup=min(warmup, opts.max_warmup),
+            iterations=min(iterations, opts.max_iterations),
+            timeout_s=opts.timeout_s,
+        )
+    except MissingExtraError as exc:  # a .pte is read on the host too (its int8-ness)
+        return Unavailable(str(exc))
     per_inference = counted.per_inference
     constant, int8 = opts.instructions_per_ms, False
     if counted.quantized and opts.int8_instructions_per_ms is not None:

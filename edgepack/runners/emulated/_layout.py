@@ -33,6 +33,14 @@ class Layout:
         return self.home / "include" / "qemu-plugin.h"
 
     @property
+    def et_bench(self) -> Path:  # the aarch64 ExecuTorch runner; its libraries in lib/ beside it
+        return self.home / "executorch" / "et_bench"
+
+    @property
+    def et_stamp(self) -> Path:  # the hash of the et_bench.cpp it was compiled from
+        return self.home / "executorch" / "source.sha256"
+
+    @property
     def stamp(self) -> Path:
         return self.home / "ready.json"
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepack.core.errors import EdgepackError
+from edgepack.runners.emulated import _et_bench
 from edgepack.runners.emulated._cpus import cpu_root
 from edgepack.runners.emulated._layout import PYTHON, Layout, layout
 
@@ -78,8 +79,12 @@ def count(
         for key, value in _guest_env(where).items():
             argv += ["-E", f"{key}={value}"]
         argv += ["-plugin", f"{where.plugin},out={out}"]
-        argv += [str(root / "usr" / "bin" / PYTHON), "-s", "-P", str(GUEST_BENCH)]
-        argv.append(json.dumps(spec))
+        if fmt == "executorch":  # a compiled runner (_et_bench.py), not the guest Python
+            argv += [str(where.et_bench), str(model.resolve())]
+            argv += [str(spec[key]) for key in ("threads", "warmup", "iterations")]
+        else:
+            argv += [str(root / "usr" / "bin" / PYTHON), "-s", "-P", str(GUEST_BENCH)]
+            argv.append(json.dumps(spec))
         began = time.perf_counter()
         stdout = _run(argv, timeout_s)
         wall = time.perf_counter() - began
@@ -87,6 +92,8 @@ def count(
             raise EmulationError(f"the emulated benchmark of {model.name} emitted no count")
         counted = json.loads(out.read_text(encoding="utf-8"))
     facts = json.loads(stdout.strip().splitlines()[-1])
+    if fmt == "executorch":  # the runner cannot see inside the delegate: read on the host
+        facts["runtime"], facts["quantized"] = _et_bench.RUNTIME, _et_bench.is_int8(model)
     before, hwm = facts.get("rss_before_model_kb"), facts.get("hwm_kb")
     return Count(
         instructions=int(counted["total"]["instructions"]),

@@ -7,10 +7,10 @@ the folder is ready. Each step leaves its result in place and is skipped when th
 there, so a second call only checks a stamp file. The folder is ``~/.cache/edgepack/emulated``
 unless ``EDGEPACK_EMULATED_DIR`` names another.
 
-``EDGEPACK_EMULATED_DIR`` may name a folder that also holds the user's own files (their home, a
-shared disk), so the working folders the set-up makes and removes there (``apt``, ``src``,
-``wheels``, ``root.partial``, ``site.partial``) carry a marker file from the moment they are
-made, and only a folder holding it is ever removed: a user's ``src`` is refused, in one line.
+The working folders the steps make (``apt``, ``src``, ``wheels``, ``et-wheel``, ``root.partial``,
+``site.partial``, ``executorch.partial``) carry a marker, and only a folder holding it is ever
+removed (:mod:`._folders`). ExecuTorch's aarch64 runtime is a compiled runner, not a wheel the
+guest Python imports (:mod:`._et_bench` says why).
 """
 
 from __future__ import annotations
@@ -26,31 +26,44 @@ import tarfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
 
-from edgepack.core.errors import EdgepackError
+from edgepack.runners.emulated import _et_bench
 from edgepack.runners.emulated._cpus import CPU_MODELS, cpu_root
+from edgepack.runners.emulated._folders import (
+    MARKER,
+    EmulatedSetupError,
+    check_free,
+    remove_scratch,
+    run,
+    scratch,
+    settle,
+)
 from edgepack.runners.emulated._layout import PYTHON, Layout, layout
+
+__all__ = ["MARKER", "EmulatedSetupError", "ready", "remove_scratch", "scratch", "setup"]
 
 log = logging.getLogger(__name__)
 
 SUITE = "bookworm"  # Debian 12: its qemu-user is 7.2 and its arm64 python3 is 3.11
 MIRROR = "http://deb.debian.org/debian"
-APT_PACKAGES = ("qemu-user", "debootstrap", "gcc", "libc6-dev", "pkg-config", "libglib2.0-dev")
+APT_PACKAGES: tuple[str, ...] = (
+    "qemu-user",
+    "debootstrap",
+    "gcc",
+    "libc6-dev",
+    "pkg-config",
+    "libglib2.0-dev",
+)
+APT_PACKAGES += ("g++-aarch64-linux-gnu",)  # compiles the ExecuTorch runner (_et_bench.py)
 # Tools that prove the packages above are present (pkg-config's glib entry is checked apart).
-TOOLS = ("qemu-aarch64", "debootstrap", "gcc", "pkg-config", "setarch")
+TOOLS = ("qemu-aarch64", "debootstrap", "gcc", "pkg-config", "setarch", _et_bench.COMPILER)
 # The runtimes as a phone app would get them, pinned. The platform tags are named explicitly:
 # ai-edge-litert 2.3.0's aarch64 wheel is tagged manylinux_2_27 only, and the registry's
 # newest aarch64 onnxruntime is 1.28.0 (1.32.0, the host's, has no aarch64 wheel there).
 WHEELS = ("ai-edge-litert==2.3.0", "onnxruntime==1.28.0", "numpy==2.4.6")
 PLATFORMS = ("manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 SOURCE = Path(__file__).with_name("insn_count.c")
-STAMP_VERSION = 2
-MARKER = ".edgepack-emulated-setup"  # inside each working folder the set-up made
-
-
-class EmulatedSetupError(EdgepackError):
-    """The emulated runner cannot be prepared here (missing packages, no permission, no network)."""
+STAMP_VERSION = 3  # 3: the ExecuTorch runner
 
 
 def ready() -> dict[str, object] | None:
@@ -64,6 +77,8 @@ def ready() -> dict[str, object] | None:
         return None  # an older layout or a changed plugin source: set up again
     parts = (where.python, where.site, where.plugin)
     if not all(part.exists() for part in parts) or shutil.which("qemu-aarch64") is None:
+        return None
+    if not _et_bench.ready(where):
         return None
     return stamp
 
@@ -81,26 +96,20 @@ def setup() -> dict[str, object]:
         _install_wheels(where)
         _compile_bytecode(where)
         _build_plugin(where)
+        _et_bench.install(where)
         _make_cpu_roots(where)
         stamp = {
             "version": STAMP_VERSION,
             "qemu": _qemu_version(),
             "wheels": list(WHEELS),
+            "executorch": _et_bench.RUNTIME,
+            "cross_compiler": _et_bench.version(),
             "python": PYTHON,
             "suite": SUITE,
             "plugin_sha256": _source_hash(),
         }
         where.stamp.write_text(json.dumps(stamp, indent=1) + "\n", encoding="utf-8")
     return {**stamp, "home": str(layout().home), "seconds": time.perf_counter() - began}
-
-
-def _run(argv: list[str], what: str, **kwargs: Any) -> str:
-    log.info("%s: %s", what, " ".join(argv))
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
-    if done.returncode != 0:
-        tail = " ".join((done.stderr or done.stdout).split()[-30:])
-        raise EmulatedSetupError(f"{what} failed (exit {done.returncode}): {tail}")
-    return str(done.stdout)
 
 
 def _missing_packages() -> list[str]:
@@ -125,52 +134,10 @@ def _install_packages() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES]
     try:
-        _run(install, "apt-get install", env=env)
+        run(install, "apt-get install", env=env)
     except EmulatedSetupError:  # stale package lists: refresh once and retry
-        _run(["apt-get", "update"], "apt-get update", env=env)
-        _run(install, "apt-get install", env=env)
-
-
-def scratch(where: Layout, name: str, *, fresh: bool) -> Path:
-    """The working folder ``home/name``, made with the marker that makes it the set-up's own;
-    one a killed set-up left is taken back (emptied first when ``fresh``). A folder of that
-    name without the marker is the user's: refused, never written to or removed."""
-    path = where.home / name
-    if path.exists() or path.is_symlink():
-        _refuse_unless_ours(path)
-        if fresh:
-            shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / MARKER).touch()
-    return path
-
-
-def _check_free(where: Layout, *names: str) -> None:
-    """Refuse before a step makes any of its working folders, so a refusal adds nothing."""
-    for name in names:
-        if (where.home / name).exists() or (where.home / name).is_symlink():
-            _refuse_unless_ours(where.home / name)
-
-
-def remove_scratch(path: Path) -> None:
-    """Remove a working folder the set-up made (absent: nothing to do)."""
-    if path.exists() or path.is_symlink():
-        _refuse_unless_ours(path)
-        shutil.rmtree(path)
-
-
-def _settle(partial: Path, final: Path) -> None:
-    """Rename a finished working folder into place, without its marker."""
-    (partial / MARKER).unlink(missing_ok=True)
-    partial.rename(final)
-
-
-def _refuse_unless_ours(path: Path) -> None:
-    if path.is_symlink() or not path.is_dir() or not (path / MARKER).is_file():
-        raise EmulatedSetupError(
-            f"{path} is in the way and was not made by `edgepack runner setup`: move it, or "
-            "set EDGEPACK_EMULATED_DIR to a folder of its own"
-        )
+        run(["apt-get", "update"], "apt-get update", env=env)
+        run(install, "apt-get install", env=env)
 
 
 def _private_apt(where: Layout) -> list[str]:
@@ -202,14 +169,14 @@ def _fetch_header(where: Layout) -> None:
     match the QEMU that loads the plugin). Only that one file is kept."""
     if where.header.exists():
         return
-    _check_free(where, "src", "apt")
+    check_free(where, "src", "apt")
     download = scratch(where, "src", fresh=True)
     options = _private_apt(where)
-    version = _run(
+    version = run(
         ["dpkg-query", "-W", "-f=${source:Version}", "qemu-user"], "dpkg-query qemu-user"
     ).strip()
-    _run(["apt-get", *options, "update"], "apt-get update (deb-src)")
-    _run(
+    run(["apt-get", *options, "update"], "apt-get update (deb-src)")
+    run(
         ["apt-get", *options, "source", "--download-only", f"qemu={version}"],
         "apt-get source qemu",
         cwd=download,
@@ -245,34 +212,34 @@ def _make_root(where: Layout) -> None:
     partial = scratch(where, "root.partial", fresh=True)
     include = f"--include={PYTHON}-minimal,lib{PYTHON}-stdlib"
     target = (str(partial), MIRROR)
-    _run(
+    run(
         ["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase", include, SUITE, *target],
         "debootstrap (arm64, first stage)",
     )
     archives = partial / "var" / "cache" / "apt" / "archives"
     for deb in sorted(archives.glob("*.deb")):
-        _run(["dpkg", "-x", str(deb), str(partial)], f"dpkg -x {deb.name}")
+        run(["dpkg", "-x", str(deb), str(partial)], f"dpkg -x {deb.name}")
         deb.unlink()
-    _settle(partial, where.root)
+    settle(partial, where.root)
 
 
 def _install_wheels(where: Layout) -> None:
     """The pinned aarch64 wheels, unpacked (a wheel is a zip laid out for site-packages)."""
     if where.site.exists():
         return
-    _check_free(where, "wheels", "site.partial")
+    check_free(where, "wheels", "site.partial")
     wheels = scratch(where, "wheels", fresh=True)
     partial = scratch(where, "site.partial", fresh=True)
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
     command += [f"--platform={tag}" for tag in PLATFORMS]
     command += ["--python-version=3.11", "--implementation=cp", "--abi=cp311", "-d", str(wheels)]
-    _run([*command, *WHEELS], "pip download (aarch64 wheels)")
+    run([*command, *WHEELS], "pip download (aarch64 wheels)")
     for wheel in sorted(wheels.glob("*.whl")):
         with zipfile.ZipFile(wheel) as archive:
             archive.extractall(partial)
     for library in partial.rglob("*.so*"):  # zip drops the exec bits the loader wants
         library.chmod(0o755)
-    _settle(partial, where.site)
+    settle(partial, where.site)
     remove_scratch(wheels)
 
 
@@ -282,7 +249,7 @@ def _compile_bytecode(where: Layout) -> None:
     (same bytecode, much faster than the emulated one)."""
     python = [sys.executable] if sys.version_info[:2] == (3, 11) else _guest_python(where)
     stdlib = where.root / "usr" / "lib" / PYTHON
-    _run([*python, "-m", "compileall", "-q", "-j0", str(stdlib), str(where.site)], "compileall")
+    run([*python, "-m", "compileall", "-q", "-j0", str(stdlib), str(where.site)], "compileall")
 
 
 def _guest_python(where: Layout) -> list[str]:
@@ -292,8 +259,8 @@ def _guest_python(where: Layout) -> list[str]:
 def _build_plugin(where: Layout) -> None:
     where.plugin.parent.mkdir(parents=True, exist_ok=True)
     output = ("-o", str(where.plugin), str(SOURCE))
-    glib = _run(["pkg-config", "--cflags", "--libs", "glib-2.0"], "pkg-config glib-2.0").split()
-    _run(
+    glib = run(["pkg-config", "--cflags", "--libs", "glib-2.0"], "pkg-config glib-2.0").split()
+    run(
         ["gcc", "-O2", "-shared", "-fPIC", "-Wall", f"-I{where.header.parent}", *output, *glib],
         "compile the insn_count plugin",
     )
@@ -307,7 +274,7 @@ def _make_cpu_roots(where: Layout) -> None:
 
 
 def _qemu_version() -> str:
-    out = _run(["qemu-aarch64", "--version"], "qemu-aarch64 --version")
+    out = run(["qemu-aarch64", "--version"], "qemu-aarch64 --version")
     return out.splitlines()[0].strip()
 
 
