@@ -50,7 +50,7 @@ class SSDLite(nn.Module):
         super().__init__()
         if not (len(taps) == len(channels) == len(anchors_per_cell)):
             raise ValueError("one tap, channel count and anchor count per level")
-        self.features = features[: taps[-1] + 1]
+        self.features = nn.Sequential(*list(features)[: taps[-1] + 1])
         self.taps = taps
         self.strides = strides
         self.num_classes = num_classes
@@ -65,8 +65,8 @@ class SSDLite(nn.Module):
         # anchors do not swamp the first steps of the focal loss.
         prior = -math.log((1 - 0.01) / 0.01)
         for head in self.class_heads:
-            last = head[-1]
-            assert isinstance(last, nn.Conv2d)
+            last = list(head.children())[-1]
+            assert isinstance(last, nn.Conv2d) and last.bias is not None
             nn.init.constant_(last.bias, prior)
 
     def feature_sizes(self, resolution: int) -> tuple[int, ...]:
@@ -75,7 +75,8 @@ class SSDLite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         maps = []
-        for index, layer in enumerate(self.features):
+        layers: list[nn.Module] = list(self.features)
+        for index, layer in enumerate(layers):
             x = layer(x)
             if index in self.taps:
                 maps.append(x)

@@ -1,0 +1,77 @@
+"""From raw model outputs to each image's detections: decode, threshold, per-class NMS.
+
+RetinaNet's recipe (torchvision's ``postprocess_detections``): every (anchor, class) score
+above ``score_threshold`` is a candidate, the best ``pre_nms_top_k`` of them go through NMS
+within their class, and the best ``max_detections`` survivors are the image's detections.
+One anchor may so yield boxes of two classes, which COCO's mAP rewards. Boxes are clipped to
+the image. MediaPipe's ObjectDetector instead keeps one class per anchor; the two agree on
+every box whose runner-up class scores below the threshold.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from edgepack.core.errors import ConfigError, InputError
+from edgepack.tasks.detection.anchors import decode
+from edgepack.tasks.detection.geometry import batched_nms
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import Tensor
+
+Detections = tuple["np.ndarray", "np.ndarray", "np.ndarray"]  # boxes (n, 4), scores, classes
+
+
+def postprocess(
+    raw_boxes: Tensor,
+    logits: Tensor,
+    anchors: Tensor,
+    *,
+    score_threshold: float = 0.05,
+    iou_threshold: float = 0.5,
+    max_detections: int = 100,
+    pre_nms_top_k: int = 1000,
+) -> list[Detections]:
+    """Per image of the batch ``raw_boxes`` (B, A, 4) / ``logits`` (B, A, C): boxes xyxy
+    normalised (n, 4) float32, scores (n,) float32, classes (n,) int64, best score first."""
+    import numpy as np
+    import torch
+
+    if raw_boxes.ndim != 3 or raw_boxes.shape[2] != 4 or logits.shape[:2] != raw_boxes.shape[:2]:
+        raise InputError(
+            f"expected raw boxes (B, A, 4) and logits (B, A, C) for the same B and A, got "
+            f"{tuple(raw_boxes.shape)} and {tuple(logits.shape)}"
+        )
+    if tuple(anchors.shape) != (raw_boxes.shape[1], 4):
+        raise InputError(f"expected anchors ({raw_boxes.shape[1]}, 4), got {tuple(anchors.shape)}")
+    if not 0.0 <= score_threshold < 1.0 or not 0.0 < iou_threshold <= 1.0:
+        raise ConfigError(
+            f"score_threshold must be in [0, 1) and iou_threshold in (0, 1], got "
+            f"{score_threshold} and {iou_threshold}"
+        )
+    if max_detections < 1 or pre_nms_top_k < 1:
+        raise ConfigError(
+            f"max_detections and pre_nms_top_k must be at least 1, got {max_detections} "
+            f"and {pre_nms_top_k}"
+        )
+    classes = logits.shape[2]
+    with torch.no_grad():
+        boxes = decode(raw_boxes.float(), anchors.to(raw_boxes.device, torch.float32))
+        scores = torch.sigmoid(logits.float()).flatten(1)  # (B, A·C), anchor-major
+        found: list[Detections] = []
+        for image_boxes, image_scores in zip(boxes.clamp(0, 1), scores, strict=True):
+            candidates = (image_scores > score_threshold).nonzero()[:, 0]
+            top = image_scores[candidates].topk(min(pre_nms_top_k, len(candidates)))
+            index = candidates[top.indices]
+            picked = image_boxes[index // classes]
+            label = index % classes
+            kept = batched_nms(picked, top.values, label, iou_threshold, max_kept=max_detections)
+            found.append(
+                (
+                    picked[kept].cpu().numpy().astype(np.float32).reshape(-1, 4),
+                    top.values[kept].cpu().numpy().astype(np.float32),
+                    label[kept].cpu().numpy().astype(np.int64),
+                )
+            )
+    return found
