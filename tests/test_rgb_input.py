@@ -176,3 +176,23 @@ def test_mediapipe_takes_the_rgb_model_and_refuses_the_gray_one(exported: dict[i
     assert indices.shape == (2,)
     with pytest.raises(ValueError, match="Only RGB color space is supported"):
         tasks.classify(exported[1]["path"], pixels)
+
+
+def test_a_detector_folds_with_both_outputs_unchanged() -> None:
+    """A two-output model (an SSDLite detector: raw boxes, scores) folds like a classifier:
+    each output on RGB equals the gray model's on the gray image."""
+    import torch
+
+    from edgepack.exporters._input import fold_gray_to_rgb, match_channels
+    from edgepack.students.ssdlite import ssdlite
+
+    torch.manual_seed(0)
+    model = ssdlite(
+        "mobilenetv2", width=0.35, num_classes=3, in_channels=1, anchors_per_cell=(2, 2)
+    )
+    model.eval()
+    folded = fold_gray_to_rgb(model, torch.zeros(1, 1, 64, 64))
+    gray = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        for got, want in zip(folded(match_channels(gray, 3)), model(gray), strict=True):
+            assert torch.allclose(got, want, atol=1e-4)

@@ -112,6 +112,10 @@ def _first_conv(model: torch.nn.Module) -> torch.nn.Conv2d:
     return conv
 
 
+def _outputs(result: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return result if isinstance(result, tuple) else (result,)
+
+
 def _check_fold(original: torch.nn.Module, folded: torch.nn.Module, example: torch.Tensor) -> None:
     import torch
 
@@ -120,7 +124,11 @@ def _check_fold(original: torch.nn.Module, folded: torch.nn.Module, example: tor
     original.eval()
     try:
         with torch.no_grad():
-            diff = (folded(match_channels(gray, 3)) - original(gray)).abs().max().item()
+            # A detector returns (boxes, scores): every output must be unchanged.
+            pairs = zip(
+                _outputs(folded(match_channels(gray, 3))), _outputs(original(gray)), strict=True
+            )
+            diff = max((a - b).abs().max().item() for a, b in pairs)
     except RuntimeError as exc:  # a later layer got the 3 channels meant for the first
         raise VerificationError(
             f"RGB fold broke the student ({exc}): its first Conv2d does not read the image"

@@ -117,8 +117,8 @@ def check_float_io(raw: bytes, edited: bytes) -> None:
 
     before, after = build(raw), build(edited)
     source_before, source_after = before.get_input_details()[0], after.get_input_details()[0]
-    target_before, target_after = before.get_output_details()[0], after.get_output_details()[0]
-    scale, zero_point = target_before["quantization"]
+    # Every output (a detector has two): the edit keeps their order.
+    targets = list(zip(before.get_output_details(), after.get_output_details(), strict=True))
     rng = np.random.default_rng(0)
     for _ in range(3):
         image = rng.standard_normal(source_after["shape"]).astype(np.float32)
@@ -126,12 +126,16 @@ def check_float_io(raw: bytes, edited: bytes) -> None:
         after.invoke()
         before.set_tensor(source_before["index"], after.get_tensor(source_before["index"]))
         before.invoke()
-        # Compare in the int8 domain: kernels may dequantize in float or double (1-ulp apart),
-        # but mapping the float output back onto the int8 grid is exact.
-        expected = before.get_tensor(target_before["index"])
-        requantized = np.round(after.get_tensor(target_after["index"]) / scale) + zero_point
-        if not np.array_equal(requantized, expected):
-            raise VerificationError("float-I/O edit changed the int8 model's outputs")
+        for target_before, target_after in targets:
+            # Compare in the int8 domain: kernels may dequantize in float or double (1-ulp
+            # apart), but mapping the float output back onto the int8 grid is exact.
+            scale, zero_point = target_before["quantization"]
+            expected = before.get_tensor(target_before["index"])
+            requantized = np.round(after.get_tensor(target_after["index"]) / scale) + zero_point
+            if not np.array_equal(requantized, expected):
+                raise VerificationError(
+                    f"float-I/O edit changed the int8 model's output {target_after['name']!r}"
+                )
     model = _read(edited)
     graph = model.subgraphs[0]
     islands = _float_ops(model, graph, [_op_name(model, op) for op in graph.operators])
