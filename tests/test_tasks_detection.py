@@ -237,6 +237,22 @@ def test_postprocess_of_encoded_ground_truth_returns_it() -> None:
         assert (scores > 0.99).all()
 
 
+def test_mediapipe_style_keeps_one_class_per_anchor_and_suppresses_across_classes() -> None:
+    # Two square anchors overlapping at IoU 0.6 (same size, shifted by a quarter of a side).
+    anchors = torch.tensor([[0.4, 0.5, 0.4, 0.4], [0.5, 0.5, 0.4, 0.4]])
+    raw = torch.zeros(1, 2, 4)  # boxes = the anchors
+    logits = torch.tensor([[[4.0, 3.0], [-5.0, 2.0]]])  # anchor 0: both classes; anchor 1: class 1
+    retina = postprocess(raw, logits, anchors)[0]
+    # Anchor 0 for both classes; anchor 1's class 1 is suppressed by anchor 0's (IoU 0.6).
+    order = np.argsort(retina[2])
+    assert retina[2][order].tolist() == [0, 1]
+    assert retina[1][order].tolist() == pytest.approx([0.982, 0.953], abs=1e-3)
+    app = postprocess(raw, logits, anchors, style="mediapipe", iou_threshold=0.3)[0]
+    assert app[2].tolist() == [0] and app[1].tolist() == pytest.approx([0.982], abs=1e-3)
+    with pytest.raises(ConfigError, match="style must be one of retinanet, mediapipe"):
+        postprocess(raw, logits, anchors, style="yolo")
+
+
 def _truths() -> list[tuple[np.ndarray, np.ndarray]]:
     return [
         (np.array([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 0.9, 1.0]]), np.array([0, 1])),

@@ -143,6 +143,15 @@ def main() -> int:
     )
     raw, logits = predict_detector(path, held.images, mean=pixel_mean, std=pixel_std)
     rows.append(("int8 in LiteRT", str(score(raw, logits, anchors, held))))
+    app_style = postprocess(
+        torch.from_numpy(raw),
+        torch.from_numpy(logits),
+        anchors,
+        style="mediapipe",
+        iou_threshold=0.3,
+    )
+    app_map = coco_map(app_style, targets(held), image_size=SIZE, num_classes=classes)
+    rows.append(("int8 in LiteRT, MediaPipe-style NMS", str(app_map)))
     found = mediapipe_detect(path, held.images)
     rows.append(
         (
