@@ -28,6 +28,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("EDGEPACK_EMULATED_DIR", str(folder))
     monkeypatch.setattr(_setup.os, "geteuid", lambda: 0)
     monkeypatch.setattr(_setup, "_install_packages", lambda: None)
+    monkeypatch.setattr(_et_bench, "_install_compiler", lambda: None)
     return folder
 
 
@@ -96,6 +97,16 @@ def test_a_users_executorch_folder_is_refused_before_anything_is_downloaded(
     with pytest.raises(_setup.EmulatedSetupError, match="was not made by"):
         _et_bench.install(Layout(home))
     assert snapshot(home) == before and not commands
+
+
+def test_without_the_cross_compiler_and_root_the_setup_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_et_bench, "compiler_present", lambda: False)
+    monkeypatch.setattr(_et_bench.os, "geteuid", lambda: 1000)
+    with pytest.raises(_setup.EmulatedSetupError, match="sudo apt-get install g") as refused:
+        _et_bench.install(Layout(tmp_path))
+    assert "\n" not in str(refused.value) and not any(tmp_path.iterdir())
 
 
 def test_an_older_executorch_runner_is_rebuilt(home: Path, commands: list[list[str]]) -> None:

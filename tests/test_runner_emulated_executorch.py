@@ -101,6 +101,18 @@ def test_without_the_host_package_the_figure_is_unavailable(prepared, programs, 
     assert isinstance(result, Unavailable) and "needs executorch" in result.reason
 
 
+def test_without_the_executorch_runner_pte_timing_says_how_to_get_it(
+    prepared, programs, monkeypatch
+):
+    monkeypatch.setattr(_et_bench, "ready", lambda where: False)
+    result = emulated.measure(
+        programs["int8"], "executorch", threads=1, warmup=0, iterations=1, options=OPTIONS
+    )
+    assert isinstance(result, Unavailable)
+    assert "edgepack runner setup emulated" in result.reason
+    assert "sudo apt-get install g++-aarch64-linux-gnu" in result.reason
+
+
 def test_the_runner_supports_executorch_and_names_it_beside_the_others():
     assert emulated.supports("executorch") is None
     reason = emulated.supports("coreml")

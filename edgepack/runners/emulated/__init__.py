@@ -109,6 +109,8 @@ def measure(
             "the emulated runner is not set up: run `edgepack runner setup emulated` "
             "(or scripts/setup_emulated.sh) once"
         )
+    if RUNTIMES[str(runtime_of(fmt))] == "executorch" and _setup.executorch_missing():
+        return Unavailable(str(_setup.executorch_missing()))
     opts: EmulatedOptions = options if options is not None else EmulatedOptions()
     try:
         counted = count(

@@ -15,6 +15,7 @@ and kernels are then the ones an Android app that bundles ExecuTorch 1.5.1 runs.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 
 from edgepack.exporters import get_exporter
 from edgepack.runners.emulated._folders import (
+    EmulatedSetupError,
     check_free,
     refuse_unless_ours,
     remove_scratch,
@@ -37,6 +39,7 @@ WHEEL = "executorch==1.5.1"  # the host's pin (setup.cfg, scripts/bootstrap.sh):
 RUNTIME = "executorch " + WHEEL.partition("==")[2]
 PLATFORMS = ("manylinux_2_28_aarch64",)
 COMPILER = "aarch64-linux-gnu-g++"
+PACKAGE = "g++-aarch64-linux-gnu"  # Debian's package of COMPILER
 SOURCE = Path(__file__).with_name("et_bench.cpp")
 # Libraries linked even though et_bench calls none of their symbols: the XNNPACK backend and
 # the kernels register themselves with the runtime from static initialisers when loaded.
@@ -67,6 +70,7 @@ def install(where: Layout) -> None:
     settle ``home/executorch`` (the binary with its libraries in ``lib/`` beside it)."""
     if ready(where):
         return
+    _install_compiler()
     check_free(where, "et-wheel", "executorch.partial")
     _check_older_build(where)  # refuse a user's folder now, before anything is downloaded
     download = scratch(where, "et-wheel", fresh=True)
@@ -99,6 +103,25 @@ def install(where: Layout) -> None:
     _remove_older_build(where)
     settle(partial, where.et_bench.parent)
     remove_scratch(download)
+
+
+def _install_compiler() -> None:
+    """Debian's aarch64 cross compiler, installed with apt-get when running as root; otherwise
+    EmulatedSetupError naming the command (the rest of the emulated runner works without it)."""
+    if compiler_present():
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise EmulatedSetupError(
+            f"compiling the ExecuTorch runner needs {COMPILER}: run "
+            f"`sudo apt-get install {PACKAGE}`, then the set-up again"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", PACKAGE]
+    try:
+        run(install, "apt-get install (cross compiler)", env=env)
+    except EmulatedSetupError:  # stale package lists: refresh once and retry
+        run(["apt-get", "update"], "apt-get update", env=env)
+        run(install, "apt-get install (cross compiler)", env=env)
 
 
 def _check_older_build(where: Layout) -> None:
