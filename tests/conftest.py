@@ -15,6 +15,19 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("edgepack-cache")
 
 
+@pytest.fixture(scope="session")
+def emulated_ready() -> dict[str, object]:
+    """The emulated arm64 runner, set up once per run (cached across runs); skipped with the
+    set-up's own one-line reason where it cannot run (no root, no network)."""
+    from edgepack.runners import emulated
+    from edgepack.runners.emulated import _setup
+
+    try:
+        return emulated.setup()
+    except _setup.EmulatedSetupError as exc:
+        pytest.skip(f"QEMU runner cannot be set up here: {exc}")
+
+
 @pytest.fixture(autouse=True)
 def _native_log_filter_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI turns edgepack's native-log filter on for its whole process; a test that runs

@@ -32,3 +32,21 @@ class TwoClassNet(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x).mean((2, 3))
+
+
+def tiny_request(model: torch.nn.Module, options: object, *, per_channel: bool = True):
+    """An ExportRequest for a 1×28×28 model with 10 labels and fixed random calibration
+    batches (seed 1), the exporter tests' common case; ``options`` is the format's own."""
+    from edgepack.data.inputs import InputSpec
+    from edgepack.exporters._contract import ExportRequest, Int8Recipe
+
+    torch.manual_seed(1)
+    return ExportRequest(
+        student=model,
+        example=torch.randn(1, *SHAPE),
+        calibration=[torch.randn(8, *SHAPE) for _ in range(4)],
+        labels=tuple(f"class{i}" for i in range(10)),
+        input=InputSpec(channels=1, mean=(0.286,), std=(0.353,)),
+        options=options,
+        int8=Int8Recipe(per_channel=per_channel),
+    )

@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from helpers import SHAPE, tiny_student
+from helpers import SHAPE, tiny_request, tiny_student
 
 from edgepack.core.errors import ConfigError, InputError, VerificationError
-from edgepack.data.inputs import InputSpec
 from edgepack.exporters._contract import ExportRequest, Int8Recipe
 
 pytest.importorskip("executorch", reason="needs the executorch extra (scripts/bootstrap.sh)")
@@ -29,17 +28,8 @@ LABELS = tuple(f"class{i}" for i in range(10))
 
 
 def request_for(model: torch.nn.Module, **options: Any) -> ExportRequest:
-    torch.manual_seed(1)
     per_channel = options.pop("per_channel", True)
-    return ExportRequest(
-        student=model,
-        example=torch.randn(1, *SHAPE),
-        calibration=[torch.randn(8, *SHAPE) for _ in range(4)],
-        labels=LABELS,
-        input=InputSpec(channels=1, mean=(0.286,), std=(0.353,)),
-        options=et.ExecuTorchOptions(**options),
-        int8=Int8Recipe(per_channel=per_channel),
-    )
+    return tiny_request(model, et.ExecuTorchOptions(**options), per_channel=per_channel)
 
 
 @pytest.fixture(scope="module")

@@ -167,13 +167,12 @@ def test_int8_tflite_agrees_with_its_pt2e_twin(int8_file) -> None:
 
 def test_graph_outputs_are_locations_then_scores_and_can_be_reordered(float_file: Path) -> None:
     from edgepack.exporters.tflite import _graph
-    from edgepack.exporters.tflite.detector import _with_output_order
 
     content = float_file.read_bytes()
     names = [o["name"] for o in _graph.describe(content)["outputs"]]
     assert names == ["raw_boxes", "scores"]
-    assert _with_output_order(content, ["raw_boxes", "scores"]) is content
-    swapped = _with_output_order(content, ["scores", "raw_boxes"])
+    assert _graph.with_output_order(content, ("raw_boxes", "scores")) is content
+    swapped = _graph.with_output_order(content, ("scores", "raw_boxes"))
     assert [o["name"] for o in _graph.describe(swapped)["outputs"]] == ["scores", "raw_boxes"]
 
 

@@ -16,17 +16,9 @@ from edgepack.core.errors import ConfigError
 from edgepack.core.schema import check_mapping
 from edgepack.runners import emulated
 from edgepack.runners._protocol import Latency, Unavailable
-from edgepack.runners.emulated import EmulatedOptions, _setup
+from edgepack.runners.emulated import EmulatedOptions
 
 OPTIONS = EmulatedOptions(instructions_per_ms=2.0e6, max_iterations=2)
-
-
-@pytest.fixture(scope="session")
-def prepared() -> dict[str, object]:
-    try:
-        return emulated.setup()
-    except _setup.EmulatedSetupError as exc:
-        pytest.skip(f"QEMU runner cannot be set up here: {exc}")
 
 
 def _student(size: int):  # the sample student family, small enough to emulate in a second
@@ -62,7 +54,7 @@ def _measure(path: Path, fmt: str = "tflite") -> Latency:
     return result
 
 
-def test_tiny_tflite_is_estimated_from_its_instruction_count(prepared, models):
+def test_tiny_tflite_is_estimated_from_its_instruction_count(emulated_ready, models):
     result = _measure(models["tiny"])
     estimate = result.estimate
     assert estimate is not None and estimate.instructions_per_inference > 1e5
@@ -74,14 +66,14 @@ def test_tiny_tflite_is_estimated_from_its_instruction_count(prepared, models):
     assert result.peak_memory_kb is not None and result.peak_memory_kb > 0
 
 
-def test_counts_repeat_within_a_thousandth(prepared, models):
+def test_counts_repeat_within_a_thousandth(emulated_ready, models):
     first, second = (_measure(models["tiny"]).estimate for _ in range(2))
     assert first is not None and second is not None
     spread = abs(first.instructions_per_inference - second.instructions_per_inference)
     assert spread <= 1e-3 * first.instructions_per_inference
 
 
-def test_a_larger_model_counts_more(prepared, models):
+def test_a_larger_model_counts_more(emulated_ready, models):
     tiny = _measure(models["onnx"], "onnx").estimate
     larger = _measure(models["larger_onnx"], "onnx").estimate
     assert tiny is not None and larger is not None
@@ -89,7 +81,7 @@ def test_a_larger_model_counts_more(prepared, models):
     assert larger.instructions_per_inference > 2 * tiny.instructions_per_inference
 
 
-def test_onnx_runs_in_emulated_onnxruntime(prepared, models):
+def test_onnx_runs_in_emulated_onnxruntime(emulated_ready, models):
     result = _measure(models["onnx"], "onnx")
     assert result.estimate is not None and result.estimate.instructions_per_inference > 1e5
     assert result.details["runtime"].startswith("onnxruntime ")
@@ -114,11 +106,11 @@ def test_without_set_up_the_runner_says_how_to_set_up(tmp_path, monkeypatch):
     assert "edgepack runner setup emulated" in result.reason
 
 
-def test_second_set_up_is_instant(prepared):
+def test_second_set_up_is_instant(emulated_ready):
     began = time.perf_counter()
     again = emulated.setup()
     assert time.perf_counter() - began < 1.0
-    assert again["plugin_sha256"] == prepared["plugin_sha256"]
+    assert again["plugin_sha256"] == emulated_ready["plugin_sha256"]
 
 
 def test_options_reject_a_cpu_qemu_does_not_offer(tmp_path):

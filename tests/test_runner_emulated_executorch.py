@@ -8,15 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-from helpers import SHAPE, tiny_student
+from helpers import tiny_request, tiny_student
 
 from edgepack.core.errors import MissingExtraError
-from edgepack.data.inputs import InputSpec
-from edgepack.exporters._contract import ExportRequest, Int8Recipe
 from edgepack.runners import emulated
 from edgepack.runners._protocol import Latency, Unavailable
-from edgepack.runners.emulated import EmulatedOptions, _et_bench, _setup
+from edgepack.runners.emulated import EmulatedOptions, _et_bench
 from edgepack.runners.emulated._qemu import EmulationError
 
 pytest.importorskip("executorch", reason="needs the executorch extra (scripts/bootstrap.sh)")
@@ -26,28 +23,11 @@ OPTIONS = EmulatedOptions(instructions_per_ms=2.0e6, int8_instructions_per_ms=1.
 
 
 @pytest.fixture(scope="module")
-def prepared() -> dict[str, object]:
-    try:
-        return emulated.setup()
-    except _setup.EmulatedSetupError as exc:
-        pytest.skip(f"QEMU runner cannot be set up here: {exc}")
-
-
-@pytest.fixture(scope="module")
 def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from edgepack.exporters import executorch as et
 
     folder = tmp_path_factory.mktemp("emulated-pte")
-    torch.manual_seed(1)
-    request = ExportRequest(
-        student=tiny_student(),
-        example=torch.randn(1, *SHAPE),
-        calibration=[torch.randn(8, *SHAPE) for _ in range(4)],
-        labels=tuple(f"class{i}" for i in range(10)),
-        input=InputSpec(channels=1, mean=(0.286,), std=(0.353,)),
-        options=et.ExecuTorchOptions(),
-        int8=Int8Recipe(per_channel=True),
-    )
+    request = tiny_request(tiny_student(), et.ExecuTorchOptions())
     return {
         "int8": et.export_int8(request, folder / "int8" / "model.pte").path,
         "float": et.export_float(request, folder / "float" / "model.pte"),
@@ -62,7 +42,7 @@ def _measure(path: Path) -> Latency:
     return result
 
 
-def test_int8_and_float_programs_run_in_the_aarch64_executorch_runtime(prepared, programs):
+def test_int8_and_float_programs_run_in_the_aarch64_executorch_runtime(emulated_ready, programs):
     int8, float_ = _measure(programs["int8"]), _measure(programs["float"])
     assert int8.details["runtime"] == float_.details["runtime"] == "executorch 1.5.1"
     # The host reads the delegate's datatypes to pick the device constant.
@@ -75,14 +55,14 @@ def test_int8_and_float_programs_run_in_the_aarch64_executorch_runtime(prepared,
     assert int8.iterations == 2  # the options' max_iterations (default 2) caps the 5 asked
 
 
-def test_counts_repeat_within_a_thousandth(prepared, programs):
+def test_counts_repeat_within_a_thousandth(emulated_ready, programs):
     first, second = (_measure(programs["int8"]).estimate for _ in range(2))
     assert first is not None and second is not None
     spread = abs(first.instructions_per_inference - second.instructions_per_inference)
     assert spread <= 1e-3 * first.instructions_per_inference
 
 
-def test_a_file_that_is_no_program_fails_in_one_line(prepared, tmp_path):
+def test_a_file_that_is_no_program_fails_in_one_line(emulated_ready, tmp_path):
     bogus = tmp_path / "model.pte"
     bogus.write_bytes(b"PK\x03\x04 this is a zip header, not an ExecuTorch program" * 20)
     with pytest.raises(EmulationError, match="no loadable forward method") as failed:
@@ -90,7 +70,7 @@ def test_a_file_that_is_no_program_fails_in_one_line(prepared, tmp_path):
     assert "\n" not in str(failed.value)
 
 
-def test_without_the_host_package_the_figure_is_unavailable(prepared, programs, monkeypatch):
+def test_without_the_host_package_the_figure_is_unavailable(emulated_ready, programs, monkeypatch):
     def missing(name: str) -> None:
         raise MissingExtraError(f"format {name!r} needs executorch: pip install ...")
 
@@ -102,7 +82,7 @@ def test_without_the_host_package_the_figure_is_unavailable(prepared, programs, 
 
 
 def test_without_the_executorch_runner_pte_timing_says_how_to_get_it(
-    prepared, programs, monkeypatch
+    emulated_ready, programs, monkeypatch
 ):
     monkeypatch.setattr(_et_bench, "ready", lambda where: False)
     result = emulated.measure(

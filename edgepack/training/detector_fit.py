@@ -40,13 +40,13 @@ class FitResult:
 
 
 def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """(N, H, W, C) uint8 → (N, C, H, W) float32, ``(x / 255 - mean) / std`` per channel."""
-    import torch
+    """(N, H, W, C) uint8 → (N, C, H, W) float32, ``(x / 255 - mean) / std`` per channel
+    (:func:`edgepack.data.batches.to_model_input` at the images' own size)."""
+    from edgepack.data.batches import to_model_input
+    from edgepack.data.inputs import InputSpec
 
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return (x - m) / s
+    spec = InputSpec(channels=images.shape[-1], mean=tuple(mean), std=tuple(std))
+    return to_model_input(images, spec, images.shape[1])
 
 
 def fit_detector(

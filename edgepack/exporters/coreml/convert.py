@@ -129,7 +129,7 @@ def _convert(model: torch.nn.Module, request: ExportRequest, options: CoreMLOpti
         model = _with_channel_gain(model, gain)
     # run_decompositions({}) lowers to core ATen, the dialect coremltools' EXIR frontend maps.
     program = torch.export.export(model, (example,)).run_decompositions({})
-    with _quiet_progress():
+    with quiet_progress():
         converted = ct.convert(
             program,
             inputs=[image],
@@ -216,7 +216,7 @@ def _save(model: Any, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_progress() -> Iterator[None]:
+def quiet_progress() -> Iterator[None]:
     """Silence coremltools' tqdm bars (library code logs, only the CLI prints). It has no
     switch for them, so its two module-level tqdm names are swapped for disabled ones."""
     from unittest import mock

@@ -37,8 +37,8 @@ from edgepack.exporters.coreml import _mlspec
 from edgepack.exporters.coreml.convert import (
     CoreMLOptions,
     _image_input,
-    _quiet_progress,
     _with_channel_gain,
+    quiet_progress,
 )
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ def _convert(
     module = wrapper if gain is None else _with_channel_gain(wrapper, gain)
     program = torch.export.export(module, (example,)).run_decompositions({})
     outputs = [ct.TensorType(name=n, dtype=np.float32) for n in (RAW_CONFIDENCE, RAW_COORDINATES)]
-    with _quiet_progress():
+    with quiet_progress():
         return ct.convert(
             program,
             inputs=[image],

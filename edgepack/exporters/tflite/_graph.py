@@ -29,7 +29,7 @@ def with_float_io(content: bytes) -> bytes:
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
-    model = _read(content)
+    model = read_model(content)
     if len(model.subgraphs) != 1:
         raise VerificationError(f"expected one subgraph, the converter made {len(model.subgraphs)}")
     graph = model.subgraphs[0]
@@ -136,7 +136,7 @@ def check_float_io(raw: bytes, edited: bytes) -> None:
                 raise VerificationError(
                     f"float-I/O edit changed the int8 model's output {target_after['name']!r}"
                 )
-    model = _read(edited)
+    model = read_model(edited)
     graph = model.subgraphs[0]
     islands = _float_ops(model, graph, [_op_name(model, op) for op in graph.operators])
     if islands:
@@ -153,7 +153,7 @@ def describe(content: bytes) -> dict[str, Any]:
     constant int8 tensors plus int32 biases, the basis of the size budget; ``quant_param_bytes``
     the scales (float32) and zero points (int64) the schema stores per quantized channel.
     """
-    model = _read(content)
+    model = read_model(content)
     graph = model.subgraphs[0]
     ops = [_op_name(model, op) for op in graph.operators]
     dtypes = Counter(_dtype_name(t.type) for t in graph.tensors)
@@ -171,10 +171,33 @@ def describe(content: bytes) -> dict[str, Any]:
     }
 
 
+def with_output_order(content: bytes, names: tuple[str, ...]) -> bytes:
+    """``content`` with its graph outputs in the order of the signature output ``names``
+    (the same bytes when they already are)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = read_model(content)
+    graph = model.subgraphs[0]
+    by_name = {
+        _text(entry.name): entry.tensorIndex
+        for signature in model.signatureDefs or []
+        for entry in signature.outputs
+    }
+    if set(by_name) != set(names) or sorted(by_name.values()) != sorted(graph.outputs):
+        raise VerificationError(
+            f"expected signature outputs {list(names)}, found {sorted(by_name)}"
+        )
+    wanted = [by_name[name] for name in names]
+    if list(graph.outputs) == wanted:
+        return content
+    graph.outputs = wanted
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 # --- reading ------------------------------------------------------------------------------
 
 
-def _read(content: bytes) -> Any:
+def read_model(content: bytes) -> Any:
     from ai_edge_litert.tools import flatbuffer_utils
 
     return flatbuffer_utils.read_model_from_bytearray(bytearray(content))

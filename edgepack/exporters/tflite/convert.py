@@ -57,8 +57,14 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
     return Int8Export(path, quantized, details)
 
 
-def lower_int8(quantized: torch.fx.GraphModule, example: torch.Tensor, path: Path) -> Path:
-    """Lower a :func:`edgepack.exporters._pt2e.quantize_pt2e_int8` module to an int8 .tflite."""
+def lower_int8(
+    quantized: torch.fx.GraphModule,
+    example: torch.Tensor,
+    path: Path,
+    outputs: tuple[str, ...] = (_graph.OUTPUT_NAME,),
+) -> Path:
+    """Lower a :func:`edgepack.exporters._pt2e.quantize_pt2e_int8` module to an int8 .tflite
+    whose signature outputs are ``outputs`` (one name per output of the module, in order)."""
     quiet_import("litert_torch")
     from litert_torch.quantize.quant_config import QuantConfig
 
@@ -66,9 +72,9 @@ def lower_int8(quantized: torch.fx.GraphModule, example: torch.Tensor, path: Pat
 
     # The converter reads only "static vs dynamic" from the quantizer; the scales already
     # live in the graph's quantize/dequantize ops.
-    raw = _convert(quantized, example, QuantConfig(pt2e_quantizer=pt2e_quantizer()))
+    raw = _convert(quantized, example, QuantConfig(pt2e_quantizer=pt2e_quantizer()), outputs)
     edited = _graph.with_float_io(raw)
-    _graph.check_float_io(raw, edited)
+    _graph.check_float_io(raw, edited)  # every output exact, and no float islands
     path.write_bytes(edited)
     log.info("wrote int8 %s (%d bytes)", path, len(edited))
     return path
@@ -79,31 +85,46 @@ def export_float(request: ExportRequest, path: Path) -> Path:
     return lower_float(request.student, request.example, path)
 
 
-def lower_float(model: torch.nn.Module, example: torch.Tensor, path: Path) -> Path:
+def lower_float(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    outputs: tuple[str, ...] = (_graph.OUTPUT_NAME,),
+) -> Path:
     """Convert ``model`` (switched to eval mode) to a float32 .tflite with NHWC input."""
-    content = _convert(model.eval(), example, None)
+    content = _convert(model.eval(), example, None, outputs)
     path.write_bytes(content)
     log.info("wrote float %s (%d bytes)", path, len(content))
     return path
 
 
-def _convert(model: torch.nn.Module, example: torch.Tensor, quant: QuantConfig | None) -> bytes:
-    """litert_torch.convert of ``model`` behind an NHWC ``image`` → ``logits`` signature."""
+def _convert(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    quant: QuantConfig | None,
+    outputs: tuple[str, ...],
+) -> bytes:
+    """litert_torch.convert of ``model`` behind an NHWC ``image`` → ``outputs`` signature, the
+    graph's outputs in the same order (a detector's two, a classifier's logits)."""
     litert_torch = quiet_import("litert_torch")
 
     if example.ndim != 4 or example.shape[0] != 1:
         raise InputError(f"example must be NCHW of batch 1, got {tuple(example.shape)}")
-    wrapper = _nhwc_logits(model)
+    wrapper = _nhwc(model, outputs)
     image = example.permute(0, 2, 3, 1).contiguous()
-    with _quiet_progress():
+    with quiet_progress():
         converted = litert_torch.convert(
             wrapper, sample_kwargs={_graph.INPUT_NAME: image}, quant_config=quant
         )
-        return converted.model_content()
+        content = bytes(converted.model_content())
+    # The converter orders graph outputs by the wrapper's dict; pin that order (MediaPipe
+    # matches a detector's outputs to its metadata by position).
+    return _graph.with_output_order(content, outputs) if len(outputs) > 1 else content
 
 
-def _nhwc_logits(model: torch.nn.Module) -> torch.nn.Module:
-    """Wrap ``model`` so it takes NHWC ``image`` and returns ``{"logits": ...}``.
+def _nhwc(model: torch.nn.Module, outputs: tuple[str, ...]) -> torch.nn.Module:
+    """Wrap ``model`` so it takes NHWC ``image`` and returns ``{name: output}`` for ``outputs``
+    (a model returning a tuple gives one entry per element).
 
     The permute is what ``litert_torch.to_channel_last_io`` does (the layout pass folds it away:
     no TRANSPOSE op); writing it here also names the signature image → logits, which app code
@@ -111,16 +132,18 @@ def _nhwc_logits(model: torch.nn.Module) -> torch.nn.Module:
     """
     from torch import nn
 
-    class NhwcLogits(nn.Module):
+    class Nhwc(nn.Module):
         def __init__(self, inner: nn.Module) -> None:
             super().__init__()
             self.inner = inner
 
         # The parameter's name is the signature's input name (_graph.INPUT_NAME).
         def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {_graph.OUTPUT_NAME: self.inner(image.permute(0, 3, 1, 2))}
+            result = self.inner(image.permute(0, 3, 1, 2))
+            values = result if isinstance(result, tuple) else (result,)
+            return dict(zip(outputs, values, strict=True))
 
-    wrapper = NhwcLogits(model)
+    wrapper = Nhwc(model)
     # Set the flag without .eval(): that would recurse into a converted PT2E module, whose own
     # .eval() raises unless torchao's allow_exported_model_train_eval patched it.
     wrapper.training = False
@@ -128,7 +151,7 @@ def _nhwc_logits(model: torch.nn.Module) -> torch.nn.Module:
 
 
 @contextlib.contextmanager
-def _quiet_progress() -> Iterator[None]:
+def quiet_progress() -> Iterator[None]:
     """Silence litert_torch's rich progress lines (library code logs, only the CLI prints),
     unless the user set LITERT_TORCH_SHOW_PROGRESS. It reads that variable on every call."""
     key = "LITERT_TORCH_SHOW_PROGRESS"

@@ -5,13 +5,11 @@ The student (:mod:`edgepack.students.ssdlite`) returns ``(raw_boxes (B, A, 4), l
 The file takes a float32 NHWC ``image`` and gives ``raw_boxes`` then ``scores`` (the logits; the
 app applies the sigmoid), in that order in the graph's output list as well as in the signature:
 MediaPipe matches outputs to its ``location`` and ``score`` metadata entries by position
-(:mod:`.detector_metadata`). The converter orders graph outputs by the wrapper's dict, and
-:func:`_with_output_order` puts them right if a converter version does otherwise.
+(:mod:`.detector_metadata`); :mod:`.convert` pins the graph's output order to the names'.
 
-Int8 is PT2E (:mod:`edgepack.exporters._pt2e`) lowered like the classifier (:mod:`.convert`):
-float I/O spliced around the int8 graph, checked exactly against the unedited graph on both
-outputs (``_graph.check_float_io`` compares the first output, so it runs a second time on a
-copy with the outputs swapped).
+Float and int8 go through the classifier's lowering (:mod:`.convert`) with two output names;
+int8 is PT2E (:mod:`edgepack.exporters._pt2e`) with float I/O spliced around the int8 graph,
+checked exactly against the unedited graph on every output.
 """
 
 from __future__ import annotations
@@ -23,26 +21,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgepack.core.errors import InputError, VerificationError
-from edgepack.core.native_stderr import quiet_import
+from edgepack.core.errors import InputError
 from edgepack.exporters.tflite import _graph
+from edgepack.exporters.tflite.convert import lower_float, lower_int8
 
 if TYPE_CHECKING:
     import torch
-    from litert_torch.quantize.quant_config import QuantConfig
 
 log = logging.getLogger(__name__)
 
 BOXES_NAME, SCORES_NAME = "raw_boxes", "scores"  # signature output names, in graph order
+OUTPUTS = (BOXES_NAME, SCORES_NAME)
 
 
 def lower_detector_float(model: torch.nn.Module, example: torch.Tensor, path: Path) -> Path:
     """Convert the detector ``model`` (switched to eval mode) to a float32 .tflite at ``path``
     with NHWC ``image`` input and ``raw_boxes``, ``scores`` outputs."""
-    content = _convert(model.eval(), example, None)
-    path.write_bytes(content)
-    log.info("wrote float detector %s (%d bytes)", path, len(content))
-    return path
+    return lower_float(model, example, path, OUTPUTS)
 
 
 def lower_detector_int8(
@@ -56,75 +51,10 @@ def lower_detector_int8(
     """PT2E-quantize ``model`` on the NCHW ``calibration`` batches and lower it to an int8
     .tflite with float32 I/O at ``path``. Returns the path and the PT2E module, the torch
     twin that computes the int8 reference outputs."""
-    quiet_import("litert_torch")
-    from litert_torch.quantize.quant_config import QuantConfig
-
-    from edgepack.exporters._pt2e import pt2e_quantizer, quantize_pt2e_int8
+    from edgepack.exporters._pt2e import quantize_pt2e_int8
 
     quantized = quantize_pt2e_int8(model, example, calibration, per_channel=per_channel)
-    # The converter reads only "static vs dynamic" from the quantizer (see convert.lower_int8).
-    raw = _convert(quantized, example, QuantConfig(pt2e_quantizer=pt2e_quantizer()))
-    edited = _graph.with_float_io(raw)
-    _graph.check_float_io(raw, edited)  # both outputs exact, and no float islands
-    path.write_bytes(edited)
-    log.info("wrote int8 detector %s (%d bytes)", path, len(edited))
-    return path, quantized
-
-
-def _convert(model: torch.nn.Module, example: torch.Tensor, quant: QuantConfig | None) -> bytes:
-    """litert_torch.convert behind an NHWC ``image`` → ``raw_boxes``, ``scores`` signature."""
-    litert_torch = quiet_import("litert_torch")
-    from edgepack.exporters.tflite.convert import _quiet_progress
-
-    if example.ndim != 4 or example.shape[0] != 1:
-        raise InputError(f"example must be NCHW of batch 1, got {tuple(example.shape)}")
-    image = example.permute(0, 2, 3, 1).contiguous()
-    with _quiet_progress():
-        converted = litert_torch.convert(
-            _nhwc_detector(model), sample_kwargs={_graph.INPUT_NAME: image}, quant_config=quant
-        )
-        content = bytes(converted.model_content())
-    return _with_output_order(content, [BOXES_NAME, SCORES_NAME])
-
-
-def _nhwc_detector(model: torch.nn.Module) -> torch.nn.Module:
-    """Wrap ``model`` so it takes NHWC ``image`` and returns ``{"raw_boxes", "scores"}``, in
-    that order (the converter's graph output order follows the dict's)."""
-    from torch import nn
-
-    class NhwcDetector(nn.Module):
-        def __init__(self, inner: nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-            boxes, logits = self.inner(image.permute(0, 3, 1, 2))
-            return {BOXES_NAME: boxes, SCORES_NAME: logits}
-
-    wrapper = NhwcDetector(model)
-    wrapper.training = False  # not .eval(): see convert._nhwc_logits
-    return wrapper
-
-
-def _with_output_order(content: bytes, names: list[str]) -> bytes:
-    """``content`` with its graph outputs in the order of the signature output ``names``
-    (unchanged bytes when they already are)."""
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    model = _graph._read(content)
-    graph = model.subgraphs[0]
-    by_name = {
-        _text(entry.name): entry.tensorIndex
-        for signature in model.signatureDefs or []
-        for entry in signature.outputs
-    }
-    if set(by_name) != set(names) or sorted(by_name.values()) != sorted(graph.outputs):
-        raise VerificationError(f"expected signature outputs {names}, found {sorted(by_name)}")
-    wanted = [by_name[name] for name in names]
-    if list(graph.outputs) == wanted:
-        return content
-    graph.outputs = wanted
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return lower_int8(quantized, example, path, OUTPUTS), quantized
 
 
 def predict_detector(
@@ -218,9 +148,5 @@ def _packed_labels(path: Path) -> list[str]:
 
     if not path.is_file():
         raise InputError(f"no .tflite model at {path}")
-    text = metadata._packed_files(path.read_bytes()).get(metadata.LABELS_FILE, "")
+    text = metadata.packed_files(path.read_bytes()).get(metadata.LABELS_FILE, "")
     return text.splitlines()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgepack.core.errors import InputError, VerificationError
-from edgepack.exporters.tflite import metadata
+from edgepack.exporters.tflite import _graph, metadata
 
 DETECTOR_METADATA = "DETECTOR_METADATA"  # the custom metadata's name MediaPipe looks up
 DETECTOR_IDENTIFIER = b"V001"  # object_detector_metadata_schema.fbs file_identifier
@@ -68,7 +68,7 @@ def add_detector_metadata(
     entry = schema.MetadataT(name=metadata.METADATA_NAME, buffer=len(model.buffers) - 1)
     model.metadata = [*(model.metadata or []), entry]
     with_metadata = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-    return metadata._append_labels(with_metadata, labels)
+    return metadata.append_labels(with_metadata, labels)
 
 
 def _io_sizes(model: Any) -> tuple[int, int, int]:
@@ -118,7 +118,7 @@ def _metadata_bytes(
 ) -> bytes:
     import flatbuffers
 
-    meta = metadata._schema()
+    meta = metadata.schema()
     options = meta.CustomMetadataT(
         name=DETECTOR_METADATA, data=list(_detector_options(anchors, len(labels)))
     )
@@ -129,7 +129,9 @@ def _metadata_bytes(
         author="edgepack",
         subgraphMetadata=[
             meta.SubGraphMetadataT(
-                inputTensorMetadata=[_input_metadata(meta, mean, std, channels)],
+                inputTensorMetadata=[
+                    metadata.image_input_metadata(meta, mean, std, channels, _graph.INPUT_NAME)
+                ],
                 outputTensorMetadata=[_location_metadata(meta), _score_metadata(meta)],
                 customMetadata=[options],
             )
@@ -139,32 +141,6 @@ def _metadata_bytes(
     builder = flatbuffers.Builder(0)
     builder.Finish(model.Pack(builder), metadata.IDENTIFIER)
     return bytes(builder.Output())
-
-
-def _input_metadata(meta: Any, mean: list[float], std: list[float], channels: int) -> Any:
-    rgb = channels == 3
-    content = meta.ContentT(
-        contentPropertiesType=meta.ContentProperties.ImageProperties,
-        contentProperties=meta.ImagePropertiesT(
-            colorSpace=meta.ColorSpaceType.RGB if rgb else meta.ColorSpaceType.GRAYSCALE
-        ),
-    )
-    normalise = meta.ProcessUnitT(
-        optionsType=meta.ProcessUnitOptions.NormalizationOptions,
-        options=meta.NormalizationOptionsT(mean=mean, std=std),
-    )
-    stats = meta.StatsT(
-        max=[(255.0 - m) / s for m, s in zip(mean, std, strict=True)],
-        min=[(0.0 - m) / s for m, s in zip(mean, std, strict=True)],
-    )
-    return meta.TensorMetadataT(
-        name="image",
-        description=f"{'RGB' if rgb else 'grayscale'} image, float32 NHWC, normalised as "
-        "(pixel - mean) / std on 0..255 pixels",
-        content=content,
-        processUnits=[normalise],
-        stats=stats,
-    )
 
 
 def _location_metadata(meta: Any) -> Any:
@@ -241,7 +217,7 @@ def read_detector_metadata(content: bytes) -> dict[str, Any] | None:
     if entry is None:
         return None
     data = bytes(bytearray(model.buffers[entry.buffer].data))
-    meta = metadata._schema()
+    meta = metadata.schema()
     if not meta.ModelMetadata.ModelMetadataBufferHasIdentifier(data, 0):
         raise VerificationError(f"TFLITE_METADATA lacks the {metadata.IDENTIFIER.decode()} id")
     root = meta.ModelMetadataT.InitFromObj(meta.ModelMetadata.GetRootAsModelMetadata(data, 0))
@@ -275,7 +251,7 @@ def read_detector_metadata(content: bytes) -> dict[str, Any] | None:
         "anchors": np.array(
             [[a.xCenter, a.yCenter, a.width, a.height] for a in fixed], dtype=np.float32
         ).reshape(-1, 4),
-        "packed_files": metadata._packed_files(content),
+        "packed_files": metadata.packed_files(content),
     }
 
 

@@ -55,13 +55,13 @@ def add_metadata(
     entry = schema.MetadataT(name=METADATA_NAME, buffer=len(model.buffers) - 1)
     model.metadata = [*(model.metadata or []), entry]
     packed = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-    return _append_labels(packed, request.labels)
+    return append_labels(packed, request.labels)
 
 
 def _metadata_bytes(request: ExportRequest, input_name: str, output_name: str) -> bytes:
     import flatbuffers
 
-    meta = _schema()
+    meta = schema()
     info = request.metadata
     model = meta.ModelMetadataT(
         name=model_name(request),
@@ -84,13 +84,21 @@ def _metadata_bytes(request: ExportRequest, input_name: str, output_name: str) -
 
 def _input_metadata(meta: Any, spec: InputSpec, name: str) -> Any:
     mean, std = pixel_normalisation(spec)
-    colour = meta.ColorSpaceType.RGB if spec.channels == 3 else meta.ColorSpaceType.GRAYSCALE
+    return image_input_metadata(meta, mean, std, spec.channels, name, spec.converts)
+
+
+def image_input_metadata(
+    meta: Any, mean: list[float], std: list[float], channels: int, name: str, converts: str = ""
+) -> Any:
+    """The input tensor's metadata: an image (RGB or grayscale), float32 NHWC, normalised
+    with ``mean``/``std`` in 0..255 pixel units (what MediaPipe applies to the frame)."""
+    colour = meta.ColorSpaceType.RGB if channels == 3 else meta.ColorSpaceType.GRAYSCALE
     description = (
-        f"{'RGB' if spec.channels == 3 else 'grayscale'} image, float32 NHWC, "
+        f"{'RGB' if channels == 3 else 'grayscale'} image, float32 NHWC, "
         "normalised as (pixel - mean) / std on 0..255 pixels"
     )
-    if spec.converts:
-        description += f"; {spec.converts}"
+    if converts:
+        description += f"; {converts}"
     content = meta.ContentT(
         contentPropertiesType=meta.ContentProperties.ImageProperties,
         contentProperties=meta.ImagePropertiesT(colorSpace=colour),
@@ -146,7 +154,7 @@ def pixel_normalisation(spec: InputSpec) -> tuple[list[float], list[float]]:
     return [255.0 * m for m in spec.mean], [255.0 * s for s in spec.std]
 
 
-def _append_labels(model: bytes, labels: tuple[str, ...]) -> bytes:
+def append_labels(model: bytes, labels: tuple[str, ...]) -> bytes:
     """``model`` with ``labels.txt`` appended as a zip, the way the populator does it (zipfile
     in append mode on the model's bytes, so offsets count from the file's start). Stored
     uncompressed, so readers can map the file in place."""
@@ -168,7 +176,7 @@ def read_metadata(content: bytes) -> dict[str, Any] | None:
     if entry is None:
         return None
     data = bytes(bytearray(model.buffers[entry.buffer].data))
-    meta = _schema()
+    meta = schema()
     if not meta.ModelMetadata.ModelMetadataBufferHasIdentifier(data, 0):
         raise VerificationError(f"TFLITE_METADATA lacks the {IDENTIFIER.decode()} identifier")
     root = meta.ModelMetadataT.InitFromObj(meta.ModelMetadata.GetRootAsModelMetadata(data, 0))
@@ -195,11 +203,11 @@ def read_metadata(content: bytes) -> dict[str, Any] | None:
             for f in scores.associatedFiles or []
             if f.type == meta.AssociatedFileType.TENSOR_AXIS_LABELS
         ],
-        "packed_files": _packed_files(content),
+        "packed_files": packed_files(content),
     }
 
 
-def _packed_files(content: bytes) -> dict[str, str]:
+def packed_files(content: bytes) -> dict[str, str]:
     """The associated files appended to the model, by name, as text."""
     if not zipfile.is_zipfile(io.BytesIO(content)):
         return {}
@@ -207,7 +215,7 @@ def _packed_files(content: bytes) -> dict[str, str]:
         return {name: archive.read(name).decode() for name in archive.namelist()}
 
 
-def _schema() -> Any:
+def schema() -> Any:
     # The generated bindings are plain Python on flatbuffers; importing them runs mediapipe's
     # package __init__ (its task API and OpenCV, ~0.6 s), paid once per process.
     from mediapipe.tasks.metadata import metadata_schema_py_generated

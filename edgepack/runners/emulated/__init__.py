@@ -109,8 +109,9 @@ def measure(
             "the emulated runner is not set up: run `edgepack runner setup emulated` "
             "(or scripts/setup_emulated.sh) once"
         )
-    if RUNTIMES[str(runtime_of(fmt))] == "executorch" and _setup.executorch_missing():
-        return Unavailable(str(_setup.executorch_missing()))
+    missing = _setup.executorch_missing() if runtime_of(fmt) == "executorch" else None
+    if missing is not None:
+        return Unavailable(missing)
     opts: EmulatedOptions = options if options is not None else EmulatedOptions()
     try:
         counted = count(
