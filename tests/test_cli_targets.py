@@ -58,6 +58,8 @@ def test_targets_show_user_file_extending_shipped_target(runner: CliRunner, tmp_
         "max_latency_ms": 2.0,
         "max_accuracy_drop_pp": 1.0,
         "min_accuracy": 0.93,
+        "max_map_drop_pp": None,
+        "min_map": None,
         "size_counts": "raw",
     }
 

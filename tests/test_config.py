@@ -53,8 +53,8 @@ def test_task_is_checked_against_the_registered_tasks(project_dir: Path) -> None
     project = load_project(_write(project_dir, VALID + "task: classification\n"))
     assert project.task == "classification"
     with pytest.raises(ConfigError) as caught:
-        load_project(_write(project_dir, VALID + "task: detection\n"))
-    expected = "edgepack.yaml: task must be one of classification, got 'detection'"
+        load_project(_write(project_dir, VALID + "task: segmentation\n"))
+    expected = "edgepack.yaml: task must be one of classification, detection, got 'segmentation'"
     assert str(caught.value) == f"{project_dir}/{expected}"
 
 

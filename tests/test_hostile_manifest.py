@@ -79,7 +79,10 @@ SECRET = "/etc/hostname"
         ({"accuracy": {"teacher": "high"}}, "accuracy.teacher must be a number"),
         ({"accuracy": {"teacher": 1e999}}, "accuracy.teacher must be a number"),
         ({"accuracy": {"accuracy_on_device": "95%"}}, "accuracy.accuracy_on_device must be a"),
-        ({"task": "detection"}, "task 'detection' is not one edgepack knows (classification)"),
+        (
+            {"task": "segmentation"},
+            "task 'segmentation' is not one edgepack knows (classification, detection)",
+        ),
         ({"task": ["classification"]}, "task ['classification'] is not one edgepack knows"),
         ({"task": None}, "task None is not one edgepack knows"),
         ({"task": "x" * 10_000}, "is not one edgepack knows"),

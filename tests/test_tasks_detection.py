@@ -193,15 +193,40 @@ def test_loss_decreases_under_sgd_and_the_teacher_term_counts() -> None:
 
     with torch.no_grad():
         truth = detection_loss(raw, logits, targets, anchors)
-        teacher = (torch.zeros_like(raw), torch.randn(logits.shape) * 3)
-        taught = detection_loss(raw, logits, targets, anchors, teacher=teacher, alpha=0.5)
-        # A teacher identical to the student, confident nowhere: only (1 − alpha) · truth.
-        same = detection_loss(
-            raw, logits, targets, anchors, teacher=(raw.clone(), logits.clone()), alpha=0.3
+        g = torch.Generator().manual_seed(1)
+        random = (
+            torch.rand(logits.shape, generator=g),
+            torch.randn(raw.shape, generator=g),
+            torch.rand(raw.shape[:2], generator=g) > 0.5,
+        )
+        taught = detection_loss(raw, logits, targets, anchors, teacher=random, alpha=0.5)
+        # Soft targets the student already reproduces, boxes included: only (1 − alpha) · truth.
+        mask = torch.zeros(raw.shape[:2], dtype=torch.bool)
+        mask[:, ::3] = True
+        same = (torch.sigmoid(logits).clone(), raw.clone(), mask)
+        reproduced = detection_loss(raw, logits, targets, anchors, teacher=same, alpha=0.3)
+        # Hard 0/1 soft scores have no entropy floor: a near-certain student scores ~0 too.
+        hard = (logits > -2.5).float()
+        certain = (hard * 60 - 30).requires_grad_()
+        only_teacher = detection_loss(
+            raw, certain, targets, anchors, teacher=(hard, raw.clone(), mask), alpha=1.0
         )
     assert float(taught) != pytest.approx(float(truth), rel=1e-3)
-    assert float(logits.max()) < 0  # so the identical teacher has no confident anchor
-    assert float(same) == pytest.approx(0.7 * float(truth), rel=1e-5)
+    assert float(reproduced) == pytest.approx(0.7 * float(truth), rel=1e-5)
+    assert 0 <= float(only_teacher) < 1e-9
+
+
+def test_the_teacher_term_pulls_towards_the_soft_scores() -> None:
+    anchors, targets = _toy_batch()
+    raw = torch.zeros(2, len(anchors), 4)
+    logits = torch.zeros(2, len(anchors), 3, requires_grad=True)
+    soft = torch.zeros(2, len(anchors), 3)
+    soft[0, 5, 1] = 0.9
+    teacher = (soft, torch.zeros_like(raw), torch.zeros(2, len(anchors), dtype=torch.bool))
+    detection_loss(raw, logits, targets, anchors, teacher=teacher, alpha=1.0).backward()
+    assert logits.grad is not None
+    # d/dx BCE(σ(x), p) = σ(x) − p: up where the teacher is confident, down elsewhere.
+    assert float(logits.grad[0, 5, 1]) < 0 < float(logits.grad[0, 5, 0])
 
 
 def test_loss_rejects_mismatched_inputs_in_one_line() -> None:
@@ -216,6 +241,16 @@ def test_loss_rejects_mismatched_inputs_in_one_line() -> None:
         detection_loss(raw, logits, targets, anchors[:-1])
     with pytest.raises(ConfigError, match="alpha"):
         detection_loss(raw, logits, targets, anchors, alpha=1.5)
+    mask = torch.zeros(2, len(anchors), dtype=torch.bool)
+    with pytest.raises(InputError, match=r"\(soft scores, encoded boxes, mask\)"):
+        detection_loss(raw, logits, targets, anchors, teacher=(raw, logits))  # the old form
+    with pytest.raises(InputError, match="a bool mask") as err:
+        detection_loss(raw, logits, targets, anchors, teacher=(logits, raw, mask.float()))
+    assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="a bool mask"):
+        detection_loss(raw, logits, targets, anchors, teacher=(logits[:, :-1], raw, mask))
+    with pytest.raises(InputError, match=r"probabilities in \[0, 1\], got -3\.\.-3"):
+        detection_loss(raw, logits, targets, anchors, teacher=(logits - 3, raw, mask))
 
 
 def test_postprocess_of_encoded_ground_truth_returns_it() -> None:

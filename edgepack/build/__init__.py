@@ -17,14 +17,14 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgepack.build._output import ENVIRONMENT_ERRNOS, OutputFolder
+from edgepack.build._output import ENVIRONMENT_ERRNOS, OutputFolder, file_table
+from edgepack.build._pipelines import PIPELINES, Pipeline
 from edgepack.config.profiles import Target
 from edgepack.config.project import Project
 from edgepack.core import distributed
 from edgepack.core.errors import InputError
-from edgepack.core.files import sha256
 from edgepack.release.verdicts import Verdict
 from edgepack.stages.budgets import check_budgets
 from edgepack.stages.context import BuildContext, BuildOptions, SharedWork
@@ -51,6 +51,9 @@ from edgepack.stages.recover import recover
 from edgepack.stages.search import search_student
 from edgepack.stages.teacher_logits import teacher_logits
 from edgepack.stages.verify import verify
+
+if TYPE_CHECKING:
+    from edgepack.stages.object_detection import DetectorBuildRecord
 
 __all__ = ["STAGES", "BuildOptions", "BuildResult", "SharedWork", "build", "follow"]
 
@@ -85,7 +88,7 @@ STAGES: list[Stage[BuildContext]] = [
 class BuildResult:
     out_dir: Path
     manifest: dict[str, Any]
-    record: BuildRecord
+    record: BuildRecord | DetectorBuildRecord
 
     @property
     def verdicts(self) -> tuple[Verdict, ...]:
@@ -107,6 +110,8 @@ def build(
     from edgepack.exporters import get_exporter
 
     get_exporter(target.format)  # a missing extra fails before any work
+    pipeline = PIPELINES.get(project.task)
+    pipeline.check(target, project)  # budgets and formats the task cannot judge or make
     target = _as_run(target, project, options)
     output = OutputFolder(options.out_root, target.name)
     try:
@@ -115,9 +120,9 @@ def build(
                 target, project, options, staging / ".work", shared or SharedWork()
             )
             context.work.mkdir()
-            got, timings = run_stages(STAGES, context, on_stage)
-            record = _record(context, got, timings)
-            manifest = _package(record, staging, context.work)
+            got, timings = run_stages(pipeline.stages(), context, on_stage)
+            record = pipeline.record(context, got, timings)
+            manifest = pipeline.package(record, staging, context.work)
             output.commit()
     except OSError as exc:
         if exc.errno not in ENVIRONMENT_ERRNOS:
@@ -174,6 +179,8 @@ def _package(record: BuildRecord, staging: Path, work: Path) -> dict[str, Any]:
     from edgepack.outputs.manifest import build_manifest
     from edgepack.outputs.report import write_report
 
+    assert isinstance(record, BuildRecord)
+
     artifact = record.export.int8.path
     shutil.move(artifact, staging / artifact.name)
     (staging / "labels.txt").write_text("\n".join(record.project.labels) + "\n")
@@ -183,16 +190,20 @@ def _package(record: BuildRecord, staging: Path, work: Path) -> dict[str, Any]:
     write_report(staging, build_manifest(record, {}, artifact.name))
     # The README for app developers, from the manifest as it stands (artifact size included).
     write_readme(
-        staging, build_manifest(record, _files(staging), artifact.name), record.project.labels
+        staging, build_manifest(record, file_table(staging), artifact.name), record.project.labels
     )
-    manifest = build_manifest(record, _files(staging), artifact.name)
+    manifest = build_manifest(record, file_table(staging), artifact.name)
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def _files(staging: Path) -> dict[str, dict[str, Any]]:
-    return {
-        path.relative_to(staging).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256(path)}
-        for path in sorted(staging.rglob("*"))
-        if path.is_file()
-    }
+def _classification_check(target: Target, project: Project) -> None:
+    from edgepack.release.verdicts import check_budget_keys
+
+    check_budget_keys(target.budgets, project.task, target.name)
+
+
+PIPELINES.add(
+    "classification",
+    Pipeline(lambda: STAGES, _record, _package, _classification_check),  # type: ignore[arg-type]
+)

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from edgepack.core.errors import InputError
 
@@ -157,3 +157,15 @@ class OutputFolder:
                 f"refusing to replace {self.final}: it was not written by edgepack (no "
                 "edgepack manifest listing its files); move it away or choose another --out"
             )
+
+
+def file_table(staging: Path) -> dict[str, dict[str, Any]]:
+    """Every file of a finished folder with its bytes and sha256: the manifest's ``files``,
+    which ``edgepack check`` verifies."""
+    from edgepack.core.files import sha256
+
+    return {
+        path.relative_to(staging).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256(path)}
+        for path in sorted(staging.rglob("*"))
+        if path.is_file()
+    }

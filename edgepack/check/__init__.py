@@ -29,6 +29,7 @@ from edgepack.check.discover import find_builds
 from edgepack.check.rejudge import CheckResult, check
 from edgepack.check.results import CheckRun, Row, TargetCheck
 from edgepack.core.errors import InputError
+from edgepack.release.verdicts import is_floor
 
 __all__ = ["CheckOptions", "CheckRun", "Row", "TargetCheck", "run_checks"]
 
@@ -143,7 +144,7 @@ def _target_check(result: CheckResult, now: Figures, then: Figures | None) -> Ta
 
 
 def _budget_row(name: str, verdict: Any, then: Figures | None, size_counts: str) -> Row:
-    floor = verdict.name == "min_accuracy"
+    floor = is_floor(verdict.name)
     row = Row(
         name, "budget", verdict.name, verdict.measured, verdict.limit, verdict.unit,
         verdict.status, verdict.note, floor,
@@ -160,7 +161,7 @@ def _baseline_figure(budget: str, then: Figures | None, size_counts: str) -> flo
         return counted / 1024
     if budget == "max_latency_ms":
         return then.latency_p50_ms
-    if budget == "min_accuracy":
+    if budget in ("min_accuracy", "min_map"):  # the task's metric, as the baseline keeps it
         return then.accuracy
     return None
 

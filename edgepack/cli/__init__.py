@@ -11,6 +11,7 @@ from edgepack.cli import (  # noqa: F401  (register commands)
     _check_command,
     _fit_command,
     _init_command,
+    _sample_command,
     _targets_command,
 )
 from edgepack.cli._app import EdgepackGroup, main

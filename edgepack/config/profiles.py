@@ -110,6 +110,9 @@ class Budgets:
     max_latency_ms: float | None = field(metadata=above(0))
     max_accuracy_drop_pp: float | None = field(metadata=at_least(0))
     min_accuracy: float | None = field(metadata=between(0, 1))
+    # Detection projects (task: detection) judge COCO mAP@0.5:0.95 instead of top-1 accuracy.
+    max_map_drop_pp: float | None = field(default=None, metadata=at_least(0))
+    min_map: float | None = field(default=None, metadata=between(0, 1))
     # Which bytes max_size_kb counts: "raw" (the file as stored, e.g. a .tflite the app lists
     # in noCompress so it can be memory-mapped) or "compressed" (zip deflate, as it lands in
     # an APK/AAB or IPA download). Both are always reported.

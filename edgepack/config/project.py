@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgepack.core.errors import ConfigError
 from edgepack.core.schema import excerpt, show
+from edgepack.data.boxes import DetectionData
 from edgepack.data.images import FASHION_MNIST_LABELS, load_fashion_mnist
 from edgepack.data.inputs import Augment, DataLoader, InputSpec, ProjectData
 from edgepack.tasks import DEFAULT_TASK
@@ -85,6 +86,9 @@ class Project:
     labels: tuple[str, ...]
     input: InputSpec
     load_data: DataLoader = field(repr=False)
+    # task: detection: the boxes loader (images read at the size the build asks for); None for
+    # classification, whose images come from load_data.
+    load_boxes: Callable[[int], DetectionData] | None = field(default=None, repr=False)
     licence: str = ""
     task: str = DEFAULT_TASK  # edgepack.tasks: what the model is for
     author: str = ""

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepack.config.project import Project, check_labels, class_folder_origin
+from edgepack.config.project import Project
+from edgepack.config.project_labels import box_sources, project_labels
 from edgepack.core.errors import ConfigError
 from edgepack.core.schema import (
     MAX_IMAGE_SIDE,
@@ -29,11 +30,10 @@ from edgepack.core.schema import (
     describe,
     excerpt,
     one_of,
-    path_problem,
     show,
     user_path,
 )
-from edgepack.core.strict_yaml import read_text, read_yaml
+from edgepack.core.strict_yaml import read_yaml
 from edgepack.data.inputs import Augment, InputSpec
 from edgepack.data.readers import RESIZE_POLICIES
 from edgepack.data.sources import DataSources, ImageSource
@@ -119,7 +119,8 @@ def load_project(path: Path) -> Project:
     checked = check_mapping(ProjectConfig, _shorthands(raw), path)
     config: ProjectConfig = build(ProjectConfig, checked, (path,), "")
     base = path.parent
-    labels = _labels(config, base, path)
+    detection = config.task == "detection"
+    labels = project_labels(config.labels, base / config.data.train.images, path, detection)
     spec = _input(config.input, path)
     return Project(
         name=config.name or base.name,
@@ -127,6 +128,7 @@ def load_project(path: Path) -> Project:
         labels=labels,
         input=spec,
         load_data=_data_sources(config.data, base, labels, spec),
+        load_boxes=box_sources(config.data, base, labels, spec, path) if detection else None,
         licence=config.licence,
         author=config.author,
         task=config.task,
@@ -236,10 +238,6 @@ def _input(config: InputConfig, path: Path) -> InputSpec:
     return InputSpec(channels, tuple(config.mean), tuple(config.std), config.size)
 
 
-# A labels.txt is one short line per class: 4 MiB holds ~200 000 of them.
-MAX_LABELS_FILE_BYTES = 4 << 20
-
-
 def _augment(config: AugmentConfig, spec: InputSpec, path: Path) -> Augment:
     """A shift moves the image by up to ``shift`` pixels: one of half the side or more leaves
     mostly replicated border (and padding memory grows with it)."""
@@ -250,46 +248,6 @@ def _augment(config: AugmentConfig, spec: InputSpec, path: Path) -> Augment:
             f"({size // 2} pixels), got {config.shift}"
         )
     return Augment(hflip=config.hflip, shift=config.shift)
-
-
-def _labels(config: ProjectConfig, base: Path, path: Path) -> tuple[str, ...]:
-    """From ``labels:`` (a list or a labels.txt), else the training folder's class folders;
-    every source goes through :func:`edgepack.config.project.check_labels`."""
-    if isinstance(config.labels, list):
-        return check_labels(config.labels, f"{show(path)}: labels")
-    if isinstance(config.labels, str):
-        problem = path_problem(config.labels)
-        if problem is not None:
-            raise ConfigError(
-                f"{show(path)}: labels must be a list or a file path, got {problem}: "
-                f"{excerpt(config.labels)}"
-            )
-        file = base / config.labels
-        text = read_text(file, "labels file", MAX_LABELS_FILE_BYTES)
-        # One label per line, as the labels.txt a build writes: split on "\n" only (not
-        # str.splitlines, which also splits on \x1c or U+2028 where an app's reader would not),
-        # strip the spaces and "\r" a text editor adds, skip blank lines.
-        names = [line.strip(" \t\r") for line in text.split("\n")]
-        return check_labels([name for name in names if name], show(file))
-    train = base / config.data.train.images
-    names = _class_folders(train, path)
-    if not names:
-        raise ConfigError(
-            f"{show(path)}: labels is not set and data.train ({show(train)}) has no class "
-            "sub-folders to name them: list the class names under labels:"
-        )
-    return check_labels(names, class_folder_origin(train))
-
-
-def _class_folders(folder: Path, config: Path) -> list[str]:
-    try:
-        if not folder.is_dir():
-            return []
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError as exc:
-        raise ConfigError(
-            f"{show(config)}: cannot list data.train ({show(folder)}): {exc.strerror or exc}"
-        ) from None
 
 
 def _target_ref(ref: str, base: Path, path: Path) -> str:

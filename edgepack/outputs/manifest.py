@@ -15,7 +15,9 @@ from edgepack.exporters import versions
 from edgepack.tasks import get_task
 
 if TYPE_CHECKING:
-    from edgepack.stages.records import BuildRecord, LatencyResult
+    from edgepack.config.profiles import DistillSpec, Target
+    from edgepack.config.project import Project
+    from edgepack.stages.records import BuildRecord, LatencyResult, TeacherModel
 
 MANIFEST_VERSION = 1
 
@@ -24,24 +26,12 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
     target, project = record.target, record.project
     inspection = record.verification.inspection
     example = record.export.request.example
-    profile = target.to_dict()
-    profile["source"] = target.portable_source()
-    profile["distill"] = asdict(record.student.recipe)  # as run (quick may raise the epochs)
     distilled = dict(record.student.stats)
     compute = distilled.pop("compute", None)
+    head = header(target, project, record.student.recipe, record.effort, record.teacher)
+    head["project"]["augment"] = asdict(project.augment)
     return {
-        "manifest_version": MANIFEST_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "target": {"name": target.name, "format": target.format, "profile": profile},
-        "task": project.task,
-        "effort": record.effort,
-        "project": {
-            "name": project.name,
-            "config": None if project.config is None else project.config.name,
-            "teacher": record.teacher.to_dict(),
-            "licence": project.licence,
-            "augment": asdict(project.augment),
-        },
+        **head,
         "data": record.data.report,
         "artifact": artifact,
         "input": {
@@ -82,6 +72,29 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
         "stages_seconds": record.timings,
         "search": None if record.search is None else record.search.to_dict(),
         "versions": versions(target.format),
+    }
+
+
+def header(
+    target: Target, project: Project, recipe: DistillSpec, effort: str, teacher: TeacherModel
+) -> dict[str, Any]:
+    """The sections every task's manifest opens with: version, time, target (with the profile
+    as built, its distillation recipe as run), task, effort and project."""
+    profile = target.to_dict()
+    profile["source"] = target.portable_source()
+    profile["distill"] = asdict(recipe)  # as run (quick may raise the epochs)
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "target": {"name": target.name, "format": target.format, "profile": profile},
+        "task": project.task,
+        "effort": effort,
+        "project": {
+            "name": project.name,
+            "config": None if project.config is None else project.config.name,
+            "teacher": teacher.to_dict(),
+            "licence": project.licence,
+        },
     }
 
 

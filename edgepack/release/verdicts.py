@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgepack.config.profiles import Budgets
+from edgepack.core.errors import ConfigError
 from edgepack.tasks import DEFAULT_TASK
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class Verdict:
 
     def describe(self) -> str:
         unit = f" {self.unit}" if self.unit else ""
-        relation = "≥" if _is_floor(self.name) else "≤"
+        relation = "≥" if is_floor(self.name) else "≤"
         budget = f"(budget {relation} {self.limit:g}{unit})"
         if self.measured is None:
             return f"{self.name}: {self.status} {budget}: {self.note}"
@@ -92,7 +93,7 @@ def _figure(row: TaskBudget) -> Callable[[Measurements], float | None]:
     return figure
 
 
-def _is_floor(name: str) -> bool:
+def is_floor(name: str) -> bool:
     """Whether budget ``name`` is a floor, whichever task defines it."""
     from edgepack.tasks import TASKS
 
@@ -100,6 +101,29 @@ def _is_floor(name: str) -> bool:
         return _GENERIC[name][3]
     rows = (row for task in TASKS.names() for row in TASKS.get(task).budgets)
     return next((row.floor for row in rows if row.key == name), False)
+
+
+def check_budget_keys(budgets: Budgets, task: str, profile: str) -> None:
+    """ConfigError, before any work, when ``profile`` sets budgets of another task: a detector
+    cannot be judged on top-1 accuracy, and silently skipping the budget would pass a build
+    nobody judged."""
+    from edgepack.tasks import TASKS, get_task
+
+    own = {row.key for row in get_task(task).budgets}
+    foreign = sorted(
+        row.key
+        for name in TASKS.names()
+        if name != task
+        for row in TASKS.get(name).budgets
+        if row.key not in own and getattr(budgets, row.key) is not None
+    )
+    if foreign:
+        keys = ", ".join(foreign)
+        wanted = ", ".join(sorted(own))
+        raise ConfigError(
+            f"profile {profile} sets {keys}, which a {task} project cannot meet (its budgets: "
+            f"{wanted}); use a {task} profile or set {keys} to null"
+        )
 
 
 def evaluate(budgets: Budgets, measured: Measurements, task: str = DEFAULT_TASK) -> list[Verdict]:

@@ -28,18 +28,32 @@ def check_budgets(context: BuildContext, got: Products) -> BudgetReport:
         unavailable["accuracy"] = verification.skipped
     elif not got[PreparedData].test.labelled:
         unavailable["accuracy"] = UNLABELLED
+    verdicts = judge_build(
+        context, got, got[TeacherLogits].accuracy, verification.accuracy, unavailable
+    )
+    return BudgetReport(tuple(_name_layers(v, got[Recovery]) for v in verdicts))
+
+
+def judge_build(
+    context: BuildContext,
+    got: Products,
+    teacher_score: float | None,
+    artifact_score: float | None,
+    unavailable: dict[str, str] | None = None,
+) -> list[Verdict]:
+    """The profile's budgets against the exported artifact, its latency and the task's
+    scores (teacher and artifact), for any task's build."""
     export = got[ExportResult]
-    verdicts = judge(
+    return judge(
         context.target.budgets,
         size_bytes=export.size_bytes,
         compressed_bytes=measure_sizes(export.int8.path).compressed_bytes,
         latency=got[LatencyResult].int8,
-        teacher_accuracy=got[TeacherLogits].accuracy,
-        artifact_accuracy=verification.accuracy,
+        teacher_accuracy=teacher_score,
+        artifact_accuracy=artifact_score,
         unavailable=unavailable,
         task=context.project.task,
     )
-    return BudgetReport(tuple(_name_layers(v, got[Recovery]) for v in verdicts))
 
 
 def _name_layers(verdict: Verdict, recovery: Recovery) -> Verdict:

@@ -21,6 +21,7 @@ DEFAULT_TASK = "classification"
 
 TASKS: Registry[Task] = Registry("task")
 TASKS.add_lazy("classification", "edgepack.tasks.classification:TASK")
+TASKS.add_lazy("detection", "edgepack.tasks.detection.task:TASK")
 
 
 def task_names() -> tuple[str, ...]:

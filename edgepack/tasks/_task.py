@@ -50,8 +50,9 @@ class Task:
     metric: str
     agreement_name: str
     budgets: tuple[TaskBudget, ...]
-    score: Callable[[np.ndarray, np.ndarray], float]
-    agreement: Callable[[np.ndarray, np.ndarray], float]
+    # classification: (logits, labels); detection: (detections, truths, image size, classes)
+    score: Callable[..., float]
+    agreement: Callable[..., float]
     errors: Callable[[np.ndarray, np.ndarray], Any] | None
     distillation_loss: Callable[..., torch.Tensor]
     app_outputs: Callable[[tuple[str, ...]], dict[str, Any]]

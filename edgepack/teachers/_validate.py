@@ -17,9 +17,18 @@ log = logging.getLogger(__name__)
 
 
 def check_teacher(
-    teacher: LoadedTeacher, example: torch.Tensor, labels: int, name: str | None = None
+    teacher: LoadedTeacher,
+    example: torch.Tensor,
+    labels: int,
+    name: str | None = None,
+    *,
+    detector: bool = False,
 ) -> LoadedTeacher:
     """Check ``teacher`` on ``example`` (a small normalised NCHW batch) and resolve its layout.
+
+    A classifier returns (batch, labels) logits. A detector (``detector``) returns dense
+    candidates, (batch, 4 + labels, K) as YOLOv8 exports them or (batch, K, 4 + labels): box
+    centre, width and height in input pixels, then one probability per label.
 
     A static input shape is compared with the data before anything runs, because a shape error
     from deep inside a model is hard to read. An unknown layout is probed NCHW first, then NHWC;
@@ -33,7 +42,7 @@ def check_teacher(
     problems = []
     for layout in candidates:
         run = teacher.run if layout == info.layout else in_layout(teacher.run, layout)
-        problem = _problem(run, example, labels, name, layout)
+        problem = _problem(run, example, labels, name, layout, detector)
         if problem is None:
             if layout == info.layout:
                 return teacher
@@ -64,7 +73,7 @@ def _fitting_layouts(
 
 
 def _problem(
-    run: Teacher, example: torch.Tensor, labels: int, name: str, layout: str
+    run: Teacher, example: torch.Tensor, labels: int, name: str, layout: str, detector: bool
 ) -> str | None:
     import torch
 
@@ -74,12 +83,29 @@ def _problem(
     except Exception as exc:
         return f"teacher {name} rejected a {dims_text(tuple(example.shape))} batch ({layout}): {first_line(exc)}"
     shape = tuple(out.shape)
+    if detector:
+        return _detector_problem(out, batch, labels, name)
     if shape != (batch, labels):
         if len(shape) == 2 and shape[0] == batch:
             return f"teacher {name} returned {shape} scores, but the project has {labels} labels"
         return f"teacher {name} returned shape {shape} for a batch of {batch}; expected ({batch}, {labels}) logits"
     if not bool(torch.isfinite(out).all()):
         return f"teacher {name} returned non-finite logits (NaN or inf) on real data: check the model and the input normalisation"
+    return None
+
+
+def _detector_problem(out: torch.Tensor, batch: int, labels: int, name: str) -> str | None:
+    import torch
+
+    shape, width = tuple(out.shape), 4 + labels
+    if len(shape) != 3 or shape[0] != batch or width not in shape[1:]:
+        return (
+            f"teacher {name} returned shape {shape} for a batch of {batch}; a detector must "
+            f"return ({batch}, 4 + {labels}, K) boxes and class scores (YOLOv8's layout) or "
+            f"({batch}, K, 4 + {labels}), for the project's {labels} labels"
+        )
+    if not bool(torch.isfinite(out).all()):
+        return f"teacher {name} returned non-finite outputs (NaN or inf) on real data: check the model and the input normalisation"
     return None
 
 

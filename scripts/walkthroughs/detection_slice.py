@@ -5,10 +5,12 @@
 
 Steps, each through edgepack's own modules (not yet the `edgepack build` pipeline):
 generate the Fashion-MNIST canvases (train items for training, test items held out) → train a
-larger SSDLite as the teacher → train the student twice at the same recipe, labels only and
-with the teacher's outputs → float mAP → PT2E int8 LiteRT export with MediaPipe ObjectDetector
-metadata → mAP in LiteRT, and in MediaPipe Tasks' ObjectDetector given only the file → the
-emulated Pixel 3 latency (when the emulated runner is set up). Prints one table.
+larger SSDLite as the teacher → wrap it in the bring-your-own teacher layout (YOLOv8's dense
+(N, 4 + C, K) output) and decode its detections of the training images → train the student
+twice at the same recipe, labels only and with the teacher's detections → float mAP → PT2E
+int8 LiteRT export with MediaPipe ObjectDetector metadata → mAP in LiteRT, and in MediaPipe
+Tasks' ObjectDetector given only the file → the emulated Pixel 3 latency (when the emulated
+runner is set up). Prints one table.
 """
 
 from __future__ import annotations
@@ -30,8 +32,16 @@ from edgepack.exporters.tflite.detector import (
 )
 from edgepack.exporters.tflite.detector_metadata import add_detector_metadata
 from edgepack.students.ssdlite import SSDLite, ssdlite
-from edgepack.tasks.detection import AnchorSpec, coco_map, make_anchors, postprocess
-from edgepack.training.detector_fit import detect, fit_detector
+from edgepack.tasks.detection import (
+    AnchorSpec,
+    Detections,
+    YoloLayout,
+    coco_map,
+    decode_teacher,
+    make_anchors,
+    postprocess,
+)
+from edgepack.training.detector_fit import detect, fit_detector, normalise
 
 SIZE = 96
 MEAN, STD = (0.2,), (0.25,)  # of the canvases' pixels / 255 (median ~48 of 255)
@@ -57,6 +67,17 @@ def score(
     return coco_map(found, targets(data), image_size=data.size, num_classes=len(data.classes))
 
 
+def teacher_detections(
+    teacher: torch.nn.Module, images: np.ndarray, classes: int
+) -> list[Detections]:
+    """What a user's YOLOv8-class teacher hands edgepack: its dense output, decoded here."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), 64):
+            out.append(teacher(normalise(images[start : start + 64], MEAN, STD)).numpy())
+    return decode_teacher(np.concatenate(out), SIZE, classes)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=2000)
@@ -80,11 +101,11 @@ def main() -> int:
     classes = len(train.classes)
     rows: list[tuple[str, str]] = [("data", f"{len(train)} train / {len(held)} held-out canvases")]
 
-    def fit(model: SSDLite, teacher: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    def fit(model: SSDLite, teacher: list[Detections] | None = None) -> float:
         started = time.perf_counter()
         fit_detector(
             model, train.images, targets(train), anchors, mean=MEAN, std=STD,
-            epochs=args.epochs, teacher_outputs=teacher, report=print,
+            epochs=args.epochs, teacher_detections=teacher, report=print,
         )  # fmt: skip
         return time.perf_counter() - started
 
@@ -100,15 +121,13 @@ def main() -> int:
         )
     )
 
+    # The teacher as a user would bring it: the student sees its detections, not its anchors.
+    wrapped = YoloLayout(teacher, anchors, SIZE).eval()
+    taught = teacher_detections(wrapped, train.images, classes)
     results = {}
     for mode in ("labels only", "with teacher"):
         student = detector(args.width, classes)
-        outputs = (
-            detect(teacher, train.images, anchors, mean=MEAN, std=STD)
-            if mode != "labels only"
-            else None
-        )
-        seconds = fit(student, outputs)
+        seconds = fit(student, taught if mode != "labels only" else None)
         results[mode] = student
         found = score(*detect(student, held.images, anchors, mean=MEAN, std=STD), anchors, held)
         rows.append((f"student float, {mode}", f"{found} ({seconds:.0f} s)"))

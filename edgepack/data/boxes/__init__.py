@@ -16,6 +16,17 @@ from edgepack.data.boxes._canvas import generate_sample
 from edgepack.data.boxes._coco import read_coco
 from edgepack.data.boxes._set import DetectionSet
 from edgepack.data.boxes._sniff import sniff
+from edgepack.data.boxes._sources import BoxSources, DetectionData, folder_classes, read_folder
 from edgepack.data.boxes._yolo import read_yolo
 
-__all__ = ["DetectionSet", "generate_sample", "read_coco", "read_yolo", "sniff"]
+__all__ = [
+    "BoxSources",
+    "DetectionData",
+    "DetectionSet",
+    "folder_classes",
+    "generate_sample",
+    "read_coco",
+    "read_folder",
+    "read_yolo",
+    "sniff",
+]

@@ -80,6 +80,12 @@ def read_coco(annotations: Path, images: Path, *, size: int, channels: int) -> D
     return DetectionSet(pixels, tuple(scaled), tuple(labels), names, f"coco:{annotations}")
 
 
+def category_names(annotations: Path) -> tuple[str, ...]:
+    """The class names of a COCO file, ordered by category id (the reader's class order)."""
+    where = show(annotations)
+    return _categories(_load_json(annotations)["categories"], where)[1]
+
+
 def _load_json(path: Path) -> dict[str, Any]:
     where = show(path)
     if not is_file(path):

@@ -8,19 +8,21 @@ Ground truth (RetinaNet's classification term, SSD's box term):
 - smooth L1 (β 1) between the positive anchors' raw boxes and their encoded matched boxes,
   summed over the four coordinates and divided by the same count.
 
-Distillation, when ``teacher`` = (teacher raw boxes, teacher logits) for the same anchors::
+Distillation, when ``teacher`` = (soft scores (B, A, C), encoded boxes (B, A, 4), mask (B, A))
+on the student's anchors, as :func:`~edgepack.tasks.detection.soft_targets` builds them from
+the teacher's decoded detections::
 
     (1 − alpha) · ground truth + alpha · (soft classes + teacher boxes)
 
-- soft classes: T² · BCE(sigmoid(student / T), sigmoid(teacher / T)) over every anchor and
-  class, less the teacher's own entropy (BCE's floor, so a student that matches the teacher
-  scores 0; the gradient is plain BCE's), divided by the ground truth's positive count so
-  that both classification terms are per object; T² keeps the gradient's scale independent of
-  the temperature, as in the classification loss;
-- teacher boxes: smooth L1 to the teacher's raw boxes on the anchors where the teacher's
-  highest class score (sigmoid, T = 1) is above 0.5, divided by the number of such anchors.
+- soft classes: BCE(sigmoid(student), soft scores) over every anchor and class, less the
+  soft scores' own entropy (BCE's floor, so a student that reproduces them scores 0; the
+  gradient is plain BCE's), divided by the ground truth's positive count so that both
+  classification terms are per object. No temperature: the scores are the teacher's
+  probabilities after NMS, not logits a temperature could soften;
+- teacher boxes: smooth L1 to the teacher's encoded boxes on the masked anchors (a teacher
+  score ≥ 0.5), divided by the number of such anchors.
 
-The teacher's outputs are detached. Unmeasured: the balance between the terms has not been
+The teacher's targets are detached. Unmeasured: the balance between the terms has not been
 tuned on a real detector yet.
 """
 
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 
 FOCAL_GAMMA = 2.0
 FOCAL_ALPHA = 0.25
-TEACHER_CONFIDENT = 0.5  # teacher score above which its box is a regression target
 
 
 def detection_loss(
@@ -46,9 +47,8 @@ def detection_loss(
     targets: list[tuple[Tensor, Tensor]],
     anchors: Tensor,
     *,
-    teacher: tuple[Tensor, Tensor] | None = None,
+    teacher: tuple[Tensor, Tensor, Tensor] | None = None,
     alpha: float = 0.5,
-    temperature: float = 1.0,
 ) -> Tensor:
     """Scalar loss of a batch: ``raw_boxes`` (B, A, 4), ``logits`` (B, A, C), ``targets`` one
     (boxes xyxy normalised, labels) pair per image, ``anchors`` (A, 4). See the module
@@ -59,8 +59,6 @@ def detection_loss(
     _check(raw_boxes, logits, targets, anchors, teacher)
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"distillation alpha must be in [0, 1], got {alpha}")
-    if not temperature > 0:
-        raise ConfigError(f"distillation temperature must be positive, got {temperature}")
     raw_boxes, logits = raw_boxes.float(), logits.float()
     anchors = anchors.to(raw_boxes.device, torch.float32)
     pairs = [
@@ -78,12 +76,12 @@ def detection_loss(
     if teacher is None:
         return truth
 
-    teacher_boxes, teacher_logits = (t.detach().float() for t in teacher)
-    soft = torch.sigmoid(teacher_logits / temperature)
-    bce = F.binary_cross_entropy_with_logits(logits / temperature, soft, reduction="none")
-    floor = F.binary_cross_entropy_with_logits(teacher_logits / temperature, soft, reduction="none")
-    soft_classes = (bce - floor).sum() * temperature**2 / per_object
-    confident = teacher_logits.amax(-1) > 0  # sigmoid(x) > 0.5 ⇔ x > 0
+    soft, teacher_boxes = teacher[0].detach().float(), teacher[1].detach().float()
+    confident = teacher[2].detach()
+    bce = F.binary_cross_entropy_with_logits(logits, soft, reduction="none")
+    # The soft scores' entropy, BCE's floor; xlogy is 0 at 0, so hard 0s and 1s add nothing.
+    floor = -(torch.special.xlogy(soft, soft) + torch.special.xlogy(1 - soft, 1 - soft))
+    soft_classes = (bce - floor).sum() / per_object
     teacher_box = F.smooth_l1_loss(
         raw_boxes[confident], teacher_boxes[confident], reduction="sum"
     ) / confident.sum().clamp(min=1)
@@ -107,7 +105,7 @@ def _check(
     logits: Tensor,
     targets: list[tuple[Tensor, Tensor]],
     anchors: Tensor,
-    teacher: tuple[Tensor, Tensor] | None,
+    teacher: tuple[Tensor, Tensor, Tensor] | None,
 ) -> None:
     """One-line InputErrors for outputs, targets and teacher that do not fit together."""
     shape = tuple(raw_boxes.shape)
@@ -129,10 +127,32 @@ def _check(
                 f"image {i}: labels must be in 0..{classes - 1}, got "
                 f"{int(labels.min())}..{int(labels.max())}"
             )
-    if teacher is not None and (
-        tuple(teacher[0].shape) != shape or tuple(teacher[1].shape) != tuple(logits.shape)
-    ):
+    if teacher is not None:
+        _check_teacher(teacher, shape, tuple(logits.shape))
+
+
+def _check_teacher(
+    teacher: tuple[Tensor, Tensor, Tensor],
+    box_shape: tuple[int, ...],
+    class_shape: tuple[int, ...],
+) -> None:
+    """The soft targets of :func:`~edgepack.tasks.detection.soft_targets` for this batch."""
+    import torch
+
+    if len(teacher) != 3:
         raise InputError(
-            f"teacher outputs must match the student's {shape} and {tuple(logits.shape)}, got "
-            f"{tuple(teacher[0].shape)} and {tuple(teacher[1].shape)}"
+            f"teacher targets must be (soft scores, encoded boxes, mask) from soft_targets, got "
+            f"{len(teacher)} tensors"
+        )
+    scores, boxes, mask = teacher
+    got = (tuple(scores.shape), tuple(boxes.shape), tuple(mask.shape))
+    if got != (class_shape, box_shape, box_shape[:2]) or mask.dtype != torch.bool:
+        raise InputError(
+            f"teacher targets must be soft scores {class_shape}, encoded boxes {box_shape} and "
+            f"a bool mask {box_shape[:2]}, got {got[0]}, {got[1]} and {mask.dtype} {got[2]}"
+        )
+    if scores.numel() and (float(scores.min()) < 0 or float(scores.max()) > 1):
+        raise InputError(
+            f"teacher soft scores must be probabilities in [0, 1], got "
+            f"{float(scores.min()):.3g}..{float(scores.max()):.3g}"
         )

@@ -1,0 +1,47 @@
+"""The detector build's pipeline (``task: detection``): its stages
+(:mod:`edgepack.stages.object_detection`), its manifest and the files an app gets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from edgepack.build._output import file_table
+from edgepack.build._pipelines import Pipeline
+from edgepack.config.profiles import Target
+from edgepack.config.project import Project
+from edgepack.core.errors import ConfigError
+from edgepack.stages.object_detection import STAGES, DetectorBuildRecord, check_format, record
+
+
+def _check(target: Target, project: Project) -> None:
+    from edgepack.core import distributed
+    from edgepack.release.verdicts import check_budget_keys
+
+    check_format(target.format)
+    check_budget_keys(target.budgets, project.task, target.name)
+    if distributed.world().size > 1:
+        raise ConfigError("task: detection builds run in one process so far, not under torchrun")
+
+
+def _package(built: DetectorBuildRecord, staging: Path, work: Path) -> dict[str, Any]:
+    from edgepack.outputs.appdocs.detector_readme import write_detector_readme
+    from edgepack.outputs.detector_manifest import build_detector_manifest
+
+    artifact = built.export.int8.path
+    shutil.move(artifact, staging / artifact.name)
+    (staging / "labels.txt").write_text("\n".join(built.project.labels) + "\n")
+    shutil.rmtree(work)
+    # The README from the manifest as it stands (artifact size included), then the manifest
+    # over every file, README included, as the classifier's folder is written.
+    write_detector_readme(
+        staging, build_detector_manifest(built, file_table(staging), artifact.name)
+    )
+    manifest = build_detector_manifest(built, file_table(staging), artifact.name)
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+PIPELINE = Pipeline(lambda: STAGES, record, _package, _check)

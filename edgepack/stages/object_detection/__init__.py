@@ -1,0 +1,74 @@
+"""A detector build's stages (``task: detection``): the detection counterparts of the
+classifier's, sharing its ``load teacher`` and ``latency`` stages and its export record.
+
+load teacher → load data (boxes; the teacher's output layout checked) → teacher detections
+(decoded by edgepack) → distill (SSDLite student, ground truth + teacher boxes) →
+quantize+export (PT2E int8 .tflite with MediaPipe metadata) → verify (mAP in LiteRT, as an
+app's post-processing scores it) → latency (the profile's runner) → budgets (mAP, size, latency).
+"""
+
+from __future__ import annotations
+
+from edgepack.stages.budgets import judge_build
+from edgepack.stages.context import BuildContext
+from edgepack.stages.latency import measure_latency
+from edgepack.stages.load_teacher import load_teacher
+from edgepack.stages.object_detection._records import (
+    BoxData,
+    DetectorBuildRecord,
+    DetectorCheck,
+    DetectorStudent,
+    TeacherBoxes,
+)
+from edgepack.stages.object_detection.export_detector import check_format, export_detector
+from edgepack.stages.object_detection.fit_student import fit_student
+from edgepack.stages.object_detection.read_boxes import read_boxes
+from edgepack.stages.object_detection.teacher_boxes import teacher_boxes
+from edgepack.stages.object_detection.verify_boxes import verify_boxes
+from edgepack.stages.pipeline import Products, Stage
+from edgepack.stages.records import (
+    BudgetReport,
+    ExportResult,
+    LatencyResult,
+    TeacherModel,
+)
+
+__all__ = ["STAGES", "DetectorBuildRecord", "check_format", "record"]
+
+
+def check_detector_budgets(context: BuildContext, got: Products) -> BudgetReport:
+    scores = (got[TeacherBoxes].map, got[DetectorCheck].scores["map"])
+    return BudgetReport(tuple(judge_build(context, got, *scores)))
+
+
+STAGES: list[Stage[BuildContext]] = [
+    Stage("load teacher", load_teacher, TeacherModel),
+    Stage("load data", read_boxes, BoxData, needs=(TeacherModel,)),
+    Stage("teacher boxes", teacher_boxes, TeacherBoxes, needs=(BoxData,)),
+    Stage("distill", fit_student, DetectorStudent, needs=(BoxData, TeacherBoxes)),
+    Stage("quantize+export", export_detector, ExportResult, needs=(BoxData, DetectorStudent)),
+    Stage("verify", verify_boxes, DetectorCheck, needs=(BoxData, ExportResult, DetectorStudent)),
+    Stage("latency", measure_latency, LatencyResult, needs=(ExportResult,)),
+    Stage(
+        "budgets",
+        check_detector_budgets,
+        BudgetReport,
+        needs=(ExportResult, LatencyResult, TeacherBoxes, DetectorCheck),
+    ),
+]
+
+
+def record(context: BuildContext, got: Products, timings: dict[str, float]) -> DetectorBuildRecord:
+    return DetectorBuildRecord(
+        target=context.target,
+        project=context.project,
+        effort="quick" if context.options.quick else "full",
+        data=got[BoxData],
+        teacher_boxes=got[TeacherBoxes],
+        student=got[DetectorStudent],
+        export=got[ExportResult],
+        verification=got[DetectorCheck],
+        latency=got[LatencyResult],
+        budgets=got[BudgetReport],
+        timings=timings,
+    )

@@ -1,0 +1,112 @@
+"""What each detector build stage produced (the detection counterparts of
+:mod:`edgepack.stages.records`); the export and latency stages share the classifier's
+:class:`~edgepack.stages.records.ExportResult` and :class:`~edgepack.stages.records.LatencyResult`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from edgepack.config.profiles import DistillSpec, Target
+    from edgepack.config.project import Project
+    from edgepack.data.boxes import DetectionSet
+    from edgepack.stages.records import BudgetReport, ExportResult, LatencyResult, TeacherModel
+    from edgepack.tasks.detection import Detections
+
+
+@dataclass(frozen=True)
+class BoxData:
+    """The project's detection images at the student's input side, boxes scaled with them."""
+
+    train: DetectionSet
+    test: DetectionSet
+    resolution: int
+    teacher: TeacherModel  # checked on this data: a detector's output layout
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        boxes = sum(len(b) for b in self.train.boxes)
+        return (
+            f"{len(self.train)} train ({boxes} boxes) / {len(self.test)} held-out images at "
+            f"{self.resolution}×{self.resolution}, {len(self.train.classes)} classes"
+        )
+
+
+@dataclass(frozen=True)
+class TeacherBoxes:
+    """The teacher's decoded detections on the training images, and its held-out mAP."""
+
+    train: tuple[Detections, ...]
+    scores: dict[str, float]  # map, map50, map75 on the held-out images
+    seconds: float
+
+    @property
+    def map(self) -> float:
+        return self.scores["map"]
+
+    def summary(self) -> str:
+        found = sum(len(d[0]) for d in self.train)
+        return (
+            f"teacher mAP@0.5:0.95 {self.scores['map']:.3f}, mAP@0.5 {self.scores['map50']:.3f}; "
+            f"{found} detections on the training images as distillation targets"
+        )
+
+
+@dataclass(frozen=True)
+class DetectorStudent:
+    """The trained float detector, its anchors and how it was trained."""
+
+    model: torch.nn.Module
+    anchors: np.ndarray  # (A, 4) cx, cy, w, h normalised
+    family: str
+    width: float
+    recipe: DistillSpec
+    params: int
+    scores: dict[str, float]  # float student's held-out mAP (MediaPipe-style post-processing)
+    stats: dict[str, Any]
+
+    def summary(self) -> str:
+        return (
+            f"SSDLite {self.family} ×{self.width:g}, {self.params:,} params, "
+            f"{self.stats['epochs']} epochs: float mAP@0.5:0.95 {self.scores['map']:.3f}"
+        )
+
+
+@dataclass(frozen=True)
+class DetectorCheck:
+    """The int8 artifact in its own runtime on the held-out images."""
+
+    inspection: dict[str, Any]
+    test_samples: int
+    scores: dict[str, float]  # as an app gets them: MediaPipe-style post-processing
+    retinanet_scores: dict[str, float]  # every class of every anchor, per-class NMS
+    agreement: dict[str, float]
+
+    def summary(self) -> str:
+        twin = self.agreement.get("box_agreement_vs_int8_twin")
+        shown = "" if twin is None else f", {twin:.1%} of the torch int8 twin's boxes found"
+        return (
+            f"int8 mAP@0.5:0.95 {self.scores['map']:.3f}, mAP@0.5 {self.scores['map50']:.3f} "
+            f"in LiteRT (MediaPipe's post-processing){shown}"
+        )
+
+
+@dataclass(frozen=True)
+class DetectorBuildRecord:
+    """Everything one detector build produced: what its manifest is made of."""
+
+    target: Target
+    project: Project
+    effort: str
+    data: BoxData
+    teacher_boxes: TeacherBoxes
+    student: DetectorStudent
+    export: ExportResult
+    verification: DetectorCheck
+    latency: LatencyResult
+    budgets: BudgetReport
+    timings: dict[str, float]

@@ -1,0 +1,169 @@
+"""Stage ``distill`` of a detector build: an SSDLite student on the profile's backbone, trained
+on the ground-truth boxes and the teacher's decoded detections
+(:func:`edgepack.training.detector_fit.fit_detector`), cached by everything that changes its
+weights so a rebuild (or a profile that changes only budgets or export options) reuses it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+from typing import TYPE_CHECKING, Any
+
+from edgepack.config.profiles import DistillSpec
+from edgepack.stages.context import BuildContext
+from edgepack.stages.distill import quick_recipe
+from edgepack.stages.object_detection._records import BoxData, DetectorStudent, TeacherBoxes
+from edgepack.stages.object_detection.teacher_boxes import truths
+from edgepack.stages.pipeline import Products
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    import torch
+
+
+def fit_student(context: BuildContext, got: Products) -> DetectorStudent:
+    import torch
+
+    from edgepack.training.detector_fit import fit_detector
+
+    data, taught = got[BoxData], got[TeacherBoxes]
+    target, project = context.target, context.project
+    recipe = target.distill
+    if context.options.quick:
+        recipe = quick_recipe(target, len(data.train))
+    spec = target.student
+    model, anchors = new_student(
+        spec.family, spec.width, len(project.labels), project.input.channels, data.resolution
+    )
+    key = _key(context, data, recipe)
+    path = context.options.cache_dir / "students" / f"{key}.detector"
+    stats: dict[str, Any]
+    if _restore(model, path):
+        stats = {"epochs": recipe.epochs, "from_cache": True}
+    else:
+        torch.manual_seed(recipe.seed)
+        fitted = fit_detector(
+            model,
+            data.train.images,
+            truths(data.train),
+            anchors,
+            mean=project.input.mean,
+            std=project.input.std,
+            epochs=recipe.epochs,
+            batch_size=recipe.batch_size,
+            lr=recipe.lr,
+            teacher_detections=list(taught.train),
+            alpha=recipe.alpha,
+            hflip=True,
+            seed=recipe.seed,
+            report=_lines(context),
+        )
+        stats = {**dataclasses.asdict(fitted), "from_cache": False}
+        _store(model, path)
+    model.eval()
+    scores = score_model(model, data, anchors, project.input.mean, project.input.std)
+    return DetectorStudent(
+        model=model,
+        anchors=anchors.numpy(),
+        family=spec.family,
+        width=spec.width,
+        recipe=recipe,
+        params=sum(p.numel() for p in model.parameters()),
+        scores=scores,
+        stats=stats,
+    )
+
+
+def new_student(
+    family: str, width: float, classes: int, channels: int, resolution: int
+) -> tuple[torch.nn.Module, torch.Tensor]:
+    """An untrained SSDLite student and its anchors (the task's scales and ratios)."""
+    from edgepack.students.ssdlite import ssdlite
+    from edgepack.tasks.detection import AnchorSpec, make_anchors
+    from edgepack.tasks.detection.task import ANCHOR_RATIOS, ANCHOR_SCALES
+
+    per_cell = len(ANCHOR_RATIOS) + 1
+    model = ssdlite(
+        family,
+        width=width,
+        num_classes=classes,
+        in_channels=channels,
+        anchors_per_cell=(per_cell,) * len(ANCHOR_SCALES),
+    )
+    spec = AnchorSpec(model.feature_sizes(resolution), ANCHOR_SCALES, ANCHOR_RATIOS)
+    return model, make_anchors(spec)
+
+
+def score_model(
+    model: torch.nn.Module,
+    data: BoxData,
+    anchors: torch.Tensor,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+) -> dict[str, float]:
+    """The model's held-out mAP with the post-processing an app gets (MediaPipe's)."""
+    import torch
+
+    from edgepack.tasks.detection import coco_map, postprocess
+    from edgepack.tasks.detection.task import IOU_THRESHOLD
+    from edgepack.training.detector_fit import detect
+
+    raw, logits = detect(model, data.test.images, anchors, mean=mean, std=std)
+    found = postprocess(
+        torch.from_numpy(raw),
+        torch.from_numpy(logits),
+        anchors,
+        style="mediapipe",
+        iou_threshold=IOU_THRESHOLD,
+    )
+    return coco_map(
+        found,
+        truths(data.test),
+        image_size=data.resolution,
+        num_classes=len(data.test.classes),
+    )
+
+
+def _key(context: BuildContext, data: BoxData, recipe: DistillSpec) -> str:
+    parts = [
+        "detector",
+        data.teacher.info.fingerprint,
+        data.train.fingerprint(),
+        repr(context.target.student),
+        repr(recipe),
+        repr(context.project.input),
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def _restore(model: torch.nn.Module, path: Path) -> bool:
+    import torch
+
+    from edgepack.core.cache import read_entry
+
+    found = read_entry(path, "detector student")
+    if found is None:
+        return False
+    state = torch.load(io.BytesIO(found[0]), weights_only=True)
+    model.load_state_dict(state)
+    return True
+
+
+def _store(model: torch.nn.Module, path: Path) -> None:
+    import torch
+
+    from edgepack.core.cache import write_entry
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    write_entry(path, buffer.getvalue(), "detector student")
+
+
+def _lines(context: BuildContext) -> Callable[[str], None] | None:
+    sink = context.options.progress_lines
+    if sink is None:
+        return None
+    return lambda line: sink(f"    {line}")

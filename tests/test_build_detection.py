@@ -1,0 +1,232 @@
+"""End to end: `edgepack build` of a `task: detection` project, as a user runs it.
+
+Real parts throughout: COCO data written by the offline generator, a teacher exported with
+torch.export in YOLOv8's output layout, the SSDLite student trained on its boxes, PT2E int8
+LiteRT with MediaPipe metadata, MediaPipe Tasks' ObjectDetector loading the result, and
+`edgepack check` re-judging the folder. Small sizes keep it quick; the teacher is untrained
+(its detections are empty), which the pipeline must carry as it would any teacher's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner, Result
+
+from edgepack.cli import main
+from edgepack.data.images import FASHION_MNIST_LABELS
+
+pytestmark = pytest.mark.slow
+
+SIZE = 64
+FILES = ["README.md", "labels.txt", "manifest.json", "model.tflite"]
+
+
+def _teacher(path: Path) -> Path:
+    from edgepack.students.ssdlite import ssdlite
+    from edgepack.tasks.detection import AnchorSpec, YoloLayout, make_anchors
+
+    torch.manual_seed(0)
+    model = ssdlite(
+        "mobilenetv2", width=0.35, num_classes=10, in_channels=1, anchors_per_cell=(2, 2, 2)
+    ).eval()
+    anchors = make_anchors(AnchorSpec(model.feature_sizes(SIZE), (0.2, 0.4, 0.7), (1.0,)))
+    program = torch.export.export(
+        YoloLayout(model, anchors, SIZE).eval(),
+        (torch.zeros(2, 1, SIZE, SIZE),),
+        dynamic_shapes=({0: torch.export.Dim.AUTO},),
+    )
+    torch.export.save(program, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgepack.data.boxes import generate_sample
+
+    root = tmp_path_factory.mktemp("detect")
+    generate_sample(root / "train", split="train", count=48, size=SIZE, seed=1)
+    generate_sample(root / "val", split="test", count=12, size=SIZE, seed=2)
+    _teacher(root / "teacher.pt2")
+    profile = {
+        "extends": "android-detect",
+        "description": "a small detector for the tests",
+        "student": {"width": 0.35},
+        "runner": {"name": "host", "warmup": 1, "iterations": 5},
+        "budgets": {"max_size_kb": 2000, "max_map_drop_pp": 100, "min_map": 0.0},
+        "quick": {"min_steps": 4, "calibration_samples": 8},
+    }
+    (root / "small-detect.yaml").write_text(yaml.safe_dump(profile))
+    config = {
+        "task": "detection",
+        "teacher": "teacher.pt2",
+        "data": {"train": "train", "val": "val"},
+        "input": {"size": SIZE, "channels": 1, "mean": [0.2], "std": [0.3]},
+        "targets": ["small-detect.yaml"],
+    }
+    (root / "edgepack.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+@pytest.fixture
+def inside(project: Path) -> Iterator[Path]:
+    before = Path.cwd()
+    os.chdir(project)
+    try:
+        yield project
+    finally:
+        os.chdir(before)
+
+
+def _build(*args: str) -> Result:
+    return CliRunner().invoke(main, ["build", "--quick", "--no-progress", *args])
+
+
+@pytest.fixture(scope="module")
+def built(project: Path) -> tuple[Path, Result]:
+    before = Path.cwd()
+    os.chdir(project)
+    try:
+        result = _build()
+    finally:
+        os.chdir(before)
+    return project / "dist" / "small-detect", result
+
+
+def test_build_writes_an_app_folder_with_a_detection_manifest(built: tuple[Path, Result]) -> None:
+    out, result = built
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == FILES
+    for stage in ("load teacher", "load data", "teacher boxes", "distill", "verify", "budgets"):
+        assert stage in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["task"] == "detection"
+    assert manifest["accuracy"]["metric"] == "mAP@0.5:0.95"
+    for key in ("teacher", "float_student", "int8_artifact"):
+        assert 0.0 <= manifest["accuracy"][key] <= 1.0
+    assert manifest["accuracy"]["test_samples"] == 12
+    anchors = manifest["detection"]["anchors"]
+    shapes = [t["shape"] for t in manifest["output"]["tensors"]]
+    assert shapes == [[1, anchors, 4], [1, anchors, 10]]
+    assert manifest["input"]["shape"] == [1, SIZE, SIZE, 3]  # RGB for MediaPipe, gray folded in
+    assert {v["name"] for v in manifest["budgets"]} == {
+        "max_size_kb",
+        "max_latency_ms",
+        "max_map_drop_pp",
+        "min_map",
+    }
+    assert all(manifest["inspection"]["checks"].values())
+    labels = (out / "labels.txt").read_text().splitlines()
+    assert labels == list(FASHION_MNIST_LABELS)  # the COCO categories, in id order
+    readme = (out / "README.md").read_text()
+    assert "ObjectDetector" in readme and f"raw_boxes [1, {anchors}, 4]" in readme
+
+
+def test_mediapipe_object_detector_loads_the_file_as_it_is(built: tuple[Path, Result]) -> None:
+    from edgepack.data.boxes import read_coco
+    from edgepack.exporters.tflite.detector import mediapipe_detect
+
+    out, _ = built
+    held = read_coco(
+        out.parents[1] / "val" / "annotations.json",
+        out.parents[1] / "val" / "images",
+        size=SIZE,
+        channels=1,
+    )
+    found = mediapipe_detect(out / "model.tflite", held.images[:3], score_threshold=0.0)
+    assert len(found) == 3
+    for boxes, scores, classes in found:
+        assert boxes.shape[1:] == (4,) and len(boxes) == len(scores) == len(classes)
+        assert ((0 <= classes) & (classes < 10)).all()
+
+
+def test_check_rejudges_the_folder(built: tuple[Path, Result], inside: Path) -> None:
+    out, _ = built
+    result = CliRunner().invoke(main, ["check", str(out), "--target", "small-detect.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "min_map" in result.output and "≥" in result.output
+
+
+def test_a_rebuild_reuses_the_trained_student(
+    built: tuple[Path, Result], inside: Path, tmp_path: Path
+) -> None:
+    result = _build("--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "small-detect" / "manifest.json").read_text())
+    assert manifest["student"]["distill"]["from_cache"] is True
+    first = json.loads((built[0] / "manifest.json").read_text())
+    assert manifest["accuracy"]["float_student"] == first["accuracy"]["float_student"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"targets": ["android"]},
+            "sets max_accuracy_drop_pp, min_accuracy, which a detection project cannot meet",
+        ),
+        ({"targets": ["onnx"]}, "task: detection builds export to tflite so far, not onnx"),
+        ({"data": {"train": "teacher.pt2"}}, "expected a detection dataset folder"),
+        ({"data": {"train": "train", "val": "missing"}}, "expected a detection dataset folder"),
+    ],
+)
+def test_a_project_that_cannot_build_stops_with_one_line(
+    inside: Path, change: dict, message: str, tmp_path: Path
+) -> None:
+    config = {**yaml.safe_load((inside / "edgepack.yaml").read_text()), **change}
+    path = inside / "variant.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = _build("--config", str(path), "--out", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_classifier_teacher_is_refused_naming_the_detector_layout(
+    inside: Path, tmp_path: Path
+) -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(SIZE * SIZE, 10)).eval()
+    program = torch.export.export(
+        model, (torch.zeros(2, 1, SIZE, SIZE),), dynamic_shapes=({0: torch.export.Dim.AUTO},)
+    )
+    torch.export.save(program, str(tmp_path / "classifier.pt2"))
+    config = {
+        **yaml.safe_load((inside / "edgepack.yaml").read_text()),
+        "teacher": str(tmp_path / "classifier.pt2"),
+    }
+    path = inside / "classifier-teacher.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = _build("--config", str(path), "--out", str(tmp_path / "dist"))
+    assert result.exit_code == 2, result.output
+    assert "a detector must return (2, 4 + 10, K)" in result.output
+    assert not (tmp_path / "dist" / "small-detect").exists()
+
+
+def test_sample_writes_a_project_that_loads(tmp_path: Path) -> None:
+    from edgepack.config.project_file import load_project
+
+    folder = tmp_path / "sample"
+    result = CliRunner().invoke(
+        main, ["sample", "detection", str(folder), "--train", "16", "--val", "8"]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "edgepack.yaml",
+        "fashion_detector.pt2",
+        "train",
+        "val",
+    ]
+    project = load_project(folder / "edgepack.yaml")
+    assert project.task == "detection" and len(project.labels) == 10
+    assert project.load_boxes is not None
+    data = project.load_boxes(96)
+    assert (len(data.train), len(data.test)) == (16, 8)
+    again = CliRunner().invoke(main, ["sample", "detection", str(folder)])
+    assert again.exit_code == 2 and "exists and is not an empty folder" in again.output
