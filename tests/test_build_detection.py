@@ -230,3 +230,18 @@ def test_sample_writes_a_project_that_loads(tmp_path: Path) -> None:
     assert (len(data.train), len(data.test)) == (16, 8)
     again = CliRunner().invoke(main, ["sample", "detection", str(folder)])
     assert again.exit_code == 2 and "exists and is not an empty folder" in again.output
+
+
+def test_init_recognises_a_coco_folder_and_writes_a_detection_project(inside: Path) -> None:
+    from edgepack.config.project_file import load_project
+
+    result = CliRunner().invoke(
+        main, ["init", "--teacher", "teacher.pt2", "--data", "train", "-o", "init.yaml"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "task: detection" in result.output and "COCO, 48 images" in result.output
+    text = (inside / "init.yaml").read_text()
+    assert "found nothing under any of them" in text  # the test teacher is untrained
+    project = load_project(inside / "init.yaml")
+    assert project.task == "detection" and project.labels == FASHION_MNIST_LABELS
+    assert (project.input.size, project.input.channels) == (SIZE, 1)

@@ -32,7 +32,8 @@ from edgepack.cli._app import main
     "--data",
     type=click.Path(path_type=Path),
     required=True,
-    help="Training images: a folder of class folders, a folder of images, .npz or IDX.",
+    help="Training images: a folder of class folders, a folder of images, .npz or IDX; or a "
+    "COCO or YOLO detection folder (writes a task: detection project).",
 )
 @click.option(
     "-o",
@@ -61,11 +62,26 @@ def init(teacher: str, weights: Path | None, data: Path, output: Path, force: bo
     spec = TeacherSpec.parse(teacher, Path.cwd())
     if weights is not None:
         spec = dataclasses.replace(spec, weights=weights)
+    from edgepack.data.boxes import sniff
+
+    kind = sniff(data) if data.is_dir() else None
+    if kind is not None:  # a COCO or YOLO folder: a detection project
+        from edgepack.outputs.detection_starter import inspect_detection
+
+        found = inspect_detection(spec, data, kind)
+        _write(output, found.text(base))
+        click.echo(f"wrote {output} (task: detection)")
+        click.echo(f"  teacher  {found.teacher_line}")
+        click.echo(f"  data     {found.data_line}")
+        chosen = found.chosen
+        click.echo(
+            f"  input    {found.size}×{found.size}×{found.channels}, {chosen.name} "
+            f"(teacher mAP@0.5 {chosen.accuracy:.3f})"
+        )
+        click.echo("next: review it, then `edgepack build --quick`")
+        return
     starter = inspect(spec, data)
-    base.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial")
-    partial.write_text(starter.text(base), encoding="utf-8")
-    partial.replace(output)
+    _write(output, starter.text(base))
     click.echo(f"wrote {output}")
     click.echo(f"  teacher  {starter.teacher_line}")
     click.echo(f"  data     {starter.data_line}")
@@ -75,3 +91,11 @@ def init(teacher: str, weights: Path | None, data: Path, output: Path, force: bo
         f"  input    {starter.size}×{starter.size}×{starter.channels}, {chosen.name}{measured}"
     )
     click.echo("next: review it, then `edgepack build --quick`")
+
+
+def _write(output: Path, text: str) -> None:
+    """The config written whole or not at all."""
+    output.resolve().parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(output)
