@@ -111,6 +111,7 @@ def test_build_writes_an_app_folder_with_a_detection_manifest(built: tuple[Path,
     for key in ("teacher", "float_student", "int8_artifact"):
         assert 0.0 <= manifest["accuracy"][key] <= 1.0
     assert manifest["accuracy"]["test_samples"] == 12
+    assert set(manifest["accuracy"]["int8_artifact_in_mediapipe"]) == {"map", "map50", "map75"}
     anchors = manifest["detection"]["anchors"]
     shapes = [t["shape"] for t in manifest["output"]["tensors"]]
     assert shapes == [[1, anchors, 4], [1, anchors, 10]]

@@ -75,6 +75,7 @@ def build_detector_manifest(
                 "int8_artifact": check.scores["map50"],
             },
             "int8_artifact_retinanet_postprocessing": check.retinanet_scores,
+            "int8_artifact_in_mediapipe": check.mediapipe_scores,
             "post_processing": (
                 f"MediaPipe ObjectDetector's: one class per anchor, class-agnostic NMS at IoU "
                 f"{IOU_THRESHOLD}"

@@ -54,6 +54,8 @@ def render_detector_readme(manifest: dict[str, Any]) -> str:
         float_map50=figure(accuracy["map50"]["float_student"]),
         int8_map=figure(accuracy["int8_artifact"]),
         int8_map50=figure(accuracy["map50"]["int8_artifact"]),
+        mediapipe_map=figure(accuracy["int8_artifact_in_mediapipe"].get("map")),
+        mediapipe_map50=figure(accuracy["int8_artifact_in_mediapipe"].get("map50")),
         artifact_code=esc.code_span(manifest["artifact"]),
         artifact_kotlin=esc.kotlin_string(manifest["artifact"]),
         test_samples=accuracy["test_samples"],

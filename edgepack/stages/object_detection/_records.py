@@ -85,10 +85,14 @@ class DetectorCheck:
     scores: dict[str, float]  # as an app gets them: MediaPipe-style post-processing
     retinanet_scores: dict[str, float]  # every class of every anchor, per-class NMS
     agreement: dict[str, float]
+    mediapipe_scores: dict[str, float] = field(default_factory=dict)  # MediaPipe on the file
 
     def summary(self) -> str:
         twin = self.agreement.get("box_agreement_vs_int8_twin")
         shown = "" if twin is None else f", {twin:.1%} of the torch int8 twin's boxes found"
+        mediapipe = self.mediapipe_scores.get("map")
+        if mediapipe is not None:
+            shown += f"; MediaPipe ObjectDetector {mediapipe:.3f}"
         return (
             f"int8 mAP@0.5:0.95 {self.scores['map']:.3f}, mAP@0.5 {self.scores['map50']:.3f} "
             f"in LiteRT (MediaPipe's post-processing){shown}"

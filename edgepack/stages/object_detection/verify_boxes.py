@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 def verify_boxes(context: BuildContext, got: Products) -> DetectorCheck:
     import torch
 
-    from edgepack.exporters.tflite.detector import predict_detector
+    from edgepack.exporters.tflite.detector import mediapipe_detect, predict_detector
     from edgepack.tasks.detection import agreement, coco_map, postprocess
     from edgepack.tasks.detection.task import IOU_THRESHOLD
 
@@ -64,8 +64,14 @@ def verify_boxes(context: BuildContext, got: Products) -> DetectorCheck:
             twin_raw, twin_logits = twin(x)
         reference = app_style(twin_raw.numpy(), twin_logits.numpy())
         found["box_agreement_vs_int8_twin"] = agreement(reference, artifact)
+    # The app's own runtime on the file alone: MediaPipe Tasks' ObjectDetector (its anchors,
+    # decoding, normalisation and labels from the metadata). It also truncates boxes to whole
+    # pixels, so it may land a little below the LiteRT figure (the README says by how much).
+    pixels = np.ascontiguousarray(data.test.images)
+    by_mediapipe = mediapipe_detect(export.int8.path, pixels, score_threshold=0.05)
     return DetectorCheck(
         inspection=inspection,
+        mediapipe_scores=scored(by_mediapipe),
         test_samples=len(data.test),
         scores=scored(artifact),
         retinanet_scores=scored(retinanet),
