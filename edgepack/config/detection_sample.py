@@ -22,10 +22,13 @@ from edgepack.data.boxes import generate_sample
 
 TEACHER = SAMPLE_DIR / "fashion_detector.pt2"
 SIZE = 96
-# The teacher's input convention (scripts/train_sample_detector.py): pixels / 255 of the
+# The teacher's input convention (scripts/assets/train_sample_detector.py): pixels / 255 of the
 # canvases have a median near 0.2.
 MEAN, STD = 0.2, 0.25
-SEEDS = {"train": 1, "val": 2}  # as the teacher was trained: scripts/train_sample_detector.py
+SEEDS = {
+    "train": 1,
+    "val": 2,
+}  # as the teacher was trained: scripts/assets/train_sample_detector.py
 CONFIG = """\
 # The offline detection sample (edgepack sample detection): Fashion-MNIST garments on
 # textured canvases, 1-4 per image, boxes in COCO JSON. Build it with `edgepack build`
@@ -54,7 +57,7 @@ def write_detection_sample(folder: Path, *, train: int, val: int) -> Path:
     if not TEACHER.is_file():
         raise ConfigError(
             f"the sample detector teacher is missing ({show(TEACHER)}); reinstall edgepack or "
-            "run scripts/train_sample_detector.py"
+            "run scripts/assets/train_sample_detector.py"
         )
     for name, count in (("train", train), ("val", val)):
         generate_sample(

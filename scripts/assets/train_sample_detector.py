@@ -1,7 +1,7 @@
 """Train the sample detector teacher and export it as edgepack ships it.
 
-    python scripts/train_sample_detector.py                  # sample_models/fashion_detector.pt2
-    python scripts/train_sample_detector.py --train 400 --epochs 1 --out /tmp/t.pt2   # smoke run
+    python scripts/assets/train_sample_detector.py                  # sample_models/fashion_detector.pt2
+    python scripts/assets/train_sample_detector.py --train 400 --epochs 1 --out /tmp/t.pt2   # smoke run
 
 An SSDLite on a MobileNetV2 ×1.0 backbone, trained on the offline sample's canvases
 (``edgepack sample detection`` writes the same ones: Fashion-MNIST training garments, seed 1;
@@ -30,7 +30,7 @@ from edgepack.training.detector_fit import detect, fit_detector
 
 SIZE = 96
 MEAN, STD = (0.2,), (0.25,)  # of the canvases' pixels / 255; the sample project's input spec
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_models" / "fashion_detector.pt2"
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_models" / "fashion_detector.pt2"
 
 
 def main() -> int:
