@@ -74,11 +74,14 @@ def build_detector_manifest(
                 "float_student": record.student.scores["map50"],
                 "int8_artifact": check.scores["map50"],
             },
-            "int8_artifact_retinanet_postprocessing": check.retinanet_scores,
+            "int8_artifact_app_postprocessing": check.app_scores,
             "int8_artifact_in_mediapipe": check.mediapipe_scores,
             "post_processing": (
-                f"MediaPipe ObjectDetector's: one class per anchor, class-agnostic NMS at IoU "
-                f"{IOU_THRESHOLD}"
+                "edgepack's RetinaNet-style decoding for teacher, float student and int8 artifact "
+                "(every class of every candidate, per-class NMS at IoU 0.5); "
+                "int8_artifact_app_postprocessing: MediaPipe ObjectDetector's (one class per "
+                f"anchor, class-agnostic NMS at IoU {IOU_THRESHOLD}) on the LiteRT outputs; "
+                "int8_artifact_in_mediapipe: MediaPipe ObjectDetector itself on the file"
             ),
             **check.agreement,
         },

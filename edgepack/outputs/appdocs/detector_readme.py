@@ -54,6 +54,8 @@ def render_detector_readme(manifest: dict[str, Any]) -> str:
         float_map50=figure(accuracy["map50"]["float_student"]),
         int8_map=figure(accuracy["int8_artifact"]),
         int8_map50=figure(accuracy["map50"]["int8_artifact"]),
+        app_map=figure(accuracy["int8_artifact_app_postprocessing"]["map"]),
+        app_map50=figure(accuracy["int8_artifact_app_postprocessing"]["map50"]),
         mediapipe_map=figure(accuracy["int8_artifact_in_mediapipe"].get("map")),
         mediapipe_map50=figure(accuracy["int8_artifact_in_mediapipe"].get("map50")),
         artifact_code=esc.code_span(manifest["artifact"]),

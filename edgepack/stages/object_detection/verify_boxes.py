@@ -1,7 +1,8 @@
 """Stage ``verify`` of a detector build: the int8 file in LiteRT on the held-out images, scored
-with the post-processing an app gets (MediaPipe's: one class per anchor, class-agnostic NMS at
-IoU 0.3) and with edgepack's RetinaNet-style one, and compared box by box with its torch int8
-twin. The metadata MediaPipe reads is read back and checked against the model first."""
+with edgepack's RetinaNet-style decoding (the one the teacher and the float student are scored
+with, so the budgets compare like with like) and with the post-processing an app gets
+(MediaPipe's: one class per anchor, class-agnostic NMS at IoU 0.3), by MediaPipe's
+ObjectDetector itself, and compared box by box with its torch int8 twin. The metadata MediaPipe reads is read back and checked against the model first."""
 
 from __future__ import annotations
 
@@ -73,8 +74,8 @@ def verify_boxes(context: BuildContext, got: Products) -> DetectorCheck:
         inspection=inspection,
         mediapipe_scores=scored(by_mediapipe),
         test_samples=len(data.test),
-        scores=scored(artifact),
-        retinanet_scores=scored(retinanet),
+        scores=scored(retinanet),
+        app_scores=scored(artifact),
         agreement=found,
     )
 

@@ -22,7 +22,7 @@ __all__ = ["ANCHOR_RATIOS", "ANCHOR_SCALES", "IOU_THRESHOLD", "TASK"]
 ANCHOR_SCALES = (0.15, 0.35, 0.6)
 ANCHOR_RATIOS = (1.0, 2.0, 0.5)
 # MediaPipe ObjectDetector's default suppression (class-agnostic NMS at IoU 0.3): what an app
-# gets, so what verification scores (edgepack.tasks.detection.postprocess, style "mediapipe").
+# gets, reported beside the budgets' figure (edgepack.tasks.detection.postprocess, "mediapipe").
 IOU_THRESHOLD = 0.3
 
 
