@@ -17,7 +17,16 @@ from typing import Any
 import numpy as np
 
 from edgepack.core.errors import InputError
-from edgepack.outputs.starter import Normalisation, _candidates, _display, _one_line, _scalar
+from edgepack.outputs.starter import (
+    Normalisation,
+    _candidates,
+    _display,
+    _one_line,
+    _scalar,
+    floats,
+    relative,
+    teacher_yaml,
+)
 from edgepack.teachers import TeacherSpec
 
 PROBE_IMAGES = 64
@@ -93,20 +102,8 @@ def _probe(loaded: Any, sample: Any, candidate: Normalisation, classes: int) -> 
 
 def _render(s: DetectionStarter, base: Path) -> str:
     def rel(path: Path) -> str:
-        try:
-            return _scalar(str(path.resolve().relative_to(base.resolve())))
-        except ValueError:
-            return _scalar(str(path.resolve()))
+        return relative(path, base)
 
-    def floats(values: tuple[float, ...]) -> str:
-        return "[" + ", ".join(f"{v:g}" for v in values) + "]"
-
-    teacher = s.teacher
-    teacher_yaml = (
-        f"teacher: {rel(teacher.path)}"
-        if teacher.path is not None
-        else f"teacher:\n  factory: {_scalar(teacher.factory or teacher.torchvision or '')}"
-    )
     scores = ", ".join(f"{c.name} {c.accuracy:.3f}" for c in s.tried)
     if not s.chosen.accuracy:
         scores += (
@@ -122,7 +119,7 @@ task: detection
 # The detector to distill. Found: {_one_line(s.teacher_line)}.
 # Its output must be (N, 4 + C, K) as YOLOv8 exports it (or (N, K, 4 + C)): box centre, width
 # and height in input pixels, then one probability per class.
-{teacher_yaml}
+{teacher_yaml(s.teacher, base)}
 
 # labels: taken from the dataset ({len(s.labels)} classes):
 #   {_one_line(", ".join(s.labels[:20]))}{" …" if len(s.labels) > 20 else ""}

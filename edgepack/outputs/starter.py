@@ -228,26 +228,33 @@ def _targets_note(size: int) -> str:
     )
 
 
+def relative(path: Path, base: Path) -> str:
+    """``path`` as a YAML scalar, relative to the config's folder ``base`` when inside it."""
+    try:
+        return _scalar(str(path.resolve().relative_to(base.resolve())))
+    except ValueError:
+        return _scalar(str(path.resolve()))
+
+
+def floats(values: tuple[float, ...]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+
+def teacher_yaml(teacher: TeacherSpec, base: Path) -> str:
+    """The config's ``teacher:`` entry: a path, or a factory/torchvision name and weights."""
+    if teacher.path is not None:
+        return f"teacher: {relative(teacher.path, base)}"
+    kind = "factory" if teacher.factory else "torchvision"
+    text = f"teacher:\n  {kind}: {_scalar(teacher.factory or teacher.torchvision or '')}"
+    if teacher.weights is not None:
+        text += f"\n  weights: {relative(teacher.weights, base)}"
+    return text
+
+
 def _render(s: Starter, base: Path) -> str:
     def rel(path: Path) -> str:
-        try:
-            return _scalar(str(path.resolve().relative_to(base.resolve())))
-        except ValueError:
-            return _scalar(str(path.resolve()))
+        return relative(path, base)
 
-    def floats(values: tuple[float, ...]) -> str:
-        return "[" + ", ".join(f"{v:g}" for v in values) + "]"
-
-    teacher = s.teacher
-    if teacher.path is not None:
-        teacher_yaml = f"teacher: {rel(teacher.path)}"
-    else:
-        kind = "factory" if teacher.factory else "torchvision"
-        teacher_yaml = (
-            f"teacher:\n  {kind}: {_scalar(teacher.factory or teacher.torchvision or '')}"
-        )
-        if teacher.weights is not None:
-            teacher_yaml += f"\n  weights: {rel(teacher.weights)}"
     if s.chosen.accuracy is None:
         norm_note = (
             "# The data is unlabelled, so init could not check which normalisation the teacher\n"
@@ -282,7 +289,7 @@ name: {_scalar(_display(base.resolve().name))}
 # The model to distill. Found: {_one_line(s.teacher_line)}.
 # Also accepted: TorchScript (.pt/.ts), ONNX (.onnx), Keras (.keras/.h5), a SavedModel folder,
 # or code plus weights: {{factory: package.module:function, weights: model.safetensors}}.
-{teacher_yaml}
+{teacher_yaml(s.teacher, base)}
 
 {labels}
 

@@ -63,6 +63,13 @@ class DetectionSet:
             self.origin,
         )
 
+    def subset(self, count: int, seed: int = 0) -> DetectionSet:
+        """A seeded random subset of at most ``count`` images (all of them if fewer), as
+        :meth:`edgepack.data.images.ImageSet.subset` draws it."""
+        if count >= len(self):
+            return self
+        return self.take(np.sort(np.random.default_rng(seed).permutation(len(self))[:count]))
+
     def fingerprint(self) -> str:
         """sha256 over pixels, boxes, labels and class names: the key for cached teacher
         outputs and checkpoints. ``origin`` is left out, so the same data moved to another

@@ -28,8 +28,8 @@ def read_boxes(context: BuildContext, got: Products) -> BoxData:
     data = project.load_boxes(resolution)
     train, test = data.train, data.test
     if context.options.quick:
-        train = _subset(train, target.quick.train_samples, target.distill.seed)
-        test = _subset(test, target.quick.test_samples, target.distill.seed)
+        train = train.subset(target.quick.train_samples, seed=target.distill.seed)
+        test = test.subset(target.quick.test_samples, seed=target.distill.seed)
     shared = context.shared
     assert shared.teacher is not None, "the load teacher stage runs first"
     example = model_input(test.images[:2], project.input)
@@ -46,12 +46,3 @@ def model_input(images: np.ndarray, spec: InputSpec) -> torch.Tensor:
     from edgepack.data.batches import to_model_input
 
     return to_model_input(images, spec, images.shape[1])
-
-
-def _subset(data, count: int, seed: int):  # type: ignore[no-untyped-def]
-    import numpy as np
-
-    if len(data) <= count:
-        return data
-    index = np.sort(np.random.default_rng(seed).permutation(len(data))[:count])
-    return data.take(index)
