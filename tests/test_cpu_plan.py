@@ -19,18 +19,37 @@ def two_cpus_one_busy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cpus, "available_cpus", lambda: 2)
     monkeypatch.setattr(cpus, "busy_cpus", lambda seconds=0.25: 1.0)
     monkeypatch.delenv(cpus.ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
 
 
 @pytest.mark.usefixtures("two_cpus_one_busy")
-def test_the_default_keeps_torchs_count_and_says_the_machine_is_contended() -> None:
-    plan = cpus.plan(None, default=2)
-    assert (plan.threads, plan.source, plan.contended) == (2, "torch default", True)
+def test_the_default_takes_the_free_cpus_and_records_why() -> None:
+    plan = cpus.plan(None)
+    assert (plan.threads, plan.source, plan.contended) == (1, "auto (default)", False)
     assert plan.to_dict() == {
-        "cpu_threads": 2,
+        "cpu_threads": 1,
         "cpu_available": 2,
         "cpu_busy": 1.0,
-        "cpu_source": "torch default",
+        "cpu_source": "auto (default)",
     }
+
+
+@pytest.mark.usefixtures("two_cpus_one_busy")
+def test_a_fixed_count_above_the_free_cpus_is_contended() -> None:
+    plan = cpus.plan("2")
+    assert (plan.threads, plan.source, plan.contended) == (2, "--threads", True)
+
+
+@pytest.mark.usefixtures("two_cpus_one_busy")
+def test_a_plain_omp_num_threads_is_the_users_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert (cpus.plan(None).threads, cpus.plan(None).source) == (2, "$OMP_NUM_THREADS")
+    monkeypatch.setenv(cpus.ENV, "1")  # edgepack's own variable wins
+    assert cpus.plan(None).source == "$EDGEPACK_THREADS"
+    monkeypatch.delenv(cpus.ENV)
+    for ignored in ("4,2", "0", "many"):  # OpenMP lists and junk are not a thread count
+        monkeypatch.setenv("OMP_NUM_THREADS", ignored)
+        assert cpus.plan(None).source == "auto (default)"
 
 
 @pytest.mark.usefixtures("two_cpus_one_busy")
@@ -60,7 +79,7 @@ def test_junk_thread_counts_are_one_line_errors(raw: str, monkeypatch: pytest.Mo
         with pytest.raises(ConfigError, match=r"^\$EDGEPACK_THREADS: expected auto"):
             cpus.plan(None)
     else:  # an empty variable is no choice at all
-        assert cpus.plan(None, default=2).source == "torch default"
+        assert cpus.plan(None).source == "auto (default)"
 
 
 def test_the_cli_refuses_junk_threads_before_any_work(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -21,6 +21,18 @@ if TYPE_CHECKING:
 
 from edgepack.cli._app import DEVICE_HELP, main
 
+# Shared by build and fit: both train students.
+THREADS_OPTION = click.option(
+    "--threads",
+    default=None,
+    metavar="N|auto",
+    help="CPU threads for torch (teacher logits, distillation). auto: the CPUs other work "
+    "leaves free when the build starts (affinity and cgroup quota counted); more threads than "
+    "free CPUs can run ten times slower. A cold build's student depends a little on the thread "
+    "count (float reductions): fix N to repeat one bit for bit; rebuilds reuse the cached "
+    "student either way. [default: $EDGEPACK_THREADS, else $OMP_NUM_THREADS, else auto]",
+)
+
 
 @main.command()
 @click.option(
@@ -88,16 +100,7 @@ from edgepack.cli._app import DEVICE_HELP, main
     "model is timed. Under torchrun, cuda means cuda:LOCAL_RANK. "
     "[default: $EDGEPACK_TORCH_DEVICE, else auto: CUDA, else MPS, else CPU]",
 )
-@click.option(
-    "--threads",
-    default=None,
-    metavar="N|auto",
-    help="CPU threads for torch (teacher logits, distillation). auto: the CPUs other work "
-    "leaves free when the build starts (affinity and cgroup quota counted); a build on a busy "
-    "machine with too many threads can run ten times slower. Results depend on the thread "
-    "count (float reductions), so the default keeps torch's own. "
-    "[default: $EDGEPACK_THREADS, else torch's default]",
-)
+@THREADS_OPTION
 @click.option(
     "--accuracy-on-device",
     is_flag=True,
@@ -163,15 +166,13 @@ def build(
 
 def _cpu_plan(threads: str | None) -> CpuPlan:
     """Torch's CPU threads for this process (edgepack.core.cpu_plan), applied before any work."""
-    import torch
-
     from edgepack.core import cpu_plan as cpus
     from edgepack.core import distributed
     from edgepack.core.distributed.ranks import env_int
 
     # torchrun's ranks on this machine share its CPUs
     ranks_here = env_int("LOCAL_WORLD_SIZE", 1, low=1) if distributed.launched() else 1
-    cpu = cpus.plan(threads, ranks_here=ranks_here, default=torch.get_num_threads())
+    cpu = cpus.plan(threads, ranks_here=ranks_here)
     cpus.apply(cpu)
     return cpu
 
@@ -195,10 +196,11 @@ def _build_targets(
     click.echo(f"torch device {compute.spec} ({compute.name}){ranks}")
     if options.cpu is not None and distributed.is_main():
         click.echo(options.cpu.describe())
-        if options.cpu.contended and options.cpu.source == "torch default":
+        if options.cpu.contended:
             click.echo(
-                "warning: other work keeps CPUs busy; training with more threads than free "
-                "CPUs can run several times slower (pass --threads auto, or --threads 1)",
+                f"warning: {options.cpu.threads} threads ({options.cpu.source}) but other work "
+                "keeps CPUs busy; more threads than free CPUs can run several times slower "
+                "(--threads auto takes the free ones)",
                 err=True,
             )
     for target in targets:

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from edgepack.cli._app import main
-from edgepack.cli._build_command import _echo_stage, _project
+from edgepack.cli._build_command import THREADS_OPTION, _cpu_plan, _echo_stage, _project
 from edgepack.config.profile_files import load_target
 from edgepack.config.profiles import AUTO
 
@@ -46,6 +46,7 @@ from edgepack.config.profiles import AUTO
     help="Teacher logits and search measurements. [default: the config's, else .edgepack-cache]",
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bars.")
+@THREADS_OPTION
 def fit(
     target_ref: str,
     config_path: Path | None,
@@ -53,6 +54,7 @@ def fit(
     quick: bool,
     cache_dir: Path | None,
     progress: bool | None,
+    threads: str | None,
 ) -> None:
     """Find the student that fits TARGET's budgets best and print the lines that pin it.
 
@@ -62,13 +64,14 @@ def fit(
     output folder; measurements are cached, so a second run is fast.
     """
     from edgepack.build import STAGES, BuildOptions, SharedWork
+    from edgepack.selection.candidates import check_families
     from edgepack.selection.table import format_table, pin_lines
     from edgepack.stages.context import BuildContext
     from edgepack.stages.pipeline import run_stages
     from edgepack.stages.records import SearchResult
 
+    cpu = _cpu_plan(threads)
     project = _project(config_path, teacher)
-    from edgepack.selection.candidates import check_families
 
     target = load_target(target_ref)
     target = target.with_student(dataclasses.replace(target.student, family=AUTO))
@@ -79,9 +82,14 @@ def fit(
         target = target.with_resolution(project.input.size)
     show = sys.stderr.isatty() if progress is None else progress
     options = BuildOptions(
-        out_root=Path("."), cache_dir=cache_dir or project.cache_dir, quick=quick, progress=show
+        out_root=Path("."),
+        cache_dir=cache_dir or project.cache_dir,
+        quick=quick,
+        progress=show,
+        cpu=cpu,
     )
     stages = STAGES[: [stage.makes for stage in STAGES].index(SearchResult) + 1]
+    click.echo(cpu.describe())
     click.echo(f"searching a student for {target.name} ({target.format})")
     with tempfile.TemporaryDirectory(prefix="edgepack-fit-") as work:
         context = BuildContext(target, project, options, Path(work), SharedWork())

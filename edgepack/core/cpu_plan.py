@@ -12,13 +12,23 @@ The CPUs this process may use are its affinity mask, capped by a cgroup CPU quot
 and CI runners often set one; ``os.cpu_count()`` sees neither). What the others use is sampled
 from ``/proc/stat`` over a quarter of a second, on the CPUs in the mask only.
 
-The default stays torch's own thread count, because CPU float reductions change with the
-thread count: the same build on an idle and on a busy machine would otherwise train different
-students (1 vs 2 threads moved the sample's 12-epoch student by 0.25 pp), and cached students
-and byte-identical rebuilds depend on it. ``--threads auto`` (or ``EDGEPACK_THREADS=auto``)
-chooses from the free CPUs; ``--threads N`` fixes it. When the default meets a busy machine the
-build says so and how to avoid the slowdown. The thread count, its inputs and who chose it go
-into the manifest (``compute``).
+The default is ``auto``: the free CPUs when the build starts (on a torchrun machine, shared
+between its ranks). ``--threads N`` (or ``EDGEPACK_THREADS=N``; an explicit ``OMP_NUM_THREADS=N``
+counts too) fixes the count. An earlier default kept torch's own count (one thread per core) so
+that the same build trained the same student whatever the machine's load, because CPU float
+reductions change with the thread count (1 vs 2 threads moved the sample's 12-epoch student by
+0.25 pp). That bought repeatability at the price of 2.6 to 23 times slower builds whenever
+anything else ran (``scripts/benchmarks/bench_processes.sh``), which is most of the time on a
+laptop or a CI runner. Repeatability now comes from the cache instead: the trained student is
+keyed by teacher, data, student and recipe, not by the thread count, so a rebuild reuses it
+whatever the load; a user who wants a cold build to repeat bit for bit fixes ``--threads``.
+A fixed count above the CPUs free gets a warning. The thread count, its inputs and who chose it
+go into the manifest (``compute``).
+
+One process, not several: two single-thread torchrun ranks on 2 cores distilled 3.5 times
+slower than one process (gloo's all-reduce per step costs more than the step;
+``bench_processes.sh``), so the build never starts ranks by itself. OpenMP's wait policy is
+left to the runtime: with ``auto``, no thread waits at a barrier for a CPU another process holds.
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ class CpuPlan:
     threads: int  # torch intra-op threads for this process
     available: int  # CPUs this process may use (affinity, capped by a cgroup quota)
     busy: float  # CPUs other processes were using when the build started
-    source: str  # "torch default", "auto", "--threads" or "$EDGEPACK_THREADS"
+    source: str  # "auto (default)", "auto", "--threads", "$EDGEPACK_THREADS", "$OMP_NUM_THREADS"
 
     def to_dict(self) -> dict[str, object]:
         return {f"cpu_{key}": value for key, value in asdict(self).items()}
@@ -59,22 +69,28 @@ class CpuPlan:
         return text + f", {self.busy:.1f} busy with other work"
 
 
-def plan(request: str | None = None, ranks_here: int = 1, default: int | None = None) -> CpuPlan:
+def plan(request: str | None = None, ranks_here: int = 1) -> CpuPlan:
     """The thread count for one of ``ranks_here`` processes of this build on this machine:
-    ``request`` (``--threads``: a number or ``auto``) if given, else ``$EDGEPACK_THREADS``,
-    else ``default`` (torch's own count). ``auto``: the free CPUs shared between the ranks,
-    at least one."""
+    ``request`` (``--threads``: a number or ``auto``) if given, else ``$EDGEPACK_THREADS``, else
+    a whole number in ``$OMP_NUM_THREADS``, else ``auto``: the free CPUs shared between the
+    ranks, at least one."""
     available, busy = available_cpus(), busy_cpus()
-    source, raw = (
-        ("--threads", request) if request is not None else (f"${ENV}", os.environ.get(ENV))
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    choices = (
+        ("--threads", request),
+        (f"${ENV}", os.environ.get(ENV)),
+        # OpenMP's own variable may hold a list ("4,2") or junk it ignores: only a plain count
+        # is taken as the user's choice.
+        ("$OMP_NUM_THREADS", omp if omp.isdigit() and int(omp) >= 1 else None),
     )
-    raw = (raw or "").strip().lower()
-    if not raw:
-        threads = default if default is not None else available
-        return CpuPlan(threads, available, round(busy, 2), "torch default")
+    source, raw = next(
+        ((name, value.strip().lower()) for name, value in choices if value and value.strip()),
+        ("auto (default)", "auto"),
+    )
     if raw == "auto":
         free = max(1, available - _taken(busy))
-        return CpuPlan(max(1, free // max(1, ranks_here)), available, round(busy, 2), "auto")
+        chosen = source if source == "auto (default)" else "auto"
+        return CpuPlan(max(1, free // max(1, ranks_here)), available, round(busy, 2), chosen)
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_THREADS:
         raise ConfigError(f"{source}: expected auto or 1 to {MAX_THREADS} threads, got {raw!r}")
     return CpuPlan(int(raw), available, round(busy, 2), source)
@@ -149,8 +165,7 @@ def _cpu_times(mask: set[int]) -> dict[int, tuple[int, int]]:
 
 
 def apply(cpu: CpuPlan) -> None:
-    """Set torch's intra-op thread count when someone chose one (the default leaves torch's)."""
+    """Set torch's intra-op thread count to the plan's."""
     import torch
 
-    if cpu.source != "torch default":
-        torch.set_num_threads(cpu.threads)
+    torch.set_num_threads(cpu.threads)
