@@ -25,7 +25,7 @@ from edgepack.data.images import FASHION_MNIST_LABELS
 pytestmark = pytest.mark.slow
 
 SIZE = 64
-FILES = ["README.md", "labels.txt", "manifest.json", "model.tflite"]
+FILES = ["README.md", "labels.txt", "manifest.json", "model.tflite", "report.html"]
 
 
 def _teacher(path: Path) -> Path:
@@ -127,6 +127,12 @@ def test_build_writes_an_app_folder_with_a_detection_manifest(built: tuple[Path,
     assert labels == list(FASHION_MNIST_LABELS)  # the COCO categories, in id order
     readme = (out / "README.md").read_text()
     assert "ObjectDetector" in readme and f"raw_boxes [1, {anchors}, 4]" in readme
+    assert "report.html" in manifest["files"]  # hashed like the others: check verifies it
+    report = (out / "report.html").read_text()
+    assert "<th>mAP@0.5:0.95</th><th>mAP@0.5</th>" in report
+    assert f"{manifest['accuracy']['int8_artifact']:.2%}" in report
+    assert "int8 artifact in MediaPipe ObjectDetector" in report and "<h2>Detection</h2>" in report
+    assert "≥ 0.00%" in report  # min_map is a floor, not a ceiling
 
 
 def test_mediapipe_object_detector_loads_the_file_as_it_is(built: tuple[Path, Result]) -> None:

@@ -29,13 +29,15 @@ def _check(target: Target, project: Project) -> None:
 def _package(built: DetectorBuildRecord, staging: Path, work: Path) -> dict[str, Any]:
     from edgepack.outputs.appdocs.detector_readme import write_detector_readme
     from edgepack.outputs.detector_manifest import build_detector_manifest
+    from edgepack.outputs.report import write_report
 
     artifact = built.export.int8.path
     shutil.move(artifact, staging / artifact.name)
     (staging / "labels.txt").write_text("\n".join(built.project.labels) + "\n")
     shutil.rmtree(work)
-    # The README from the manifest as it stands (artifact size included), then the manifest
-    # over every file, README included, as the classifier's folder is written.
+    # report.html, then the README, from the manifest as it stands (artifact size included),
+    # then the manifest over every file, both included, as the classifier's folder is written.
+    write_report(staging, build_detector_manifest(built, {}, artifact.name))
     write_detector_readme(
         staging, build_detector_manifest(built, file_table(staging), artifact.name)
     )

@@ -12,6 +12,7 @@ written, with every table, and says where each plot would be and why it is not.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from html import escape
@@ -22,6 +23,7 @@ from edgepack.core.sizes import measure_sizes
 from edgepack.outputs.report import page
 from edgepack.outputs.report.breakdown import size_breakdown
 from edgepack.outputs.report.search_section import search_section
+from edgepack.release.verdicts import is_floor
 
 __all__ = ["REPORT_NAME", "overview_html", "target_html", "write_overview", "write_report"]
 
@@ -61,6 +63,8 @@ def target_html(folder: Path, manifest: dict[str, Any]) -> str:
     labels = _labels(folder)
     history = manifest.get("student", {}).get("distill", {}).get("history") or []
     point = _point(manifest, sizes.raw_bytes)
+    metric = _metric(accuracy)
+    detector = manifest.get("detection")
     sections = [
         page.section("Budgets", _budget_table(manifest.get("budgets", []))),
         page.section("Size", _size_table(manifest, sizes.raw_bytes, sizes.compressed_bytes)),
@@ -69,12 +73,13 @@ def target_html(folder: Path, manifest: dict[str, Any]) -> str:
             _accuracy_table(accuracy),
             _plot("accuracy", "teacher → float student → int8 artifact", _accuracy_svg(accuracy)),
         ),
+        *([page.section("Detection", detection_table(detector))] if detector else []),
         page.section("Latency", _latency_text(manifest.get("latency", {}))),
         *_recovery_section(manifest.get("recovery")),
         page.section(
             "Plots",
             '<div class="grid">',
-            _tradeoff([point], accuracy.get("teacher"), "accuracy against size"),
+            _tradeoff([point], accuracy.get("teacher"), f"{metric} against size", metric),
             _plot(
                 "breakdown",
                 f"{manifest['artifact']}: "
@@ -85,7 +90,7 @@ def target_html(folder: Path, manifest: dict[str, Any]) -> str:
                 ),
                 lambda plots: plots.size_breakdown(size_breakdown(artifact, target["format"])),
             ),
-            _confusion(accuracy, labels),
+            *([] if detector else [_confusion(accuracy, labels)]),
             _curve(history),
             "</div>",
         ),
@@ -101,7 +106,7 @@ def _budget_table(budgets: list[dict[str, Any]]) -> str:
         return "<p>No budgets set in the profile.</p>"
     rows = []
     for budget in budgets:
-        floor = budget["name"] == "min_accuracy"
+        floor = is_floor(budget["name"])
         limit, measured, unit = budget["limit"], budget.get("measured"), budget.get("unit", "")
         margin = ""
         if measured is not None:
@@ -137,22 +142,51 @@ def _size_table(manifest: dict[str, Any], raw: int, compressed: int) -> str:
     return page.table(("", "bytes", "KB"), rows, numeric=(1, 2)) + note
 
 
+def _metric(accuracy: dict[str, Any]) -> str:
+    """What the accuracy figures are: top-1 for a classifier, the manifest's ``metric`` (a
+    detector's mAP@0.5:0.95) otherwise."""
+    return str(accuracy.get("metric") or "top-1 accuracy")
+
+
 def _accuracy_table(accuracy: dict[str, Any]) -> str:
     def shown(value: Any) -> str:
         return f"{value:.2%}" if isinstance(value, (int, float)) else "not measured"
 
-    rows = [
-        ["teacher", shown(accuracy.get("teacher"))],
-        ["float student", shown(accuracy.get("float_student"))],
-        ["int8 artifact", shown(accuracy.get("int8_artifact"))],
-    ]
-    text = page.table(("model", "top-1"), rows, numeric=(1,))
+    at50 = accuracy.get("map50")  # detectors: mAP@0.5 beside mAP@0.5:0.95
+    chain = [("teacher", "teacher"), ("float student", "float_student")]
+    chain.append(("int8 artifact", "int8_artifact"))
+    rows = [[name, shown(accuracy.get(key))] for name, key in chain]
+    if isinstance(at50, dict):
+        for row, (_, key) in zip(rows, chain, strict=True):
+            row.append(shown(at50.get(key)))
+        # the same file under the post-processing an app runs, and in MediaPipe itself
+        for name, key in (
+            ("int8 artifact, app post-processing", "int8_artifact_app_postprocessing"),
+            ("int8 artifact in MediaPipe ObjectDetector", "int8_artifact_in_mediapipe"),
+        ):
+            extra = accuracy.get(key)
+            if isinstance(extra, dict):
+                rows.append([name, shown(extra.get("map")), shown(extra.get("map50"))])
+    header = ("model", _metric(accuracy), "mAP@0.5") if isinstance(at50, dict) else None
+    text = page.table(header or ("model", "top-1"), rows, numeric=(1, 2) if header else (1,))
     samples = accuracy.get("test_samples")
     if samples:
         text += f"<p>On {samples:,} held-out images.</p>"
+    if accuracy.get("post_processing"):
+        text += f"<p>{escape(str(accuracy['post_processing']))}</p>"
     if accuracy.get("prediction"):
         text += f'<p class="missing">int8 prediction {escape(str(accuracy["prediction"]))}</p>'
     return text
+
+
+def detection_table(detection: dict[str, Any]) -> str:
+    """The detector's fixed decoding as the manifest records it: anchors, box coder, scores,
+    suppression and the runtime that loads it."""
+    rows = [
+        [key.replace("_", " "), json.dumps(value) if isinstance(value, (dict, list)) else value]
+        for key, value in detection.items()
+    ]
+    return page.table(("", "value"), rows, numeric=())
 
 
 def _recovery_section(recovery: dict[str, Any] | None) -> list[str]:
@@ -208,7 +242,10 @@ def _latency_text(latency: dict[str, Any]) -> str:
 
 def _accuracy_svg(accuracy: dict[str, Any]) -> Callable[[Any], str]:
     return lambda plots: plots.accuracy_chain(
-        accuracy.get("teacher"), accuracy.get("float_student"), accuracy.get("int8_artifact")
+        accuracy.get("teacher"),
+        accuracy.get("float_student"),
+        accuracy.get("int8_artifact"),
+        _metric(accuracy),
     )
 
 
@@ -225,18 +262,20 @@ def _confusion(accuracy: dict[str, Any], labels: list[str]) -> str:
 def _curve(history: list[dict[str, Any]]) -> str:
     caption = "distillation: mean loss and held-out accuracy per epoch"
     if not history:
-        return page.plot("curve", caption, None, "no epoch ran in this build (reused checkpoint)")
+        return page.plot("curve", caption, None, "no per-epoch history in this build")
     return _plot("curve", caption, lambda plots: plots.distillation_curve(history))
 
 
-def _tradeoff(points: list[dict[str, Any]], teacher: float | None, caption: str) -> str:
+def _tradeoff(
+    points: list[dict[str, Any]], teacher: float | None, caption: str, metric: str = "accuracy"
+) -> str:
     caption += "; the dashed line is the teacher"
     unmeasured = [p["name"] for p in points if p["accuracy"] is None]
     if len(unmeasured) == len(points):
-        return page.plot("tradeoff", caption, None, "int8 accuracy was not measured")
+        return page.plot("tradeoff", caption, None, f"int8 {metric} was not measured")
     if unmeasured:
-        caption += f" (not shown, accuracy not measured: {', '.join(unmeasured)})"
-    return _plot("tradeoff", caption, lambda plots: plots.tradeoff(points, teacher))
+        caption += f" (not shown, {metric} not measured: {', '.join(unmeasured)})"
+    return _plot("tradeoff", caption, lambda plots: plots.tradeoff(points, teacher, metric))
 
 
 def _plot(name: str, caption: str, draw: Callable[[Any], str]) -> str:

@@ -53,8 +53,14 @@ def _svg(figure: Figure) -> str:
     return text[:start] + text[end + len("</metadata>") :] if start >= 0 else text
 
 
-def accuracy_chain(teacher: float | None, student: float | None, int8: float | None) -> str:
-    """Teacher → float student → int8 artifact, as bars with their values."""
+def accuracy_chain(
+    teacher: float | None,
+    student: float | None,
+    int8: float | None,
+    metric: str = "top-1 accuracy",
+) -> str:
+    """Teacher → float student → int8 artifact, as bars with their values (``metric``, a
+    fraction: top-1 accuracy, or a detector's mAP)."""
     import matplotlib
 
     with matplotlib.rc_context(_STYLE):
@@ -67,13 +73,18 @@ def accuracy_chain(teacher: float | None, student: float | None, int8: float | N
         labels = [f"{v:.2%}" if v is not None else "not measured" for v in values]
         axes.bar_label(bars, labels=labels, padding=3)
         low = min((v for v in values if v is not None), default=0.0)
-        axes.set_xlim(max(0.0, low * 100 - 5), 100)
+        high = max((v for v in values if v is not None), default=1.0)
+        # accuracies sit near 100 %; an mAP of 0.3 would be a sliver on a 0-100 axis
+        top = 100 if metric.startswith("top-1") else min(100.0, high * 100 + 15)
+        axes.set_xlim(max(0.0, low * 100 - 5), top)
         axes.invert_yaxis()
-        axes.set_xlabel("top-1 accuracy on the held-out images (%)")
+        axes.set_xlabel(f"{metric} on the held-out images (%)")
         return _svg(figure)
 
 
-def tradeoff(points: Sequence[dict[str, Any]], teacher: float | None) -> str:
+def tradeoff(
+    points: Sequence[dict[str, Any]], teacher: float | None, metric: str = "accuracy"
+) -> str:
     """Accuracy against size for each target; the marker's label gives latency. The teacher's
     accuracy is the dashed line every student is measured against."""
     import matplotlib
@@ -101,7 +112,7 @@ def tradeoff(points: Sequence[dict[str, Any]], teacher: float | None) -> str:
                 color="#555",
             )
         axes.set_xlabel("artifact size (KB, raw)")
-        axes.set_ylabel("int8 accuracy (%)")
+        axes.set_ylabel(f"int8 {metric} (%)")
         axes.margins(x=0.3, y=0.3)
         return _svg(figure)
 
