@@ -43,6 +43,7 @@ class TeacherBoxes:
     train: tuple[Detections, ...]
     scores: dict[str, float]  # map, map50, map75 on the held-out images
     seconds: float
+    origin: str = "computed"  # "cached", "computed and cached" (edgepack.training.box_cache)
 
     @property
     def map(self) -> float:
@@ -52,7 +53,7 @@ class TeacherBoxes:
         found = sum(len(d[0]) for d in self.train)
         return (
             f"teacher mAP@0.5:0.95 {self.scores['map']:.3f}, mAP@0.5 {self.scores['map50']:.3f}; "
-            f"{found} detections on the training images as distillation targets"
+            f"{found} detections on the training images as distillation targets ({self.origin})"
         )
 
 

@@ -5,6 +5,7 @@ weights so a rebuild (or a profile that changes only budgets or export options) 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import torch
+
+_STUDENT = "detector student"
 
 
 def fit_student(context: BuildContext, got: Products) -> DetectorStudent:
@@ -133,15 +136,32 @@ def _key(context: BuildContext, data: BoxData, recipe: DistillSpec) -> str:
 
 
 def _restore(model: torch.nn.Module, path: Path) -> bool:
+    """Load the cached weights when an intact entry holds this student's; a damaged or forged
+    one (its checksum file rewritten to match) is discarded with a warning and the model is
+    left untouched, so the student is trained afresh."""
     import torch
 
-    from edgepack.core.cache import read_entry
+    from edgepack.core.cache import discard, read_entry
 
-    found = read_entry(path, "detector student")
+    found = read_entry(path, _STUDENT)
     if found is None:
         return False
-    state = torch.load(io.BytesIO(found[0]), weights_only=True)
-    model.load_state_dict(state)
+    untouched = copy.deepcopy(model.state_dict())
+    try:
+        state = torch.load(io.BytesIO(found[0]), weights_only=True, map_location="cpu")
+        if not isinstance(state, dict):
+            raise ValueError(f"it holds {type(state).__name__}, not a state dict")
+        model.load_state_dict(state)  # strict: every key, every shape
+        if not all(
+            torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()
+        ):
+            raise ValueError("its weights are not all finite")
+    # torch.load raises anything from a forged zip or pickle (RuntimeError, UnpicklingError,
+    # ValueError, EOFError…): whatever the type, it is only a lost cache entry.
+    except Exception as exc:
+        model.load_state_dict(untouched)
+        discard(path, _STUDENT, f"it does not load ({type(exc).__name__}: {exc})"[:300])
+        return False
     return True
 
 
@@ -152,7 +172,7 @@ def _store(model: torch.nn.Module, path: Path) -> None:
 
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    write_entry(path, buffer.getvalue(), "detector student")
+    write_entry(path, buffer.getvalue(), _STUDENT)
 
 
 def _lines(context: BuildContext) -> Callable[[str], None] | None:
