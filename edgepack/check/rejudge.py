@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edgepack.check.task_fields import check_task_fields
 from edgepack.config.profile_files import load_target, target_from_profile, targets_dir
 from edgepack.config.profiles import Target
 from edgepack.core.errors import ConfigError, InputError
@@ -74,6 +75,7 @@ def read_manifest(dist: Path) -> dict[str, Any]:
         if value is not None and not _is_number(value):
             raise InputError(f"{path}: accuracy.{key} must be a number or null, got {value!r:.40}")
     manifest["task"] = _task(path, manifest.get("task", DEFAULT_TASK))
+    check_task_fields(path, manifest)
     _expect(path, "files", manifest["files"], dict)
     for name, entry in manifest["files"].items():
         _inside(path, f"files key {name!r:.60}", name)

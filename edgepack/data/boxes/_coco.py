@@ -91,6 +91,12 @@ def _load_json(path: Path) -> dict[str, Any]:
     if not is_file(path):
         raise InputError(f"COCO annotations not found: expected a JSON file at {where}")
     try:
+        # the size first: reading a GiB of a sparse or /dev/zero-like file only to refuse it
+        # would cost seconds and the memory
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise InputError(
+                f"{where}: larger than {MAX_JSON_BYTES >> 20} MiB; refusing to parse it"
+            )
         with path.open("rb") as handle:
             data = handle.read(MAX_JSON_BYTES + 1)
     except OSError as exc:

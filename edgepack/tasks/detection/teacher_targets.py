@@ -202,6 +202,16 @@ def _rows(output: np.ndarray, classes: int, size: int) -> np.ndarray:
             f"teacher box widths and heights must be ≥ 0 (cx, cy, w, h), got {sizes.min():.3g}: "
             f"are the boxes x1, y1, x2, y2?"
         )
+    # Boxes partly over an edge are normal (clipped when decoded); none of them touching the
+    # input at all means they are in another frame (YOLOv8's 640 px while the input is smaller).
+    low, high = centres - sizes / 2, centres + sizes / 2
+    touching = (high > 0).all(-1) & (low < size).all(-1)
+    if centres.size and not touching.any():
+        raise InputError(
+            f"teacher output: every candidate box lies outside the {size}×{size} input (centres "
+            f"{centres.min():.3g}..{centres.max():.3g} px): are the boxes in pixels of another "
+            "input size?"
+        )
     # Candidates spread over the whole input; all centres within one pixel of the corner means
     # boxes normalised to [0, 1], which read as pixels would all collapse into that corner.
     if size > 2 and centres.shape[1] > 1 and centres.max() <= 1.0:
