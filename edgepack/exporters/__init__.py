@@ -6,7 +6,10 @@ one line in :data:`FORMATS`, and a profile in ``targets/``. A format package is 
 platform; see ``_format.py``), ``convert.py`` (export_int8, export_float and the ``OPTIONS``
 dataclass), ``inspect.py`` (structural checks, collected with ``_checks.Checks``), ``runtime.py``
 (predict, prepare_invoke), and an ``__init__.py`` exposing the module-level names
-:class:`Exporter` lists, ``MIN_REFERENCE_AGREEMENT`` among them. Shared here: ``_checks.py``
+:class:`Exporter` lists, ``MIN_REFERENCE_AGREEMENT`` among them. A format that packages detectors
+(``task: detection``) also names its ``detector.py`` in the descriptor (``Format.detector``):
+the names :class:`DetectorExporter` lists (``_detector_contract.py``), which
+:func:`get_detector` returns. Shared here: ``_checks.py``
 (check collector, ``export:`` option errors, name lists in messages) and ``_pt2e.py`` (the PT2E
 int8 quantizer LiteRT and Core ML share). Format packages keep torch and their converters
 inside functions, so importing one (e.g. for its ``OPTIONS`` or ``FORMAT``) stays cheap.
@@ -19,9 +22,10 @@ import importlib.util
 from pathlib import Path
 from typing import cast
 
-from edgepack.core.errors import InputError, MissingExtraError
+from edgepack.core.errors import ConfigError, InputError, MissingExtraError
 from edgepack.core.registry import Registry
 from edgepack.exporters._contract import Exporter, ExportRequest, Int8Export, Int8Recipe
+from edgepack.exporters._detector_contract import AppFigure, DetectorExporter, DetectorRequest
 from edgepack.exporters._format import Format
 
 # Public for scripts and tools outside the build: the PT2E int8 module every PT2E format lowers,
@@ -31,15 +35,20 @@ from edgepack.exporters._pt2e import quantize_pt2e_int8
 
 __all__ = [
     "FORMATS",
+    "AppFigure",
+    "DetectorExporter",
+    "DetectorRequest",
     "ExportRequest",
     "Exporter",
     "Format",
     "Int8Export",
     "Int8Recipe",
+    "detector_formats",
     "format_names",
     "format_of",
     "formats_on",
     "formats_phrase",
+    "get_detector",
     "get_exporter",
     "match_channels",
     "options_class",
@@ -133,9 +142,31 @@ def get_exporter(name: str) -> Exporter:
     Raises ConfigError for an unknown name, MissingExtraError if its libraries are absent.
     """
     fmt = _format(name)
+    _require(name, fmt)
+    return cast(Exporter, importlib.import_module(fmt.module))
+
+
+def detector_formats() -> tuple[str, ...]:
+    """The formats that package detectors (``task: detection``), in registry order."""
+    return tuple(name for name, fmt in FORMATS.items() if fmt.detector is not None)
+
+
+def get_detector(name: str) -> DetectorExporter:
+    """The detector module of format ``name``: ConfigError for a format without one (naming
+    those with one), MissingExtraError if its libraries are absent."""
+    fmt = _format(name)
+    if fmt.detector is None:
+        raise ConfigError(
+            f"task: detection builds export to {', '.join(detector_formats())}, not {name}; "
+            "use a detection profile such as android-detect, ios-detect or onnx-detect"
+        )
+    _require(name, fmt)
+    return cast(DetectorExporter, importlib.import_module(fmt.detector))
+
+
+def _require(name: str, fmt: Format) -> None:
     # find_spec answers "installed?" without paying for the import (litert_torch takes seconds).
     missing = [package for package in fmt.requires if importlib.util.find_spec(package) is None]
     if missing:
         install = fmt.install or f"pip install 'edgepack[{fmt.extra}]'"
         raise MissingExtraError(f"format {name!r} needs {', '.join(missing)}: {install}")
-    return cast(Exporter, importlib.import_module(fmt.module))

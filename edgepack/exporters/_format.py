@@ -47,6 +47,9 @@ class Format:
     # The install command a missing-library error names, where ``pip install 'edgepack[extra]'``
     # is not enough (a package that must be installed without its declared dependencies).
     install: str = ""
+    # "package.module" of the format's detector export (``task: detection``): a module with
+    # the names of exporters._detector_contract.DetectorExporter. None: classifiers only.
+    detector: str | None = None
 
     def breakdown_reader(self) -> Callable[[Path], Breakdown] | None:
         """The imported :attr:`breakdown` function, or None when the format declares none."""

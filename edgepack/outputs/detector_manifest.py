@@ -3,8 +3,10 @@
 The same top-level sections as a classifier's (:mod:`edgepack.outputs.manifest`), so
 ``edgepack check`` reads both: ``accuracy`` holds the task's metric (``metric`` says which:
 COCO mAP@0.5:0.95 on the held-out images) for the teacher, the float student and the int8
-artifact, and ``detection`` what an app needs to decode the outputs itself (anchors, box
-coder, the thresholds MediaPipe's ObjectDetector applies).
+artifact, and ``detection`` what an app needs to know about the outputs (anchors, box coder,
+what the format's outputs hold and where the file loads as it is). Where the format's runtime
+cannot run on the build machine (Core ML off macOS) the int8 figures are null and
+``accuracy.prediction`` says why, as in a classifier's manifest.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from edgepack.exporters import versions
+from edgepack.exporters import get_detector, get_exporter, versions
 from edgepack.outputs.manifest import header, latency_section
 from edgepack.tasks import get_task
 
@@ -24,11 +26,12 @@ def build_detector_manifest(
     record: DetectorBuildRecord, files: dict[str, dict[str, Any]], artifact: str
 ) -> dict[str, Any]:
     from edgepack.tasks.detection import SCALES
-    from edgepack.tasks.detection.task import ANCHOR_RATIOS, ANCHOR_SCALES, IOU_THRESHOLD
+    from edgepack.tasks.detection.task import ANCHOR_RATIOS, ANCHOR_SCALES
 
     target, project, check = record.target, record.project, record.verification
     task = get_task(project.task)
     inspection = check.inspection
+    detector = get_detector(target.format)
     return {
         **header(target, project, record.student.recipe, record.effort, record.data.teacher),
         "data": record.data.report,
@@ -37,19 +40,26 @@ def build_detector_manifest(
             **inspection["inputs"][0],
             "example_nchw_shape": list(record.export.request.example.shape),
             **record.export.request.input.to_dict(),
-            "layout": "NHWC",
+            "layout": get_exporter(target.format).INPUT_LAYOUT,
         },
-        "output": {"tensors": inspection["outputs"], **task.app_outputs(project.labels)},
+        "output": {
+            "tensors": inspection["outputs"],
+            "meaning": detector.OUTPUT_MEANING,
+            "labels": "labels.txt",
+        },
         "detection": {
             "anchors": int(inspection["anchors"]),
+            "classes": len(project.labels),
             "anchor_scales": list(ANCHOR_SCALES),
             "anchor_aspect_ratios": list(ANCHOR_RATIOS),
             "box_coder": {"order": "ty, tx, th, tw", "scales": list(SCALES)},
             "scores": "sigmoid per class, no background class",
-            "nms_iou_threshold": IOU_THRESHOLD,
-            "loads_in": "MediaPipe Tasks ObjectDetector (anchors and decoding in the metadata)",
+            "outputs": detector.OUTPUT_MEANING,
+            "nms_iou_threshold": _nms_iou(inspection),
+            "loads_in": detector.LOADS_IN,
         },
         "files": files,
+        "size_bytes": record.export.size_bytes,
         "student": {
             **asdict(target.student),
             "head": "SSDLite",
@@ -63,28 +73,7 @@ def build_detector_manifest(
             **record.export.int8.details,
         },
         "inspection": {k: v for k, v in inspection.items() if k not in ("inputs", "outputs")},
-        "accuracy": {
-            "metric": task.metric,
-            "teacher": record.teacher_boxes.map,
-            "float_student": record.student.scores["map"],
-            "int8_artifact": check.scores["map"],
-            "test_samples": check.test_samples,
-            "map50": {
-                "teacher": record.teacher_boxes.scores["map50"],
-                "float_student": record.student.scores["map50"],
-                "int8_artifact": check.scores["map50"],
-            },
-            "int8_artifact_app_postprocessing": check.app_scores,
-            "int8_artifact_in_mediapipe": check.mediapipe_scores,
-            "post_processing": (
-                "edgepack's RetinaNet-style decoding for teacher, float student and int8 artifact "
-                "(every class of every candidate, per-class NMS at IoU 0.5); "
-                "int8_artifact_app_postprocessing: MediaPipe ObjectDetector's (one class per "
-                f"anchor, class-agnostic NMS at IoU {IOU_THRESHOLD}) on the LiteRT outputs; "
-                "int8_artifact_in_mediapipe: MediaPipe ObjectDetector itself on the file"
-            ),
-            **check.agreement,
-        },
+        "accuracy": _accuracy(record, task.metric),
         "latency": latency_section(record.latency),
         "budgets": [v.to_dict() for v in record.budgets.verdicts],
         "passed": record.budgets.passed,
@@ -92,3 +81,47 @@ def build_detector_manifest(
         "search": None,
         "versions": versions(target.format),
     }
+
+
+def _accuracy(record: DetectorBuildRecord, metric: str) -> dict[str, Any]:
+    """Teacher, float student and int8 artifact under edgepack's decoding (what the budgets
+    judge); the float twin file in the same runtime; what an app's framework makes of the file
+    where that differs (one key per figure the format reports); the agreement."""
+    check, teacher, student = record.verification, record.teacher_boxes, record.student
+    scores, floats = check.scores or {}, check.float_scores or {}
+    section: dict[str, Any] = {
+        "metric": metric,
+        "teacher": teacher.map,
+        "float_student": student.scores["map"],
+        "int8_artifact": scores.get("map"),
+        "float_artifact": floats.get("map"),
+        "runtime": check.runtime,
+        "test_samples": check.test_samples,
+        "map50": {
+            "teacher": teacher.scores["map50"],
+            "float_student": student.scores["map50"],
+            "int8_artifact": scores.get("map50"),
+            "float_artifact": floats.get("map50"),
+        },
+    }
+    if check.skipped is not None:
+        section["prediction"] = f"skipped: {check.skipped}"
+    for key, figure in check.app_figures.items():
+        section[key] = {k: v for k, v in figure.items() if k != "what"}
+    section["app_figures"] = {key: figure["what"] for key, figure in check.app_figures.items()}
+    section["post_processing"] = (
+        "edgepack's RetinaNet-style decoding for teacher, float student and the artifacts "
+        f"(every class of every candidate, per-class NMS at IoU 0.5), the artifacts in "
+        f"{check.runtime}"
+        + "".join(f"; {key}: {figure['what']}" for key, figure in check.app_figures.items())
+    )
+    return {**section, **check.agreement}
+
+
+def _nms_iou(inspection: dict[str, Any]) -> float:
+    """The suppression an app gets: the file's own NMS where it has one, else MediaPipe's
+    default (LiteRT's raw outputs)."""
+    from edgepack.tasks.detection.task import IOU_THRESHOLD
+
+    nms = inspection.get("nms")
+    return float(nms["iou_threshold"]) if isinstance(nms, dict) else IOU_THRESHOLD

@@ -16,4 +16,5 @@ FORMAT = Format(
     versioned=("coremltools", "torchao"),
     runtime="coreml",
     app_platform="ios",
+    detector="edgepack.exporters.coreml.detector",
 )

@@ -18,13 +18,21 @@ which also moves the ML Program's weights into the pipeline package):
 Vision sums a row of ``confidence`` as "some object is here"; our scores are independent
 sigmoids, so a row may sum past 1 (Core ML's NMS accepts that; Vision then clamps the box's
 overall confidence). Core ML runs only on macOS: on Linux the package is checked by reading its
-spec.
+spec (:mod:`.detector_inspect`).
+
+int8 (:func:`lower`) is the classifier's W8A8 route (:mod:`.convert`): the shared PT2E module
+(:func:`edgepack.exporters._pt2e.int8_module`), weight quantizers folded into int8 constants,
+then the same pipeline around it; the decoding after the student's dequantized outputs and the
+NMS model stay float. The PT2E module is the torch int8 twin. This module is Core ML's detector
+export for the build (the names of
+:class:`edgepack.exporters._detector_contract.DetectorExporter`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import platform
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +41,9 @@ import numpy as np
 
 from edgepack.core.errors import InputError
 from edgepack.data.inputs import InputSpec
+from edgepack.exporters._checks import options_for
+from edgepack.exporters._detector_contract import AppFigure, DetectorRequest
+from edgepack.exporters.coreml import _detector_spec as specs
 from edgepack.exporters.coreml import _mlspec
 from edgepack.exporters.coreml.convert import (
     CoreMLOptions,
@@ -40,18 +51,40 @@ from edgepack.exporters.coreml.convert import (
     _with_channel_gain,
     quiet_progress,
 )
+from edgepack.exporters.coreml.detector_inspect import inspect
+from edgepack.exporters.coreml.runtime import RUNTIME_NOTE
 
 if TYPE_CHECKING:
     import torch
 
+    from edgepack.exporters._contract import Int8Export
+    from edgepack.tasks.detection import Detections
+
+__all__ = [
+    "ARTIFACT",
+    "LOADS_IN",
+    "OUTPUT_MEANING",
+    "RUNTIME",
+    "RUNTIME_NOTE",
+    "app_figures",
+    "decoding_module",
+    "detect",
+    "export_detector_coreml",
+    "inspect",
+    "lower",
+]
+
 log = logging.getLogger(__name__)
 
-# Feature names: the ML Program's outputs (NMS inputs), then the pipeline's own I/O.
-RAW_CONFIDENCE, RAW_COORDINATES = "raw_confidence", "raw_coordinates"
-CONFIDENCE, COORDINATES = "confidence", "coordinates"
-IOU_THRESHOLD, CONFIDENCE_THRESHOLD = "iouThreshold", "confidenceThreshold"
-# Xcode's model page shows its object-detection preview for this user-defined metadata.
-PREVIEW_KEY, PREVIEW_DETECTOR = "com.apple.coreml.model.preview.type", "objectDetector"
+RAW_CONFIDENCE, RAW_COORDINATES = specs.RAW_CONFIDENCE, specs.RAW_COORDINATES
+CONFIDENCE, COORDINATES = specs.CONFIDENCE, specs.COORDINATES
+ARTIFACT = "model.mlpackage"
+RUNTIME = "Core ML"
+OUTPUT_MEANING = specs.OUTPUT_MEANING
+LOADS_IN = (
+    "Vision (VNCoreMLRequest gives VNRecognizedObjectObservation) or Core ML directly: a "
+    "pipeline of the ML Program and a NonMaximumSuppression model"
+)
 
 
 def export_detector_coreml(
@@ -66,12 +99,14 @@ def export_detector_coreml(
     iou_threshold: float = 0.5,
     confidence_threshold: float = 0.05,
     options: CoreMLOptions | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """Save the detector ``model`` (raw boxes, logits per anchor of ``anchors``) as a float
     ML Program + NMS pipeline at ``path`` (.mlpackage); returns ``path``.
 
     ``example`` is one NCHW input (its shape fixes the image size); ``mean``/``std`` are the
-    project's ``(pixel / 255 - mean) / std`` normalisation, built into the image input."""
+    project's ``(pixel / 255 - mean) / std`` normalisation, built into the image input;
+    ``metadata`` the request's author, licence, description and version."""
     import coremltools as ct
 
     options = options or CoreMLOptions()
@@ -83,10 +118,11 @@ def export_detector_coreml(
     spec = InputSpec(int(example.shape[1]), (*mean,), (*std,))
     detector = _convert(wrapper, example, spec, options)
     units = ct.ComputeUnit[options.compute_units]
-    nms = _nms_model(detector.get_spec(), tuple(labels), iou_threshold, confidence_threshold)
+    nms = specs.nms_model(detector.get_spec(), tuple(labels), iou_threshold, confidence_threshold)
     pipeline = ct.utils.make_pipeline(detector, ct.models.MLModel(nms, compute_units=units))
-    _describe(pipeline, tuple(labels), classes, example, mean, std, options)
-    _describe_thresholds(pipeline, iou_threshold, confidence_threshold)
+    specs.describe(pipeline, tuple(labels), classes, example, mean, std, options)
+    specs.describe_thresholds(pipeline, iou_threshold, confidence_threshold)
+    specs.describe_model(pipeline, metadata or {})
     pipeline.save(str(path))
     (path / _mlspec.DEBUG_MAPPING).unlink(missing_ok=True)
     log.info("wrote detector pipeline %s (%d bytes)", path, _mlspec.package_bytes(path))
@@ -120,6 +156,69 @@ def decoding_module(model: torch.nn.Module, anchors: np.ndarray | torch.Tensor) 
             return torch.sigmoid(logits[0]), xyxy_to_cxcywh(boxes)
 
     return Decoded().eval()
+
+
+def lower(request: DetectorRequest, int8_path: Path, float_path: Path) -> tuple[Int8Export, Path]:
+    """The W8A8 pipeline at ``int8_path`` and the float one at ``float_path``; the reference
+    is the PT2E module (the torch int8 twin of the raw outputs)."""
+    from edgepack.exporters import Int8Export
+    from edgepack.exporters._pt2e import fold_weight_quantizers, int8_module
+
+    export = request.export
+    options = options_for(export.options, CoreMLOptions)
+    settings: dict[str, Any] = {
+        "mean": export.input.mean,
+        "std": export.input.std,
+        "options": options,
+        "metadata": export.metadata,
+    }
+    anchors, example, labels = request.anchors, export.example, export.labels
+    means, stds = len(export.input.mean), len(export.input.std)
+    _check_io(export.student, len(anchors), example, labels, means, stds)  # before the slow part
+    quantized = int8_module(export)  # recovery's choice, else calibrated here
+    fold_weight_quantizers(quantized)  # coremltools maps no quantize_per_channel node
+    export_detector_coreml(quantized, anchors, example, labels, int8_path, **settings)
+    export_detector_coreml(export.student, anchors, example, labels, float_path, **settings)
+    granularity = "per-channel" if export.int8.per_channel else "per-tensor"
+    details = {
+        "route": "pt2e → torch.export → coremltools, in a pipeline with NonMaximumSuppression",
+        "activations": "int8",
+        "weights": f"int8 {granularity}",
+        "minimum_deployment_target": options.minimum_deployment_target,
+    }
+    return Int8Export(int8_path, reference=quantized, details=details), float_path
+
+
+def detect(path: Path, pixels: np.ndarray, request: DetectorRequest) -> list[Detections] | None:
+    """The pipeline in Core ML (macOS only; None elsewhere, RUNTIME_NOTE says why): per image,
+    the rows Core ML's NonMaximumSuppression keeps, each as its best class. Core ML's NMS
+    (per class, IoU 0.5, confidence 0.05) stands in for edgepack's decoding; it keeps one box
+    per row where edgepack's may keep a box under two classes."""
+    if platform.system() != "Darwin":
+        return None
+    import coremltools as ct
+    from PIL import Image
+
+    model = ct.models.MLModel(str(path))
+    channels, height, width = (int(d) for d in request.export.example.shape[1:])
+    found: list[Detections] = []
+    for image in pixels:
+        frame = np.ascontiguousarray(np.broadcast_to(image, (height, width, channels)))
+        picture = Image.fromarray(frame[..., 0], "L") if channels == 1 else Image.fromarray(frame)
+        out = model.predict({_mlspec.INPUT_NAME: picture})
+        confidence = np.asarray(out[CONFIDENCE], np.float32).reshape(-1, len(request.export.labels))
+        centres = np.asarray(out[COORDINATES], np.float32).reshape(-1, 4)
+        corners = np.concatenate(
+            [centres[:, :2] - centres[:, 2:] / 2, centres[:, :2] + centres[:, 2:] / 2], 1
+        )
+        boxes = corners.clip(0, 1).astype(np.float32)
+        found.append((boxes, confidence.max(1), confidence.argmax(1).astype(np.int64)))
+    return found
+
+
+def app_figures(path: Path, pixels: np.ndarray, request: DetectorRequest) -> list[AppFigure]:
+    """None: Vision gets the pipeline's own NMS output, which :func:`detect` scores."""
+    return []
 
 
 def _check_thresholds(iou: float, confidence: float) -> None:
@@ -173,7 +272,10 @@ def _convert(
     module = wrapper if gain is None else _with_channel_gain(wrapper, gain)
     program = torch.export.export(module, (example,)).run_decompositions({})
     outputs = [ct.TensorType(name=n, dtype=np.float32) for n in (RAW_CONFIDENCE, RAW_COORDINATES)]
-    with quiet_progress():
+    with quiet_progress(), warnings.catch_warnings():
+        # The box coder's one-sided clamp has -inf (float32's lowest) as its lower bound; its
+        # cast to float16 overflows to -inf, which clamps the same. numpy warns on stderr.
+        warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
         return ct.convert(
             program,
             inputs=[image],
@@ -183,78 +285,3 @@ def _convert(
             compute_units=ct.ComputeUnit[options.compute_units],
             skip_model_load=True,  # compiling needs macOS
         )
-
-
-def _nms_model(detector: Any, labels: tuple[str, ...], iou: float, confidence: float) -> Any:
-    """The NonMaximumSuppression spec: its inputs are the detector's outputs verbatim (the
-    pipeline validator wants identical types) and the two optional threshold overrides; its
-    outputs have N flexible (0 to unbounded) and C or 4 fixed, as Vision's detectors have."""
-    import coremltools as ct
-
-    nms_spec = ct.proto.Model_pb2.Model()
-    nms_spec.specificationVersion = detector.specificationVersion
-    produced = {o.name: o for o in detector.description.output}
-    widths = {CONFIDENCE: len(labels), COORDINATES: 4}
-    for raw_name, name in ((RAW_CONFIDENCE, CONFIDENCE), (RAW_COORDINATES, COORDINATES)):
-        nms_spec.description.input.add().CopyFrom(produced[raw_name])
-        output = nms_spec.description.output.add()
-        output.CopyFrom(produced[raw_name])
-        output.name = name
-        array = output.type.multiArrayType
-        del array.shape[:]
-        rows, columns = array.shapeRange.sizeRanges.add(), array.shapeRange.sizeRanges.add()
-        rows.lowerBound, rows.upperBound = 0, -1  # -1: unbounded
-        columns.lowerBound = columns.upperBound = widths[name]
-    for name in (IOU_THRESHOLD, CONFIDENCE_THRESHOLD):
-        threshold = nms_spec.description.input.add()
-        threshold.name = name
-        threshold.type.doubleType.SetInParent()
-        threshold.type.isOptional = True
-    nms = nms_spec.nonMaximumSuppression
-    nms.confidenceInputFeatureName, nms.coordinatesInputFeatureName = (
-        RAW_CONFIDENCE,
-        RAW_COORDINATES,
-    )
-    nms.confidenceOutputFeatureName, nms.coordinatesOutputFeatureName = CONFIDENCE, COORDINATES
-    nms.iouThresholdInputFeatureName = IOU_THRESHOLD
-    nms.confidenceThresholdInputFeatureName = CONFIDENCE_THRESHOLD
-    nms.iouThreshold, nms.confidenceThreshold = iou, confidence
-    nms.pickTop.perClass = True  # as postprocess and batched_nms suppress: within a class
-    nms.stringClassLabels.vector.extend(labels)
-    return nms_spec
-
-
-def _describe(
-    pipeline: Any,
-    labels: tuple[str, ...],
-    classes: int,
-    example: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
-    options: CoreMLOptions,
-) -> None:
-    """Descriptions and user-defined metadata an app developer reads in Xcode."""
-    _, channels, height, width = (int(d) for d in example.shape)
-    pipeline.input_description[_mlspec.INPUT_NAME] = _mlspec.input_description(
-        channels, height, width, list(mean), list(std)
-    )
-    pipeline.output_description[CONFIDENCE] = (
-        f"boxes × {classes} class confidences (independent sigmoids, not summing to 1)"
-    )
-    pipeline.output_description[COORDINATES] = (
-        "boxes × (x_center, y_center, width, height), normalised to the image size"
-    )
-    metadata = pipeline.user_defined_metadata
-    metadata[PREVIEW_KEY] = PREVIEW_DETECTOR
-    metadata["classes"] = ",".join(labels)
-    metadata[_mlspec.INPUT_KEY] = json.dumps({"mean": list(mean), "std": list(std)})
-    metadata[_mlspec.COMPUTE_UNITS_KEY] = options.compute_units
-
-
-def _describe_thresholds(pipeline: Any, iou: float, confidence: float) -> None:
-    pipeline.user_defined_metadata["iou_threshold"] = str(iou)
-    pipeline.user_defined_metadata["confidence_threshold"] = str(confidence)
-    pipeline.input_description[IOU_THRESHOLD] = f"(optional) IoU threshold override ({iou})"
-    pipeline.input_description[CONFIDENCE_THRESHOLD] = (
-        f"(optional) confidence threshold override ({confidence})"
-    )

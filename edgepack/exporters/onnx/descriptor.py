@@ -14,4 +14,5 @@ FORMAT = Format(
     runtime="onnxruntime",
     breakdown="edgepack.exporters.onnx.op_bytes:size_by_op",
     app_platform="onnxruntime",
+    detector="edgepack.exporters.onnx.detector",
 )

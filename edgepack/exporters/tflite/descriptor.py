@@ -15,4 +15,5 @@ FORMAT = Format(
     runtime="litert",
     breakdown="edgepack.exporters.tflite.op_bytes:size_by_op",
     app_platform="android",
+    detector="edgepack.exporters.tflite.detector",
 )

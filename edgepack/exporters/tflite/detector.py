@@ -10,6 +10,12 @@ MediaPipe matches outputs to its ``location`` and ``score`` metadata entries by 
 Float and int8 go through the classifier's lowering (:mod:`.convert`) with two output names;
 int8 is PT2E (:mod:`edgepack.exporters._pt2e`) with float I/O spliced around the int8 graph,
 checked exactly against the unedited graph on every output.
+
+This module is LiteRT's detector export for the build (the names of
+:class:`edgepack.exporters._detector_contract.DetectorExporter`): :func:`lower`, :func:`detect`
+(the raw outputs in LiteRT, decoded by edgepack), :func:`inspect` (:mod:`.detector_inspect`) and
+:func:`app_figures`, what LiteRT alone adds: MediaPipe's post-processing of the same outputs,
+and MediaPipe Tasks' ObjectDetector itself on the file.
 """
 
 from __future__ import annotations
@@ -22,16 +28,136 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgepack.core.errors import InputError
+from edgepack.exporters._detector_contract import AppFigure, DetectorRequest
 from edgepack.exporters.tflite import _graph
 from edgepack.exporters.tflite.convert import lower_float, lower_int8
+from edgepack.exporters.tflite.detector_inspect import inspect
 
 if TYPE_CHECKING:
     import torch
+
+    from edgepack.exporters._contract import Int8Export
+    from edgepack.tasks.detection import Detections
+
+__all__ = [
+    "ARTIFACT",
+    "LOADS_IN",
+    "OUTPUT_MEANING",
+    "RUNTIME",
+    "app_figures",
+    "detect",
+    "inspect",
+    "lower",
+    "lower_detector_float",
+    "lower_detector_int8",
+    "mediapipe_detect",
+    "predict_detector",
+]
 
 log = logging.getLogger(__name__)
 
 BOXES_NAME, SCORES_NAME = "raw_boxes", "scores"  # signature output names, in graph order
 OUTPUTS = (BOXES_NAME, SCORES_NAME)
+
+ARTIFACT = "model.tflite"
+RUNTIME = "LiteRT"
+OUTPUT_MEANING = (
+    "raw_boxes (1, A, 4): YXHW offsets from the anchors in the model's metadata (scales "
+    "10/10/5/5); scores (1, A, C): one logit per anchor and line of labels.txt (sigmoid). "
+    "MediaPipe Tasks' ObjectDetector decodes both and suppresses overlaps."
+)
+LOADS_IN = "MediaPipe Tasks ObjectDetector (anchors and decoding in the metadata)"
+# MediaPipe ObjectDetector's default suppression (class-agnostic NMS at IoU 0.3): what an app
+# gets (the same as edgepack.tasks.detection.task.IOU_THRESHOLD).
+MEDIAPIPE_IOU = 0.3
+
+
+def lower(request: DetectorRequest, int8_path: Path, float_path: Path) -> tuple[Int8Export, Path]:
+    """PT2E int8 and float .tflite files, each with MediaPipe's detector metadata (anchors,
+    decoding options, normalisation, labels.txt); the reference is the PT2E module."""
+    from edgepack.exporters import Int8Export
+    from edgepack.exporters.tflite.detector_metadata import add_detector_metadata
+
+    export = request.export
+    mean, std = _pixel_units(request)
+
+    def finish(path: Path) -> None:
+        content = add_detector_metadata(
+            path.read_bytes(),
+            labels=export.labels,
+            anchors=request.anchors,
+            mean=mean,
+            std=std,
+            name=export.metadata.get("name", "edgepack detector"),
+        )
+        path.write_bytes(content)
+
+    _, twin = lower_detector_int8(
+        export.student,
+        export.example,
+        list(export.calibration),
+        int8_path,
+        per_channel=export.int8.per_channel,
+    )
+    finish(int8_path)
+    lower_detector_float(export.student, export.example, float_path)
+    finish(float_path)
+    details = {"activations": "int8", "weights": "int8", "quantizer": "PT2E (XNNPACKQuantizer)"}
+    return Int8Export(int8_path, reference=twin, details=details), float_path
+
+
+def detect(path: Path, pixels: np.ndarray, request: DetectorRequest) -> list[Detections]:
+    """The file's raw outputs in LiteRT, decoded by edgepack (RetinaNet-style)."""
+    return _decoded(path, pixels, request, style="retinanet")
+
+
+def app_figures(path: Path, pixels: np.ndarray, request: DetectorRequest) -> list[AppFigure]:
+    """What an Android app gets from the same file: MediaPipe's post-processing of the LiteRT
+    outputs (one class per anchor, class-agnostic NMS at IoU 0.3), and MediaPipe Tasks'
+    ObjectDetector itself, which also truncates boxes to whole pixels of the frame."""
+    styled = _decoded(path, pixels, request, style="mediapipe")
+    frames = np.ascontiguousarray(pixels)
+    return [
+        AppFigure(
+            "int8_artifact_app_postprocessing",
+            "the same outputs, MediaPipe's post-processing",
+            styled,
+        ),
+        AppFigure(
+            "int8_artifact_in_mediapipe",
+            "the file in MediaPipe's ObjectDetector (what the app gets)",
+            mediapipe_detect(path, frames, score_threshold=0.05),
+        ),
+    ]
+
+
+def _decoded(
+    path: Path, pixels: np.ndarray, request: DetectorRequest, *, style: str
+) -> list[Detections]:
+    import torch
+
+    from edgepack.tasks.detection import postprocess
+
+    mean, std = _pixel_units(request)
+    raw, logits = predict_detector(path, pixels, mean=mean, std=std)
+    iou = {"retinanet": 0.5, "mediapipe": MEDIAPIPE_IOU}[style]
+    return postprocess(
+        torch.from_numpy(raw),
+        torch.from_numpy(logits),
+        torch.from_numpy(np.asarray(request.anchors, dtype=np.float32)),
+        style=style,
+        iou_threshold=iou,
+    )
+
+
+def _pixel_units(request: DetectorRequest) -> tuple[list[float], list[float]]:
+    """The input's mean and std in pixel units (0..255), one value per input channel: the
+    metadata's convention and predict_detector's."""
+    spec = request.export.input
+    channels = spec.channels
+    mean = [m * 255 for m in spec.mean] * (channels // len(spec.mean))
+    std = [s * 255 for s in spec.std] * (channels // len(spec.std))
+    return mean, std
 
 
 def lower_detector_float(model: torch.nn.Module, example: torch.Tensor, path: Path) -> Path:

@@ -1,14 +1,35 @@
 """``dist/<target>/README.md`` of a detector build: what the app gets, the held-out mAP and the
-Kotlin MediaPipe ObjectDetector snippet, from the detector's manifest."""
+usage snippet of the format's app platform (the descriptor's ``app_platform``): Kotlin MediaPipe
+ObjectDetector for LiteRT, Swift Vision for Core ML, Python and C++ onnxruntime for ONNX. The
+common part is ``templates/detector_readme.md.tmpl``, each platform's part
+``templates/detector_<platform>.md.tmpl``; all filled from the detector's manifest."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edgepack.core.registry import Registry
+from edgepack.exporters import FORMATS
 from edgepack.outputs.appdocs import README_NAME
 from edgepack.outputs.appdocs import _escape as esc
 from edgepack.outputs.appdocs._template import fill
+
+Usage = Callable[[dict[str, Any]], str]  # manifest → the platform's sections
+_USAGE: Registry[Usage] = Registry("detector app platform")
+# What the app's framework does beside edgepack's decoding, under the table, per platform.
+_NOTES = {
+    "android": (
+        "MediaPipe keeps one class per anchor and suppresses overlaps across classes at IoU "
+        "{iou}, and rounds boxes to whole pixels of the frame: its rows are what the app sees."
+    ),
+    "onnxruntime": "The graph decodes and suppresses this way itself: its row is what an app gets.",
+    "ios": (
+        "In an app, the pipeline's NonMaximumSuppression model (per class, IoU {iou}) suppresses "
+        "overlaps and Vision returns what it keeps."
+    ),
+}
 
 
 def write_detector_readme(folder: Path, manifest: dict[str, Any]) -> Path:
@@ -18,22 +39,12 @@ def write_detector_readme(folder: Path, manifest: dict[str, Any]) -> Path:
 
 
 def render_detector_readme(manifest: dict[str, Any]) -> str:
-    accuracy, input_ = manifest["accuracy"], manifest["input"]
-    shape = input_["shape"]
+    accuracy = manifest["accuracy"]
     student = manifest["student"]
-    latency = manifest["latency"]
-    if latency.get("measured"):
-        estimate = latency.get("estimate") or {}
-        device = estimate.get("device") if isinstance(estimate, dict) else None
-        shown = f"{latency['p50_ms']:.3g} ms p50" + (f" (estimate for {device})" if device else "")
-    else:
-        shown = f"not measured ({latency.get('note', 'no runner')})"
     project = manifest["project"]["name"]
     target = manifest["target"]["name"]
-
-    def figure(value: float | None) -> str:
-        return "—" if value is None else f"{value:.3f}"
-
+    platform = FORMATS.get(manifest["target"]["format"]).app_platform
+    at50 = accuracy["map50"]
     return fill(
         "detector_readme",
         title=esc.markdown(f"{project} for {target}"),
@@ -46,39 +57,145 @@ def render_detector_readme(manifest: dict[str, Any]) -> str:
         effort=esc.markdown(manifest["effort"]),
         created=esc.markdown(manifest["created"]),
         student=esc.markdown(f"{student['family']} ×{student['width']:g}"),
-        artifact_size=f"{manifest['files'][manifest['artifact']]['bytes'] / 1024:.1f} KiB",
+        artifact_size=f"{manifest['size_bytes'] / 1024:.1f} KiB",
         classes=_classes(manifest),
-        teacher_map=figure(accuracy["teacher"]),
-        teacher_map50=figure(accuracy["map50"]["teacher"]),
-        float_map=figure(accuracy["float_student"]),
-        float_map50=figure(accuracy["map50"]["float_student"]),
-        int8_map=figure(accuracy["int8_artifact"]),
-        int8_map50=figure(accuracy["map50"]["int8_artifact"]),
-        app_map=figure(accuracy["int8_artifact_app_postprocessing"]["map"]),
-        app_map50=figure(accuracy["int8_artifact_app_postprocessing"]["map50"]),
-        mediapipe_map=figure(accuracy["int8_artifact_in_mediapipe"].get("map")),
-        mediapipe_map50=figure(accuracy["int8_artifact_in_mediapipe"].get("map50")),
+        teacher_map=_figure(accuracy["teacher"]),
+        teacher_map50=_figure(at50["teacher"]),
+        float_map=_figure(accuracy["float_student"]),
+        float_map50=_figure(at50["float_student"]),
+        float_file_map=_figure(accuracy.get("float_artifact")),
+        float_file_map50=_figure(at50.get("float_artifact")),
+        int8_map=_figure(accuracy["int8_artifact"]),
+        int8_map50=_figure(at50["int8_artifact"]),
+        runtime=esc.markdown(accuracy["runtime"]),
+        app_rows="".join(
+            f"| {esc.markdown(what)} | {_figure(accuracy[key].get('map'))} | "
+            f"{_figure(accuracy[key].get('map50'))} |\n"
+            for key, what in accuracy.get("app_figures", {}).items()
+        ),
         artifact_code=esc.code_span(manifest["artifact"]),
-        artifact_kotlin=esc.kotlin_string(manifest["artifact"]),
         test_samples=accuracy["test_samples"],
-        iou=manifest["detection"]["nms_iou_threshold"],
-        latency=esc.markdown(shown),
-        side=shape[1],
-        channels=shape[3],
-        mean=[round(m * 255, 3) for m in input_["mean"]],
-        std=[round(s * 255, 3) for s in input_["std"]],
-        anchors=manifest["detection"]["anchors"],
+        scoring_note=_scoring_note(manifest, platform),
+        latency=esc.markdown(_latency(manifest["latency"])),
+        usage=_USAGE.get(platform)(manifest),
         budgets="\n".join(_budget_line(v) for v in manifest["budgets"]) or "None set.",
     )
 
 
+def _figure(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _scoring_note(manifest: dict[str, Any], platform: str) -> str:
+    note = _NOTES[platform].format(iou=manifest["detection"]["nms_iou_threshold"])
+    skipped = manifest["accuracy"].get("prediction")
+    if skipped:
+        note += (
+            f" The files were not run on the build machine ({esc.markdown(str(skipped))}): "
+            "their rows are blank and the mAP budgets were not judged."
+        )
+    return note
+
+
+def _latency(latency: dict[str, Any]) -> str:
+    if not latency.get("measured"):
+        return f"not measured ({latency.get('note', 'no runner')})"
+    estimate = latency.get("estimate") or {}
+    device = estimate.get("device") if isinstance(estimate, dict) else None
+    return f"{latency['p50_ms']:.3g} ms p50" + (f" (estimate for {device})" if device else "")
+
+
 def _classes(manifest: dict[str, Any]) -> int:
-    scores = manifest["output"]["tensors"][-1]["shape"]
-    return int(scores[-1])
+    return int(manifest["detection"]["classes"])
+
+
+def _input(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The input's side, channels, and its mean and std in 0–1 and pixel units."""
+    input_ = manifest["input"]
+    _, channels, side, _ = input_["example_nchw_shape"]
+    mean, std = list(input_["mean"]), list(input_["std"])
+    return {
+        "side": side,
+        "channels": channels,
+        "mean_unit": mean,
+        "std_unit": std,
+        "mean": [round(m * 255, 3) for m in mean],
+        "std": [round(s * 255, 3) for s in std],
+    }
+
+
+def _thresholds(manifest: dict[str, Any]) -> dict[str, Any]:
+    nms = manifest["inspection"].get("nms") or {}
+    return {
+        "iou": manifest["detection"]["nms_iou_threshold"],
+        "confidence": nms.get("confidence_threshold", 0.05),
+    }
+
+
+def _android(manifest: dict[str, Any]) -> str:
+    shown = _input(manifest)
+    return fill(
+        "detector_android",
+        side=shown["side"],
+        channels=shown["channels"],
+        mean=shown["mean"],
+        std=shown["std"],
+        anchors=manifest["detection"]["anchors"],
+        classes=_classes(manifest),
+        artifact_code=esc.code_span(manifest["artifact"]),
+        artifact_kotlin=esc.kotlin_string(manifest["artifact"]),
+    )
+
+
+def _ios(manifest: dict[str, Any]) -> str:
+    shown = _input(manifest)
+    export = manifest["target"]["profile"].get("export") or {}
+    units = {"CPU_ONLY": "cpuOnly", "CPU_AND_GPU": "cpuAndGPU", "CPU_AND_NE": "cpuAndNeuralEngine"}
+    return fill(
+        "detector_ios",
+        side=shown["side"],
+        colour="grayscale" if shown["channels"] == 1 else "RGB",
+        mean_unit=shown["mean_unit"],
+        std_unit=shown["std_unit"],
+        classes=_classes(manifest),
+        anchors=manifest["detection"]["anchors"],
+        artifact_code=esc.code_span(manifest["artifact"]),
+        swift_class=esc.swift_identifier(PurePosixPath(manifest["artifact"]).stem),
+        deployment_target=esc.markdown(str(export.get("minimum_deployment_target", "iOS17"))),
+        compute_units=units.get(str(export.get("compute_units")), "all"),
+        **_thresholds(manifest),
+    )
+
+
+def _onnxruntime(manifest: dict[str, Any]) -> str:
+    shown = _input(manifest)
+    channels = shown["channels"]
+    per_channel = {k: shown[k] * (channels // len(shown[k])) for k in ("mean_unit", "std_unit")}
+    return fill(
+        "detector_onnxruntime",
+        side=shown["side"],
+        channels=channels,
+        mean_unit=per_channel["mean_unit"],
+        std_unit=per_channel["std_unit"],
+        anchors=manifest["detection"]["anchors"],
+        artifact_python=esc.python_string(manifest["artifact"]),
+        artifact_cpp=esc.cpp_string(manifest["artifact"]),
+        pil_mode_python=esc.python_string("L" if channels == 1 else "RGB"),
+        mean_python=per_channel["mean_unit"],
+        std_python=per_channel["std_unit"],
+        **_thresholds(manifest),
+    )
+
+
+_USAGE.add("android", _android)
+_USAGE.add("ios", _ios)
+_USAGE.add("onnxruntime", _onnxruntime)
 
 
 def _budget_line(verdict: dict[str, Any]) -> str:
     measured = verdict["measured"]
     shown = "not measured" if measured is None else f"{measured:.4g} {verdict['unit']}".strip()
+    if verdict["status"] == "skipped":
+        shown = f"skipped: {verdict.get('note', '')}"
     relation = "≥" if verdict["name"].startswith("min_") else "≤"
     return f"- `{verdict['name']}` {relation} {verdict['limit']:g}: {shown} ({verdict['status']})"

@@ -79,27 +79,36 @@ class DetectorStudent:
 
 @dataclass(frozen=True)
 class DetectorCheck:
-    """The int8 artifact in its own runtime on the held-out images."""
+    """The int8 artifact in its own runtime on the held-out images (or, where that runtime
+    cannot run here, its structural checks alone and why)."""
 
     inspection: dict[str, Any]
     test_samples: int
+    runtime: str  # the format's runtime: "LiteRT", "onnxruntime", "Core ML"
     # edgepack's RetinaNet-style decoding (every class of every anchor, per-class NMS at 0.5),
-    # as the teacher and the float student are scored: what the budgets judge
-    scores: dict[str, float]
-    app_scores: dict[str, float]  # MediaPipe's post-processing on the LiteRT outputs
-    agreement: dict[str, float]
-    mediapipe_scores: dict[str, float] = field(default_factory=dict)  # MediaPipe on the file
+    # as the teacher and the float student are scored: what the budgets judge. None: skipped.
+    scores: dict[str, float] | None
+    agreement: dict[str, float] = field(default_factory=dict)
+    float_scores: dict[str, float] | None = None  # the float twin file, same runtime and decoding
+    # What an app's framework makes of the same file where that differs (LiteRT: MediaPipe):
+    # manifest key → {"what": README row, "map", "map50", "map75"}.
+    app_figures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: str | None = None  # why the artifact was not run here
 
     def summary(self) -> str:
-        twin = self.agreement.get("box_agreement_vs_int8_twin")
-        shown = "" if twin is None else f", {twin:.1%} of the torch int8 twin's boxes found"
-        shown += f"; as an app gets it: {self.app_scores['map']:.3f}"
-        mediapipe = self.mediapipe_scores.get("map")
-        if mediapipe is not None:
-            shown += f" (MediaPipe ObjectDetector itself: {mediapipe:.3f})"
+        if self.scores is None:
+            return (
+                f"int8 mAP not measured ({self.skipped}); "
+                f"{sum(self.inspection['checks'].values())} structural checks passed"
+            )
+        shown = ""
+        for name, value in self.agreement.items():
+            shown += f", {value:.1%} of the {name.partition('_vs_')[2].replace('_', ' ')}'s boxes"
+        for figure in self.app_figures.values():
+            shown += f"; {figure['what']}: {figure['map']:.3f}"
         return (
             f"int8 mAP@0.5:0.95 {self.scores['map']:.3f}, mAP@0.5 {self.scores['map50']:.3f} "
-            f"in LiteRT{shown}"
+            f"in {self.runtime}{shown}"
         )
 
 
