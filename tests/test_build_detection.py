@@ -178,7 +178,10 @@ def test_a_rebuild_reuses_the_trained_student(
             {"targets": ["android"]},
             "sets max_accuracy_drop_pp, min_accuracy, which a detection project cannot meet",
         ),
-        ({"targets": ["onnx"]}, "task: detection builds export to tflite so far, not onnx"),
+        (
+            {"targets": ["android-executorch"]},
+            "task: detection builds export to tflite, onnx, coreml, not executorch",
+        ),
         ({"data": {"train": "teacher.pt2"}}, "expected a detection dataset folder"),
         ({"data": {"train": "train", "val": "missing"}}, "expected a detection dataset folder"),
     ],
