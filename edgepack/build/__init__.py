@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgepack.build._output import ENVIRONMENT_ERRNOS, OutputFolder, file_table
 from edgepack.build._pipelines import PIPELINES, Pipeline
+from edgepack.build._up_to_date import inputs_key, recorded_verdicts, reusable, stamp
 from edgepack.config.profiles import Target
 from edgepack.config.project import Project
 from edgepack.core import distributed
@@ -88,15 +89,20 @@ STAGES: list[Stage[BuildContext]] = [
 class BuildResult:
     out_dir: Path
     manifest: dict[str, Any]
-    record: BuildRecord | DetectorBuildRecord
+    record: BuildRecord | DetectorBuildRecord | None  # None: the folder was up to date
+    kept: tuple[Verdict, ...] = ()  # an up-to-date folder's recorded verdicts
 
     @property
     def verdicts(self) -> tuple[Verdict, ...]:
-        return self.record.budgets.verdicts
+        return self.kept if self.record is None else self.record.budgets.verdicts
 
     @property
     def passed(self) -> bool:
-        return self.record.budgets.passed
+        return all(verdict.passed for verdict in self.verdicts)
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.record is None
 
 
 def build(
@@ -120,9 +126,24 @@ def build(
                 target, project, options, staging / ".work", shared or SharedWork()
             )
             context.work.mkdir()
-            got, timings = run_stages(pipeline.stages(), context, on_stage)
-            record = pipeline.record(context, got, timings)
+            stages = list(pipeline.stages())
+            head = 0 if pipeline.inputs is None else _made_by(stages, pipeline.inputs) + 1
+            got, timings = run_stages(stages[:head], context, on_stage)
+            key = None
+            if pipeline.inputs is not None:
+                key = inputs_key(target, project, options, got[pipeline.inputs].fingerprint())
+                # torchrun's other ranks follow rank 0 through distillation: never skip there
+                if not options.rebuild and distributed.world().size == 1:
+                    kept = reusable(output.final, key)
+                    if kept is not None:  # leaving the block uncommitted drops the staging
+                        if on_stage is not None:
+                            on_stage("up to date", _UP_TO_DATE.format(output.final), 0.0)
+                        return BuildResult(output.final, kept, None, recorded_verdicts(kept))
+            got, more = run_stages(stages[head:], context, on_stage, given=got)
+            record = pipeline.record(context, got, {**timings, **more})
             manifest = pipeline.package(record, staging, context.work)
+            if key is not None:
+                manifest = stamp(staging, manifest, key)
             output.commit()
     except OSError as exc:
         if exc.errno not in ENVIRONMENT_ERRNOS:
@@ -133,6 +154,16 @@ def build(
             f"{options.out_root / target.name}; free space or fix permissions, then rerun)"
         ) from None
     return BuildResult(output.final, manifest, record)
+
+
+_UP_TO_DATE = (
+    "{} already holds the build of these inputs (teacher, data, project, profile, edgepack): "
+    "kept, its recorded verdicts stand (--rebuild builds it again)"
+)
+
+
+def _made_by(stages: list[Stage[BuildContext]], kind: type) -> int:
+    return next(i for i, stage in enumerate(stages) if stage.makes is kind)
 
 
 def follow(target: Target, project: Project, options: BuildOptions, shared: SharedWork) -> None:
@@ -205,5 +236,11 @@ def _classification_check(target: Target, project: Project) -> None:
 
 PIPELINES.add(
     "classification",
-    Pipeline(lambda: STAGES, _record, _package, _classification_check),  # type: ignore[arg-type]
+    Pipeline(
+        lambda: STAGES,
+        _record,  # type: ignore[arg-type]
+        _package,
+        _classification_check,
+        inputs=PreparedData,
+    ),
 )

@@ -26,6 +26,9 @@ class Pipeline:
     record: Callable[[BuildContext, Products, dict[str, float]], Any]
     package: Callable[[Any, Path, Path], dict[str, Any]]
     check: Callable[[Target, Project], None]  # ConfigError before any work
+    # The record whose fingerprint() names the teacher and data loaded: once it is made, a
+    # build can tell whether dist/<target> already is its result (edgepack.build._up_to_date).
+    inputs: type | None = None
 
 
 PIPELINES: Registry[Pipeline] = Registry("task pipeline")

@@ -102,6 +102,14 @@ THREADS_OPTION = click.option(
 )
 @THREADS_OPTION
 @click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Build even when OUT/<target> already holds the build of these exact inputs (teacher, "
+    "data, project, profile, edgepack and its libraries), which is otherwise kept as it is. "
+    "Cached teacher outputs and students are still reused; --cache-dir elsewhere for a cold "
+    "build.",
+)
+@click.option(
     "--accuracy-on-device",
     is_flag=True,
     help="Also run the held-out images on the runner's device (ssh, mac) and record that "
@@ -119,17 +127,19 @@ def build(
     copy_to: Path | None,
     torch_device: str | None,
     threads: str | None,
+    rebuild: bool,
     accuracy_on_device: bool,
 ) -> None:
     """Distill, quantize, convert, verify and budget-check a model for each target.
 
     Reads the project (teacher, data, labels, input convention, targets) from edgepack.yaml;
     flags override it. Writes OUT/<target>/ (the model, labels.txt, README.md, manifest.json,
-    report.html) only when every stage finished. With --copy-to (or copy_to: in edgepack.yaml)
-    the model and labels.txt then go to the app's folder, only if every budget held. Several
-    targets (repeat --target, or --target all) share the teacher, its logits and each distinct
-    student. Exit codes: 0 all budgets hold, 1 a budget is
-    exceeded (the builds are still written), 2 bad input.
+    report.html) only when every stage finished; a folder already built from the same inputs
+    (teacher, data, project, profile, edgepack) is kept as it is (--rebuild builds anyway).
+    With --copy-to (or copy_to: in edgepack.yaml) the model and labels.txt then go to the
+    app's folder, only if every budget held. Several targets (repeat --target, or --target
+    all) share the teacher, its logits and each distinct student. Exit codes: 0 all budgets
+    hold, 1 a budget is exceeded (the builds are still written), 2 bad input.
 
     `torchrun --nproc-per-node N -m edgepack build ...` distills on N processes (DDP; the
     profile's batch size stays the global one); rank 0 alone writes and prints.
@@ -156,6 +166,7 @@ def build(
             quick=quick,
             progress=show and distributed.is_main(),
             accuracy_on_device=accuracy_on_device,
+            rebuild=rebuild,
             torch_device=compute,
             cpu=cpu,
             progress_lines=click.echo if distributed.is_main() else None,
@@ -216,8 +227,9 @@ def _build_targets(
         for verdict in result.verdicts:
             click.echo(f"  budget {verdict.describe()}")
         size = artifact_bytes(result.out_dir / result.manifest["artifact"])
+        verb = "kept" if result.up_to_date else "wrote"
         click.echo(
-            f"wrote {result.out_dir}/ ({result.manifest['artifact']} {size / 1024:.1f} KB) "
+            f"{verb} {result.out_dir}/ ({result.manifest['artifact']} {size / 1024:.1f} KB) "
             f"in {time.perf_counter() - started:.0f} s"
         )
         built.append((result.out_dir, result.manifest))

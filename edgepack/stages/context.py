@@ -29,6 +29,7 @@ class BuildOptions:
     quick: bool = False
     progress: bool = False
     accuracy_on_device: bool = False  # also predict the held-out images on the runner's device
+    rebuild: bool = False  # build even when dist/<target> already is this build's result
     torch_device: TorchDevice = CPU  # where distillation and the teacher run (not the runner's)
     cpu: CpuPlan | None = None  # torch's CPU threads and why (None: not decided, e.g. tests)
     # Where long stages report progress as lines when no progress bar shows (a CI or bootstrap

@@ -44,6 +44,9 @@ class Products:
     def add(self, record: Record) -> None:
         self._records[type(record)] = record
 
+    def kinds(self) -> set[type]:
+        return set(self._records)
+
 
 @dataclass(frozen=True)
 class Stage(Generic[Context]):
@@ -55,8 +58,8 @@ class Stage(Generic[Context]):
     needs: tuple[type, ...] = ()
 
 
-def check_order(stages: Sequence[Stage[Context]]) -> None:
-    made: set[type] = set()
+def check_order(stages: Sequence[Stage[Context]], made_before: set[type] | None = None) -> None:
+    made: set[type] = set(made_before or ())
     for stage in stages:
         missing = [kind for kind in stage.needs if kind not in made]
         if missing:
@@ -78,10 +81,12 @@ def run_stages(
     stages: Sequence[Stage[Context]],
     context: Context,
     on_done: StageCallback | None = None,
+    given: Products | None = None,
 ) -> tuple[Products, dict[str, float]]:
-    """Run every stage in order; returns what they made and wall seconds per stage."""
-    check_order(stages)
-    got = Products()
+    """Run every stage in order after the records ``given`` (earlier stages' products, which
+    the result includes); returns what they made and wall seconds per stage."""
+    got = given if given is not None else Products()
+    check_order(stages, got.kinds())
     timings: dict[str, float] = {}
     for stage in stages:
         started = time.perf_counter()

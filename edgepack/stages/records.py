@@ -69,6 +69,11 @@ class PreparedData:
     teacher: TeacherModel  # checked on this data: its input layout is known
     report: dict[str, Any] = field(default_factory=dict)  # sources, counts, skipped files
 
+    def fingerprint(self) -> str:
+        """The teacher and both image sets: what a rebuild compares (see edgepack.build)."""
+        parts = (self.teacher.info.fingerprint, self.train.fingerprint(), self.test.fingerprint())
+        return "|".join(parts)
+
     def summary(self) -> str:
         side = self.resolution
         text = f"{len(self.train)} train / {len(self.test)} held-out images at {side}×{side}"

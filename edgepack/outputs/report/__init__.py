@@ -12,7 +12,6 @@ written, with every table, and says where each plot would be and why it is not.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from html import escape
@@ -22,6 +21,7 @@ from typing import Any
 from edgepack.core.sizes import measure_sizes
 from edgepack.outputs.report import page
 from edgepack.outputs.report.breakdown import size_breakdown
+from edgepack.outputs.report.scores import accuracy_table, detection_table, metric_name
 from edgepack.outputs.report.search_section import search_section
 from edgepack.release.verdicts import is_floor
 
@@ -63,14 +63,14 @@ def target_html(folder: Path, manifest: dict[str, Any]) -> str:
     labels = _labels(folder)
     history = manifest.get("student", {}).get("distill", {}).get("history") or []
     point = _point(manifest, sizes.raw_bytes)
-    metric = _metric(accuracy)
+    metric = metric_name(accuracy)
     detector = manifest.get("detection")
     sections = [
         page.section("Budgets", _budget_table(manifest.get("budgets", []))),
         page.section("Size", _size_table(manifest, sizes.raw_bytes, sizes.compressed_bytes)),
         page.section(
             "Accuracy",
-            _accuracy_table(accuracy),
+            accuracy_table(accuracy),
             _plot("accuracy", "teacher → float student → int8 artifact", _accuracy_svg(accuracy)),
         ),
         *([page.section("Detection", detection_table(detector))] if detector else []),
@@ -142,53 +142,6 @@ def _size_table(manifest: dict[str, Any], raw: int, compressed: int) -> str:
     return page.table(("", "bytes", "KB"), rows, numeric=(1, 2)) + note
 
 
-def _metric(accuracy: dict[str, Any]) -> str:
-    """What the accuracy figures are: top-1 for a classifier, the manifest's ``metric`` (a
-    detector's mAP@0.5:0.95) otherwise."""
-    return str(accuracy.get("metric") or "top-1 accuracy")
-
-
-def _accuracy_table(accuracy: dict[str, Any]) -> str:
-    def shown(value: Any) -> str:
-        return f"{value:.2%}" if isinstance(value, (int, float)) else "not measured"
-
-    at50 = accuracy.get("map50")  # detectors: mAP@0.5 beside mAP@0.5:0.95
-    chain = [("teacher", "teacher"), ("float student", "float_student")]
-    chain.append(("int8 artifact", "int8_artifact"))
-    rows = [[name, shown(accuracy.get(key))] for name, key in chain]
-    if isinstance(at50, dict):
-        for row, (_, key) in zip(rows, chain, strict=True):
-            row.append(shown(at50.get(key)))
-        # the same file under the post-processing an app runs, and in MediaPipe itself
-        for name, key in (
-            ("int8 artifact, app post-processing", "int8_artifact_app_postprocessing"),
-            ("int8 artifact in MediaPipe ObjectDetector", "int8_artifact_in_mediapipe"),
-        ):
-            extra = accuracy.get(key)
-            if isinstance(extra, dict):
-                rows.append([name, shown(extra.get("map")), shown(extra.get("map50"))])
-    header = ("model", _metric(accuracy), "mAP@0.5") if isinstance(at50, dict) else None
-    text = page.table(header or ("model", "top-1"), rows, numeric=(1, 2) if header else (1,))
-    samples = accuracy.get("test_samples")
-    if samples:
-        text += f"<p>On {samples:,} held-out images.</p>"
-    if accuracy.get("post_processing"):
-        text += f"<p>{escape(str(accuracy['post_processing']))}</p>"
-    if accuracy.get("prediction"):
-        text += f'<p class="missing">int8 prediction {escape(str(accuracy["prediction"]))}</p>'
-    return text
-
-
-def detection_table(detection: dict[str, Any]) -> str:
-    """The detector's fixed decoding as the manifest records it: anchors, box coder, scores,
-    suppression and the runtime that loads it."""
-    rows = [
-        [key.replace("_", " "), json.dumps(value) if isinstance(value, (dict, list)) else value]
-        for key, value in detection.items()
-    ]
-    return page.table(("", "value"), rows, numeric=())
-
-
 def _recovery_section(recovery: dict[str, Any] | None) -> list[str]:
     """The recover stage's ladder and worst layers; nothing for a build without them (no
     accuracy budget, or a manifest written before recovery existed)."""
@@ -245,7 +198,7 @@ def _accuracy_svg(accuracy: dict[str, Any]) -> Callable[[Any], str]:
         accuracy.get("teacher"),
         accuracy.get("float_student"),
         accuracy.get("int8_artifact"),
-        _metric(accuracy),
+        metric_name(accuracy),
     )
 
 
