@@ -120,8 +120,13 @@ def fit_detector(
             total, seen = total + loss.item() * len(index), seen + len(index)
         loss_value = total / max(seen, 1)
         if report is not None:
-            rate = (epoch + 1) * len(images) / (time.perf_counter() - began)
-            report(f"epoch {epoch + 1}/{epochs}: loss {loss_value:.4f}, {rate:.0f} images/s")
+            spent = time.perf_counter() - began
+            rate = (epoch + 1) * len(images) / spent
+            left = round(spent / (epoch + 1) * (epochs - epoch - 1))
+            report(
+                f"epoch {epoch + 1}/{epochs}: loss {loss_value:.4f}, {rate:.0f} images/s, "
+                f"{left // 60}m{left % 60:02d}s left"
+            )
     seconds = time.perf_counter() - began
     model.eval()
     return FitResult(epochs, len(images), loss_value, seconds, epochs * len(images) / seconds)
