@@ -268,3 +268,14 @@ def test_coreml_manifest_and_readme_describe_the_vision_outputs(
     assert "The files were not run on the build machine" in readme
     assert "`min_map` ≥ 0: skipped" in readme
     assert "ObjectDetector" not in readme and "onnxruntime" not in readme
+
+
+@pytest.mark.slow
+def test_check_rejudges_the_coreml_folder_skipping_the_map_budgets(
+    coreml_build: tuple[Path, Result], inside: Path
+) -> None:
+    out, _ = coreml_build
+    result = CliRunner().invoke(main, ["check", str(out), "--target", "small-coreml.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "Core ML predicts only on macOS" in result.output
+    assert "min_map" in result.output and "skip" in result.output

@@ -31,7 +31,7 @@ from edgepack.core.errors import ConfigError, InputError
 from edgepack.core.files import sha256
 from edgepack.core.sizes import Sizes, measure_sizes
 from edgepack.release.verdicts import Verdict, judge
-from edgepack.tasks import DEFAULT_TASK, task_names
+from edgepack.tasks import DEFAULT_TASK, get_task, task_names
 
 MAX_MANIFEST_BYTES = 16 << 20
 
@@ -119,7 +119,9 @@ def check(
         artifact_accuracy = accuracy.get("accuracy_on_device")
     unavailable = {}
     if artifact_accuracy is None and "prediction" in accuracy:
-        unavailable["accuracy"] = str(accuracy["prediction"]).removeprefix("skipped: ")
+        reason = str(accuracy["prediction"]).removeprefix("skipped: ")
+        # each of the task's score budgets by what it measures ("accuracy", a detector's "map")
+        unavailable = {row.measures: reason for row in get_task(manifest["task"]).budgets}
     verdicts = judge(
         budgets,
         size_bytes=sizes.raw_bytes,
