@@ -171,6 +171,17 @@ def test_a_rebuild_reuses_the_trained_student(
     assert manifest["accuracy"]["float_student"] == first["accuracy"]["float_student"]
 
 
+def test_an_unchanged_rebuild_keeps_the_folder(built: tuple[Path, Result], inside: Path) -> None:
+    out, first = built
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(json.loads(before["manifest.json"])["inputs_key"]) == 64
+    again = _build()
+    assert again.exit_code == first.exit_code, again.output
+    assert "up to date" in again.output and f"kept {out}/" in again.output
+    assert "teacher boxes" not in again.output and "distill" not in again.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

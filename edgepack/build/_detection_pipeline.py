@@ -13,7 +13,13 @@ from edgepack.build._pipelines import Pipeline
 from edgepack.config.profiles import Target
 from edgepack.config.project import Project
 from edgepack.core.errors import ConfigError
-from edgepack.stages.object_detection import STAGES, DetectorBuildRecord, check_format, record
+from edgepack.stages.object_detection import (
+    STAGES,
+    BoxData,
+    DetectorBuildRecord,
+    check_format,
+    record,
+)
 
 
 def _check(target: Target, project: Project) -> None:
@@ -46,4 +52,4 @@ def _package(built: DetectorBuildRecord, staging: Path, work: Path) -> dict[str,
     return manifest
 
 
-PIPELINE = Pipeline(lambda: STAGES, record, _package, _check)
+PIPELINE = Pipeline(lambda: STAGES, record, _package, _check, inputs=BoxData)

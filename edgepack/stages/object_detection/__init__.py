@@ -34,7 +34,7 @@ from edgepack.stages.records import (
     TeacherModel,
 )
 
-__all__ = ["STAGES", "DetectorBuildRecord", "check_format", "record"]
+__all__ = ["STAGES", "BoxData", "DetectorBuildRecord", "check_format", "record"]
 
 
 def check_detector_budgets(context: BuildContext, got: Products) -> BudgetReport:

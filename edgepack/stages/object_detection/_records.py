@@ -28,6 +28,11 @@ class BoxData:
     teacher: TeacherModel  # checked on this data: a detector's output layout
     report: dict[str, Any] = field(default_factory=dict)
 
+    def fingerprint(self) -> str:
+        """The teacher and both sets, boxes included: what a rebuild compares."""
+        parts = (self.teacher.info.fingerprint, self.train.fingerprint(), self.test.fingerprint())
+        return "|".join(parts)
+
     def summary(self) -> str:
         boxes = sum(len(b) for b in self.train.boxes)
         return (
