@@ -29,13 +29,21 @@ from edgepack.cli._app import DEVICE_HELP, main
 )
 @click.option("--device", default=None, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
-def bench(model: Path, target_ref: str, device: str | None, as_json: bool) -> None:
+@click.option(
+    "--per-op",
+    is_flag=True,
+    help="Also show where the instructions go, by kernel family (emulated runner, LiteRT).",
+)
+def bench(model: Path, target_ref: str, device: str | None, as_json: bool, per_op: bool) -> None:
     """Time a model file of any format edgepack exports (.tflite, .onnx, .pte, ...) on a
     profile's runner, built by edgepack or not.
 
     With an emulated runner the figure is an estimate for the profile's device, from the guest
     instructions counted per inference and the profile's calibrated constant; with the host
-    runner it is wall time on this machine. Exit 2 if the model is missing or unsupported.
+    runner it is wall time on this machine. With --per-op (emulated runner, .tflite) a second
+    emulated run attributes the instructions to the runtime's kernels: a table by kernel
+    family whose rows add up to the whole-model count. Exit 2 if the model is missing or
+    unsupported.
     """
     import json
 
@@ -50,18 +58,24 @@ def bench(model: Path, target_ref: str, device: str | None, as_json: bool) -> No
     target = load_target(target_ref)
     if device is not None:
         target = target.with_device(device)
+    attribute = _per_op_of(target) if per_op else None  # refused before any emulation
     started = time.perf_counter()
     result = measure(target, model, fmt)
     if not isinstance(result, Latency):
         raise InputError(f"{target.name}'s {target.runner.name} runner cannot time {model}: "
                          f"{result.reason}")  # fmt: skip
+    table = _per_op(attribute, target, model, fmt, result) if attribute else None
     if as_json:
         report = {"model": str(model), "format": fmt, "target": target.name, **result.to_dict()}
+        if table is not None:
+            report["per_op"] = table
         report["wall_s"] = round(time.perf_counter() - started, 3)
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"{model} ({fmt}) on {target.name}'s {result.runner} runner")
     for line in _bench_lines(result):
+        click.echo(f"  {line}")
+    for line in _per_op_lines(table) if table is not None else ():
         click.echo(f"  {line}")
     click.echo(f"  took {time.perf_counter() - started:.1f} s")
 
@@ -87,6 +101,51 @@ def _bench_lines(result: Any) -> list[str]:
 
 
 _SHOWN = ("runtime", "emulation_wall_s")
+
+
+def _per_op_of(target: Any) -> Any:
+    """The profile's runner's ``per_op`` (exit 2 where the runner offers none)."""
+    from edgepack.runners import get_runner
+
+    attribute = getattr(get_runner(target.runner.name), "per_op", None)
+    if attribute is None:
+        raise InputError(
+            "--per-op needs a runner that attributes instructions to kernels (emulated); "
+            f"{target.name}'s runner is {target.runner.name}"
+        )
+    return attribute
+
+
+def _per_op(attribute: Any, target: Any, model: Path, fmt: str, result: Any) -> dict[str, Any]:
+    from edgepack.runners import Unavailable
+
+    spec = target.runner
+    table = attribute(
+        model, fmt, result, threads=spec.threads, warmup=spec.warmup,
+        iterations=spec.iterations, options=spec.options,
+    )  # fmt: skip
+    if isinstance(table, Unavailable):
+        raise InputError(f"--per-op: {table.reason}")
+    return dict(table)
+
+
+def _per_op_lines(table: dict[str, Any]) -> list[str]:
+    lines = [f"where the instructions go, by {table['rows_by']}:"]
+    lines.append(f"  {'':44} {'instructions':>13} {'est. ms':>8} {'share':>7}")
+    for row in table["rows"]:
+        lines.append(
+            f"  {row['family']:44} {row['instructions']:13,.0f} {row['estimated_ms']:8.3f} "
+            f"{row['share']:7.2%}"
+        )
+    whole, total = table["whole_model_instructions"], table["rows_sum_instructions"]
+    lines.append(
+        f"  rows add up to {total:,.0f} instructions per inference; the whole-model count is "
+        f"{whole:,.0f} ({table['sum_vs_whole']:+.4%})"
+    )
+    top = table["top_kernels"][0] if table["top_kernels"] else None
+    if top is not None:
+        lines.append(f"  busiest kernel: {top['kernel']} ({top['share']:.1%})")
+    return lines
 
 
 @main.group()

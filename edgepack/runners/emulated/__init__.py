@@ -23,12 +23,21 @@ from edgepack.core.errors import MissingExtraError
 from edgepack.core.schema import above, at_least, one_of
 from edgepack.exporters import formats_phrase, runtime_of
 from edgepack.runners._protocol import Estimate, Latency, Unavailable
-from edgepack.runners.emulated import _setup
+from edgepack.runners.emulated import _profile, _setup
 from edgepack.runners.emulated._cpus import CPU_MODELS
 from edgepack.runners.emulated._qemu import count
 from edgepack.runners.emulated._setup import setup
 
-__all__ = ["NAME", "OPTIONS", "EmulatedOptions", "count", "measure", "setup", "supports"]
+__all__ = [
+    "NAME",
+    "OPTIONS",
+    "EmulatedOptions",
+    "count",
+    "measure",
+    "per_op",
+    "setup",
+    "supports",
+]
 
 NAME = "emulated"
 # The runtimes this runner drives under QEMU, each with the name the guest knows it by
@@ -165,3 +174,35 @@ def measure(
             "qemu": str((_setup.ready() or {}).get("qemu", "")),
         },
     )
+
+
+# Formats whose counted instructions :func:`per_op` can name (this slice: LiteRT, whose aarch64
+# runtime keeps its symbol table; see _profile.py for what the rows can and cannot say).
+PER_OP_FORMATS = ("litert",)
+
+
+def per_op(
+    path: Path, fmt: str, latency: Latency, *, threads: int, warmup: int, iterations: int,
+    options: Any,
+) -> dict[str, Any] | Unavailable:  # fmt: skip
+    """Where ``latency``'s instructions go, by kernel family: one more emulated run, under the
+    profile plugin, with the same inferences as ``latency``'s. The rows' estimated ms are their
+    share of ``latency``'s estimate, and the table carries the check that its rows add up to
+    the whole-model count (:func:`._profile.table`)."""
+    if runtime_of(fmt) not in PER_OP_FORMATS or latency.estimate is None:
+        return Unavailable(
+            f"per-op attribution covers {formats_phrase(PER_OP_FORMATS)} models timed by "
+            f"the emulated runner, not {fmt}"
+        )
+    opts: EmulatedOptions = options if options is not None else EmulatedOptions()
+    found = _profile.attribute(
+        path,
+        RUNTIMES[str(runtime_of(fmt))],
+        cpu=opts.cpu,
+        threads=threads,
+        warmup=min(warmup, opts.max_warmup),
+        iterations=min(iterations, opts.max_iterations),
+        timeout_s=opts.timeout_s,
+    )
+    whole = float(latency.details["instructions_all_threads_per_inference"])
+    return _profile.table(found, estimate_ms=latency.p50_ms, whole=whole)

@@ -29,6 +29,10 @@ class Layout:
         return self.home / "plugin" / "insn_count.so"
 
     @property
+    def profile_plugin(self) -> Path:  # built on first use by _profile.py, with its hash beside
+        return self.home / "plugin" / "insn_profile.so"
+
+    @property
     def header(self) -> Path:
         return self.home / "include" / "qemu-plugin.h"
 

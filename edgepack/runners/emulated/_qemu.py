@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgepack.core.errors import EdgepackError
 from edgepack.runners.emulated import _et_bench
@@ -64,34 +65,8 @@ def count(
     timeout_s: float,
 ) -> Count:
     """Benchmark ``model`` in the emulated runtime and count its guest instructions."""
-    where = layout()
-    root = cpu_root(where, cpu)
-    spec = {
-        "model": str(model.resolve()),
-        "format": fmt,
-        "threads": threads,
-        "warmup": warmup,
-        "iterations": iterations,
-    }
-    with tempfile.TemporaryDirectory(prefix="edgepack-emulated-") as folder:
-        out = Path(folder) / "count.json"
-        argv = ["setarch", "-R", "qemu-aarch64", "-cpu", cpu, "-L", str(root)]
-        for key, value in _guest_env(where).items():
-            argv += ["-E", f"{key}={value}"]
-        argv += ["-plugin", f"{where.plugin},out={out}"]
-        if fmt == "executorch":  # a compiled runner (_et_bench.py), not the guest Python
-            argv += [str(where.et_bench), str(model.resolve())]
-            argv += [str(spec[key]) for key in ("threads", "warmup", "iterations")]
-        else:
-            argv += [str(root / "usr" / "bin" / PYTHON), "-s", "-P", str(GUEST_BENCH)]
-            argv.append(json.dumps(spec))
-        began = time.perf_counter()
-        stdout = _run(argv, timeout_s)
-        wall = time.perf_counter() - began
-        if not out.exists():
-            raise EmulationError(f"the emulated benchmark of {model.name} emitted no count")
-        counted = json.loads(out.read_text(encoding="utf-8"))
-    facts = json.loads(stdout.strip().splitlines()[-1])
+    spec = {"threads": threads, "warmup": warmup, "iterations": iterations}
+    counted, facts, wall = run_guest(model, fmt, cpu=cpu, spec=spec, timeout_s=timeout_s)
     if fmt == "executorch":  # the runner cannot see inside the delegate: read on the host
         facts["runtime"], facts["quantized"] = _et_bench.RUNTIME, _et_bench.is_int8(model)
     before, hwm = facts.get("rss_before_model_kb"), facts.get("hwm_kb")
@@ -107,6 +82,42 @@ def count(
         peak_rss_kb=int(hwm) if isinstance(hwm, int) else 0,
         model_rss_kb=hwm - before if isinstance(hwm, int) and isinstance(before, int) else None,
     )
+
+
+def run_guest(
+    model: Path,
+    fmt: str,
+    *,
+    cpu: str,
+    spec: dict[str, Any],
+    timeout_s: float,
+    plugin: Path | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """Run the guest benchmark of ``model`` under ``plugin`` (the counting plugin unless
+    named); return the plugin's JSON, the guest's facts line and the emulation's wall time.
+    ``spec`` holds threads, warmup and iterations (and the guest's optional keys)."""
+    where = layout()
+    root = cpu_root(where, cpu)
+    spec = {"model": str(model.resolve()), "format": fmt, **spec}
+    with tempfile.TemporaryDirectory(prefix="edgepack-emulated-") as folder:
+        out = Path(folder) / "count.json"
+        argv = ["setarch", "-R", "qemu-aarch64", "-cpu", cpu, "-L", str(root)]
+        for key, value in _guest_env(where).items():
+            argv += ["-E", f"{key}={value}"]
+        argv += ["-plugin", f"{plugin or where.plugin},out={out}"]
+        if fmt == "executorch":  # a compiled runner (_et_bench.py), not the guest Python
+            argv += [str(where.et_bench), str(model.resolve())]
+            argv += [str(spec[key]) for key in ("threads", "warmup", "iterations")]
+        else:
+            argv += [str(root / "usr" / "bin" / PYTHON), "-s", "-P", str(GUEST_BENCH)]
+            argv.append(json.dumps(spec))
+        began = time.perf_counter()
+        stdout = _run(argv, timeout_s)
+        wall = time.perf_counter() - began
+        if not out.exists():
+            raise EmulationError(f"the emulated benchmark of {model.name} emitted no count")
+        counted = json.loads(out.read_text(encoding="utf-8"))
+    return counted, json.loads(stdout.strip().splitlines()[-1]), wall
 
 
 def _guest_env(layout: Layout) -> dict[str, str]:

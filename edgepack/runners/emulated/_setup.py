@@ -280,12 +280,17 @@ def _guest_python(where: Layout) -> list[str]:
 
 
 def _build_plugin(where: Layout) -> None:
-    where.plugin.parent.mkdir(parents=True, exist_ok=True)
-    output = ("-o", str(where.plugin), str(SOURCE))
+    compile_plugin(where, SOURCE, where.plugin)
+
+
+def compile_plugin(where: Layout, source: Path, plugin: Path) -> None:
+    """Compile a TCG plugin against the fetched qemu-plugin.h."""
+    plugin.parent.mkdir(parents=True, exist_ok=True)
+    output = ("-o", str(plugin), str(source))
     glib = run(["pkg-config", "--cflags", "--libs", "glib-2.0"], "pkg-config glib-2.0").split()
     run(
         ["gcc", "-O2", "-shared", "-fPIC", "-Wall", f"-I{where.header.parent}", *output, *glib],
-        "compile the insn_count plugin",
+        f"compile the {source.stem} plugin",
     )
 
 

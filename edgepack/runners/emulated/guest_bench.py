@@ -3,11 +3,12 @@
 Only the standard library, numpy and the runtime are available in the guest. Usage:
 
     python3.11 guest_bench.py '{"model": ..., "format": "tflite"|"onnx", "threads": 1,
-                                "warmup": 1, "iterations": 2}'
+                                "warmup": 1, "iterations": 2, "maps": false}'
 
 It loads the model, runs ``warmup`` inferences, then emits the start marker, runs
 ``iterations`` inferences and emits the end marker (the insn_count plugin counts guest
-instructions between the two), and prints one JSON line of facts.
+instructions between the two), and prints one JSON line of facts (with ``maps``, the
+process's memory map too, read after the end marker).
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ def main(argv):
         "rss_after_kb": after.get("VmRSS"),
         "hwm_kb": after.get("VmHWM"),
     }
+    if spec.get("maps"):  # where each library lies, to name the counted addresses (_symbols.py)
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            facts["maps"] = maps.read()
     print(json.dumps(facts))
     return 0
 

@@ -1,0 +1,156 @@
+/*
+ * QEMU TCG plugin: where the guest instructions of the timed region go, block by block.
+ *
+ * The companion of insn_count.c (which stays the one source of the whole-model count and its
+ * calibrated constants): the same marker syscalls bound the region, and every translation
+ * block (TB) gets a record with its guest start address and length. One exec callback per TB
+ * adds the TB's length to the running vCPU's total and bumps the record's execution count, so
+ * the region's instructions split exactly into (address, length, executions) triples. The host
+ * maps each address to a shared object and a symbol (the guest's /proc/self/maps and the
+ * object's ELF symbol table: _symbols.py). QEMU 7.2's qemu_plugin_insn_symbol() knows only the
+ * main binary's symbols in user mode, not those of dlopen()ed runtimes, hence the host-side map.
+ *
+ * A TB starts at a branch target and ends at a branch, so it lies inside one function except
+ * where a function falls through into the next without a branch (rare; the whole TB is then
+ * credited to the first).
+ *
+ * Output (plugin argument out=PATH), written at the end marker: one JSON object,
+ * {"inferences": N, "threads": [{"vcpu": v, "instructions": n}...], "total": {"instructions": n},
+ *  "blocks": [[vaddr, insns, executions], ...]} with the region's deltas only.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+#include <qemu-plugin.h>
+
+QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
+
+#define NR_LSEEK_AARCH64 62
+#define MAGIC_START UINT64_C(0x45504b5354415254) /* "EPKSTART" */
+#define MAGIC_END UINT64_C(0x45504b5f454e4421)   /* "EPK_END!" */
+#define MAX_VCPUS 1024
+
+typedef struct {
+    uint64_t vaddr;
+    uint64_t insns;
+    uint64_t execs; /* bumped atomically: any vCPU may run any TB */
+    uint64_t start; /* execs at the start marker */
+} Block;
+
+static uint64_t totals[MAX_VCPUS]; /* written only by the owning vCPU's thread */
+static uint64_t start_totals[MAX_VCPUS];
+static GPtrArray *blocks; /* every TB ever translated (a retranslation adds a record) */
+static GMutex lock;       /* guards blocks: translation and the markers, never execution */
+static int started;
+static int written;
+static char *out_path;
+
+static void tb_exec(unsigned int vcpu_index, void *udata)
+{
+    Block *block = udata;
+    if (vcpu_index >= MAX_VCPUS) {
+        vcpu_index = MAX_VCPUS - 1;
+    }
+    totals[vcpu_index] += block->insns;
+    __atomic_fetch_add(&block->execs, 1, __ATOMIC_RELAXED);
+}
+
+static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
+{
+    Block *block = g_new0(Block, 1); /* lives as long as the TB may run: never freed */
+    block->vaddr = qemu_plugin_tb_vaddr(tb);
+    block->insns = qemu_plugin_tb_n_insns(tb);
+    g_mutex_lock(&lock);
+    g_ptr_array_add(blocks, block);
+    g_mutex_unlock(&lock);
+    qemu_plugin_register_vcpu_tb_exec_cb(tb, tb_exec, QEMU_PLUGIN_CB_NO_REGS, block);
+}
+
+static void mark_start(void)
+{
+    g_mutex_lock(&lock);
+    for (guint i = 0; i < blocks->len; i++) {
+        Block *block = g_ptr_array_index(blocks, i);
+        block->start = __atomic_load_n(&block->execs, __ATOMIC_RELAXED);
+    }
+    memcpy(start_totals, totals, sizeof(start_totals));
+    started = 1;
+    g_mutex_unlock(&lock);
+}
+
+static void write_region(uint64_t inferences)
+{
+    FILE *f = fopen(out_path, "w");
+    if (f == NULL) {
+        qemu_plugin_outs("insn_profile: cannot open the out= file\n");
+        return;
+    }
+    uint64_t total = 0;
+    fprintf(f, "{\"inferences\": %" PRIu64 ", \"threads\": [", inferences);
+    int first = 1;
+    for (unsigned int v = 0; v < MAX_VCPUS; v++) {
+        uint64_t delta = totals[v] - start_totals[v];
+        total += delta;
+        if (delta == 0) {
+            continue;
+        }
+        fprintf(f, "%s{\"vcpu\": %u, \"instructions\": %" PRIu64 "}", first ? "" : ", ", v,
+                delta);
+        first = 0;
+    }
+    fprintf(f, "], \"total\": {\"instructions\": %" PRIu64 "}, \"blocks\": [", total);
+    first = 1;
+    g_mutex_lock(&lock);
+    for (guint i = 0; i < blocks->len; i++) {
+        Block *block = g_ptr_array_index(blocks, i);
+        uint64_t runs = __atomic_load_n(&block->execs, __ATOMIC_RELAXED) - block->start;
+        if (runs == 0) {
+            continue;
+        }
+        fprintf(f, "%s[%" PRIu64 ", %" PRIu64 ", %" PRIu64 "]", first ? "" : ", ", block->vaddr,
+                block->insns, runs);
+        first = 0;
+    }
+    g_mutex_unlock(&lock);
+    fprintf(f, "]}\n");
+    fclose(f);
+}
+
+static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num, uint64_t a1,
+                       uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6,
+                       uint64_t a7, uint64_t a8)
+{
+    if (num != NR_LSEEK_AARCH64 || a1 != UINT64_MAX) {
+        return;
+    }
+    if (a2 == MAGIC_START) {
+        mark_start();
+    } else if (a2 == MAGIC_END && started && !written) {
+        write_region(a3);
+        written = 1;
+    }
+}
+
+QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info,
+                                           int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (g_str_has_prefix(argv[i], "out=")) {
+            out_path = g_strdup(argv[i] + 4);
+        } else {
+            fprintf(stderr, "insn_profile: unknown argument %s (expected out=PATH)\n", argv[i]);
+            return -1;
+        }
+    }
+    if (out_path == NULL) {
+        fprintf(stderr, "insn_profile: missing argument out=PATH\n");
+        return -1;
+    }
+    blocks = g_ptr_array_new();
+    qemu_plugin_register_vcpu_tb_trans_cb(id, tb_trans);
+    qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
+    return 0;
+}
