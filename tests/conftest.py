@@ -11,12 +11,17 @@ imports torch, so the builds' subprocesses (kill -9, torchrun, fresh interpreter
 from __future__ import annotations
 
 import fcntl
+import json
 import os
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -48,18 +53,103 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules holding ``slow`` tests (end-to-end builds, a minute or more each) run first, in
-    file order, and the many short modules after them: xdist hands out whole modules
-    (``--dist loadfile``), so a long module that started last would leave the other workers
-    idle while it runs. The order inside a module is kept; serial runs are unaffected but for
-    the order of modules."""
+    """Modules holding ``slow`` tests (end-to-end builds, a minute or more each) run first and
+    the many short modules after them: xdist hands out whole modules (``--dist loadfile``), so
+    a long module that started last would leave the other workers idle while it runs. Among
+    the slow ones, those with caches of their own go first, so that by the time two workers
+    reach modules using ``shared_cache``, one of them has trained the sample's student there
+    (rather than both at once). Otherwise file order; the order inside a module is kept."""
     slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)  # stable: file order otherwise kept
+    shared = {item.path for item in items if "shared_cache" in item.fixturenames}
+    items.sort(key=lambda item: (item.path not in slow, item.path in shared))  # stable sort
+
+
+def _run_root(factory: pytest.TempPathFactory) -> Path:
+    """A folder of this test run that every xdist worker sees (each worker's own base
+    temporary folder lies inside the controller's); the base folder itself when serial."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Held by one process at a time (the other workers wait), released when it exits."""
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("edgepack-cache")
+    """One edgepack cache for the whole run, all workers included: the sample's teacher
+    logits and quick student are computed once. edgepack's cache writes each entry
+    atomically (edgepack/core/cache.py), so workers may share it."""
+    folder = _run_root(tmp_path_factory) / "edgepack-cache"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@dataclass(frozen=True)
+class Built:
+    """A real ``edgepack build --quick`` of the sample: ``folder`` holds its profiles and
+    ``dist/``, the output folder. Shared by several modules: read it, never change it."""
+
+    folder: Path
+    exit_code: int
+    output: str
+
+    @property
+    def dist(self) -> Path:
+        return self.folder / "dist"
+
+
+def _built_once(
+    factory: pytest.TempPathFactory, cache: Path, name: str, profiles: dict[str, dict[str, Any]]
+) -> Built:
+    """Build ``profiles`` (target name: YAML content) in one run, once per test run: the
+    first worker to ask builds under a lock while the others wait, then all read its record."""
+    from click.testing import CliRunner
+
+    from edgepack.cli import main
+
+    root = _run_root(factory)
+    folder, record = root / name, root / f"{name}.json"
+    with _exclusive(root / f"{name}.lock"):
+        if not record.exists():
+            folder.mkdir()
+            args = ["build", "--quick", "--no-progress", "--out", str(folder / "dist")]
+            for target, content in profiles.items():
+                (folder / f"{target}.yaml").write_text(yaml.safe_dump(content))
+                args += ["--target", str(folder / f"{target}.yaml")]
+            result = CliRunner().invoke(main, [*args, "--cache-dir", str(cache)])
+            output = result.output
+            if result.exception is not None and not isinstance(result.exception, SystemExit):
+                output += "".join(traceback.format_exception(result.exception))  # shown on failure
+            record.write_text(json.dumps({"exit_code": result.exit_code, "output": output}))
+        facts = json.loads(record.read_text())
+    return Built(folder, facts["exit_code"], facts["output"])
+
+
+# Quick effort cannot reach release accuracy: the shared builds relax the accuracy budgets.
+RELAXED = {"max_accuracy_drop_pp": 60.0, "min_accuracy": 0.3}
+
+
+@pytest.fixture(scope="session")
+def smoke_build(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Built:
+    """android as shipped (size and latency budgets kept), named ``smoke``: test_build,
+    test_check_nightly and test_mediapipe read the same build."""
+    profile = {"extends": "android", "budgets": RELAXED}
+    return _built_once(tmp_path_factory, shared_cache, "smoke", {"smoke": profile})
+
+
+@pytest.fixture(scope="session")
+def three_formats_build(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Built:
+    """android, ios and onnx in one build (``<format>-app``), every budget met: test_build
+    checks that they share one student, test_appdocs reads their READMEs."""
+    profiles = {
+        f"{fmt}-app": {"extends": fmt, "budgets": RELAXED} for fmt in ("android", "ios", "onnx")
+    }
+    return _built_once(tmp_path_factory, shared_cache, "three-formats", profiles)
 
 
 @pytest.fixture(scope="session")
@@ -75,8 +165,7 @@ def emulated_ready() -> dict[str, object]:
     # up while the others wait, then find it ready.
     home = layout().home
     home.parent.mkdir(parents=True, exist_ok=True)
-    with (home.parent / f".{home.name}.setup-lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _exclusive(home.parent / f".{home.name}.setup-lock"):
         try:
             return emulated.setup()
         except _setup.EmulatedSetupError as exc:

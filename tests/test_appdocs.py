@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Built
 
 from edgepack.exporters import FORMATS
 from edgepack.outputs.appdocs import PLATFORMS, render_readme
@@ -260,23 +261,11 @@ def test_readme_is_json_safe_for_every_platform() -> None:
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
-    """android, ios and onnx built quick, accuracy budgets relaxed so every budget holds."""
-    import yaml
-    from click.testing import CliRunner
-
-    from edgepack.cli import main
-
-    tmp = tmp_path_factory.mktemp("appdocs")
-    args = ["build", "--quick", "--no-progress", "--out", str(tmp / "dist")]
-    for name in ("android", "ios", "onnx"):
-        profile = tmp / f"{name}-app.yaml"
-        relaxed = {"max_accuracy_drop_pp": 60.0, "min_accuracy": 0.3}
-        profile.write_text(yaml.safe_dump({"extends": name, "budgets": relaxed}))
-        args += ["--target", str(profile)]
-    result = CliRunner().invoke(main, [*args, "--cache-dir", str(shared_cache)])
-    assert result.exit_code == 0, result.output
-    return tmp / "dist"
+def dist(three_formats_build: Built) -> Path:
+    """android, ios and onnx built quick, accuracy budgets relaxed so every budget holds (one
+    build, shared with test_build.py; the profiles ``<format>-app.yaml`` lie beside it)."""
+    assert three_formats_build.exit_code == 0, three_formats_build.output
+    return three_formats_build.dist
 
 
 @pytest.mark.slow

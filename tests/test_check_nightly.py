@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import Built
 from hostile import assert_one_line_error, run_cli
 
 from edgepack.cli import main
@@ -296,26 +297,18 @@ def test_size_only_imports_no_torch_or_converter_and_is_fast(
 
 @pytest.mark.slow
 def test_a_real_quick_build_round_trips_through_a_baseline(
-    tmp_path: Path, shared_cache: Path
+    tmp_path: Path, smoke_build: Built
 ) -> None:
-    """A real build (the shared cache reuses test_build.py's student when it ran first), then
-    the full check on android's runner (an emulated Pixel 3 estimate: counts repeat exactly),
-    a baseline written and compared, and every output."""
-    profile = tmp_path / "smoke.yaml"
-    profile.write_text(
-        "extends: android\nbudgets:\n  max_accuracy_drop_pp: 60.0\n  min_accuracy: 0.3\n"
-        # Emulated counts repeat exactly, so the default 10 % latency threshold holds as is.
-    )
-    build = CliRunner().invoke(
-        main,
-        ["build", "--quick", "--no-progress", "--target", str(profile),
-         "--out", str(tmp_path / "dist"), "--cache-dir", str(shared_cache)],
-    )  # fmt: skip
-    assert build.exit_code == 0, build.output
-    report = (tmp_path / "dist" / "smoke" / "report.html").read_text()
+    """A real build (conftest.py's, which test_build.py reads too), then the full check on
+    android's runner (an emulated Pixel 3 estimate: counts repeat exactly), a baseline written
+    and compared, and every output. Emulated counts repeat exactly, so the default 10 %
+    latency threshold holds as is."""
+    assert smoke_build.exit_code == 0, smoke_build.output
+    profile, dist = smoke_build.folder / "smoke.yaml", smoke_build.dist
+    report = (dist / "smoke" / "report.html").read_text()
     assert report.count('data-plot="') == 5 or "plots need matplotlib" in report
     base = tmp_path / "baseline.json"
-    check = ["check", str(tmp_path / "dist"), "--target", str(profile), "--baseline", str(base)]
+    check = ["check", str(dist), "--target", str(profile), "--baseline", str(base)]
     code, output = run_cli([*check, "--update-baseline"])
     assert code == 0 and "latency  emulated runner" in output and "estimate for Pixel 3" in output
     junit, md = tmp_path / "junit.xml", tmp_path / "check.md"

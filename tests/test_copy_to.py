@@ -4,6 +4,7 @@ all at once, and a bad destination is refused before any work."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -198,7 +199,7 @@ def _build(tmp: Path, cache: Path, *args: str) -> Result:
     return CliRunner().invoke(main, ["build", "--quick", "--no-progress", *out, *args])
 
 
-def _profile(tmp: Path, name: str, **budgets: float) -> Path:
+def _profile(tmp: Path, name: str, **budgets: float | None) -> Path:
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"extends": "android", "budgets": budgets}))
     return path
@@ -245,8 +246,9 @@ def test_passing_build_copies_into_the_app(tmp_path: Path, shared_cache: Path) -
     app = tmp_path / "app" / "src" / "main" / "assets"
     app.mkdir(parents=True)
     (app / "model.tflite").write_bytes(b"yesterday's model")
-    # Quick effort cannot reach release accuracy: relax those budgets, keep size and latency.
-    target = _profile(tmp_path, "phone", max_accuracy_drop_pp=60.0, min_accuracy=0.3)
+    # Quick effort cannot reach release accuracy: no accuracy budgets (nor their `recover`
+    # stage), size and latency kept.
+    target = _profile(tmp_path, "phone", max_accuracy_drop_pp=None, min_accuracy=None)
     result = _build(tmp_path, shared_cache, "-t", str(target), "--copy-to", str(app))
     assert result.exit_code == 0, result.output
     assert f"copied model.tflite, labels.txt to {app}/" in result.output
@@ -257,15 +259,24 @@ def test_passing_build_copies_into_the_app(tmp_path: Path, shared_cache: Path) -
 
 
 @pytest.mark.slow
-def test_failed_budget_copies_nothing(tmp_path: Path, shared_cache: Path) -> None:
+def test_failed_budget_exits_1_still_writes_and_copies_nothing(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    """A missed budget exits 1 after writing the target folder, and copies nothing."""
     app = tmp_path / "app"
     app.mkdir()
     (app / "model.tflite").write_bytes(b"yesterday's model")
     target = _profile(
-        tmp_path, "tiny", max_size_kb=1.0, max_accuracy_drop_pp=60.0, min_accuracy=0.3
+        tmp_path, "tiny", max_size_kb=1.0, max_accuracy_drop_pp=None, min_accuracy=None
     )
     result = _build(tmp_path, shared_cache, "-t", str(target), "--copy-to", str(app))
     assert result.exit_code == 1, result.output
+    assert "budget exceeded: tiny: max_size_kb (see" in result.output
+    manifest = json.loads((tmp_path / "dist" / "tiny" / "manifest.json").read_text())
+    assert manifest["passed"] is False
+    assert [v["name"] for v in manifest["budgets"] if not v["passed"]] == ["max_size_kb"]
+    # Same teacher, data and recipe as the build above: logits and student come from the cache.
+    assert "from cache" in result.output
     assert f"not copied to {app}/: the build did not pass every budget" in result.output
     assert sorted(p.name for p in app.iterdir()) == ["model.tflite"]
     assert (app / "model.tflite").read_bytes() == b"yesterday's model"

@@ -21,9 +21,11 @@ import yaml
 from hostile import assert_one_line_error, run_cli
 
 
-def _profile(folder: Path, name: str, **budgets: float) -> Path:
+def _profile(folder: Path, name: str, **budgets: float | None) -> Path:
     path = folder / f"{name}.yaml"
-    relaxed = {"max_accuracy_drop_pp": 100.0, "min_accuracy": 0.0, "max_latency_ms": None}
+    # No accuracy budget: the build then has no int8 accuracy to recover, and the `recover`
+    # stage (an int8 twin judged on the held-out images) is skipped in each faulted build.
+    relaxed = {"max_accuracy_drop_pp": None, "min_accuracy": None, "max_latency_ms": None}
     path.write_text(yaml.safe_dump({"extends": "android", "budgets": {**relaxed, **budgets}}))
     return path
 

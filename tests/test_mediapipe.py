@@ -9,10 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from click.testing import CliRunner
-
-from edgepack.cli import main
+from conftest import Built
 
 pytestmark = [
     pytest.mark.slow,
@@ -26,19 +23,10 @@ IMAGES = 1000
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
-    """A quick android build of the sample (the student is shared with test_build's through
-    the cache); timed on the host, the latency is not what this test is about."""
-    tmp = tmp_path_factory.mktemp("mediapipe")
-    profile = tmp / "app.yaml"
-    relaxed = {"max_accuracy_drop_pp": 60.0, "min_accuracy": 0.3}
-    profile.write_text(yaml.safe_dump({"extends": "android", "budgets": relaxed, "runner": "host"}))
-    args = ["build", "--quick", "--no-progress", "--target", str(profile)]
-    result = CliRunner().invoke(
-        main, [*args, "--out", str(tmp / "dist"), "--cache-dir", str(shared_cache)]
-    )
-    assert result.exit_code == 0, result.output
-    return tmp / "dist" / "app" / "model.tflite"
+def model(smoke_build: Built) -> Path:
+    """The quick android build of the sample that test_build.py checks (conftest.py)."""
+    assert smoke_build.exit_code == 0, smoke_build.output
+    return smoke_build.dist / "smoke" / "model.tflite"
 
 
 def test_mediapipe_picks_what_litert_verification_picks(model: Path) -> None:
