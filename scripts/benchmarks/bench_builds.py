@@ -65,7 +65,7 @@ def build(flags: list[str], out: Path, cache: Path, quick: bool, busy: int) -> d
         "wall": wall,
         "distill": stages.get("distill", "—"),
         "logits": stages.get("teacher logits", "—"),
-        "threads": manifest["compute"].get("cpu_threads"),
+        "threads": "—" if kept else manifest["compute"].get("cpu_threads"),
         "int8": manifest["accuracy"]["int8_artifact"],
         "kib": (out / "android" / manifest["artifact"]).stat().st_size / 1024,
     }
