@@ -9,8 +9,8 @@ LiteRT with MediaPipe metadata, MediaPipe Tasks' ObjectDetector loading the resu
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,42 +46,49 @@ def _teacher(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def write_project(
+    root: Path, targets: dict[str, str], *, train: int, held_out: int, max_size_kb: int
+) -> Path:
+    """A detection project in ``root``: COCO canvases from the offline generator, the
+    untrained teacher, and one small profile per ``targets`` entry (file stem → shipped
+    profile it extends), all listed in its edgepack.yaml."""
     from edgepack.data.boxes import generate_sample
 
-    root = tmp_path_factory.mktemp("detect")
-    generate_sample(root / "train", split="train", count=48, size=SIZE, seed=1)
-    generate_sample(root / "val", split="test", count=12, size=SIZE, seed=2)
+    generate_sample(root / "train", split="train", count=train, size=SIZE, seed=1)
+    generate_sample(root / "val", split="test", count=held_out, size=SIZE, seed=2)
     _teacher(root / "teacher.pt2")
-    profile = {
-        "extends": "android-detect",
-        "description": "a small detector for the tests",
-        "student": {"width": 0.35},
-        "runner": {"name": "host", "warmup": 1, "iterations": 5},
-        "budgets": {"max_size_kb": 2000, "max_map_drop_pp": 100, "min_map": 0.0},
-        "quick": {"min_steps": 4, "calibration_samples": 8},
-    }
-    (root / "small-detect.yaml").write_text(yaml.safe_dump(profile))
+    for name, shipped in targets.items():
+        profile = {
+            "extends": shipped,
+            "description": f"a small {shipped} detector for the tests",
+            "student": {"width": 0.35},
+            "runner": {"name": "host", "warmup": 1, "iterations": 5},
+            "budgets": {"max_size_kb": max_size_kb, "max_map_drop_pp": 100, "min_map": 0.0},
+            "quick": {"min_steps": 4, "calibration_samples": 8},
+        }
+        (root / f"{name}.yaml").write_text(yaml.safe_dump(profile))
     config = {
         "task": "detection",
         "teacher": "teacher.pt2",
         "data": {"train": "train", "val": "val"},
         "input": {"size": SIZE, "channels": 1, "mean": [0.2], "std": [0.3]},
-        "targets": ["small-detect.yaml"],
+        "targets": [f"{name}.yaml" for name in targets],
     }
     (root / "edgepack.yaml").write_text(yaml.safe_dump(config))
     return root
 
 
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("detect")
+    targets = {"small-detect": "android-detect"}
+    return write_project(root, targets, train=48, held_out=12, max_size_kb=2000)
+
+
 @pytest.fixture
 def inside(project: Path) -> Iterator[Path]:
-    before = Path.cwd()
-    os.chdir(project)
-    try:
+    with contextlib.chdir(project):
         yield project
-    finally:
-        os.chdir(before)
 
 
 def _build(*args: str) -> Result:
@@ -90,12 +97,8 @@ def _build(*args: str) -> Result:
 
 @pytest.fixture(scope="module")
 def built(project: Path) -> tuple[Path, Result]:
-    before = Path.cwd()
-    os.chdir(project)
-    try:
+    with contextlib.chdir(project):
         result = _build()
-    finally:
-        os.chdir(before)
     return project / "dist" / "small-detect", result
 
 

@@ -10,17 +10,16 @@ predicts only on macOS).
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import platform
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from click.testing import CliRunner, Result
-from test_build_detection import SIZE, _teacher
+from test_build_detection import SIZE, write_project
 
 from edgepack.cli import main
 from edgepack.core.errors import ConfigError
@@ -32,61 +31,21 @@ HELD_OUT = 8
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgepack.data.boxes import generate_sample
-
     root = tmp_path_factory.mktemp("detect_formats")
-    generate_sample(root / "train", split="train", count=32, size=SIZE, seed=1)
-    generate_sample(root / "val", split="test", count=HELD_OUT, size=SIZE, seed=2)
-    _teacher(root / "teacher.pt2")
-    for fmt, shipped in TARGETS.items():
-        profile = {
-            "extends": shipped,
-            "description": f"a small {fmt} detector for the tests",
-            "student": {"width": 0.35},
-            "runner": {"name": "host", "warmup": 1, "iterations": 5},
-            "budgets": {"max_size_kb": 4000, "max_map_drop_pp": 100, "min_map": 0.0},
-            "quick": {"min_steps": 4, "calibration_samples": 8},
-        }
-        (root / f"small-{fmt}.yaml").write_text(yaml.safe_dump(profile))
-    config = {
-        "task": "detection",
-        "teacher": "teacher.pt2",
-        "data": {"train": "train", "val": "val"},
-        "input": {"size": SIZE, "channels": 1, "mean": [0.2], "std": [0.3]},
-        "targets": [f"small-{fmt}.yaml" for fmt in TARGETS],
-    }
-    (root / "edgepack.yaml").write_text(yaml.safe_dump(config))
-    return root
+    targets = {f"small-{fmt}": shipped for fmt, shipped in TARGETS.items()}
+    return write_project(root, targets, train=32, held_out=HELD_OUT, max_size_kb=4000)
 
 
 @pytest.fixture
 def inside(project: Path) -> Iterator[Path]:
-    before = Path.cwd()
-    os.chdir(project)
-    try:
+    with contextlib.chdir(project):
         yield project
-    finally:
-        os.chdir(before)
 
 
 def _build(project: Path, fmt: str) -> tuple[Path, Result]:
-    before = Path.cwd()
-    os.chdir(project)
-    try:
-        result = CliRunner().invoke(
-            main,
-            [
-                "build",
-                "--quick",
-                "--no-progress",
-                "--threads",
-                "1",
-                "--target",
-                f"small-{fmt}.yaml",
-            ],
-        )
-    finally:
-        os.chdir(before)
+    with contextlib.chdir(project):
+        args = ["build", "--quick", "--no-progress", "--threads", "1"]
+        result = CliRunner().invoke(main, [*args, "--target", f"small-{fmt}.yaml"])
     return project / "dist" / f"small-{fmt}", result
 
 

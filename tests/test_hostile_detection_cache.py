@@ -9,10 +9,10 @@ cases decode a real dense output; the build cases run the offline sample at its 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -239,12 +239,8 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def inside(sample: Path) -> Iterator[Path]:
-    before = Path.cwd()
-    os.chdir(sample)
-    try:
+    with contextlib.chdir(sample):
         yield sample
-    finally:
-        os.chdir(before)
 
 
 def _build(out: Path) -> Result:
@@ -262,13 +258,9 @@ def _accuracy(out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def first(sample: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
-    before = Path.cwd()
-    os.chdir(sample)
-    try:
+    with contextlib.chdir(sample):
         out = tmp_path_factory.mktemp("first")
         return out, _build(out)
-    finally:
-        os.chdir(before)
 
 
 @pytest.mark.slow

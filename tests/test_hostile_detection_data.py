@@ -9,6 +9,7 @@ test_hostile_data_boxes.py; these go through the commands a user runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -332,12 +333,8 @@ def test_init_refuses_a_teacher_whose_boxes_all_lie_outside(
 
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Path]:
-    before = Path.cwd()
-    os.chdir(tmp_path)
-    try:
+    with contextlib.chdir(tmp_path):
         yield tmp_path
-    finally:
-        os.chdir(before)
 
 
 def _project(root: Path, teacher: Path, data: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgepack.build._output import file_table
-from edgepack.build._up_to_date import inputs_key, recorded_verdicts, reusable, stamp
+from edgepack.build._up_to_date import inputs_key, reusable, stamp
 from edgepack.cli import main
 from edgepack.config.profile_files import load_target
 from edgepack.config.project import sample_project
@@ -37,8 +37,9 @@ def _folder(root: Path, key: str = "k" * 64) -> Path:
 
 def test_the_folder_of_the_same_inputs_is_kept_with_its_verdicts(tmp_path: Path) -> None:
     kept = reusable(_folder(tmp_path), "k" * 64)
-    assert kept is not None and kept["inputs_key"] == "k" * 64
-    verdicts = recorded_verdicts(kept)
+    assert kept is not None
+    manifest, verdicts = kept
+    assert manifest["inputs_key"] == "k" * 64
     assert [(v.name, v.passed) for v in verdicts] == [
         ("max_size_kb", True),
         ("min_accuracy", False),

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgepack.build._output import ENVIRONMENT_ERRNOS, OutputFolder, file_table
 from edgepack.build._pipelines import PIPELINES, Pipeline
-from edgepack.build._up_to_date import inputs_key, recorded_verdicts, reusable, stamp
+from edgepack.build._up_to_date import inputs_key, reusable, stamp
 from edgepack.config.profiles import Target
 from edgepack.config.project import Project
 from edgepack.core import distributed
@@ -138,7 +138,8 @@ def build(
                     if kept is not None:  # leaving the block uncommitted drops the staging
                         if on_stage is not None:
                             on_stage("up to date", _UP_TO_DATE.format(output.final), 0.0)
-                        return BuildResult(output.final, kept, None, recorded_verdicts(kept))
+                        manifest, verdicts = kept
+                        return BuildResult(output.final, manifest, None, verdicts)
             got, more = run_stages(stages[head:], context, on_stage, given=got)
             record = pipeline.record(context, got, {**timings, **more})
             manifest = pipeline.package(record, staging, context.work)

@@ -26,7 +26,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from edgepack.build._output import written_by_edgepack
 from edgepack.config.profiles import Target
 from edgepack.config.project import Project
 from edgepack.core.files import sha256
@@ -65,10 +64,11 @@ def _code_hash() -> str:
     return digest.hexdigest()
 
 
-def reusable(folder: Path, key: str) -> dict[str, Any] | None:
-    """The manifest of ``folder`` if it was built from exactly ``key`` and every file it lists
-    is there unchanged (nothing else beside them); None otherwise."""
-    if not written_by_edgepack(folder) or not (folder / "manifest.json").is_file():
+def reusable(folder: Path, key: str) -> tuple[dict[str, Any], tuple[Verdict, ...]] | None:
+    """The manifest of ``folder`` and its recorded verdicts, if it was built from exactly
+    ``key`` and every file it lists is there unchanged (nothing else beside them); None
+    otherwise."""
+    if folder.is_symlink() or not (folder / "manifest.json").is_file():
         return None
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -89,10 +89,9 @@ def reusable(folder: Path, key: str) -> dict[str, Any] | None:
         if path.stat().st_size != facts.get("bytes") or sha256(path) != facts.get("sha256"):
             return None
     try:
-        recorded_verdicts(manifest)
+        return manifest, recorded_verdicts(manifest)
     except (KeyError, TypeError, ValueError):
         return None
-    return manifest
 
 
 def recorded_verdicts(manifest: dict[str, Any]) -> tuple[Verdict, ...]:

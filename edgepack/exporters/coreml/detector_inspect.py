@@ -7,23 +7,16 @@ the program, the deployment target, no debug leftovers."""
 from __future__ import annotations
 
 import platform
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from edgepack.core.errors import VerificationError
-from edgepack.exporters._checks import Checks, options_for, shorten
+from edgepack.exporters._checks import Checks, options_for
 from edgepack.exporters._detector_contract import DetectorRequest
 from edgepack.exporters.coreml import _detector_spec as specs
 from edgepack.exporters.coreml import _mlspec
 from edgepack.exporters.coreml.convert import CoreMLOptions
-from edgepack.exporters.coreml.inspect import (
-    _float_input_ops,
-    _float_weight_ops,
-    _is_int8_constexpr,
-    _quantized_dtypes,
-    _scaling_problem,
-)
+from edgepack.exporters.coreml.inspect import _scaling_problem, check_w8a8
 from edgepack.exporters.coreml.runtime import RUNTIME_NOTE
 
 _MODELS = ["mlProgram", "nonMaximumSuppression"]
@@ -64,22 +57,7 @@ def inspect(path: Path, request: DetectorRequest) -> dict[str, Any]:
         "nms_labels", labels == tuple(export.labels), f"{list(labels)} != {list(export.labels)}"
     )
     checks.check("nms_per_class", nms.pickTop.perClass, "NMS suppresses across classes")
-    weights = [op for op in ops if _is_int8_constexpr(op, ops_by_output)]
-    unquantized = _float_weight_ops(ops, ops_by_output)
-    checks.check(
-        "int8_weights",
-        bool(weights) and not unquantized,
-        f"{len(weights)} int8 weight constants; float weights in {shorten(unquantized)}",
-    )
-    types = Counter(op.type for op in ops)
-    float_inputs = _float_input_ops(ops, ops_by_output)
-    dtypes = _quantized_dtypes(ops)
-    checks.check(
-        "int8_activations",
-        types["quantize"] > 0 and not float_inputs and set(dtypes) <= {"INT8", "UINT8"},
-        f"quantize ops output {dict(dtypes)} (8-bit expected); conv inputs not from "
-        f"dequantize: {shorten(float_inputs)}",
-    )
+    counts = check_w8a8(checks, ops, ops_by_output)
     no_mapping = not (path / _mlspec.DEBUG_MAPPING).exists()
     checks.check("no_debug_mapping", no_mapping, f"{_mlspec.DEBUG_MAPPING} left")
     outputs = [_feature(o) for o in spec.description.output]
@@ -93,8 +71,8 @@ def inspect(path: Path, request: DetectorRequest) -> dict[str, Any]:
             "confidence_threshold": nms.confidenceThreshold,
             "per_class": nms.pickTop.perClass,
         },
-        "quantize_ops": types["quantize"],
-        "int8_weight_consts": len(weights),
+        "quantize_ops": counts["quantize_ops"],
+        "int8_weight_consts": counts["int8_weight_consts"],
         "bytes": _mlspec.package_bytes(path),
         "prediction": f"skipped: {RUNTIME_NOTE}" if platform.system() != "Darwin" else "available",
     }

@@ -36,8 +36,6 @@ def inspect(path: Path, request: ExportRequest) -> dict[str, Any]:
     spec = ct.utils.load_spec(str(path))
     ops = _mlspec.main_ops(spec)
     ops_by_output = {out.name: op for op in ops for out in op.outputs}
-    types = Counter(op.type for op in ops)
-    int8_weights = [op for op in ops if _is_int8_constexpr(op, ops_by_output)]
     target = ct.target[options.minimum_deployment_target]
     labels = _mlspec.class_labels(ops)
     expected_labels = tuple(request.labels)
@@ -59,20 +57,7 @@ def inspect(path: Path, request: ExportRequest) -> dict[str, Any]:
         bool(spec.description.predictedFeatureName) and labels == expected_labels,
         f"classifier labels {list(labels)}, expected {list(expected_labels)}",
     )
-    unquantized = _float_weight_ops(ops, ops_by_output)
-    checks.check(
-        "int8_weights",
-        bool(int8_weights) and not unquantized,
-        f"{len(int8_weights)} int8 weight constants; float weights in {shorten(unquantized)}",
-    )
-    float_inputs = _float_input_ops(ops, ops_by_output)
-    activation_types = _quantized_dtypes(ops)
-    checks.check(
-        "int8_activations",
-        types["quantize"] > 0 and not float_inputs and set(activation_types) <= {"INT8", "UINT8"},
-        f"quantize ops output {dict(activation_types)} (8-bit expected); "
-        f"conv/linear inputs not from dequantize: {shorten(float_inputs)}",
-    )
+    counts = check_w8a8(checks, ops, ops_by_output)
     description_problems = _description_problems(spec, request)
     checks.problems("descriptions", description_problems)
     no_mapping = not (path / _mlspec.DEBUG_MAPPING).exists()
@@ -81,13 +66,38 @@ def inspect(path: Path, request: ExportRequest) -> dict[str, Any]:
     weights = path / "Data" / "com.apple.CoreML" / "weights"
     return {
         "checks": passed,
+        **counts,
+        "bytes": _mlspec.package_bytes(path),
+        "weight_bytes": _mlspec.package_bytes(weights),
+        "prediction": _ON_LINUX if platform.system() != "Darwin" else "available",
+    }
+
+
+def check_w8a8(checks: Checks, ops: list[Any], ops_by_output: dict[str, Any]) -> dict[str, Any]:
+    """The two checks every W8A8 ML Program passes, classifier or detector: every weight an
+    int8 constant, and every conv/linear input a dequantize of 8-bit activations. Returns the
+    counts the inspection reports."""
+    int8_weights = [op for op in ops if _is_int8_constexpr(op, ops_by_output)]
+    unquantized = _float_weight_ops(ops, ops_by_output)
+    checks.check(
+        "int8_weights",
+        bool(int8_weights) and not unquantized,
+        f"{len(int8_weights)} int8 weight constants; float weights in {shorten(unquantized)}",
+    )
+    types = Counter(op.type for op in ops)
+    float_inputs = _float_input_ops(ops, ops_by_output)
+    activation_types = _quantized_dtypes(ops)
+    checks.check(
+        "int8_activations",
+        types["quantize"] > 0 and not float_inputs and set(activation_types) <= {"INT8", "UINT8"},
+        f"quantize ops output {dict(activation_types)} (8-bit expected); "
+        f"conv/linear inputs not from dequantize: {shorten(float_inputs)}",
+    )
+    return {
         "quantize_ops": types["quantize"],
         "dequantize_ops": types["dequantize"],
         "activation_dtypes": dict(activation_types),
         "int8_weight_consts": len(int8_weights),
-        "bytes": _mlspec.package_bytes(path),
-        "weight_bytes": _mlspec.package_bytes(weights),
-        "prediction": _ON_LINUX if platform.system() != "Darwin" else "available",
     }
 
 

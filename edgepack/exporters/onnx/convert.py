@@ -22,7 +22,7 @@ import numpy as np
 
 from edgepack.core.errors import InputError
 from edgepack.exporters._checks import check_choice, option_error, options_for
-from edgepack.exporters._contract import ExportRequest, Int8Export
+from edgepack.exporters._contract import ExportRequest, Int8Export, Int8Recipe
 from edgepack.exporters.onnx import _metadata
 
 if TYPE_CHECKING:
@@ -76,35 +76,12 @@ def export_float(request: ExportRequest, path: Path) -> Path:
 
 def export_int8(request: ExportRequest, path: Path) -> Int8Export:
     """Export, pre-process and statically quantize (QDQ) the student to ``path``."""
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        quant_pre_process,
-        quantize_static,
-    )
-
     options = options_for(request.options, OnnxOptions)
     reader = _Calibration(request.calibration, tuple(request.example.shape[1:]))
-    method, extra = _CALIBRATION[request.int8.calibration]
     with tempfile.TemporaryDirectory(prefix="edgepack-onnx-") as folder:
-        raw, prepared = Path(folder) / "float.onnx", Path(folder) / "prepared.onnx"
+        raw = Path(folder) / "float.onnx"
         _export_torch(request, raw, options.opset)
-        # Symbolic shape inference and ORT's basic graph optimizations: the step onnxruntime
-        # prescribes before quantize_static (which warns when a model lacks it), so the
-        # quantizer sees every tensor's shape and the graph ORT will actually run.
-        quant_pre_process(str(raw), str(prepared))
-        quantize_static(
-            str(prepared),
-            str(path),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=request.int8.per_channel,
-            activation_type=_quant_type(options.activations),
-            weight_type=_quant_type("int8"),
-            # The profile's calibration in onnxruntime's terms (_CALIBRATION, below).
-            calibrate_method=getattr(CalibrationMethod, method),
-            extra_options=extra,
-        )
+        quantize_qdq(raw, path, reader, request.int8, options.activations)
     _finish(path, request)
     log.info("wrote int8 %s (%d bytes)", path, path.stat().st_size)
     details = {
@@ -116,6 +93,40 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
         "calibration": request.int8.calibration,
     }
     return Int8Export(path=path, reference=None, details=details)
+
+
+def quantize_qdq(
+    source: Path, path: Path, reader: _Calibration, int8: Int8Recipe, activations: str
+) -> None:
+    """Pre-process the float ``source`` and quantize it statically (QDQ) to ``path``: int8
+    weights (per-channel as ``int8`` says), ``activations`` (uint8 or int8), calibrated on
+    ``reader`` the way ``int8.calibration`` names. Writes ``prepared.onnx`` beside ``source``.
+    The classifier's export and the detector's student graph both go through here."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    method, extra = _CALIBRATION[int8.calibration]
+    prepared = source.with_name("prepared.onnx")
+    # Symbolic shape inference and ORT's basic graph optimizations: the step onnxruntime
+    # prescribes before quantize_static (which warns when a model lacks it), so the
+    # quantizer sees every tensor's shape and the graph ORT will actually run.
+    quant_pre_process(str(source), str(prepared))
+    quantize_static(
+        str(prepared),
+        str(path),
+        reader,  # type: ignore[arg-type]  # duck-typed CalibrationDataReader
+        quant_format=QuantFormat.QDQ,
+        per_channel=int8.per_channel,
+        activation_type=_quant_type(activations),
+        weight_type=_quant_type("int8"),
+        # The profile's calibration in onnxruntime's terms (_CALIBRATION, below).
+        calibrate_method=getattr(CalibrationMethod, method),
+        extra_options=extra,
+    )
 
 
 # edgepack calibration name → onnxruntime CalibrationMethod and extra_options. ``auto`` is

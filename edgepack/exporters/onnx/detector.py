@@ -170,32 +170,12 @@ def _quantize(
     request: DetectorRequest,
     options: OnnxOptions,
 ) -> onnx.ModelProto:
-    """onnxruntime's pre-processing and static QDQ quantization of the student's graph, as
-    :func:`edgepack.exporters.onnx.convert.export_int8` does it for a classifier."""
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        quant_pre_process,
-        quantize_static,
-    )
+    """onnxruntime's pre-processing and static QDQ quantization of the student's graph, the
+    classifier's (:func:`edgepack.exporters.onnx.convert.quantize_qdq`)."""
+    from edgepack.exporters.onnx.convert import quantize_qdq
 
-    from edgepack.exporters.onnx.convert import _CALIBRATION, _quant_type
-
-    export = request.export
-    prepared, quantized = folder / "prepared.onnx", folder / "quantized.onnx"
-    quant_pre_process(str(student), str(prepared))
-    method, extra = _CALIBRATION[export.int8.calibration]
-    quantize_static(
-        str(prepared),
-        str(quantized),
-        reader,  # type: ignore[arg-type]  # duck-typed CalibrationDataReader, as in convert
-        quant_format=QuantFormat.QDQ,
-        per_channel=export.int8.per_channel,
-        activation_type=_quant_type(options.activations),
-        weight_type=_quant_type("int8"),
-        calibrate_method=getattr(CalibrationMethod, method),
-        extra_options=extra,
-    )
+    quantized = folder / "quantized.onnx"
+    quantize_qdq(student, quantized, reader, request.export.int8, options.activations)
     return _load(quantized)
 
 
