@@ -69,6 +69,11 @@ def _junk_manifest(folder: Path) -> None:
     (folder / "manifest.json").write_text("{not json")
 
 
+def _huge_manifest(folder: Path) -> None:
+    with (folder / "manifest.json").open("a") as manifest:
+        manifest.write(" " * (17 << 20))  # still valid JSON, with the right key: refused by size
+
+
 def _odd_verdict(folder: Path) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["budgets"][0]["status"] = "probably"
@@ -83,7 +88,16 @@ def _files_not_a_table(folder: Path) -> None:
 
 @pytest.mark.parametrize(
     "damage",
-    [_changed, _added, _removed, _linked, _junk_manifest, _odd_verdict, _files_not_a_table],
+    [
+        _changed,
+        _added,
+        _removed,
+        _linked,
+        _junk_manifest,
+        _huge_manifest,
+        _odd_verdict,
+        _files_not_a_table,
+    ],
 )
 def test_any_doubt_about_the_folder_means_build_again(tmp_path: Path, damage) -> None:  # type: ignore[no-untyped-def]
     folder = _folder(tmp_path)

@@ -34,6 +34,7 @@ from edgepack.stages.context import BuildOptions
 
 PACKAGE = Path(__file__).resolve().parents[1]  # edgepack/
 SOURCE_SUFFIXES = {".py", ".tmpl", ".yaml", ".cpp", ".json", ".txt"}
+MAX_MANIFEST_BYTES = 16 << 20  # as `edgepack check` caps it
 
 
 def inputs_key(target: Target, project: Project, options: BuildOptions, inputs: str) -> str:
@@ -68,7 +69,10 @@ def reusable(folder: Path, key: str) -> tuple[dict[str, Any], tuple[Verdict, ...
     """The manifest of ``folder`` and its recorded verdicts, if it was built from exactly
     ``key`` and every file it lists is there unchanged (nothing else beside them); None
     otherwise."""
-    if folder.is_symlink() or not (folder / "manifest.json").is_file():
+    manifest_path = folder / "manifest.json"
+    if folder.is_symlink() or not manifest_path.is_file():
+        return None
+    if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:  # no manifest the build writes
         return None
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
