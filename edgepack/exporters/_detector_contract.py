@@ -2,8 +2,9 @@
 
 A format that packages detectors names its module in its descriptor (``Format.detector``, e.g.
 ``edgepack.exporters.onnx.detector``); the module exposes the names :class:`DetectorExporter`
-lists. The build's stages ask only these (lower, detect, inspect, app_figures), so adding a
-format touches its own package and its descriptor, never ``stages/``.
+lists. The build's stages ask only these (lower, detect, inspect, app_figures, and the optional
+``with_decoding`` through :func:`timing_copy`), so adding a format touches its own package and
+its descriptor, never ``stages/``.
 
 A detector student returns ``(raw_boxes (B, A, 4), logits (B, A, C))`` against the anchors in
 :class:`DetectorRequest`. What the file an app loads makes of them differs by format (raw
@@ -83,3 +84,23 @@ class DetectorExporter(Protocol):
         """Format-only evaluations beside :meth:`detect` (empty where the app gets exactly
         edgepack's decoding, or where the runtime cannot run here)."""
         ...
+
+
+# Optional names of a detector module, for a format whose artifact leaves box decoding and
+# suppression to the app (LiteRT: MediaPipe decodes the raw outputs). The latency stage times
+# network and decoding together, as the app pays them:
+#   with_decoding(path: Path, folder: Path) -> Path: a timing-only copy of the artifact in
+#       ``folder``, the app's decoding appended as ops of the same runtime;
+#   DECODING_TIMED: str: one line saying what that decoding is (the manifest's record).
+# A format without them (ONNX: NonMaxSuppression in the graph; Core ML: Vision's NMS model in
+# the pipeline) ships an artifact that already decodes: its own latency is what the app pays.
+
+
+def timing_copy(detector: DetectorExporter, path: Path, folder: Path) -> tuple[Path, str] | None:
+    """The file to time as the app runs it and what its appended decoding is, or None where
+    the artifact ``path`` already includes the decoding (the format defines no
+    ``with_decoding``)."""
+    append = getattr(detector, "with_decoding", None)
+    if append is None:
+        return None
+    return Path(append(path, folder)), str(getattr(detector, "DECODING_TIMED", "decoding"))

@@ -74,7 +74,7 @@ def build_detector_manifest(
         },
         "inspection": {k: v for k, v in inspection.items() if k not in ("inputs", "outputs")},
         "accuracy": _accuracy(record, task.metric),
-        "latency": latency_section(record.latency),
+        "latency": _latency(record),
         "budgets": [v.to_dict() for v in record.budgets.verdicts],
         "passed": record.budgets.passed,
         "stages_seconds": record.timings,
@@ -116,6 +116,25 @@ def _accuracy(record: DetectorBuildRecord, metric: str) -> dict[str, Any]:
         + "".join(f"; {key}: {figure['what']}" for key, figure in check.app_figures.items())
     )
     return {**section, **check.agreement}
+
+
+def _latency(record: DetectorBuildRecord) -> dict[str, Any]:
+    """The classifier's section for the network alone, plus the int8 artifact with the
+    decoding the app runs after it (``with_decoding_*``) and which figure ``max_latency_ms``
+    judged: the with-decoding one, what the app pays."""
+    from edgepack.runners import Latency
+
+    latency = record.latency
+    section = latency_section(latency.network)
+    added = latency.with_decoding
+    section["decoding"] = latency.decoding
+    if isinstance(added, Latency):
+        section["with_decoding_p50_ms"] = added.p50_ms
+        section["with_decoding_p90_ms"] = added.p90_ms
+    elif added is not None:
+        section["with_decoding_note"] = added.reason
+    section["budget_judges"] = "p50_ms" if added is None else "with_decoding_p50_ms"
+    return section
 
 
 def _nms_iou(inspection: dict[str, Any]) -> float:

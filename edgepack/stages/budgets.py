@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from edgepack.core.sizes import measure_sizes
 from edgepack.release.verdicts import Verdict, judge
@@ -17,6 +18,9 @@ from edgepack.stages.records import (
     TeacherLogits,
     Verification,
 )
+
+if TYPE_CHECKING:
+    from edgepack.runners import Latency, Unavailable
 
 UNLABELLED = "no labelled held-out images (give data.val a labelled folder, or label data.train)"
 
@@ -40,15 +44,18 @@ def judge_build(
     teacher_score: float | None,
     artifact_score: float | None,
     unavailable: dict[str, str] | None = None,
+    *,
+    latency: Latency | Unavailable | None = None,
 ) -> list[Verdict]:
-    """The profile's budgets against the exported artifact, its latency and the task's
-    scores (teacher and artifact), for any task's build."""
+    """The profile's budgets against the exported artifact, its latency (the latency stage's
+    int8 figure unless ``latency`` names the one to judge: a detector's with the app's
+    decoding) and the task's scores (teacher and artifact), for any task's build."""
     export = got[ExportResult]
     return judge(
         context.target.budgets,
         size_bytes=export.size_bytes,
         compressed_bytes=measure_sizes(export.int8.path).compressed_bytes,
-        latency=got[LatencyResult].int8,
+        latency=got[LatencyResult].int8 if latency is None else latency,
         teacher_accuracy=teacher_score,
         artifact_accuracy=artifact_score,
         unavailable=unavailable,

@@ -15,7 +15,9 @@ This module is LiteRT's detector export for the build (the names of
 :class:`edgepack.exporters._detector_contract.DetectorExporter`): :func:`lower`, :func:`detect`
 (the raw outputs in LiteRT, decoded by edgepack), :func:`inspect` (:mod:`.detector_inspect`) and
 :func:`app_figures`, what LiteRT alone adds: MediaPipe's post-processing of the same outputs,
-and MediaPipe Tasks' ObjectDetector itself on the file.
+and MediaPipe Tasks' ObjectDetector itself on the file; and the contract's optional
+:func:`with_decoding` (:mod:`.detector_decoding`): a timing-only copy with MediaPipe's
+decoding appended in LiteRT, which the latency stage times as the app pays it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from edgepack.core.errors import InputError
 from edgepack.exporters._detector_contract import AppFigure, DetectorRequest
 from edgepack.exporters.tflite import _graph
 from edgepack.exporters.tflite.convert import lower_float, lower_int8
+from edgepack.exporters.tflite.detector_decoding import DECODING_TIMED, with_decoding
 from edgepack.exporters.tflite.detector_inspect import inspect
 
 if TYPE_CHECKING:
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARTIFACT",
+    "DECODING_TIMED",
     "LOADS_IN",
     "OUTPUT_MEANING",
     "RUNTIME",
@@ -52,6 +56,7 @@ __all__ = [
     "lower_detector_int8",
     "mediapipe_detect",
     "predict_detector",
+    "with_decoding",
 ]
 
 log = logging.getLogger(__name__)

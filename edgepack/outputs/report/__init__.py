@@ -182,12 +182,20 @@ def _latency_text(latency: dict[str, Any]) -> str:
         else f"measured on this build machine ({escape(str(latency.get('runner')))} runner)"
     )
     rows = [["int8 artifact", f"{latency['p50_ms']:.3f}", f"{latency['p90_ms']:.3f}"]]
+    if latency.get("with_decoding_p50_ms") is not None:  # a detector: what the app pays
+        rows.append(
+            ["int8 artifact with the app's decoding (budget)",
+             f"{latency['with_decoding_p50_ms']:.3f}", f"{latency['with_decoding_p90_ms']:.3f}"]
+        )  # fmt: skip
     if latency.get("float_reference_p50_ms") is not None:
         rows.append(
             ["float reference", f"{latency['float_reference_p50_ms']:.3f}",
              f"{latency.get('float_reference_p90_ms', 0):.3f}"]
         )  # fmt: skip
     threads = latency.get("threads")
+    decoding = latency.get("decoding")
+    if decoding:
+        kind += f". Decoding: {escape(str(decoding))}"
     return f"<p>{kind}, {threads} thread(s).</p>" + page.table(
         ("model", "p50 ms", "p90 ms"), rows, numeric=(1, 2)
     )

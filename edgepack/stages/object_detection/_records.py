@@ -1,6 +1,7 @@
 """What each detector build stage produced (the detection counterparts of
-:mod:`edgepack.stages.records`); the export and latency stages share the classifier's
-:class:`~edgepack.stages.records.ExportResult` and :class:`~edgepack.stages.records.LatencyResult`."""
+:mod:`edgepack.stages.records`); the export stage shares the classifier's
+:class:`~edgepack.stages.records.ExportResult`, and :class:`DetectorLatency` holds the
+classifier's :class:`~edgepack.stages.records.LatencyResult` plus the decoding an app pays."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from edgepack.config.profiles import DistillSpec, Target
     from edgepack.config.project import Project
     from edgepack.data.boxes import DetectionSet
+    from edgepack.runners import Latency, Unavailable
     from edgepack.stages.records import BudgetReport, ExportResult, LatencyResult, TeacherModel
     from edgepack.tasks.detection import Detections
 
@@ -118,6 +120,39 @@ class DetectorCheck:
 
 
 @dataclass(frozen=True)
+class DetectorLatency:
+    """The int8 artifact and its float twin on the profile's runner (the network alone), and
+    the int8 artifact with the decoding the app runs after it: what the latency budget judges.
+
+    ``with_decoding`` is None where the artifact already decodes in its own graph (ONNX's
+    NonMaxSuppression, Core ML's NMS model): its own figure is then what the app pays."""
+
+    network: LatencyResult
+    with_decoding: Latency | Unavailable | None
+    decoding: str  # what the timed decoding is, or where the artifact's own decoding lies
+
+    @property
+    def judged(self) -> Latency | Unavailable:
+        """The figure the ``max_latency_ms`` budget judges: what the app pays per frame."""
+        return self.network.int8 if self.with_decoding is None else self.with_decoding
+
+    def summary(self) -> str:
+        from edgepack.release.measure import describe
+        from edgepack.runners import Latency
+
+        network, added = self.network.int8, self.with_decoding
+        text = describe(network, self.network.float_reference)
+        if not isinstance(network, Latency):
+            return text
+        shown = f"p50 {network.p50_ms:.3f} ms"
+        if added is None:
+            return text.replace(shown, f"{shown} (decoding inside the artifact)", 1)
+        if isinstance(added, Latency):
+            return text.replace(shown, f"{shown} ({added.p50_ms:.3f} ms with decoding)", 1)
+        return f"{text}; with decoding not timed: {added.reason}"
+
+
+@dataclass(frozen=True)
 class DetectorBuildRecord:
     """Everything one detector build produced: what its manifest is made of."""
 
@@ -129,6 +164,6 @@ class DetectorBuildRecord:
     student: DetectorStudent
     export: ExportResult
     verification: DetectorCheck
-    latency: LatencyResult
+    latency: DetectorLatency
     budgets: BudgetReport
     timings: dict[str, float]
