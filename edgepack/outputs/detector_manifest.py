@@ -68,12 +68,14 @@ def build_detector_manifest(
         },
         "quantization": {
             "scheme": target.quantization.scheme,
-            "per_channel": record.export.request.int8.per_channel,
+            "per_channel": record.export.request.int8.per_channel,  # as built (recover decides)
+            "calibration": record.export.request.int8.calibration,
             "calibration_samples": record.export.calibration_samples,
             **record.export.int8.details,
         },
         "inspection": {k: v for k, v in inspection.items() if k not in ("inputs", "outputs")},
         "accuracy": _accuracy(record, task.metric),
+        "recovery": {"metric": task.metric, **record.recovery.to_dict()},
         "latency": _latency(record),
         "budgets": [v.to_dict() for v in record.budgets.verdicts],
         "passed": record.budgets.passed,
@@ -104,6 +106,11 @@ def _accuracy(record: DetectorBuildRecord, metric: str) -> dict[str, Any]:
             "float_artifact": floats.get("map50"),
         },
     }
+    # What int8 costs on this format: the int8 file against its float twin file (same runtime,
+    # same decoding), and the chosen torch int8 twin against the float student (the recover
+    # stage's figure, there on every format recovery judged, Core ML off macOS included).
+    section["int8_vs_float_pp"] = check.int8_vs_float_pp
+    section["int8_twin_vs_float_student_pp"] = _twin_drop(record)
     if check.skipped is not None:
         section["prediction"] = f"skipped: {check.skipped}"
     for key, figure in check.app_figures.items():
@@ -135,6 +142,14 @@ def _latency(record: DetectorBuildRecord) -> dict[str, Any]:
         section["with_decoding_note"] = added.reason
     section["budget_judges"] = "p50_ms" if added is None else "with_decoding_p50_ms"
     return section
+
+
+def _twin_drop(record: DetectorBuildRecord) -> float | None:
+    """Float student's mAP minus the kept int8 twin's, in points (None: recovery judged none)."""
+    kept = [rung for rung in record.recovery.ladder if rung.chosen]
+    if not kept:
+        return None
+    return round((record.student.scores["map"] - kept[0].accuracy) * 100, 3)
 
 
 def _nms_iou(inspection: dict[str, Any]) -> float:

@@ -26,8 +26,9 @@ import itertools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from edgepack.training.distillation import DistillLoss
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,54 +69,82 @@ def qat_int8(
     ``epochs`` passes over ``inputs`` against the teacher's ``logits`` and ``labels``, with
     ``recipe``'s batch size, temperature, alpha and seed."""
     import torch
-    from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
-    from edgepack.exporters._pt2e import convert, export_batch_dynamic, remove_eval_dropout
     from edgepack.tasks import get_task
 
     distillation_loss = objective or get_task().distillation_loss
-
     started = time.perf_counter()
-    torch.manual_seed(recipe.seed)
+
+    def train(prepared: torch.nn.Module) -> tuple[int, float]:
+        steps_per_epoch = max(1, inputs.shape[0] // recipe.batch_size)
+        total = epochs * steps_per_epoch
+        optimizer = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9, nesterov=True)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total))
+        )
+        targets, hard = torch.from_numpy(logits), torch.from_numpy(labels)
+        generator = torch.Generator().manual_seed(recipe.seed)
+        loss = torch.zeros(())
+        for epoch in range(epochs):
+            order = torch.randperm(inputs.shape[0], generator=generator)
+            for step in range(steps_per_epoch):
+                index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+                out = prepared(inputs[index])
+                loss = distillation_loss(
+                    out,
+                    targets[index],
+                    hard[index],
+                    temperature=recipe.temperature,
+                    alpha=recipe.alpha,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+            log.info("QAT epoch %d/%d loss %.4f", epoch + 1, epochs, loss.item())
+        return total, float(loss.item())
+
+    converted, (total, final) = quantization_aware(
+        student, example, train, per_channel=per_channel, seed=recipe.seed
+    )
+    stats = QatStats(epochs, total, final, time.perf_counter() - started)
+    return converted, stats
+
+
+def quantization_aware(
+    student: torch.nn.Module,
+    example: torch.Tensor,
+    train: Callable[[torch.fx.GraphModule], T],
+    *,
+    per_channel: bool = True,
+    seed: int = 0,
+) -> tuple[torch.fx.GraphModule, T]:
+    """The PT2E QAT flow around a task's own training loop: ``student`` (left untouched)
+    BN-folded, exported and fake-quantized; ``train(prepared)`` fine-tunes that graph in train
+    mode (its ``.train()``/``.eval()`` work, so a loop that calls them can take it as it is);
+    then the converted int8 module and what ``train`` returned."""
+    import torch
+    from torchao.quantization.pt2e import (
+        allow_exported_model_train_eval,
+        move_exported_model_to_eval,
+        move_exported_model_to_train,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    from edgepack.exporters._pt2e import convert, export_batch_dynamic, remove_eval_dropout
+
+    torch.manual_seed(seed)
     folded = fold_batch_norm(copy.deepcopy(student).eval())
     for parameter in folded.parameters():  # the folded biases are new and frozen by default
         parameter.requires_grad_(True)
     graph = export_batch_dynamic(folded, example)
     remove_eval_dropout(graph)
     prepared = prepare_qat_pt2e(graph, _qat_quantizer(per_channel))
+    allow_exported_model_train_eval(prepared)
     move_exported_model_to_train(prepared)
-
-    steps_per_epoch = max(1, inputs.shape[0] // recipe.batch_size)
-    total = epochs * steps_per_epoch
-    optimizer = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9, nesterov=True)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total))
-    )
-    targets, hard = torch.from_numpy(logits), torch.from_numpy(labels)
-    generator = torch.Generator().manual_seed(recipe.seed)
-    loss = torch.zeros(())
-    for epoch in range(epochs):
-        order = torch.randperm(inputs.shape[0], generator=generator)
-        for step in range(steps_per_epoch):
-            index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-            out = prepared(inputs[index])
-            loss = distillation_loss(
-                out,
-                targets[index],
-                hard[index],
-                temperature=recipe.temperature,
-                alpha=recipe.alpha,
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        log.info("QAT epoch %d/%d loss %.4f", epoch + 1, epochs, loss.item())
+    result = train(prepared)
     move_exported_model_to_eval(prepared)
-    converted = convert(prepared)
-    stats = QatStats(epochs, total, float(loss.item()), time.perf_counter() - started)
-    return converted, stats
+    return convert(prepared), result
 
 
 def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:

@@ -2,8 +2,9 @@
 
 Every candidate starts from the request the exporter will get (:mod:`edgepack.release.request`:
 the app-facing input, the calibration images), so the module recovery keeps is the one the
-artifact is lowered from. A candidate is judged by its torch int8 twin's score on the held-out
-images, with the task's metric.
+artifact is lowered from. A candidate is judged by a :data:`Judge`: its torch int8 twin's score on
+the held-out data, whatever the task's metric (:func:`labelled_judge` for a classifier's top-1;
+a detector's stage passes the mAP of the twin's decoded boxes).
 """
 
 from __future__ import annotations
@@ -21,18 +22,16 @@ if TYPE_CHECKING:
     from edgepack.training.distillation import DistillLoss
 
 Score = Callable[["np.ndarray", "np.ndarray"], float]
+Judge = Callable[["torch.fx.GraphModule"], float]  # an int8 module → its held-out score
 
 
 class Trials:
     """PTQ candidates by (weight granularity, observer), each made once: the per-channel
     module a size check exports is the per-channel rung's own (exporters deep-copy it)."""
 
-    def __init__(
-        self, request: ExportRequest, test_x: ModelInputs, test_labels: np.ndarray, score: Score
-    ) -> None:
+    def __init__(self, request: ExportRequest, judge: Judge) -> None:
         self.request = request
-        self._test = (test_x, test_labels)
-        self._score = score
+        self._judge = judge
         self._made: dict[tuple[bool, str], torch.fx.GraphModule] = {}
 
     def quantize(self, per_channel: bool, observer: str) -> torch.fx.GraphModule:
@@ -51,15 +50,26 @@ class Trials:
         return self._made[key]
 
     def judge(self, module: torch.fx.GraphModule) -> float:
-        """The task's score of ``module`` on the held-out images."""
+        """The task's score of ``module`` on the held-out data."""
+        return self._judge(module)
+
+
+def labelled_judge(
+    request: ExportRequest, test_x: ModelInputs, test_labels: np.ndarray, score: Score
+) -> Judge:
+    """A classifier's judge: ``score(outputs, labels)`` of a module on the held-out images
+    (given at the project's channels; matched to the request's app-facing input)."""
+
+    def judge(module: torch.fx.GraphModule) -> float:
         from edgepack.exporters._input import match_channels
         from edgepack.training.predict import batched
 
-        channels = self.request.input.channels
-        images, labels = self._test
-        return self._score(
-            batched(lambda batch: module(match_channels(batch, channels)), images), labels
+        channels = request.input.channels
+        return score(
+            batched(lambda batch: module(match_channels(batch, channels)), test_x), test_labels
         )
+
+    return judge
 
 
 def qat_maker(

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from edgepack.recovery.summary import outcome, shown, worst_layers
-from edgepack.recovery.trials import Trials, qat_maker
+from edgepack.recovery.summary import ACCURACY, Metric, outcome, shown, worst_layers
+from edgepack.recovery.trials import Trials, labelled_judge, qat_maker
 from edgepack.release.verdicts import over_size
 from edgepack.stages.context import BuildContext
 from edgepack.stages.pipeline import Products
@@ -50,14 +51,15 @@ def recover(context: BuildContext, got: Products) -> Recovery:
     # The model the exporter will be asked for: a grayscale student already folded to its RGB
     # input, so the int8 module chosen here is the one the artifact is made from.
     request = export_request(context, data, student.model)
-    trials = Trials(request, data.test_x, data.test.labels, context.task.score)  # type: ignore[arg-type]
-    first, module = _plain_ptq(trials, spec, goal)
+    score = context.task.score
+    trials = Trials(request, labelled_judge(request, data.test_x, data.test.labels, score))  # type: ignore[arg-type]
+    first, module = plain_ptq(trials, spec, goal)
     if first.meets:
         recipe = Int8Recipe(spec.calibration, module, spec.per_channel)
         text = f"not needed: plain PTQ meets the accuracy budget ({shown(first)})"
         return Recovery(recipe, text, (first,), (), _since(started))
     worst = tuple(worst_layers(module, request.calibration))
-    blocked = _blocked(context, student, goal)
+    blocked = blocked_by(context, student.accuracy, goal)
     steps, size_note = ([], "") if blocked is not None else ladder(context, got, trials)
     rungs, kept = climb(first, module, steps, trials.judge, goal)
     chosen = next(r for r in rungs if r.chosen)
@@ -67,8 +69,8 @@ def recover(context: BuildContext, got: Products) -> Recovery:
     return Recovery(recipe, text, tuple(rungs), worst, _since(started))
 
 
-def _plain_ptq(trials: Trials, spec: QuantSpec, goal: Goal) -> tuple[Rung, torch.fx.GraphModule]:
-    """The first rung: the profile's own settings."""
+def plain_ptq(trials: Trials, spec: QuantSpec, goal: Goal) -> tuple[Rung, torch.fx.GraphModule]:
+    """The first rung: the profile's own settings (a detector's ``recover`` too)."""
     from edgepack.recovery.plan import Rung
 
     tick = time.perf_counter()
@@ -87,23 +89,17 @@ def ladder(context: BuildContext, got: Products, trials: Trials) -> tuple[list[S
     or the profile had them already). Public for ``scripts/benchmarks/bench_recovery.py``."""
     from edgepack.recovery.plan import later_steps
 
-    target, spec = context.target, context.target.quantization
+    spec = context.target.quantization
     qat = None
     if spec.qat_epochs > 0:
         logits, student = got[TeacherLogits], got[DistilledStudent]
         train = (got[PreparedData].train_x, logits.train_labels, logits.train_logits)
         loss = context.task.distillation_loss
         qat = qat_maker(trials.request, train, student.recipe, spec, loss)  # type: ignore[arg-type]
-    fits, size_note = True, ""
-    if not spec.per_channel and target.budgets.max_size_kb is not None:
-        size = _exported_bytes(context, trials, trials.quantize(True, spec.calibration))
-        fits = not over_size(size, target.budgets)
-        if not fits:
-            size_note = (
-                f"per-channel weights not tried: {size / 1024:.1f} KB > "
-                f"{target.budgets.max_size_kb:g} KB"
-            )
-            log.info("recovery: %s; the ladder keeps per-tensor weights", size_note)
+    calibration = spec.calibration
+    fits, size_note = per_channel_fits(
+        context, lambda: _exported_bytes(context, trials, trials.quantize(True, calibration))
+    )
     steps = later_steps(
         per_channel=spec.per_channel,
         calibration=spec.calibration,
@@ -140,18 +136,38 @@ def _goal(context: BuildContext, got: Products) -> Goal:
     return Goal(got[TeacherLogits].accuracy, budgets.max_accuracy_drop_pp, budgets.min_accuracy)
 
 
-def _blocked(context: BuildContext, student: DistilledStudent, goal: Goal) -> str | None:
-    """Why the ladder does not run, or None."""
-    if student.accuracy is not None and not goal.meets(student.accuracy):
-        drop = goal.drop_pp(student.accuracy)
-        shown = f"{student.accuracy:.2%}" + ("" if drop is None else f", {drop:.2f} pp drop")
+def blocked_by(
+    context: BuildContext, float_score: float | None, goal: Goal, metric: Metric = ACCURACY
+) -> str | None:
+    """Why the ladder does not run (the float student misses by itself, or recovery is off),
+    or None. A detector's ``recover`` asks the same with its float mAP."""
+    if float_score is not None and not goal.meets(float_score):
+        drop = goal.drop_pp(float_score)
+        shown = metric.show(float_score) + ("" if drop is None else f", {drop:.2f} pp drop")
         return (
-            f"the float student misses the accuracy budget by itself ({shown}): int8 recovery "
+            f"the float student misses the {metric.budget} by itself ({shown}): int8 recovery "
             "cannot fix that; a larger student or a longer recipe can"
         )
     if not context.target.quantization.recovery:
         return "recovery is off (quantization.recovery)"
     return None
+
+
+def per_channel_fits(context: BuildContext, exported_bytes: Callable[[], int]) -> tuple[bool, str]:
+    """Whether per-channel rungs may run under a per-tensor profile: True unless the size
+    budget is set and ``exported_bytes()`` (the artifact with per-channel weights) breaks it;
+    and the note saying so ("" otherwise)."""
+    target = context.target
+    if target.quantization.per_channel or target.budgets.max_size_kb is None:
+        return True, ""
+    size = exported_bytes()
+    if not over_size(size, target.budgets):
+        return True, ""
+    note = (
+        f"per-channel weights not tried: {size / 1024:.1f} KB > {target.budgets.max_size_kb:g} KB"
+    )
+    log.info("recovery: %s; the ladder keeps per-tensor weights", note)
+    return False, note
 
 
 def _exported_bytes(context: BuildContext, trials: Trials, module: torch.fx.GraphModule) -> int:

@@ -194,7 +194,7 @@ def _every_step(context: Any, got: Any, budget: float) -> None:
     first rung that meets). The worst layers of plain PTQ are printed too."""
     from edgepack.recovery.plan import Goal, Rung, climb, later_steps
     from edgepack.recovery.summary import worst_layers
-    from edgepack.recovery.trials import Trials, qat_maker
+    from edgepack.recovery.trials import Trials, labelled_judge, qat_maker
     from edgepack.stages.quantize_export import export_request
     from edgepack.stages.records import DistilledStudent, PreparedData, TeacherLogits
 
@@ -203,7 +203,8 @@ def _every_step(context: Any, got: Any, budget: float) -> None:
     # What the recover stage quantizes and judges: the student as the exporter gets it (a
     # grayscale student folded to its RGB input), through the stage's own Trials.
     request = export_request(context, data, student.model)
-    trials = Trials(request, data.test_x, data.test.labels, context.task.score)
+    scored = labelled_judge(request, data.test_x, data.test.labels, context.task.score)
+    trials = Trials(request, scored)
     quantize, judge, batches = trials.quantize, trials.judge, request.calibration
     train = (data.train_x, logits.train_labels, logits.train_logits)
 

@@ -79,8 +79,10 @@ MEDIAPIPE_IOU = 0.3
 
 def lower(request: DetectorRequest, int8_path: Path, float_path: Path) -> tuple[Int8Export, Path]:
     """PT2E int8 and float .tflite files, each with MediaPipe's detector metadata (anchors,
-    decoding options, normalisation, labels.txt); the reference is the PT2E module."""
+    decoding options, normalisation, labels.txt); the reference is the PT2E module: the one
+    the request's Int8Recipe carries (what ``recover`` judged), else calibrated here."""
     from edgepack.exporters import Int8Export
+    from edgepack.exporters._pt2e import int8_module
     from edgepack.exporters.tflite.detector_metadata import add_detector_metadata
 
     export = request.export
@@ -97,13 +99,8 @@ def lower(request: DetectorRequest, int8_path: Path, float_path: Path) -> tuple[
         )
         path.write_bytes(content)
 
-    _, twin = lower_detector_int8(
-        export.student,
-        export.example,
-        list(export.calibration),
-        int8_path,
-        per_channel=export.int8.per_channel,
-    )
+    twin = int8_module(export)  # recovery's choice, else calibrated here
+    lower_int8(twin, export.example, int8_path, OUTPUTS)
     finish(int8_path)
     lower_detector_float(export.student, export.example, float_path)
     finish(float_path)

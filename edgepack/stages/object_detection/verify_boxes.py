@@ -24,6 +24,7 @@ from edgepack.stages.records import ExportResult
 if TYPE_CHECKING:
     import torch
 
+    from edgepack.exporters import ExportRequest
     from edgepack.tasks.detection import Detections
 
 
@@ -50,13 +51,16 @@ def verify_boxes(context: BuildContext, got: Products) -> DetectorCheck:
         )
 
     x = model_input(data.test.images, context.project.input)
+    anchors = student.anchors
     twin = export.int8.reference
     if twin is not None:
-        reference = {"box_agreement_vs_int8_twin": _decoded(twin, x, export, student.anchors)}
+        reference = {"box_agreement_vs_int8_twin": decoded_boxes(twin, x, request.export, anchors)}
     else:  # onnxruntime's quantizer has no torch twin: the float student is the reference
         float_student = export.request.student  # as the app-facing file (RGB fold included)
         reference = {
-            "box_agreement_vs_float_student": _decoded(float_student, x, export, student.anchors)
+            "box_agreement_vs_float_student": decoded_boxes(
+                float_student, x, export.request, anchors
+            )
         }
     float_found = detector.detect(export.float_reference, pixels, request)
     figures = {
@@ -74,15 +78,16 @@ def verify_boxes(context: BuildContext, got: Products) -> DetectorCheck:
     )
 
 
-def _decoded(
-    model: Any, x: torch.Tensor, export: ExportResult, anchors: np.ndarray
+def decoded_boxes(
+    model: Any, x: torch.Tensor, request: ExportRequest, anchors: np.ndarray
 ) -> list[Detections]:
-    """``model``'s raw outputs on the held-out images, decoded by edgepack (RetinaNet-style)."""
+    """``model``'s raw outputs on the held-out images ``x`` (the project's channels, matched to
+    ``request``'s app-facing input), decoded by edgepack (RetinaNet-style)."""
     import torch
 
     from edgepack.exporters import match_channels
     from edgepack.tasks.detection import postprocess
 
     with torch.no_grad():
-        raw, logits = model(match_channels(x, export.request.input.channels))
+        raw, logits = model(match_channels(x, request.input.channels))
     return postprocess(raw, logits, torch.from_numpy(np.asarray(anchors, np.float32)))
