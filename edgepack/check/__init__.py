@@ -140,6 +140,7 @@ def _target_check(result: CheckResult, now: Figures, then: Figures | None) -> Ta
         accuracy=accuracy.get("int8_artifact"),
         teacher_accuracy=accuracy.get("teacher"),
         rows=tuple(rows),
+        delegation=result.delegation,
     )
 
 

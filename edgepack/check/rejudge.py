@@ -44,6 +44,8 @@ class CheckResult:
     verdicts: list[Verdict]
     sizes: Sizes
     manifest: dict[str, Any]
+    # Delegate coverage measured now (exporters.delegate_coverage); None with --size-only.
+    delegation: dict[str, Any] | None = None
 
     @property
     def latency_p50_ms(self) -> float | None:
@@ -104,15 +106,21 @@ def check(
     sizes = measure_sizes(artifact)
     budgets = target.budgets
     latency: Any = None
+    delegation = None
     if size_only:
         budgets = dataclasses.replace(
-            budgets, max_latency_ms=None, max_accuracy_drop_pp=None, min_accuracy=None
+            budgets,
+            max_latency_ms=None,
+            max_accuracy_drop_pp=None,
+            min_accuracy=None,
+            max_fallback_ops=None,
         )
     else:
         from edgepack.release.measure import measure
 
         detector = manifest["task"] == "detection"
         latency = _app_latency(target, artifact) if detector else measure(target, artifact)
+        delegation = _delegation(target, artifact, manifest["task"])
     accuracy = manifest["accuracy"]
     # Measured here at build time, else on the runner's device (Core ML on a Mac).
     artifact_accuracy = accuracy.get("int8_artifact")
@@ -132,8 +140,20 @@ def check(
         artifact_accuracy=artifact_accuracy,
         unavailable=unavailable,
         task=manifest["task"],
+        delegation=delegation,
     )
-    return CheckResult(target, artifact, latency, verdicts, sizes, manifest)
+    return CheckResult(target, artifact, latency, verdicts, sizes, manifest, delegation)
+
+
+def _delegation(target: Target, artifact: Path, task: str) -> dict[str, Any]:
+    """Delegate coverage measured again, like latency (a runtime upgrade may take more ops, or
+    fewer), for the builds that record it: classifiers, so far."""
+    from edgepack.exporters import delegate_coverage
+    from edgepack.exporters._delegation import not_measured
+
+    if task != DEFAULT_TASK:
+        return not_measured(f"delegate coverage is not recorded for {task} builds yet")
+    return delegate_coverage(target.format, artifact)
 
 
 def _app_latency(target: Target, artifact: Path) -> Any:

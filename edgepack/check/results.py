@@ -77,6 +77,8 @@ class TargetCheck:
     accuracy: float | None  # the int8 artifact's, from the manifest
     teacher_accuracy: float | None
     rows: tuple[Row, ...]
+    # which ops ran outside the runtime's fast path, measured now (None: --size-only)
+    delegation: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -99,6 +101,7 @@ class TargetCheck:
             "latency": None if latency is None else asdict(latency),
             "accuracy": {"int8_artifact": self.accuracy, "teacher": self.teacher_accuracy},
             "checks": [row.to_dict() for row in self.rows],
+            "delegation": self.delegation,
             "passed": self.passed,
         }
 

@@ -113,6 +113,9 @@ class Budgets:
     # Detection projects (task: detection) judge COCO mAP@0.5:0.95 instead of top-1 accuracy.
     max_map_drop_pp: float | None = field(default=None, metadata=at_least(0))
     min_map: float | None = field(default=None, metadata=between(0, 1))
+    # Ops the artifact may run outside the runtime's fast path (LiteRT: the XNNPACK delegate;
+    # ONNX Runtime: its int8 kernels; ExecuTorch: XNNPACK); 0: every op must be taken.
+    max_fallback_ops: int | None = field(default=None, metadata=at_least(0))
     # Which bytes max_size_kb counts: "raw" (the file as stored, e.g. a .tflite the app lists
     # in noCompress so it can be memory-mapped) or "compressed" (zip deflate, as it lands in
     # an APK/AAB or IPA download). Both are always reported.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from edgepack.core.errors import ConfigError, InputError, MissingExtraError
 from edgepack.core.registry import Registry
@@ -43,6 +43,7 @@ __all__ = [
     "Format",
     "Int8Export",
     "Int8Recipe",
+    "delegate_coverage",
     "detector_formats",
     "format_names",
     "format_of",
@@ -112,6 +113,29 @@ def runtime_unavailable(name: str) -> str | None:
     if fmt.runs_on is None or platform.system() in fmt.runs_on:
         return None
     return f"{fmt.runtime_note} (this machine runs {platform.system()})"
+
+
+def delegate_coverage(name: str, path: Path) -> dict[str, Any]:
+    """The manifest's ``delegation`` section for format ``name``'s artifact at ``path``: which
+    ops ran outside the runtime's fast path (:mod:`._delegation`), or why that is not measured.
+    One path for build and check. A reader that fails gives a section with no figure, which a
+    ``max_fallback_ops`` budget then fails."""
+    from edgepack.core.errors import VerificationError
+    from edgepack.exporters._delegation import not_measured
+
+    fmt = _format(name)
+    if fmt.coverage is None:
+        return not_measured(fmt.coverage_note or f"not measured for {name}")
+    try:
+        _require(name, fmt)  # a check on a machine without the runtime: skipped, with why
+    except MissingExtraError as exc:
+        return not_measured(str(exc))
+    reader = fmt.coverage_reader()
+    assert reader is not None
+    try:
+        return reader(path).to_dict()
+    except (InputError, VerificationError) as exc:
+        return {"measured": False, "fallback_ops": None, "error": str(exc)}
 
 
 def versions(name: str) -> dict[str, str]:

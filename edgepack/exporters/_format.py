@@ -10,7 +10,10 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from edgepack.exporters._delegation import Coverage
 
 # (label, bytes) pairs adding up to an artifact's raw size: the report's size breakdown.
 Breakdown = list[tuple[str, int]]
@@ -50,10 +53,25 @@ class Format:
     # "package.module" of the format's detector export (``task: detection``): a module with
     # the names of exporters._detector_contract.DetectorExporter. None: classifiers only.
     detector: str | None = None
+    # "package.module:function" reading an artifact file into its delegate coverage (an
+    # exporters._delegation.Coverage: the ops outside the runtime's fast path); None: not
+    # measured, and ``coverage_note`` says why (exporters/_delegation.py).
+    coverage: str | None = None
+    coverage_note: str = ""
 
     def breakdown_reader(self) -> Callable[[Path], Breakdown] | None:
         """The imported :attr:`breakdown` function, or None when the format declares none."""
         if self.breakdown is None:
             return None
-        module, _, function = self.breakdown.partition(":")
-        return cast(Callable[[Path], Breakdown], getattr(importlib.import_module(module), function))
+        return cast(Callable[[Path], Breakdown], _imported(self.breakdown))
+
+    def coverage_reader(self) -> Callable[[Path], Coverage] | None:
+        """The imported :attr:`coverage` function, or None when the format declares none."""
+        if self.coverage is None:
+            return None
+        return cast(Callable[[Path], "Coverage"], _imported(self.coverage))
+
+
+def _imported(path: str) -> object:
+    module, _, function = path.partition(":")
+    return getattr(importlib.import_module(module), function)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from edgepack.stages.records import BuildRecord, LatencyResult, TeacherModel
 
 MANIFEST_VERSION = 1
+# Inspection facts the manifest shows in sections of their own (input, output, delegation).
+_OWN_SECTIONS = ("inputs", "outputs", "delegation")
 
 
 def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -> dict[str, Any]:
@@ -59,7 +61,9 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
             **record.export.int8.details,
         },
         "recovery": record.recovery.to_dict(),
-        "inspection": {k: v for k, v in inspection.items() if k not in ("inputs", "outputs")},
+        "inspection": {k: v for k, v in inspection.items() if k not in _OWN_SECTIONS},
+        # which ops ran outside the runtime's fast path (exporters/_delegation.py)
+        "delegation": inspection.get("delegation"),
         "accuracy": {
             "teacher": record.logits.accuracy,
             "float_student": record.student.accuracy,

@@ -31,6 +31,10 @@ class Measurements:
     # What kind of size it is: "" for the raw bytes, "zip deflate" when the profile's
     # budgets.size_counts judges the compressed bytes.
     size_note: str = ""
+    # Ops outside the runtime's fast path (the manifest's delegation section); None: not
+    # measured (the reason, if known, under unavailable["fallback"]).
+    fallback_ops: int | None = None
+    fallback_note: str = ""  # which ops: "RESIZE_NEAREST_NEIGHBOR ×2"
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,16 @@ def _latency(m: Measurements) -> float | None:
     return m.latency_p50_ms
 
 
+def _fallback(m: Measurements) -> float | None:
+    return m.fallback_ops
+
+
 # Budgets every task has: budget field → (what it measures, the measurement's name, unit, True
 # if the limit is a floor). The task adds its own (edgepack.tasks: accuracy for classification).
 _GENERIC: dict[str, tuple[Callable[[Measurements], float | None], str, str, bool]] = {
     "max_size_kb": (_size, "size", "KB", False),
     "max_latency_ms": (_latency, "latency", "ms p50", False),
+    "max_fallback_ops": (_fallback, "fallback", "ops", False),
 }
 
 
@@ -145,7 +154,8 @@ def evaluate(budgets: Budgets, measured: Measurements, task: str = DEFAULT_TASK)
             verdicts.append(Verdict(name, limit, None, unit, status, reason or "not measured"))
             continue
         passed = value >= limit if is_floor else value <= limit
-        note = {"latency": measured.latency_note, "size": measured.size_note}.get(kind, "")
+        notes = {"latency": measured.latency_note, "size": measured.size_note}
+        note = {**notes, "fallback": measured.fallback_note}.get(kind, "")
         verdicts.append(Verdict(name, limit, value, unit, "pass" if passed else "fail", note))
     return verdicts
 
@@ -160,12 +170,16 @@ def judge(
     unavailable: dict[str, str] | None = None,
     compressed_bytes: int | None = None,
     task: str = DEFAULT_TASK,
+    delegation: object = None,
 ) -> list[Verdict]:
     """The verdicts of a build or a check: one path for both, from a runner's result.
 
     ``size_bytes`` is the artifact as stored; ``compressed_bytes`` its zip-deflated size
     (:mod:`edgepack.core.sizes`), which ``max_size_kb`` judges instead when the profile
-    says ``size_counts: compressed``."""
+    says ``size_counts: compressed``. ``delegation`` is the manifest's section of that name
+    (:func:`edgepack.exporters.delegate_coverage`): ``max_fallback_ops`` judges its count, is
+    skipped where the format cannot measure it, and fails where the figure went missing."""
+    from edgepack.exporters._delegation import fallback_ops, listed
     from edgepack.runners import Unavailable
 
     size_note = ""
@@ -175,6 +189,9 @@ def judge(
         size_bytes, size_note = compressed_bytes, "zip deflate"
 
     reasons = dict(unavailable or {})
+    fallback, why = fallback_ops(delegation)
+    if why:
+        reasons.setdefault("fallback", why)
     p50, note = None, ""
     if isinstance(latency, Unavailable):
         reasons["latency"] = latency.reason
@@ -185,7 +202,15 @@ def judge(
     return evaluate(
         budgets,
         Measurements(
-            size_bytes, p50, teacher_accuracy, artifact_accuracy, reasons, note, size_note
+            size_bytes,
+            p50,
+            teacher_accuracy,
+            artifact_accuracy,
+            reasons,
+            note,
+            size_note,
+            fallback_ops=fallback,
+            fallback_note=listed(delegation),
         ),
         task,
     )

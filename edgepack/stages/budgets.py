@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgepack.core.sizes import measure_sizes
 from edgepack.release.verdicts import Verdict, judge
@@ -33,7 +33,12 @@ def check_budgets(context: BuildContext, got: Products) -> BudgetReport:
     elif not got[PreparedData].test.labelled:
         unavailable["accuracy"] = UNLABELLED
     verdicts = judge_build(
-        context, got, got[TeacherLogits].accuracy, verification.accuracy, unavailable
+        context,
+        got,
+        got[TeacherLogits].accuracy,
+        verification.accuracy,
+        unavailable,
+        delegation=verification.inspection.get("delegation"),
     )
     return BudgetReport(tuple(_name_layers(v, got[Recovery]) for v in verdicts))
 
@@ -46,11 +51,19 @@ def judge_build(
     unavailable: dict[str, str] | None = None,
     *,
     latency: Latency | Unavailable | None = None,
+    delegation: dict[str, Any] | None = None,
 ) -> list[Verdict]:
     """The profile's budgets against the exported artifact, its latency (the latency stage's
     int8 figure unless ``latency`` names the one to judge: a detector's with the app's
-    decoding) and the task's scores (teacher and artifact), for any task's build."""
+    decoding) and the task's scores (teacher and artifact), for any task's build.
+    ``delegation``: the verify stage's delegate coverage; a task whose build does not record
+    it (detection, for now) has ``max_fallback_ops`` skipped with that reason."""
+    from edgepack.exporters._delegation import not_measured
+
     export = got[ExportResult]
+    if delegation is None:
+        task = context.project.task
+        delegation = not_measured(f"delegate coverage is not recorded for {task} builds yet")
     return judge(
         context.target.budgets,
         size_bytes=export.size_bytes,
@@ -60,6 +73,7 @@ def judge_build(
         artifact_accuracy=artifact_score,
         unavailable=unavailable,
         task=context.project.task,
+        delegation=delegation,
     )
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgepack.exporters._delegation import summary as delegation_summary
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -256,6 +258,9 @@ class Verification:
             checks += f"; accuracy on the {self.on_device['device_runner']} device {device:.2%}"
         elif "prediction_on_device" in self.on_device:
             checks += f"; on the device {self.on_device['prediction_on_device']}"
+        fallback = delegation_summary(self.inspection.get("delegation"))
+        if fallback is not None:
+            checks += f"; {fallback}"
         if self.skipped is not None:
             return f"{checks}; prediction skipped: {self.skipped}"
         accuracy = self.int8_accuracy

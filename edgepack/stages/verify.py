@@ -23,13 +23,14 @@ if TYPE_CHECKING:
 
 
 def verify(context: BuildContext, got: Products) -> Verification:
-    from edgepack.exporters import get_exporter, runtime_unavailable
+    from edgepack.exporters import delegate_coverage, get_exporter, runtime_unavailable
     from edgepack.exporters._input import match_channels
 
     fmt = context.target.format
     exporter = get_exporter(fmt)
     export, data = got[ExportResult], got[PreparedData]
     inspection = exporter.inspect(export.int8.path, export.request)
+    inspection["delegation"] = delegate_coverage(fmt, export.int8.path)  # ops off the fast path
     skipped = runtime_unavailable(fmt)
     # A grayscale project's RGB model sees each gray image as equal R, G and B (same luma).
     channels = export.request.input.channels

@@ -18,4 +18,5 @@ FORMAT = Format(
     # executorch's declared dependencies (pandas, hydra-core, test tools) are not imported:
     # installed without them, as scripts/bootstrap.sh does (see setup.cfg).
     install="pip install 'edgepack[executorch]' && pip install --no-deps executorch==1.5.1",
+    coverage="edgepack.exporters.executorch.delegation:coverage",
 )

@@ -15,4 +15,5 @@ FORMAT = Format(
     breakdown="edgepack.exporters.onnx.op_bytes:size_by_op",
     app_platform="onnxruntime",
     detector="edgepack.exporters.onnx.detector",
+    coverage="edgepack.exporters.onnx.delegation:coverage",
 )

@@ -16,4 +16,5 @@ FORMAT = Format(
     breakdown="edgepack.exporters.tflite.op_bytes:size_by_op",
     app_platform="android",
     detector="edgepack.exporters.tflite.detector",
+    coverage="edgepack.exporters.tflite.delegation:coverage",
 )

@@ -21,6 +21,7 @@ from typing import Any
 from edgepack.core.sizes import measure_sizes
 from edgepack.outputs.report import page
 from edgepack.outputs.report.breakdown import size_breakdown
+from edgepack.outputs.report.fallback_table import delegation_section
 from edgepack.outputs.report.scores import accuracy_table, detection_table, metric_name
 from edgepack.outputs.report.search_section import search_section
 from edgepack.release.verdicts import is_floor
@@ -75,6 +76,7 @@ def target_html(folder: Path, manifest: dict[str, Any]) -> str:
         ),
         *([page.section("Detection", detection_table(detector))] if detector else []),
         page.section("Latency", _latency_text(manifest.get("latency", {}))),
+        *delegation_section(manifest.get("delegation")),
         *_recovery_section(manifest.get("recovery")),
         page.section(
             "Plots",
