@@ -64,7 +64,8 @@ def test_litert_names_the_op_xnnpack_leaves_between_two_partitions(tmp_path: Pat
     assert section["measured"] and section["partitions"] == 2
     assert section["fallback_ops"] == 1
     assert section["fallback_by_op"] == {"RESIZE_NEAREST_NEIGHBOR": 1}
-    assert section["nodes"] == 7  # QUANTIZE, DW conv, resize, conv, MEAN, FC, DEQUANTIZE
+    # QUANTIZE, DEPTHWISE_CONV_2D, the resize, CONV_2D, TRANSPOSE, MEAN, FC, DEQUANTIZE
+    assert section["nodes"] == 8
     assert summary(section) == "1 op ran outside the XNNPACK delegate: RESIZE_NEAREST_NEIGHBOR"
 
 
@@ -72,7 +73,7 @@ def test_litert_names_the_op_xnnpack_leaves_between_two_partitions(tmp_path: Pat
 def test_litert_bilinear_twin_is_fully_delegated(tmp_path: Path) -> None:
     section = delegate_coverage("tflite", _int8_tflite("bilinear", tmp_path / "bilinear.tflite"))
     assert section["fallback_ops"] == 0 and section["partitions"] == 1
-    assert section["nodes"] == 7 and section["fallback"] == [] and summary(section) is None
+    assert section["nodes"] == 8 and section["fallback"] == [] and summary(section) is None
 
 
 def test_partition_walk_stops_at_the_delegate_inputs() -> None:
@@ -143,7 +144,9 @@ def test_executorch_counts_kernel_calls_outside_xnnpack(tmp_path: Path) -> None:
 
     request = tiny_request(Cumsum().eval(), et.ExecuTorchOptions())
     section = delegate_coverage("executorch", et.export_float(request, tmp_path / "m.pte"))
-    assert section["fallback_by_op"] == {"aten::cumsum": 1} and section["partitions"] >= 1
+    # the mean behind it stays there too (measured with executorch 1.5.1)
+    assert section["fallback_by_op"] == {"aten::cumsum": 1, "aten::mean": 1}
+    assert section["fallback_ops"] == 2 and section["partitions"] == 1
 
 
 def test_core_ml_says_plainly_that_it_is_not_measured(tmp_path: Path) -> None:
