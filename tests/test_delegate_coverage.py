@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 from conftest import Built
-from helpers import SHAPE, tiny_request
+from helpers import tiny_request
 from torch import nn
 from torch.nn import functional as F
 
