@@ -60,6 +60,7 @@ def test_targets_show_user_file_extending_shipped_target(runner: CliRunner, tmp_
         "min_accuracy": 0.93,
         "max_map_drop_pp": None,
         "min_map": None,
+        "max_fallback_ops": None,
         "size_counts": "raw",
     }
 
