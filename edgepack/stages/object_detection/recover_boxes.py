@@ -16,6 +16,7 @@ whose quantizer runs outside torch (ONNX: onnxruntime's QDQ quantizer, no twin t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,8 @@ def recover_boxes(context: BuildContext, got: Products) -> Recovery:
     if first.meets:
         recipe = Int8Recipe(spec.calibration, module, spec.per_channel)
         text = f"not needed: plain PTQ meets the mAP budget ({shown(first, MAP)})"
-        return Recovery(recipe, text, (first,), (), time.perf_counter() - started)
+        kept = dataclasses.replace(first, chosen=True)  # the manifest's twin-vs-float figure
+        return Recovery(recipe, text, (kept,), (), time.perf_counter() - started)
     worst = tuple(worst_layers(module, request.calibration))
     blocked = blocked_by(context, student.scores["map"], goal, MAP)
     steps, note = ([], "") if blocked is not None else _ladder(context, got, trials)
