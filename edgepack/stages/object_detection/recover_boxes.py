@@ -61,8 +61,8 @@ def recover_boxes(context: BuildContext, got: Products) -> Recovery:
     if first.meets:
         recipe = Int8Recipe(spec.calibration, module, spec.per_channel)
         text = f"not needed: plain PTQ meets the mAP budget ({shown(first, MAP)})"
-        kept = dataclasses.replace(first, chosen=True)  # the manifest's twin-vs-float figure
-        return Recovery(recipe, text, (kept,), (), time.perf_counter() - started)
+        marked = dataclasses.replace(first, chosen=True)  # the manifest's twin-vs-float figure
+        return Recovery(recipe, text, (marked,), (), time.perf_counter() - started)
     worst = tuple(worst_layers(module, request.calibration))
     blocked = blocked_by(context, student.scores["map"], goal, MAP)
     steps, note = ([], "") if blocked is not None else _ladder(context, got, trials)
