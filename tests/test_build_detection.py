@@ -126,6 +126,18 @@ def test_build_writes_an_app_folder_with_a_detection_manifest(built: tuple[Path,
         "min_map",
     }
     assert all(manifest["inspection"]["checks"].values())
+    # Latency: the network alone and with MediaPipe's decoding; the budget judges the second.
+    latency = manifest["latency"]
+    assert (
+        latency["with_decoding_p50_ms"] > 0
+        and "TFLite_Detection_PostProcess" in latency["decoding"]
+    )
+    assert latency["budget_judges"] == "with_decoding_p50_ms"
+    (judged,) = [v for v in manifest["budgets"] if v["name"] == "max_latency_ms"]
+    assert (
+        judged["measured"] == latency["with_decoding_p50_ms"] and "with decoding" in judged["note"]
+    )
+    assert "ms with decoding)" in result.output
     labels = (out / "labels.txt").read_text().splitlines()
     assert labels == list(FASHION_MNIST_LABELS)  # the COCO categories, in id order
     readme = (out / "README.md").read_text()
