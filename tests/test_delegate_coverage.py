@@ -149,6 +149,19 @@ def test_executorch_counts_kernel_calls_outside_xnnpack(tmp_path: Path) -> None:
     assert section["fallback_ops"] == 2 and section["partitions"] == 1
 
 
+@needs_tflite
+@needs_onnx
+@pytest.mark.parametrize(("fmt", "name"), [("tflite", "bad.tflite"), ("onnx", "bad.onnx")])
+def test_unreadable_artifact_gives_no_figure_so_the_budget_fails(
+    tmp_path: Path, fmt: str, name: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"not a model at all")
+    section = delegate_coverage(fmt, path)
+    assert section["measured"] is False and section["error"].startswith("cannot be read: ")
+    assert _verdict(section).status == "fail"
+
+
 def test_core_ml_says_plainly_that_it_is_not_measured(tmp_path: Path) -> None:
     section = delegate_coverage("coreml", tmp_path / "model.mlpackage")
     assert section["measured"] is False and section["fallback_ops"] is None
@@ -284,6 +297,6 @@ def test_sample_build_records_full_coverage_in_manifest_report_and_check(
     profile = smoke_build.folder / "smoke.yaml"
     done = CliRunner().invoke(main, ["check", str(folder), "--target", str(profile), "--json"])
     assert done.exit_code == 0, done.output
-    (target,) = json.loads(done.output)["targets"]
+    (target,) = json.loads(done.stdout)["targets"]
     assert target["delegation"]["fallback_ops"] == 0
     assert target["delegation"]["runtime"].startswith("XNNPACK delegate")

@@ -134,8 +134,8 @@ def delegate_coverage(name: str, path: Path) -> dict[str, Any]:
     assert reader is not None
     try:
         return reader(path).to_dict()
-    except (InputError, VerificationError) as exc:
-        return {"measured": False, "fallback_ops": None, "error": str(exc)}
+    except (InputError, VerificationError, ValueError, RuntimeError) as exc:  # runtimes' own
+        return {"measured": False, "fallback_ops": None, "error": f"cannot be read: {exc}"}
 
 
 def versions(name: str) -> dict[str, str]:
