@@ -387,6 +387,11 @@ def test_report_shows_the_ladder_and_the_worst_layers() -> None:
     assert "Accuracy recovery" in html and "calibration: percentile" in html and "kept" in html
     assert "features.4.block.0.2" in html and "9.9" in html and "4.50 pp" in html
     assert _recovery_section(Recovery(Int8Recipe(), "not run: no budget").to_dict()) == []
+    assert "90.00%" in html and "int8 twin top-1 accuracy" in html
+    # A detector's manifest names its metric: the scores are mAP fractions, not percentages.
+    detector = {"metric": "mAP@0.5:0.95", **recovery.to_dict()}
+    html = "".join(_recovery_section(detector))
+    assert "int8 twin mAP@0.5:0.95" in html and "0.940" in html and "94.00%" not in html
 
 
 def test_recovery_stops_when_the_float_student_misses_by_itself(

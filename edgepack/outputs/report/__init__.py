@@ -149,17 +149,25 @@ def _recovery_section(recovery: dict[str, Any] | None) -> list[str]:
     accuracy budget, or a manifest written before recovery existed)."""
     if not recovery or not recovery.get("ladder"):
         return []
+    # A classifier's ladder scores top-1 (a percentage); a detector's, mAP (a fraction, as the
+    # detector manifest writes every mAP). The section names the metric when the manifest does.
+    metric = str(recovery.get("metric", "top-1 accuracy"))
+    score = "{:.2%}" if metric == "top-1 accuracy" else "{:.3f}"
     rows = []
     for rung in recovery["ladder"]:
         drop = rung.get("drop_pp")
         rows.append(
-            [rung["step"], f"{rung['accuracy']:.2%}", "—" if drop is None else f"{drop:.2f} pp",
+            [rung["step"], score.format(rung["accuracy"]), "—" if drop is None else f"{drop:.2f} pp",
              f"{rung['seconds']:.1f}", page.status("pass" if rung["meets_budget"] else "fail"),
              "kept" if rung["chosen"] else ""]
         )  # fmt: skip
     parts = [
         f"<p>{escape(str(recovery.get('outcome', '')))}</p>",
-        page.table(("step", "int8 twin", "drop", "seconds", "budget", ""), rows, numeric=(1, 2, 3)),
+        page.table(
+            ("step", f"int8 twin {metric}", "drop", "seconds", "budget", ""),
+            rows,
+            numeric=(1, 2, 3),
+        ),
     ]
     layers = recovery.get("worst_layers") or []
     if layers:
