@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from conftest import Built
+from conftest import SMOKE, Built
 
 from edgepack.cli import main
 
@@ -38,7 +38,7 @@ def _build(args: list[str], out: Path, cache: Path) -> Result:
 def built(smoke_build: Built) -> tuple[Path, Built]:
     # Quick effort cannot reach release accuracy, so this profile relaxes the accuracy budgets;
     # size and latency keep android's limits (conftest.py; test_check_nightly reads it too).
-    return smoke_build.dist / "smoke", smoke_build
+    return smoke_build.dist / SMOKE, smoke_build
 
 
 def test_quick_build_exits_0_and_writes_the_app_folder(built: tuple[Path, Built]) -> None:
@@ -112,14 +112,14 @@ def test_check_passes_then_fails_a_tightened_budget(
     built: tuple[Path, Built], tmp_path: Path
 ) -> None:
     out, _ = built
-    # The manifest names the profile "smoke", which is not a shipped target: pass it explicitly.
+    # The manifest names the profile "android-app", not a shipped target: pass it explicitly.
     ok = CliRunner().invoke(
         main,
         [
             "check",
             str(out),
             "--target",
-            str(_profile(tmp_path, "smoke", max_accuracy_drop_pp=60.0, min_accuracy=0.3)),
+            str(_profile(tmp_path, SMOKE, max_accuracy_drop_pp=60.0, min_accuracy=0.3)),
         ],
     )
     assert ok.exit_code == 0, ok.output

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Built
+from conftest import SMOKE, Built
 
 pytestmark = [
     pytest.mark.slow,
@@ -26,7 +26,7 @@ IMAGES = 1000
 def model(smoke_build: Built) -> Path:
     """The quick android build of the sample that test_build.py checks (conftest.py)."""
     assert smoke_build.exit_code == 0, smoke_build.output
-    return smoke_build.dist / "smoke" / "model.tflite"
+    return smoke_build.dist / SMOKE / "model.tflite"
 
 
 def test_mediapipe_picks_what_litert_verification_picks(model: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import SMOKE
 
 from edgepack.build._output import file_table
 from edgepack.build._up_to_date import inputs_key, reusable, stamp
@@ -145,10 +146,11 @@ def test_an_unchanged_rebuild_keeps_the_folder_in_seconds(
     the recorded ones."""
     dist = tmp_path / "dist"
     shutil.copytree(smoke_build.dist, dist)
-    folder = dist / "smoke"
+    folder = dist / SMOKE
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     args = ["build", "--quick", "--no-progress", "--out", str(dist)]
-    args += ["--target", str(smoke_build.folder / "smoke.yaml"), "--cache-dir", str(shared_cache)]
+    profile = smoke_build.folder / f"{SMOKE}.yaml"
+    args += ["--target", str(profile), "--cache-dir", str(shared_cache)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == smoke_build.exit_code, result.output
     assert "up to date" in result.output and f"kept {folder}/" in result.output
