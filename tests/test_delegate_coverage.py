@@ -9,6 +9,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from conftest import Built
@@ -103,15 +104,22 @@ class Pooled(nn.Module):
         y = torch.relu(self.conv(x))
         if self.head == "exp":
             y = torch.exp(-y)
-        if self.head == "mean":  # ReduceMean: no int8 kernel in onnxruntime
+        if self.head == "mean":  # ReduceMean, keepdims 0: no int8 kernel in onnxruntime
             return self.fc(y.mean((2, 3)))
+        if self.head == "mean_keepdim":  # a MobileNet's head: the exporter makes it a pool
+            return self.fc(y.mean((2, 3), keepdim=True).flatten(1))
         return self.fc(F.adaptive_avg_pool2d(y, 1).flatten(1))  # GlobalAveragePool
 
 
 @needs_onnx
 @pytest.mark.parametrize(
     ("head", "expected"),
-    [("pool", {}), ("mean", {"ReduceMean": 1}), ("exp", {"Neg": 1, "Exp": 1})],
+    [
+        ("pool", {}),
+        ("mean_keepdim", {}),
+        ("mean", {"ReduceMean": 1}),
+        ("exp", {"Neg": 1, "Exp": 1}),
+    ],
 )
 def test_onnxruntime_counts_float_ops_left_after_its_qdq_fusions(
     tmp_path: Path, head: str, expected: dict[str, int]
@@ -279,8 +287,8 @@ def test_report_section_lists_the_fallbacks_and_says_why_when_unmeasured() -> No
 # The sample student in each format of the suite's shared quick build, as measured.
 SAMPLE = {
     "tflite": {"fallback_ops": 0, "fallback_by_op": {}, "nodes": 40, "partitions": 1},
-    # onnxruntime has no int8 ReduceMean: the global average and the Flatten after it stay float
-    "onnx": {"fallback_ops": 2, "fallback_by_op": {"ReduceMean": 1, "Flatten": 1}},
+    # the head's mean is exported as GlobalAveragePool (exporters/onnx/_pooling.py): all int8
+    "onnx": {"fallback_ops": 0, "fallback_by_op": {}},
     "coreml": {"measured": False, "fallback_ops": None},
 }
 
@@ -288,8 +296,8 @@ SAMPLE = {
 @needs_tflite
 @needs_onnx
 def test_sample_build_records_coverage_in_manifest_report_and_check(smoke_build: Built) -> None:
-    """The sample student as the shipped profiles build it: every op in XNNPACK for LiteRT,
-    two float ops for onnxruntime, Core ML not measured; recorded in the manifest, shown in
+    """The sample student as the shipped profiles build it: every op in XNNPACK for LiteRT
+    and in onnxruntime's int8 kernels, Core ML not measured; recorded in the manifest, shown in
     the report, and measured again by ``edgepack check --json``."""
     from click.testing import CliRunner
 
@@ -314,3 +322,37 @@ def test_sample_build_records_coverage_in_manifest_report_and_check(smoke_build:
         (target,) = json.loads(done.stdout)["targets"]
         assert target["delegation"].items() >= SAMPLE[fmt].items(), (fmt, target)
     assert "tflite" in seen, seen
+
+
+@needs_onnx
+@pytest.mark.parametrize("family", ["mobilenetv2_small", "mobilenetv3_small"])
+def test_spatial_means_become_pools_with_the_same_outputs(tmp_path: Path, family: str) -> None:
+    """A registered student's head mean (and MobileNetV3's squeeze-excite means) leave the
+    float ONNX graph as GlobalAveragePool, with the logits onnxruntime computed before."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgepack.exporters.onnx._pooling import spatial_means_as_pools
+    from edgepack.students import create
+
+    torch.manual_seed(0)
+    model = create(family, width=0.5, num_classes=10, in_channels=1).eval()
+    x = torch.randn(2, 1, 32, 32)
+    path = tmp_path / "plain.onnx"
+    torch.onnx.export(model, (x[:1],), str(path), input_names=["image"], dynamo=False,
+                      dynamic_axes={"image": {0: "batch"}}, opset_version=17)  # fmt: skip
+    plain = onnx.load(str(path))
+    means = sum(n.op_type == "ReduceMean" for n in plain.graph.node)
+    assert means >= 1
+    rewritten = onnx.load(str(path))
+    assert spatial_means_as_pools(rewritten) == means
+    assert not any(n.op_type == "ReduceMean" for n in rewritten.graph.node)
+    onnx.checker.check_model(rewritten, full_check=True)
+    run = {
+        name: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        for name, m in (("plain", plain), ("pools", rewritten))
+    }
+    feeds = {"image": x.numpy()}
+    expected, got = (run[k].run(None, feeds)[0] for k in ("plain", "pools"))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-4)

@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgepack.core.errors import InputError
-from edgepack.exporters.onnx.convert import INPUT_NAME, _compact, _export_failure
+from edgepack.exporters.onnx.convert import (
+    INPUT_NAME,
+    _compact,
+    _export_failure,
+    pools_for_means,
+)
 
 if TYPE_CHECKING:
     import onnx
@@ -145,6 +150,7 @@ def _export(
             )
         except torch.onnx.errors.OnnxExporterError as error:
             raise InputError(_export_failure(module, args[0], error, opset)) from error
+    pools_for_means(path)
 
 
 def _decoding_module(anchors: torch.Tensor, cap: int | None) -> torch.nn.Module:

@@ -95,6 +95,18 @@ def export_int8(request: ExportRequest, path: Path) -> Int8Export:
     return Int8Export(path=path, reference=None, details=details)
 
 
+def pools_for_means(path: Path) -> None:
+    """Rewrite the float graph at ``path``'s global spatial means as GlobalAveragePool, which
+    onnxruntime runs in int8 (:mod:`edgepack.exporters.onnx._pooling`)."""
+    import onnx
+
+    from edgepack.exporters.onnx._pooling import spatial_means_as_pools
+
+    model = onnx.load(str(path))
+    if spatial_means_as_pools(model):
+        onnx.save(model, str(path))
+
+
 def quantize_qdq(
     source: Path, path: Path, reader: _Calibration, int8: Int8Recipe, activations: str
 ) -> None:
@@ -166,6 +178,7 @@ def _export_torch(request: ExportRequest, path: Path, opset: int) -> None:
             )
         except torch.onnx.errors.OnnxExporterError as error:
             raise InputError(_export_failure(request.student, example, error, opset)) from error
+    pools_for_means(path)
 
 
 def _export_failure(
