@@ -1,14 +1,12 @@
-"""Where a model's counted instructions go: per kernel family and per function.
+"""Where a model's counted instructions go: per graph op, per kernel family, per function.
 
 One more emulated run, under the insn_profile plugin (insn_profile.c) instead of the counting
 one, gives (address, length, executions) for every block of the timed region; each address is
 named from the guest's memory map and the objects' symbol tables (:mod:`._symbols`) and sorted
-into a kernel family (:mod:`._families`). The rows add up to every instruction the plugin saw
-in the region; the caller compares that sum with the whole-model count of the counting plugin.
-
-Op-level rows are not reachable this way for LiteRT: the XNNPACK delegate runs the whole graph
-as one TFLite node, and the Python interpreter offers no per-op profiler, so a family row holds
-every op of that kind (the int8 conv row is all the KxK convolutions together).
+into a kernel family (:mod:`._families`). For LiteRT the plugin also cuts the region into
+XNNPACK operator windows, which :mod:`._ops` maps to the graph's nodes (:mod:`._graph`): the op
+rows. Both tables add up to every instruction the plugin saw in the region; the caller compares
+that sum with the whole-model count of the counting plugin.
 """
 
 from __future__ import annotations
@@ -20,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgepack.runners.emulated import _ops
 from edgepack.runners.emulated._cpus import cpu_root
 from edgepack.runners.emulated._families import family_of
+from edgepack.runners.emulated._graph import tflite_nodes
 from edgepack.runners.emulated._layout import Layout, layout
 from edgepack.runners.emulated._qemu import run_guest
 from edgepack.runners.emulated._setup import compile_plugin
-from edgepack.runners.emulated._symbols import Resolver, parse_maps
+from edgepack.runners.emulated._symbols import Resolver, parse_maps, read_symbols
 
 SOURCE = Path(__file__).with_name("insn_profile.c")
 
@@ -47,6 +47,8 @@ class Attribution:
     kernels: list[Row]  # functions ("object!symbol"), largest first, the first ``top`` only
     total: float  # every thread's instructions per inference, as the profile plugin counted
     inferences: int
+    ops: dict[str, Any] | None = None  # _ops.op_rows (counts over all inferences), or None
+    ops_note: str = ""  # why there are no op rows
 
 
 def attribute(
@@ -56,12 +58,48 @@ def attribute(
     """Run ``model`` under the profile plugin and attribute its region's instructions."""
     where = layout()
     plugin = _plugin(where)
-    spec = {"threads": threads, "warmup": warmup, "iterations": iterations, "maps": True}
+    spec: dict[str, Any] = {"threads": threads, "warmup": warmup, "iterations": iterations}
+    spec["maps"] = True
+    bounds = boundaries(where) if fmt == "tflite" else None
+    if bounds is not None:
+        spec["boundaries"] = bounds
     counted, facts, _ = run_guest(
         model, fmt, cpu=cpu, spec=spec, timeout_s=timeout_s, plugin=plugin
     )
     resolver = Resolver(parse_maps(str(facts.get("maps", ""))), cpu_root(where, cpu))
-    return tabulate(counted, resolver, top=top)
+    found = tabulate(counted, resolver, top=top)
+    if bounds is None:
+        return _without_ops(found, f"op rows cover LiteRT models; this is {fmt}")
+    if not facts.get("boundaries_sent"):
+        return _without_ops(found, f"the guest found no {_ops.OPEN} in {_ops.LITERT_OBJECT}")
+    try:
+        windows, gaps = _ops.fold(counted["windows"], found.inferences, resolver.resolve)
+    except ValueError as exc:
+        return _without_ops(found, str(exc))
+    ops = _ops.op_rows(tflite_nodes(model), windows, gaps)
+    return Attribution(found.families, found.kernels, found.total, found.inferences, ops)
+
+
+def boundaries(where: Layout) -> dict[str, Any] | None:
+    """The plugin's window boundaries as (object, file offsets) for the guest to place: the
+    entry of XNNPACK's operator call and the range of its runtime loop (None when the LiteRT
+    object or its symbols are missing)."""
+    path = where.site / "ai_edge_litert" / _ops.LITERT_OBJECT
+    if not path.is_file():
+        return None
+    symbols = read_symbols(path)
+    opener, closer = symbols.span(_ops.OPEN), symbols.span(_ops.CLOSE)
+    if opener is None or closer is None:
+        return None
+    offsets = [symbols.offset(opener[0]), symbols.offset(closer[0]), symbols.offset(closer[1] - 1)]
+    if None in offsets:
+        return None
+    start, low, last = (int(offset) for offset in offsets if offset is not None)
+    return {"object": path.name, "open": [start], "close": [[low, last + 1]]}
+
+
+def _without_ops(found: Attribution, note: str) -> Attribution:
+    return Attribution(found.families, found.kernels, found.total, found.inferences, None, note)
 
 
 def tabulate(counted: dict[str, Any], resolver: Resolver, *, top: int = 15) -> Attribution:
@@ -95,21 +133,49 @@ def table(found: Attribution, *, estimate_ms: float, whole: float) -> dict[str, 
             for row in found_rows
         ]  # fmt: skip
 
-    return {
-        "rows_by": "kernel family",
-        "rows": rows(found.families, "family"),
+    families = rows(found.families, "family")
+    made: dict[str, Any] = {
+        "rows_by": "op" if found.ops is not None else "kernel family",
+        "rows": families
+        if found.ops is None
+        else _op_rows(found.ops, found.inferences, estimate_ms),
+        "families": families,
         "top_kernels": rows(found.kernels, "kernel"),
         "rows_sum_instructions": found.total,
         "whole_model_instructions": whole,
         "sum_vs_whole": found.total / whole - 1 if whole else None,
-        "mapping": MAPPING,
+        "mapping": OP_MAPPING if found.ops is not None else MAPPING,
     }
+    if found.ops is not None:
+        made["fused"], made["mapping_check"] = found.ops["fused"], found.ops["check"]
+    else:
+        made["ops_note"] = found.ops_note
+    return made
+
+
+def _op_rows(ops: dict[str, Any], runs: int, estimate_ms: float) -> list[dict[str, Any]]:
+    counted = sum(row["count"] for row in ops["rows"]) or 1
+    return [
+        {"op": row["op"], "node": row["node"], "kernel_family": row["kernel_family"],
+         "instructions": round(row["count"] / runs, 1),
+         "estimated_ms": row["count"] / counted * estimate_ms, "share": row["count"] / counted}
+        for row in ops["rows"]
+    ]  # fmt: skip
 
 
 MAPPING = (
     "guest instructions attributed to the runtime's functions by address (symbol tables of "
     "the aarch64 objects) and grouped into kernel families by name; one row holds every op of "
-    "its kind, as the XNNPACK delegate runs the whole graph as one node"
+    "its kind"
+)
+OP_MAPPING = (
+    "each XNNPACK operator's instructions (from the entry of xnn_run_operator_with_index "
+    "until control is back in xnn_invoke_runtime's loop) belong to the delegated graph node in "
+    "the same position, nodes XNNPACK fused into a neighbour (a PAD into the next convolution) "
+    "placed by aligning kernel kinds; builtin kernels of ops XNNPACK did not take are split "
+    "off the gaps by their namespace; the rest of the gaps (the Python call, TFLite Invoke, the "
+    "loop between operators) is the outside row; estimated ms are each row's share of the "
+    "model's estimate"
 )
 
 

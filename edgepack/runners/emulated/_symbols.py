@@ -39,6 +39,21 @@ class Symbols:
                 return vaddr + offset - start
         return None
 
+    def offset(self, vaddr: int) -> int | None:
+        """The file offset of a link-time address, or None outside every loaded segment."""
+        for start, size, base in self.segments:
+            if base <= vaddr < base + size:
+                return start + vaddr - base
+        return None
+
+    def span(self, name: str) -> tuple[int, int] | None:
+        """(start, end) link-time addresses of the function called ``name``, or None."""
+        try:
+            at = self.names.index(name)
+        except ValueError:
+            return None
+        return self.starts[at], self.ends[at]
+
     def name(self, vaddr: int) -> str | None:
         at = bisect.bisect_right(self.starts, vaddr) - 1
         if at < 0 or vaddr >= self.ends[at]:

@@ -3,7 +3,9 @@
 Only the standard library, numpy and the runtime are available in the guest. Usage:
 
     python3.11 guest_bench.py '{"model": ..., "format": "tflite"|"onnx", "threads": 1,
-                                "warmup": 1, "iterations": 2, "maps": false}'
+                                "warmup": 1, "iterations": 2, "maps": false,
+                                "boundaries": {"object": ..., "open": [offset],
+                                               "close": [[start, end]]}}'
 
 It loads the model, runs ``warmup`` inferences, then emits the start marker, runs
 ``iterations`` inferences and emits the end marker (the insn_count plugin counts guest
@@ -23,11 +25,48 @@ import time
 # Marker syscalls the plugin watches: lseek on fd -1 fails with EBADF and changes nothing.
 MAGIC_START = 0x45504B5354415254
 MAGIC_END = 0x45504B5F454E4421
+# With the profile plugin: "whence" values that hand it a code address in the offset argument
+# (insn_profile.c): the entry that opens an operator window, and a range that closes one.
+WHENCE_OPEN, WHENCE_CLOSE_LO, WHENCE_CLOSE_HI = 0x45504B4F, 0x45504B4C, 0x45504B48
 
 
 def marker(magic: int, whence: int) -> None:
     with contextlib.suppress(OSError):  # EBADF is the expected answer; the plugin saw the call
         os.lseek(-1, magic, whence)
+
+
+def send_boundaries(bounds):
+    """Turn the host's (object, file offset) boundaries into this process's addresses through
+    /proc/self/maps, and hand them to the profile plugin; return how many were found."""
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        text = maps.read()
+    sent = 0
+    for kind, offsets in (("open", bounds.get("open", [])), ("close", bounds.get("close", []))):
+        for item in offsets:
+            lo, hi = (item, item + 1) if kind == "open" else item
+            address = guest_address(text, bounds["object"], lo)
+            if address is None:
+                continue
+            if kind == "open":
+                marker(address, WHENCE_OPEN)
+            else:
+                marker(address, WHENCE_CLOSE_LO)
+                marker(address + hi - lo, WHENCE_CLOSE_HI)
+            sent += 1
+    return sent
+
+
+def guest_address(maps, name, offset):
+    """The address of file offset ``offset`` of the mapped object named ``name``, or None."""
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or "x" not in fields[1] or not fields[5].endswith("/" + name):
+            continue
+        low, _, high = fields[0].partition("-")
+        start, end, base = int(low, 16), int(high, 16), int(fields[2], 16)
+        if base <= offset < base + end - start:
+            return start + offset - base
+    return None
 
 
 def rss_kb() -> dict[str, int]:
@@ -100,6 +139,7 @@ def main(argv):
     # runtime state (and QEMU's translated code for the kernels that ran), not the libraries.
     importlib.import_module(RUNTIMES[spec["format"]])
     before = rss_kb()
+    sent = send_boundaries(spec["boundaries"]) if spec.get("boundaries") else 0
     invoke, version, quantized = SESSIONS[spec["format"]](spec["model"], spec["threads"])
     for _ in range(spec["warmup"]):
         invoke()
@@ -118,6 +158,7 @@ def main(argv):
         "rss_before_model_kb": before.get("VmRSS"),
         "rss_after_kb": after.get("VmRSS"),
         "hwm_kb": after.get("VmHWM"),
+        "boundaries_sent": sent,
     }
     if spec.get("maps"):  # where each library lies, to name the counted addresses (_symbols.py)
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:

@@ -14,9 +14,21 @@
  * where a function falls through into the next without a branch (rare; the whole TB is then
  * credited to the first).
  *
+ * Operator windows (optional): before its first inference the guest names code addresses with
+ * more marker syscalls (lseek(-1, ADDRESS, WHENCE_OPEN | WHENCE_CLOSE_LO | WHENCE_CLOSE_HI)):
+ * a block that starts exactly at an "open" address (the entry of XNNPACK's
+ * xnn_run_operator_with_index) opens a new operator window, and a block that starts inside a
+ * "close" range (xnn_invoke_runtime, the loop that calls it: the block after the call returns)
+ * closes it, so what runs between two operators falls into a gap window. Each switch snapshots
+ * the blocks' execution counts, so the region's instructions split exactly into the windows,
+ * in order. Only blocks translated after the addresses arrived get the switch callbacks: the
+ * guest sends them right after importing the runtime, before any inference.
+ *
  * Output (plugin argument out=PATH), written at the end marker: one JSON object,
  * {"inferences": N, "threads": [{"vcpu": v, "instructions": n}...], "total": {"instructions": n},
- *  "blocks": [[vaddr, insns, executions], ...]} with the region's deltas only.
+ *  "blocks": [[vaddr, insns, executions], ...],
+ *  "windows": [{"operator": 0|1, "blocks": [[vaddr, insns, executions], ...]}, ...]}
+ * with the region's deltas only ("windows" empty when no address arrived).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -32,13 +44,28 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 #define MAGIC_START UINT64_C(0x45504b5354415254) /* "EPKSTART" */
 #define MAGIC_END UINT64_C(0x45504b5f454e4421)   /* "EPK_END!" */
 #define MAX_VCPUS 1024
+#define WHENCE_OPEN 0x45504b4f     /* "EPKO": a2 is an address that opens an operator window */
+#define WHENCE_CLOSE_LO 0x45504b4c /* "EPKL": a2 is the first address of a closing range */
+#define WHENCE_CLOSE_HI 0x45504b48 /* "EPKH": a2 is the end (exclusive) of that range */
+#define MAX_BOUNDS 16
 
 typedef struct {
     uint64_t vaddr;
     uint64_t insns;
     uint64_t execs; /* bumped atomically: any vCPU may run any TB */
     uint64_t start; /* execs at the start marker */
+    uint64_t mark;  /* execs at the last window switch */
 } Block;
+
+typedef struct {
+    int operator;   /* 1: an operator's window; 0: the gap between operators */
+    GArray *counts; /* (Block *, executions) pairs, the window's deltas */
+} Window;
+
+typedef struct {
+    Block *block;
+    uint64_t execs;
+} Count;
 
 static uint64_t totals[MAX_VCPUS]; /* written only by the owning vCPU's thread */
 static uint64_t start_totals[MAX_VCPUS];
@@ -47,6 +74,11 @@ static GMutex lock;       /* guards blocks: translation and the markers, never e
 static int started;
 static int written;
 static char *out_path;
+static uint64_t opens[MAX_BOUNDS];
+static int n_opens;
+static uint64_t close_lo[MAX_BOUNDS], close_hi[MAX_BOUNDS];
+static int n_closes;
+static GPtrArray *windows; /* in order; the last one is the current window */
 
 static void tb_exec(unsigned int vcpu_index, void *udata)
 {
@@ -58,6 +90,56 @@ static void tb_exec(unsigned int vcpu_index, void *udata)
     __atomic_fetch_add(&block->execs, 1, __ATOMIC_RELAXED);
 }
 
+/* Close the current window with every block's executions since the last switch, and open a
+ * new one of the given kind. Called with the lock held. */
+static void switch_window(int operator)
+{
+    Window *current = g_ptr_array_index(windows, windows->len - 1);
+    for (guint i = 0; i < blocks->len; i++) {
+        Block *block = g_ptr_array_index(blocks, i);
+        uint64_t now = __atomic_load_n(&block->execs, __ATOMIC_RELAXED);
+        if (now != block->mark) {
+            Count count = {block, now - block->mark};
+            g_array_append_val(current->counts, count);
+            block->mark = now;
+        }
+    }
+    Window *next = g_new0(Window, 1);
+    next->operator = operator;
+    next->counts = g_array_new(FALSE, FALSE, sizeof(Count));
+    g_ptr_array_add(windows, next);
+}
+
+static void tb_switch(unsigned int vcpu_index, void *udata)
+{
+    int operator = GPOINTER_TO_INT(udata);
+    g_mutex_lock(&lock);
+    if (started && !written) {
+        Window *current = g_ptr_array_index(windows, windows->len - 1);
+        /* An operator always opens a new window; a gap only after an operator. */
+        if (operator || current->operator) {
+            switch_window(operator);
+        }
+    }
+    g_mutex_unlock(&lock);
+}
+
+/* 1: the block opens an operator window; 0: it closes one; -1: neither. */
+static int boundary_of(uint64_t vaddr)
+{
+    for (int i = 0; i < n_opens; i++) {
+        if (vaddr == opens[i]) {
+            return 1;
+        }
+    }
+    for (int i = 0; i < n_closes; i++) {
+        if (vaddr >= close_lo[i] && vaddr < close_hi[i]) {
+            return 0;
+        }
+    }
+    return -1;
+}
+
 static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     Block *block = g_new0(Block, 1); /* lives as long as the TB may run: never freed */
@@ -65,7 +147,12 @@ static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     block->insns = qemu_plugin_tb_n_insns(tb);
     g_mutex_lock(&lock);
     g_ptr_array_add(blocks, block);
+    int boundary = boundary_of(block->vaddr);
     g_mutex_unlock(&lock);
+    if (boundary >= 0) { /* before the block's own count: it belongs to the new window */
+        qemu_plugin_register_vcpu_tb_exec_cb(tb, tb_switch, QEMU_PLUGIN_CB_NO_REGS,
+                                             GINT_TO_POINTER(boundary));
+    }
     qemu_plugin_register_vcpu_tb_exec_cb(tb, tb_exec, QEMU_PLUGIN_CB_NO_REGS, block);
 }
 
@@ -75,7 +162,11 @@ static void mark_start(void)
     for (guint i = 0; i < blocks->len; i++) {
         Block *block = g_ptr_array_index(blocks, i);
         block->start = __atomic_load_n(&block->execs, __ATOMIC_RELAXED);
+        block->mark = block->start;
     }
+    Window *first = g_new0(Window, 1);
+    first->counts = g_array_new(FALSE, FALSE, sizeof(Count));
+    g_ptr_array_add(windows, first);
     memcpy(start_totals, totals, sizeof(start_totals));
     started = 1;
     g_mutex_unlock(&lock);
@@ -114,6 +205,20 @@ static void write_region(uint64_t inferences)
                 block->insns, runs);
         first = 0;
     }
+    fprintf(f, "], \"windows\": [");
+    if (n_opens > 0) {
+        switch_window(0); /* closes the last window; the new empty one is not written */
+        for (guint w = 0; w + 1 < windows->len; w++) {
+            Window *window = g_ptr_array_index(windows, w);
+            fprintf(f, "%s{\"operator\": %d, \"blocks\": [", w ? ", " : "", window->operator);
+            for (guint i = 0; i < window->counts->len; i++) {
+                Count *count = &g_array_index(window->counts, Count, i);
+                fprintf(f, "%s[%" PRIu64 ", %" PRIu64 ", %" PRIu64 "]", i ? ", " : "",
+                        count->block->vaddr, count->block->insns, count->execs);
+            }
+            fprintf(f, "]}");
+        }
+    }
     g_mutex_unlock(&lock);
     fprintf(f, "]}\n");
     fclose(f);
@@ -124,6 +229,19 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num
                        uint64_t a7, uint64_t a8)
 {
     if (num != NR_LSEEK_AARCH64 || a1 != UINT64_MAX) {
+        return;
+    }
+    if (a3 == WHENCE_OPEN || a3 == WHENCE_CLOSE_LO || a3 == WHENCE_CLOSE_HI) {
+        g_mutex_lock(&lock);
+        if (a3 == WHENCE_OPEN && n_opens < MAX_BOUNDS) {
+            opens[n_opens++] = a2;
+        } else if (a3 == WHENCE_CLOSE_LO && n_closes < MAX_BOUNDS) {
+            close_lo[n_closes] = a2;
+            close_hi[n_closes] = a2; /* empty until its end arrives */
+        } else if (a3 == WHENCE_CLOSE_HI && n_closes < MAX_BOUNDS) {
+            close_hi[n_closes++] = a2;
+        }
+        g_mutex_unlock(&lock);
         return;
     }
     if (a2 == MAGIC_START) {
@@ -150,6 +268,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
         return -1;
     }
     blocks = g_ptr_array_new();
+    windows = g_ptr_array_new();
     qemu_plugin_register_vcpu_tb_trans_cb(id, tb_trans);
     qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
     return 0;
