@@ -32,7 +32,8 @@ from edgepack.cli._app import DEVICE_HELP, main
 @click.option(
     "--per-op",
     is_flag=True,
-    help="Also show where the instructions go, by kernel family (emulated runner, LiteRT).",
+    help="Also show where the instructions go, by graph op and kernel family (emulated "
+    "runner, LiteRT).",
 )
 def bench(model: Path, target_ref: str, device: str | None, as_json: bool, per_op: bool) -> None:
     """Time a model file of any format edgepack exports (.tflite, .onnx, .pte, ...) on a
@@ -41,9 +42,9 @@ def bench(model: Path, target_ref: str, device: str | None, as_json: bool, per_o
     With an emulated runner the figure is an estimate for the profile's device, from the guest
     instructions counted per inference and the profile's calibrated constant; with the host
     runner it is wall time on this machine. With --per-op (emulated runner, .tflite) a second
-    emulated run attributes the instructions to the runtime's kernels: a table by kernel
-    family whose rows add up to the whole-model count. Exit 2 if the model is missing or
-    unsupported.
+    emulated run attributes the instructions to the graph's ops (XNNPACK's operators mapped to
+    the model's nodes) and to kernel families: tables whose rows add up to the whole-model
+    count. Exit 2 if the model is missing or unsupported.
     """
     import json
 
@@ -131,20 +132,42 @@ def _per_op(attribute: Any, target: Any, model: Path, fmt: str, result: Any) -> 
 
 def _per_op_lines(table: dict[str, Any]) -> list[str]:
     lines = [f"where the instructions go, by {table['rows_by']}:"]
-    lines.append(f"  {'':44} {'instructions':>13} {'est. ms':>8} {'share':>7}")
-    for row in table["rows"]:
+    if table["rows_by"] == "op":
+        lines += _rows_lines(table["rows"], lambda row: f"{row['node']:>4} {row['op'][:26]:26}",
+                             31, family=True)  # fmt: skip
+        fused = ", ".join(f"{f['op']} {f['node']} into {f['into']}" for f in table["fused"])
+        if fused:
+            lines.append(f"  fused by XNNPACK (no operator of their own): {fused}")
+        top = sorted(table["rows"], key=lambda row: -row["share"])[:5]
         lines.append(
-            f"  {row['family']:44} {row['instructions']:13,.0f} {row['estimated_ms']:8.3f} "
-            f"{row['share']:7.2%}"
+            "  top five: " + ", ".join(f"{r['op']} {r['node']} {r['share']:.1%}" for r in top)
         )
+        lines.append("by kernel family:")
+    elif table.get("ops_note"):
+        lines.append(f"  (no op rows: {table['ops_note']})")
+    lines += _rows_lines(table["families"], lambda row: f"{row['family']:44}", 44)
     whole, total = table["whole_model_instructions"], table["rows_sum_instructions"]
     lines.append(
         f"  rows add up to {total:,.0f} instructions per inference; the whole-model count is "
         f"{whole:,.0f} ({table['sum_vs_whole']:+.4%})"
     )
-    top = table["top_kernels"][0] if table["top_kernels"] else None
-    if top is not None:
-        lines.append(f"  busiest kernel: {top['kernel']} ({top['share']:.1%})")
+    top_kernel = table["top_kernels"][0] if table["top_kernels"] else None
+    if top_kernel is not None:
+        lines.append(f"  busiest kernel: {top_kernel['kernel']} ({top_kernel['share']:.1%})")
+    return lines
+
+
+def _rows_lines(
+    rows: list[dict[str, Any]], name: Any, width: int, *, family: bool = False
+) -> list[str]:
+    extra = f" {'kernel family':38}" if family else ""
+    lines = [f"  {'':{width}}{extra} {'instructions':>13} {'est. ms':>8} {'share':>7}"]
+    for row in rows:
+        kind = f" {row['kernel_family'][:38]:38}" if family else ""
+        lines.append(
+            f"  {name(row)}{kind} {row['instructions']:13,.0f} {row['estimated_ms']:8.3f} "
+            f"{row['share']:7.2%}"
+        )
     return lines
 
 

@@ -24,6 +24,7 @@ from edgepack.outputs.report.breakdown import size_breakdown
 from edgepack.outputs.report.fallback_table import delegation_section
 from edgepack.outputs.report.scores import accuracy_table, detection_table, metric_name
 from edgepack.outputs.report.search_section import search_section
+from edgepack.outputs.report.time_and_error import time_and_error_section
 from edgepack.release.verdicts import is_floor
 
 __all__ = ["REPORT_NAME", "overview_html", "target_html", "write_overview", "write_report"]
@@ -78,6 +79,7 @@ def target_html(folder: Path, manifest: dict[str, Any]) -> str:
         page.section("Latency", _latency_text(manifest.get("latency", {}))),
         *delegation_section(manifest.get("delegation")),
         *_recovery_section(manifest.get("recovery")),
+        *time_and_error_section(manifest),
         page.section(
             "Plots",
             '<div class="grid">',

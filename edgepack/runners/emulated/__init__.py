@@ -70,6 +70,10 @@ class EmulatedOptions:
     models when it was calibrated apart (int8 kernels do different work per instruction than
     float ones: four MACs per lane with the dot-product instructions, extra widening without). ``max_iterations`` / ``max_warmup`` cap the profile's
     latency iterations: counts repeat exactly, and every emulated inference costs seconds.
+    ``per_op``: also record the per-op table (:func:`per_op`) under the latency's
+    ``details.per_op``, so the manifest and the report's "where time and error go" carry it;
+    off by default: it is a second emulated run under the slower profile plugin (the sample
+    student: +9 s on top of the 3 s count).
     """
 
     cpu: str = field(default=DEFAULT_CPU, metadata=one_of(CPUS))
@@ -82,6 +86,7 @@ class EmulatedOptions:
     max_iterations: int = field(default=2, metadata=at_least(1))
     max_warmup: int = field(default=1, metadata=at_least(0))
     timeout_s: float = field(default=900.0, metadata=above(0))
+    per_op: bool = False
 
 
 OPTIONS: type = EmulatedOptions  # typed `type` like Runner.OPTIONS (mypy: module attributes)
@@ -146,7 +151,7 @@ def measure(
         cpu=opts.cpu,
         calibration=opts.calibration,
     )
-    return Latency(
+    latency = Latency(
         runner=NAME,
         kind="estimate",
         p50_ms=estimate_ms,
@@ -174,10 +179,19 @@ def measure(
             "qemu": str((_setup.ready() or {}).get("qemu", "")),
         },
     )
+    if opts.per_op and runtime_of(fmt) in PER_OP_FORMATS:
+        table = per_op(
+            path, fmt, latency, threads=threads, warmup=warmup, iterations=iterations,
+            options=opts,
+        )  # fmt: skip
+        latency.details["per_op"] = table if isinstance(table, dict) else {"note": table.reason}
+    return latency
 
 
-# Formats whose counted instructions :func:`per_op` can name (this slice: LiteRT, whose aarch64
-# runtime keeps its symbol table; see _profile.py for what the rows can and cannot say).
+# Formats whose counted instructions :func:`per_op` can name: LiteRT, whose aarch64 runtime
+# keeps its symbol table (see _profile.py and _ops.py for what the rows can and cannot say).
+# Not onnxruntime: its aarch64 wheel is stripped (libonnxruntime.so.1.28.0 exports two symbols),
+# so neither kernels nor the executor's per-node calls can be named by address.
 PER_OP_FORMATS = ("litert",)
 
 
