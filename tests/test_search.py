@@ -19,9 +19,9 @@ from edgepack.selection.candidates import Candidate, enumerate_candidates
 from edgepack.selection.table import Row
 
 
-def _profile(tmp: Path, name: str, **sections: object) -> Path:
+def _profile(tmp: Path, name: str, extends: str = "android", **sections: object) -> Path:
     path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"extends": "android", **sections}))
+    path.write_text(yaml.safe_dump({"extends": extends, **sections}))
     return path
 
 
@@ -187,7 +187,11 @@ def test_ties_go_to_the_smaller_file_then_candidate_order() -> None:
 # The search's wiring, not its judgement, is under test: candidates are ranked on 1,000
 # images (not the 4,800 the quick subset leaves) and the chosen student trains one epoch
 # (94 steps, not quick's 200), which halves the build; it still scores far above 0.3.
+# ONNX: pruning exports every candidate through the target's exporter, and onnxruntime's
+# quantizer takes seconds where LiteRT's takes tens of them (LiteRT's pruning exports are
+# tested above, in test_pruning_rejects_over_budget_candidates_with_the_reason).
 AUTO = {
+    "extends": "onnx",
     "student": "auto",
     "search": {"families": ["mobilenetv2_small", "mobilenetv3_lowres"], "widths": [0.35, 1.0],
                "first_round_images": 1000},
