@@ -119,15 +119,27 @@ def test_rows_add_up_to_the_whole_model_count(emulated_ready: object, tiny: Path
         tiny, "tflite", latency, threads=1, warmup=1, iterations=1, options=OPTIONS
     )
     assert isinstance(table, dict)
-    rows = table["rows"]
-    assert sum(row["instructions"] for row in rows) == pytest.approx(
-        table["whole_model_instructions"], rel=0.01
-    )
+    assert table["rows_by"] == "op"
+    for rows in (table["rows"], table["families"]):
+        assert sum(row["instructions"] for row in rows) == pytest.approx(
+            table["whole_model_instructions"], rel=0.01
+        )
+        assert sum(row["estimated_ms"] for row in rows) == pytest.approx(latency.p50_ms, rel=1e-6)
     assert abs(table["sum_vs_whole"]) < 0.01
-    assert sum(row["estimated_ms"] for row in rows) == pytest.approx(latency.p50_ms, rel=1e-6)
+    # One row per graph op XNNPACK ran (every convolution of the student), in graph order,
+    # each of the kernel kind of its op; the outside row last.
+    ops = [row for row in table["rows"] if row["node"]]
+    assert table["mapping_check"]["mismatched"] == 0
+    assert table["mapping_check"]["operator_windows"] == len(ops)
+    assert [int(row["node"][1:]) for row in ops] == sorted(int(row["node"][1:]) for row in ops)
+    depthwise = [row for row in ops if row["op"] == "DEPTHWISE_CONV_2D"]
+    # The 1-channel stem is a DEPTHWISE_CONV_2D that XNNPACK runs as a convolution (igemm).
+    assert depthwise[0]["node"] == "#0" and "conv (igemm)" in depthwise[0]["kernel_family"]
+    assert all("depthwise conv" in row["kernel_family"] for row in depthwise[1:])
+    assert table["rows"][-1]["op"] == "outside operators"
     # A float MobileNet spends most of its instructions in float XNNPACK convolutions.
-    convs = sum(row["share"] for row in rows if row["family"].startswith("float"))
-    assert convs > 0.5, rows
+    convs = sum(row["share"] for row in table["families"] if row["family"].startswith("float"))
+    assert convs > 0.5, table["families"]
     assert table["top_kernels"][0]["kernel"].startswith(f"{LITERT}!xnn_f32_")
 
 
@@ -137,12 +149,13 @@ def test_cli_prints_the_table_and_emits_it_in_json(emulated_ready: object, tiny:
     args = ["bench", str(tiny), "--target", "android", "--per-op"]
     text = runner.invoke(main, args)
     assert text.exit_code == 0, text.output
-    assert "where the instructions go, by kernel family:" in text.output
+    assert "where the instructions go, by op:" in text.output
+    assert "DEPTHWISE_CONV_2D" in text.output and "by kernel family:" in text.output
     assert "rows add up to" in text.output and "float depthwise conv" in text.output
     emitted = runner.invoke(main, [*args, "--json"])
     assert emitted.exit_code == 0, emitted.output
     report = json.loads(emitted.output)
     table = report["per_op"]
-    assert table["rows_by"] == "kernel family"
+    assert table["rows_by"] == "op"
     total = sum(row["instructions"] for row in table["rows"])
     assert total == pytest.approx(report["details"]["instructions_all_threads_per_inference"], 0.01)

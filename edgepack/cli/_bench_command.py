@@ -138,6 +138,12 @@ def _per_op_lines(table: dict[str, Any]) -> list[str]:
         fused = ", ".join(f"{f['op']} {f['node']} into {f['into']}" for f in table["fused"])
         if fused:
             lines.append(f"  fused by XNNPACK (no operator of their own): {fused}")
+        check = table["mapping_check"]
+        lines.append(
+            f"  {check['operator_windows']} XNNPACK operators on {check['delegated_ops']} "
+            f"delegated ops ({check['fused']} fused, {check['mismatched']} of a kernel kind "
+            "unlike their op's)"
+        )
         top = sorted(table["rows"], key=lambda row: -row["share"])[:5]
         lines.append(
             "  top five: " + ", ".join(f"{r['op']} {r['node']} {r['share']:.1%}" for r in top)

@@ -68,7 +68,8 @@ OP_KINDS: dict[str, frozenset[str]] = {
     **dict.fromkeys(
         ("CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"), frozenset({"matmul"})
     ),
-    "DEPTHWISE_CONV_2D": frozenset({"depthwise"}),
+    # A depthwise conv with one input channel (a 1-channel stem) runs as an igemm.
+    "DEPTHWISE_CONV_2D": frozenset({"depthwise", "matmul"}),
     **dict.fromkeys(
         ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX"),
         frozenset({"reduce", "elementwise"}),
