@@ -13,9 +13,9 @@ import pytest
 from edgepack.config.profile_files import load_target
 from edgepack.outputs.report.time_and_error import node_of, time_and_error_section
 from edgepack.runners.emulated import EmulatedOptions
-from edgepack.runners.emulated._graph import Node
-from edgepack.runners.emulated._ops import OUTSIDE, align, builtin_op, fold, op_rows
+from edgepack.runners.emulated._op_windows import OUTSIDE, align, builtin_op, fold, op_rows
 from edgepack.runners.emulated._symbols import parse_maps, read_symbols
+from edgepack.runners.emulated._tflite_nodes import Node
 
 IGEMM = "xnn_qs8_qc8w_igemm_minmax_fp32_ukernel_4x16c4__asm_aarch64_neondot_ld128"
 GEMM = "xnn_qs8_qc8w_gemm_minmax_fp32_ukernel_4x16c4__asm_aarch64_neondot_ld128"

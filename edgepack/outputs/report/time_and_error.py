@@ -2,7 +2,7 @@
 
 Time: the per-op table the emulated runner records under ``latency.details.per_op`` when the
 profile asks for it (``runner: {name: emulated, per_op: true}``; see
-:mod:`edgepack.runners.emulated._ops`). Error: recovery's ``worst_layers`` (local SQNR of
+:mod:`edgepack.runners.emulated._op_windows`). Error: recovery's ``worst_layers`` (local SQNR of
 each layer's int8 output against its float output, measured on the PT2E graph).
 
 The join is by kind and order: recovery names a layer by its torch.fx node (``conv2d_7`` is

@@ -190,7 +190,7 @@ def measure(
 
 
 # Formats whose counted instructions :func:`per_op` can name: LiteRT, whose aarch64 runtime
-# keeps its symbol table (see _profile.py and _ops.py for what the rows can and cannot say).
+# keeps its symbol table (see _profile.py and _op_windows.py for what the rows can and cannot say).
 # Not onnxruntime: its aarch64 wheel is stripped (libonnxruntime.so.1.28.0 exports two symbols),
 # so neither kernels nor the executor's per-node calls can be named by address.
 PER_OP_FORMATS = ("litert",)

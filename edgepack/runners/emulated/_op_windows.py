@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgepack.runners.emulated._families import family_of
-from edgepack.runners.emulated._graph import Node
+from edgepack.runners.emulated._tflite_nodes import Node
 
 # The plugin's boundaries in LiteRT's aarch64 runtime (XNNPACK is linked into it).
 LITERT_OBJECT = "libpywrap_litert_common.so"

@@ -4,7 +4,7 @@ One more emulated run, under the insn_profile plugin (insn_profile.c) instead of
 one, gives (address, length, executions) for every block of the timed region; each address is
 named from the guest's memory map and the objects' symbol tables (:mod:`._symbols`) and sorted
 into a kernel family (:mod:`._families`). For LiteRT the plugin also cuts the region into
-XNNPACK operator windows, which :mod:`._ops` maps to the graph's nodes (:mod:`._graph`): the op
+XNNPACK operator windows, which :mod:`._op_windows` maps to the graph's nodes (:mod:`._tflite_nodes`): the op
 rows. Both tables add up to every instruction the plugin saw in the region; the caller compares
 that sum with the whole-model count of the counting plugin.
 """
@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgepack.runners.emulated import _ops
+from edgepack.runners.emulated import _op_windows as _ops
 from edgepack.runners.emulated._cpus import cpu_root
 from edgepack.runners.emulated._families import family_of
-from edgepack.runners.emulated._graph import tflite_nodes
 from edgepack.runners.emulated._layout import Layout, layout
 from edgepack.runners.emulated._qemu import run_guest
 from edgepack.runners.emulated._setup import compile_plugin
 from edgepack.runners.emulated._symbols import Resolver, parse_maps, read_symbols
+from edgepack.runners.emulated._tflite_nodes import tflite_nodes
 
 SOURCE = Path(__file__).with_name("insn_profile.c")
 
