@@ -228,6 +228,12 @@ PROFILE_CASES = [
     pytest.param(
         "search:\n  resolutions: [100000]\n", ("search.resolutions must be between",), id="res"
     ),
+    pytest.param("student:\n  neck: -1\n", ("student.neck must be between 0 and 1024",), id="neck"),
+    pytest.param(
+        "student:\n  neck: 96\n",
+        ("student.neck lifts a detector's feature maps", "got neck 96"),
+        id="neck-on-a-classifier",
+    ),
 ]
 
 

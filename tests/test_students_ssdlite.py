@@ -50,3 +50,29 @@ def test_class_scores_start_at_the_focal_prior() -> None:
 def test_too_many_levels_for_the_backbone_is_refused() -> None:
     with pytest.raises(ValueError, match="fewer than 9 levels"):
         ssdlite("mobilenetv2", width=0.35, num_classes=3, in_channels=3, anchors_per_cell=(1,) * 9)
+
+
+def test_neck_lifts_only_the_narrow_taps_and_keeps_the_outputs() -> None:
+    """student.neck: a ×0.5 MobileNetV2 taps 16 and 48 channels (strides 8, 16) and 1280 at
+    stride 32; a neck of 96 lifts the first two with a 1×1 conv each, leaves the third, and the
+    rows an app reads stay the same (same anchors, same layout)."""
+    torch.manual_seed(0)
+    plain = ssdlite("mobilenetv2", width=0.5, num_classes=10, in_channels=1,
+                    anchors_per_cell=(4, 4, 4))  # fmt: skip
+    lifted = ssdlite("mobilenetv2", width=0.5, num_classes=10, in_channels=1,
+                     anchors_per_cell=(4, 4, 4), neck=96)  # fmt: skip
+    kinds = [type(n).__name__ for n in lifted.necks]
+    assert kinds == ["ConvBNAct", "ConvBNAct", "Identity"]
+    convs = [n[0] for n in lifted.necks[:2]]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (16, 96, (1, 1)),
+        (48, 96, (1, 1)),
+    ]
+    assert [list(h.children())[-1].in_channels for h in lifted.class_heads] == [96, 96, 1280]
+    extra = sum(p.numel() for p in lifted.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert 0 < extra < 0.03 * sum(p.numel() for p in plain.parameters())
+    x = torch.randn(2, 1, 96, 96)
+    shapes = [tuple(t.shape) for t in lifted.eval()(x)]
+    assert shapes == [tuple(t.shape) for t in plain.eval()(x)] == [(2, 756, 4), (2, 756, 10)]
+    # neck 0 adds no parameters: a cached student of the plain design still loads
+    assert set(plain.state_dict()) == {k for k in lifted.state_dict() if not k.startswith("necks")}

@@ -25,7 +25,7 @@ from edgepack.build._up_to_date import inputs_key, reusable, stamp
 from edgepack.config.profiles import Target
 from edgepack.config.project import Project
 from edgepack.core import distributed
-from edgepack.core.errors import InputError
+from edgepack.core.errors import ConfigError, InputError
 from edgepack.release.verdicts import Verdict
 from edgepack.stages.budgets import check_budgets
 from edgepack.stages.context import BuildContext, BuildOptions, SharedWork
@@ -233,6 +233,11 @@ def _classification_check(target: Target, project: Project) -> None:
     from edgepack.release.verdicts import check_budget_keys
 
     check_budget_keys(target.budgets, project.task, target.name)
+    if target.student.neck:
+        raise ConfigError(
+            f"{target.source.name}: student.neck lifts a detector's feature maps (task: "
+            f"detection); a classifier has none, got neck {target.student.neck}"
+        )
 
 
 PIPELINES.add(

@@ -45,6 +45,9 @@ class StudentSpec:
     family: str
     width: float = field(metadata=above(0, 4))  # MobileNets use 0.35-1.4; memory grows as width²
     resolution: int = field(metadata=at_least(8, MAX_IMAGE_SIDE))
+    # Detectors only: a tapped feature map narrower than this is lifted to it by a 1×1
+    # convolution before the SSDLite predictors (edgepack.students.ssdlite); 0 is off.
+    neck: int = field(default=0, metadata=at_least(0, 1024))
 
     @property
     def auto(self) -> bool:

@@ -46,6 +46,7 @@ class SSDLite(nn.Module):
         strides: tuple[int, ...],
         anchors_per_cell: tuple[int, ...],
         num_classes: int,
+        neck: int = 0,
     ) -> None:
         super().__init__()
         if not (len(taps) == len(channels) == len(anchors_per_cell)):
@@ -55,11 +56,17 @@ class SSDLite(nn.Module):
         self.strides = strides
         self.num_classes = num_classes
         self.anchors_per_cell = anchors_per_cell
+        # A narrow tap (a ×0.5 MobileNetV2 gives 16 and 48 channels at strides 8 and 16) is
+        # lifted to `neck` channels by a 1×1 convolution both predictors share.
+        self.necks = nn.ModuleList(
+            ConvBNAct(c, neck, 1) if c < neck else nn.Identity() for c in channels
+        )
+        lifted = tuple(max(c, neck) for c in channels)
         self.box_heads = nn.ModuleList(
-            _Predictor(c, n * 4) for c, n in zip(channels, anchors_per_cell, strict=True)
+            _Predictor(c, n * 4) for c, n in zip(lifted, anchors_per_cell, strict=True)
         )
         self.class_heads = nn.ModuleList(
-            _Predictor(c, n * num_classes) for c, n in zip(channels, anchors_per_cell, strict=True)
+            _Predictor(c, n * num_classes) for c, n in zip(lifted, anchors_per_cell, strict=True)
         )
         # RetinaNet's prior: every class starts at probability 0.01, so the many background
         # anchors do not swamp the first steps of the focal loss.
@@ -81,7 +88,8 @@ class SSDLite(nn.Module):
             if index in self.taps:
                 maps.append(x)
         boxes, logits = [], []
-        for level, feature in enumerate(maps):
+        for level, tapped in enumerate(maps):
+            feature = self.necks[level](tapped)
             batch = feature.shape[0]
             # NCHW → NHWC, then one row per anchor: (level, row, col, anchor) order.
             box = self.box_heads[level](feature).permute(0, 2, 3, 1)
@@ -99,6 +107,7 @@ def ssdlite(
     in_channels: int,
     anchors_per_cell: tuple[int, ...],
     probe: int = 64,
+    neck: int = 0,
 ) -> SSDLite:
     """An SSDLite student on the registered classifier family ``backbone``.
 
@@ -126,6 +135,7 @@ def ssdlite(
         tuple(stride for stride, _ in chosen),
         anchors_per_cell,
         num_classes,
+        neck,
     )
 
 

@@ -38,8 +38,15 @@ def fit_student(context: BuildContext, got: Products) -> DetectorStudent:
     if context.options.quick:
         recipe = quick_recipe(target, len(data.train))
     spec = target.student
+    # Seeded before the weights are drawn, so the initial student is the recipe's too.
+    torch.manual_seed(recipe.seed)
     model, anchors = new_student(
-        spec.family, spec.width, len(project.labels), project.input.channels, data.resolution
+        spec.family,
+        spec.width,
+        len(project.labels),
+        project.input.channels,
+        data.resolution,
+        neck=spec.neck,
     )
     key = _key(context, data, recipe)
     path = context.options.cache_dir / "students" / f"{key}.detector"
@@ -81,9 +88,10 @@ def fit_student(context: BuildContext, got: Products) -> DetectorStudent:
 
 
 def new_student(
-    family: str, width: float, classes: int, channels: int, resolution: int
+    family: str, width: float, classes: int, channels: int, resolution: int, *, neck: int = 0
 ) -> tuple[torch.nn.Module, torch.Tensor]:
-    """An untrained SSDLite student and its anchors (the task's scales and ratios)."""
+    """An untrained SSDLite student and its anchors (the task's scales and ratios); ``neck``
+    lifts narrower taps to that many channels (``student.neck``)."""
     from edgepack.students.ssdlite import ssdlite
     from edgepack.tasks.detection import AnchorSpec, make_anchors
     from edgepack.tasks.detection.task import ANCHOR_RATIOS, ANCHOR_SCALES
@@ -95,6 +103,7 @@ def new_student(
         num_classes=classes,
         in_channels=channels,
         anchors_per_cell=(per_cell,) * len(ANCHOR_SCALES),
+        neck=neck,
     )
     spec = AnchorSpec(model.feature_sizes(resolution), ANCHOR_SCALES, ANCHOR_RATIOS)
     return model, make_anchors(spec)
