@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgepack.recovery.summary import ACCURACY, Metric, outcome, shown, worst_layers
 from edgepack.recovery.trials import Trials, labelled_judge, qat_maker
@@ -87,8 +87,6 @@ def plain_ptq(trials: Trials, spec: QuantSpec, goal: Goal) -> tuple[Rung, torch.
 def ladder(context: BuildContext, got: Products, trials: Trials) -> tuple[list[Step], str]:
     """The rungs after plain PTQ, and why per-channel weights were not tried ("" if they were
     or the profile had them already). Public for ``scripts/benchmarks/bench_recovery.py``."""
-    from edgepack.recovery.plan import later_steps
-
     spec = context.target.quantization
     qat = None
     if spec.qat_epochs > 0:
@@ -100,15 +98,27 @@ def ladder(context: BuildContext, got: Products, trials: Trials) -> tuple[list[S
     fits, size_note = per_channel_fits(
         context, lambda: _exported_bytes(context, trials, trials.quantize(True, calibration))
     )
-    steps = later_steps(
+    return ladder_steps(trials, spec, qat, fits), size_note
+
+
+def ladder_steps(
+    trials: Trials,
+    spec: QuantSpec,
+    qat: Callable[[dict[str, Any], bool], torch.fx.GraphModule] | None,
+    per_channel_fits: bool,
+) -> list[Step]:
+    """The ladder's rungs after plain PTQ for the profile's quantization settings, each
+    quantized by ``trials`` (the classifier's and the detector's recover stages share it)."""
+    from edgepack.recovery.plan import later_steps
+
+    return later_steps(
         per_channel=spec.per_channel,
         calibration=spec.calibration,
         quantize=trials.quantize,
         qat=qat,
         qat_epochs=spec.qat_epochs,
-        per_channel_fits=fits,
+        per_channel_fits=per_channel_fits,
     )
-    return steps, size_note
 
 
 def _not_applicable(context: BuildContext, got: Products) -> str | None:

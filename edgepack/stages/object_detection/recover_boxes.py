@@ -30,7 +30,7 @@ from edgepack.stages.object_detection.teacher_boxes import truths
 from edgepack.stages.object_detection.verify_boxes import decoded_boxes
 from edgepack.stages.pipeline import Products
 from edgepack.stages.records import Recovery
-from edgepack.stages.recover import blocked_by, per_channel_fits, plain_ptq
+from edgepack.stages.recover import blocked_by, ladder_steps, per_channel_fits, plain_ptq
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,7 +94,6 @@ def map_judge(
 def _ladder(context: BuildContext, got: Products, trials: Trials) -> tuple[list[Step], list[str]]:
     """The rungs after plain PTQ, and notes on the rungs left out."""
     from edgepack.recovery.detector_qat import DetectorTraining, detector_qat_maker
-    from edgepack.recovery.plan import later_steps
 
     spec = context.target.quantization
     data, student = got[BoxData], got[DetectorStudent]
@@ -107,15 +106,7 @@ def _ladder(context: BuildContext, got: Products, trials: Trials) -> tuple[list[
     fits, size_note = per_channel_fits(
         context, lambda: _exported_bytes(context, trials, student.anchors)
     )
-    steps = later_steps(
-        per_channel=spec.per_channel,
-        calibration=spec.calibration,
-        quantize=trials.quantize,
-        qat=qat,
-        qat_epochs=spec.qat_epochs,
-        per_channel_fits=fits,
-    )
-    return steps, [size_note, qat_note]
+    return ladder_steps(trials, spec, qat, fits), [size_note, qat_note]
 
 
 def _not_applicable(context: BuildContext) -> str | None:
