@@ -173,13 +173,31 @@ def test_ranking_is_deterministic() -> None:
 
 
 def test_ties_go_to_the_smaller_file_then_candidate_order() -> None:
-    from edgepack.selection.rank import _rank_key
+    from edgepack.selection.rank import tolerant_order
 
     a = Row("b", 0.5, 28, "fits", size_bytes=90, latency_ms=1.0, accuracy=0.9)
     b = Row("a", 0.5, 28, "fits", size_bytes=80, latency_ms=2.0, accuracy=0.9)
     c = Row("a", 0.35, 28, "fits", size_bytes=80, latency_ms=2.0, accuracy=0.9)
     better = Row("z", 1.0, 28, "fits", size_bytes=999, latency_ms=9.0, accuracy=0.91)
-    assert sorted([a, b, c, better], key=_rank_key) == [better, c, b, a]
+    # 0 standard errors: exact ties only
+    assert tolerant_order([a, b, c, better], False, 0.0, 5000) == [better, c, b, a]
+
+
+def test_ties_within_the_validation_noise_go_to_the_smaller_file() -> None:
+    from edgepack.selection.rank import standard_error, tolerant_order
+
+    # 5,000 validation images at 91 %: one standard error is 0.40 points
+    assert standard_error(0.91, 5000) == pytest.approx(0.00405, abs=1e-5)
+    small = Row("a", 0.35, 28, "fits", size_bytes=50, latency_ms=1.0, accuracy=0.907)
+    large = Row("a", 0.5, 28, "fits", size_bytes=90, latency_ms=1.0, accuracy=0.910)
+    far = Row("a", 0.25, 28, "fits", size_bytes=40, latency_ms=1.0, accuracy=0.900)
+    assert tolerant_order([large, far, small], False, 1.0, 5000) == [small, large, far]
+    # on 500 images the noise is 1.3 points: the smallest wins outright
+    assert tolerant_order([large, far, small], False, 1.0, 500)[0] == far
+    assert tolerant_order([large, far, small], False, 0.0, 5000) == [large, small, far]
+    # the deciding round ranks by the int8 twin when asked
+    int8 = [large.but(int8_accuracy=0.80), far.but(int8_accuracy=0.90)]
+    assert tolerant_order(int8, True, 1.0, 5000)[0].size_bytes == 40
 
 
 # --- end to end -----------------------------------------------------------------------------

@@ -70,7 +70,12 @@ STAGES: list[Stage[BuildContext]] = [
         DistilledStudent,
         needs=(PreparedData, TeacherLogits, SearchResult),
     ),
-    Stage("recover", recover, Recovery, needs=(PreparedData, DistilledStudent, TeacherLogits)),
+    Stage(
+        "recover",
+        recover,
+        Recovery,
+        needs=(PreparedData, DistilledStudent, TeacherLogits, SearchResult),
+    ),
     Stage(
         "quantize+export", export, ExportResult, needs=(PreparedData, DistilledStudent, Recovery)
     ),

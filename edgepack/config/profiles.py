@@ -71,6 +71,13 @@ class SearchSpec:
     validation_images: int = field(default=5000, metadata=at_least(16))
     # --quick: at most this many candidates, evenly spread over the enumeration.
     quick_candidates: int = field(default=4, metadata=at_least(1))
+    # A candidate whose per-channel int8 file is over the size budget is measured again with
+    # per-tensor weights (about 24 B less per output channel) and, if that fits, ranked on the
+    # promise that the build's recovery (QAT) wins back what per-tensor weights lose.
+    per_tensor: bool = True
+    # Validation accuracies within this many binomial standard errors of the best count as a
+    # tie, which the smaller file (then the lower latency) wins; 0: the best score alone.
+    tie_standard_errors: float = field(default=1.0, metadata=between(0, 5))
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgepack.config.profiles import StudentSpec, Target
-from edgepack.selection.candidates import Candidate, enumerate_candidates
-from edgepack.selection.prune import prune
+from edgepack.selection.candidates import Candidate, enumerate_candidates, per_tensor_lever
+from edgepack.selection.prune import Verdict, over_size_only, prune
 from edgepack.selection.rank import TIE_BREAK, split, successive_halving
 from edgepack.selection.table import STATUSES, Row
 
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 RULE = (
     "prune on the size and latency budgets (untrained exports on the profile's runner); "
     "successive halving of short distillations, each round keeping the better half by accuracy "
-    "on a validation split of the training images (the final round: the int8 twin's); "
+    "on a validation split of the training images (the final round: the int8 twin's when "
+    "every finalist has per-channel weights); "
     f"{TIE_BREAK}"
 )
 
@@ -55,6 +56,7 @@ class Outcome:
     rule: str
     rows: list[Row]
     seconds: dict[str, float] = field(default_factory=dict)
+    per_channel: bool = True  # the chosen candidate's int8 weights
 
 
 def search(inputs: SearchInputs) -> Outcome:
@@ -65,21 +67,22 @@ def search(inputs: SearchInputs) -> Outcome:
         FAMILIES.get(name)  # ConfigError naming the registered families
     started = time.perf_counter()
     candidates, skipped = enumerate_candidates(
-        spec, inputs.resolution, family_names(), quick=inputs.quick
-    )
+        spec, inputs.resolution, family_names(), quick=inputs.quick,
+        per_channel=target.quantization.per_channel,
+    )  # fmt: skip
     rows = [_row(s.candidate, "skipped", s.reason) for s in skipped]
     fitting: list[Row] = []
     cache = None if inputs.cache_dir is None else inputs.cache_dir / "search"
     calibration = inputs.calibration_x[:32]
-    for candidate in candidates:
+    lever_off = per_tensor_lever(target)
+    queue = list(candidates)
+    while queue:
+        candidate = queue.pop(0)
         verdict = prune(candidate, target, inputs.project, calibration, inputs.work, cache)
-        cost = verdict.cost
-        row = _row(candidate, "pruned" if verdict.problem else "fits", verdict.problem or "")
-        row = row.but(
-            params=cost.params, macs=cost.macs, size_bytes=cost.size_bytes,
-            latency_ms=cost.latency_ms,
-        )  # fmt: skip
+        row = _measured(candidate, verdict)
         (rows if verdict.problem else fitting).append(row)
+        if lever_off is None and candidate.per_channel and over_size_only(verdict, target):
+            queue.insert(0, candidate.per_tensor())  # the same network, smaller scales
     pruned_at = time.perf_counter()
     if not fitting:
         chosen, ranked = _least_over(rows)
@@ -98,19 +101,42 @@ def search(inputs: SearchInputs) -> Outcome:
         if inputs.quick:  # one pass over the quick subset: a smoke run, not a ranking to trust
             first = min(first, len(pool.train_x))
         ranked = successive_halving(
-            fitting, pool, target.distill, first, progress=inputs.progress, cache=cache
-        )
-        chosen, rule = ranked[0].candidate, RULE
+            fitting, pool, target.distill, first, progress=inputs.progress, cache=cache,
+            tie_errors=spec.tie_standard_errors,
+        )  # fmt: skip
+        chosen, rule = ranked[0].candidate, RULE + weights_rule(lever_off)
     seconds = {
         "prune": round(pruned_at - started, 1),
         "rank": round(time.perf_counter() - pruned_at, 1),
     }
     table = sorted(ranked + [r for r in rows if r.candidate != chosen], key=_table_order)
-    return Outcome(chosen.spec(), rule, _dedupe(table), seconds)
+    return Outcome(chosen.spec(), rule, _dedupe(table), seconds, chosen.per_channel)
+
+
+def weights_rule(lever_off: str | None) -> str:
+    """The rule's sentence on per-tensor weights."""
+    if lever_off is not None:
+        return f"; per-tensor twins not offered ({lever_off})"
+    return (
+        "; a candidate over the size budget with per-channel weights is sized again with "
+        "per-tensor weights; such twins rank by float accuracy (the build's recover stage "
+        "runs QAT on them when plain int8 misses the accuracy budget)"
+    )
 
 
 def _row(candidate: Candidate, status: str, reason: str) -> Row:
-    return Row(candidate.family, candidate.width, candidate.resolution, status, reason)
+    return Row(
+        candidate.family, candidate.width, candidate.resolution, status, reason,
+        per_channel=candidate.per_channel,
+    )  # fmt: skip
+
+
+def _measured(candidate: Candidate, verdict: Verdict) -> Row:
+    cost = verdict.cost
+    row = _row(candidate, "pruned" if verdict.problem else "fits", verdict.problem or "")
+    return row.but(
+        params=cost.params, macs=cost.macs, size_bytes=cost.size_bytes, latency_ms=cost.latency_ms
+    )
 
 
 def _least_over(rows: list[Row]) -> tuple[Candidate, list[Row]]:

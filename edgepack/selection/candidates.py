@@ -13,6 +13,7 @@ which at phone budgets prunes them (the 1280-wide head alone is > 150 KB of int8
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from edgepack.config.profiles import SearchSpec, StudentSpec, Target
@@ -37,18 +38,25 @@ def check_families(target: Target) -> None:
 
 @dataclass(frozen=True, order=True)
 class Candidate:
-    """One student configuration; ordered by family, width, resolution (the tie-break)."""
+    """One student configuration; ordered by family, width, resolution, weights (the
+    tie-break). ``per_channel`` False: the same network with per-tensor int8 weights."""
 
     family: str
     width: float
     resolution: int
+    per_channel: bool = True
 
     @property
     def name(self) -> str:
-        return f"{self.family} ×{self.width:g} @{self.resolution}"
+        weights = "" if self.per_channel else " per-tensor"
+        return f"{self.family} ×{self.width:g} @{self.resolution}{weights}"
 
     def spec(self) -> StudentSpec:
         return StudentSpec(self.family, self.width, self.resolution)
+
+    def per_tensor(self) -> Candidate:
+        """The same network with one weight scale per tensor (a smaller file)."""
+        return dataclasses.replace(self, per_channel=False)
 
 
 @dataclass(frozen=True)
@@ -58,17 +66,24 @@ class Skipped:
 
 
 def enumerate_candidates(
-    spec: SearchSpec, resolution: int, families: list[str], *, quick: bool = False
+    spec: SearchSpec,
+    resolution: int,
+    families: list[str],
+    *,
+    quick: bool = False,
+    per_channel: bool = True,
 ) -> tuple[list[Candidate], list[Skipped]]:
     """Candidates to measure, and those left out before any work with the reason.
 
     ``resolution`` is the build's (the data's, as the teacher takes it); ``families`` the
-    registered ones. Quick mode keeps ``spec.quick_candidates`` of them, evenly spread over the
-    sorted list, so a smoke run still compares different families and widths."""
+    registered ones; ``per_channel`` the profile's weights. Quick mode keeps
+    ``spec.quick_candidates`` of them, evenly spread over the sorted list, so a smoke run still
+    compares different families and widths. Per-tensor twins are added later, by
+    :func:`per_tensor_lever`, only for those whose per-channel file is over the size budget."""
     names = sorted(set(spec.families)) if spec.families else sorted(families)
     widths = sorted(set(spec.widths or DEFAULT_WIDTHS))
     sides = sorted(set(spec.resolutions or [resolution]))
-    every = [Candidate(f, float(w), r) for f in names for w in widths for r in sides]
+    every = [Candidate(f, float(w), r, per_channel) for f in names for w in widths for r in sides]
     kept, skipped = [], []
     for candidate in every:
         reason = _resolution_problem(candidate.resolution, resolution)
@@ -95,3 +110,30 @@ def _spread(items: list[Candidate], count: int) -> list[Candidate]:
         return [items[0]]
     step = (len(items) - 1) / (count - 1)
     return [items[round(i * step)] for i in range(count)]
+
+
+def per_tensor_lever(target: Target) -> str | None:
+    """Why per-tensor twins are not offered for this target, or None when they are.
+
+    A per-tensor twin is ranked by its float accuracy, on the promise that the build's
+    ``recover`` stage wins back what per-tensor int8 loses (its ladder ends in QAT). So the twin
+    is offered only where that ladder can run: an accuracy budget to climb towards, recovery
+    on, QAT epochs, and a format whose int8 model is made in torch (PT2E)."""
+    from edgepack.exporters import get_exporter
+
+    quant, budgets = target.quantization, target.budgets
+    reasons = (
+        (not target.search.per_tensor, "search.per_tensor is off"),
+        (not quant.per_channel, "the profile's weights are per-tensor already"),
+        (budgets.max_size_kb is None, "no size budget"),
+        (
+            budgets.min_accuracy is None and budgets.max_accuracy_drop_pp is None,
+            "no accuracy budget for recovery to climb towards",
+        ),
+        (not quant.recovery or quant.qat_epochs == 0, "recovery cannot run QAT"),
+        (
+            get_exporter(target.format).MIN_REFERENCE_AGREEMENT is None,
+            f"{target.format} quantizes outside torch (no QAT)",
+        ),
+    )
+    return next((reason for failed, reason in reasons if failed), None)

@@ -17,6 +17,7 @@ rerun of the search measures nothing it has measured before.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -95,7 +96,7 @@ def measure(
     candidate: Candidate, target: Target, project: Project, calibration: torch.Tensor, work: Path
 ) -> Cost:
     """Build, export and time one untrained candidate (seconds to tens of seconds)."""
-    from edgepack.exporters import get_exporter
+    from edgepack.exporters import Int8Recipe, get_exporter
     from edgepack.release.measure import describe, measure
     from edgepack.release.request import shipped_request
     from edgepack.release.verdicts import counted_bytes
@@ -112,7 +113,11 @@ def measure(
     # Exported as the build ships it (app-facing input, metadata): the bytes judged here are
     # the bytes the budget will count.
     request = shipped_request(target, project, model, calibration[:1], [calibration])
-    folder = work / "search" / f"{candidate.family}-{candidate.width:g}-{candidate.resolution}"
+    request = dataclasses.replace(request, int8=Int8Recipe(per_channel=candidate.per_channel))
+    weights = "" if candidate.per_channel else "-per-tensor"
+    folder = (
+        work / "search" / f"{candidate.family}-{candidate.width:g}-{candidate.resolution}{weights}"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     try:
         artifact = exporter.export_int8(request, folder / exporter.ARTIFACT).path
@@ -166,7 +171,7 @@ def cache_key(candidate: Candidate, target: Target, project: Project) -> str:
         "candidate": asdict(candidate),
         "format": target.format,
         "export": repr(target.export),
-        "per_channel": target.quantization.per_channel,
+        "per_channel": candidate.per_channel,
         "size_counts": target.budgets.size_counts,
         "runner": repr(target.runner),
         "classes": len(project.labels),
@@ -176,6 +181,18 @@ def cache_key(candidate: Candidate, target: Target, project: Project) -> str:
         "versions": versions(target.format),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def over_size_only(verdict: Verdict, target: Target) -> bool:
+    """Whether ``verdict`` pruned a file that was exported and broke the size budget (and not
+    its parameters alone: per-tensor weights cannot help those)."""
+    size = verdict.cost.size_bytes
+    return (
+        verdict.problem is not None
+        and size is not None
+        and not _params_over(verdict.cost.params, target)
+        and _size_over(size, target)
+    )
 
 
 def _size_over(size_bytes: int, target: Target) -> bool:

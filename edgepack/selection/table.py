@@ -30,10 +30,11 @@ class Row:
     int8_accuracy: float | None = None  # PT2E int8 twin, final round only
     round: int | None = None  # the last round it trained in (0-based)
     images: int | None = None  # training images it saw in that round
+    per_channel: bool = True  # int8 weights it is sized (and would ship) with
 
     @property
     def candidate(self) -> Candidate:
-        return Candidate(self.family, self.width, self.resolution)
+        return Candidate(self.family, self.width, self.resolution, self.per_channel)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,11 +76,13 @@ def describe_status(row: Row) -> str:
     return f"{row.status} ({row.reason})" if row.reason else row.status
 
 
-def pin_lines(spec: StudentSpec) -> str:
-    """The profile lines that build ``spec`` without searching again."""
+def pin_lines(spec: StudentSpec, per_channel: bool | None = None) -> str:
+    """The profile lines that build ``spec`` without searching again (and, for a per-tensor
+    choice, the quantization line that keeps its weights per-tensor)."""
+    weights = "" if per_channel is not False else "quantization:\n  per_channel: false\n"
     return (
         f"student:\n  family: {spec.family}\n  width: {spec.width:g}\n"
-        f"  resolution: {spec.resolution}\n"
+        f"  resolution: {spec.resolution}\n{weights}"
     )
 
 

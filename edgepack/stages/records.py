@@ -118,10 +118,14 @@ class SearchResult:
     rule: str = ""
     rows: tuple[Row, ...] = ()
     seconds: dict[str, float] = field(default_factory=dict)
+    # The int8 weights the search sized the student with (None: the profile's); the recover
+    # stage quantizes with them.
+    per_channel: bool | None = None
 
     def summary(self) -> str:
         spec = self.student
-        name = f"{spec.family} ×{spec.width:g} @{spec.resolution}"
+        weights = " per-tensor" if self.per_channel is False else ""
+        name = f"{spec.family} ×{spec.width:g} @{spec.resolution}{weights}"
         if not self.searched:
             return f"{name}, named by the profile"
         pruned = sum(row.status == "pruned" for row in self.rows)
@@ -138,7 +142,8 @@ class SearchResult:
         return {
             "chosen_by": "search" if self.searched else "profile",
             "rule": self.rule,
-            "pin": pin_lines(self.student) if self.searched else "",
+            "pin": pin_lines(self.student, self.per_channel) if self.searched else "",
+            "per_channel": self.per_channel,
             "seconds": self.seconds,
             "candidates": [row.to_dict() for row in self.rows],
         }

@@ -41,7 +41,7 @@ def recover(context: BuildContext, got: Products) -> Recovery:
     from edgepack.recovery.plan import climb
 
     started = time.perf_counter()
-    spec = context.target.quantization
+    spec = quantization(context, got)
     reason = _not_applicable(context, got)
     if reason is not None:
         plain = Int8Recipe(spec.calibration, per_channel=spec.per_channel)
@@ -60,7 +60,7 @@ def recover(context: BuildContext, got: Products) -> Recovery:
         return Recovery(recipe, text, (first,), (), _since(started))
     worst = tuple(worst_layers(module, request.calibration))
     blocked = blocked_by(context, student.accuracy, goal)
-    steps, size_note = ([], "") if blocked is not None else ladder(context, got, trials)
+    steps, size_note = ([], "") if blocked is not None else ladder(context, got, trials, spec)
     rungs, kept = climb(first, module, steps, trials.judge, goal)
     chosen = next(r for r in rungs if r.chosen)
     calibration = chosen.calibration if chosen.calibration != "qat" else "auto"
@@ -84,10 +84,24 @@ def plain_ptq(trials: Trials, spec: QuantSpec, goal: Goal) -> tuple[Rung, torch.
     return rung, module
 
 
-def ladder(context: BuildContext, got: Products, trials: Trials) -> tuple[list[Step], str]:
+def quantization(context: BuildContext, got: Products) -> QuantSpec:
+    """The profile's quantization settings, with the weights the student search chose: a
+    per-tensor twin (edgepack.selection) is quantized per-tensor, and recovery starts there."""
+    import dataclasses
+
+    from edgepack.stages.records import SearchResult
+
+    spec = context.target.quantization
+    searched = got[SearchResult].per_channel if SearchResult in got else None
+    return spec if searched is None else dataclasses.replace(spec, per_channel=searched)
+
+
+def ladder(
+    context: BuildContext, got: Products, trials: Trials, spec: QuantSpec | None = None
+) -> tuple[list[Step], str]:
     """The rungs after plain PTQ, and why per-channel weights were not tried ("" if they were
     or the profile had them already). Public for ``scripts/benchmarks/bench_recovery.py``."""
-    spec = context.target.quantization
+    spec = spec or context.target.quantization
     qat = None
     if spec.qat_epochs > 0:
         logits, student = got[TeacherLogits], got[DistilledStudent]
@@ -96,7 +110,9 @@ def ladder(context: BuildContext, got: Products, trials: Trials) -> tuple[list[S
         qat = qat_maker(trials.request, train, student.recipe, spec, loss)  # type: ignore[arg-type]
     calibration = spec.calibration
     fits, size_note = per_channel_fits(
-        context, lambda: _exported_bytes(context, trials, trials.quantize(True, calibration))
+        context,
+        lambda: _exported_bytes(context, trials, trials.quantize(True, calibration)),
+        per_channel=spec.per_channel,
     )
     return ladder_steps(trials, spec, qat, fits), size_note
 
@@ -163,12 +179,16 @@ def blocked_by(
     return None
 
 
-def per_channel_fits(context: BuildContext, exported_bytes: Callable[[], int]) -> tuple[bool, str]:
-    """Whether per-channel rungs may run under a per-tensor profile: True unless the size
-    budget is set and ``exported_bytes()`` (the artifact with per-channel weights) breaks it;
-    and the note saying so ("" otherwise)."""
+def per_channel_fits(
+    context: BuildContext, exported_bytes: Callable[[], int], per_channel: bool | None = None
+) -> tuple[bool, str]:
+    """Whether per-channel rungs may run under per-tensor weights (``per_channel``, default the
+    profile's): True unless the size budget is set and ``exported_bytes()`` (the artifact with
+    per-channel weights) breaks it; and the note saying so ("" otherwise)."""
     target = context.target
-    if target.quantization.per_channel or target.budgets.max_size_kb is None:
+    if per_channel is None:
+        per_channel = target.quantization.per_channel
+    if per_channel or target.budgets.max_size_kb is None:
         return True, ""
     size = exported_bytes()
     if not over_size(size, target.budgets):

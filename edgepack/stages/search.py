@@ -53,4 +53,5 @@ def search_student(context: BuildContext, got: Products) -> SearchResult:
         rule=outcome.rule,
         rows=tuple(outcome.rows),
         seconds=outcome.seconds,
+        per_channel=outcome.per_channel,
     )
