@@ -24,6 +24,7 @@ class CpuModel:
     part: str  # MIDR part number
     implementer: str
     features: str
+    qemu: str | None = None  # the QEMU model that runs it, when QEMU 7.2 has none of this name
 
 
 _ARMV8_0 = "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"
@@ -39,7 +40,17 @@ CPU_MODELS: dict[str, CpuModel] = {
     "cortex-a76": CpuModel("0xd0b", "0x41", _ARMV8_2),
     "neoverse-n1": CpuModel("0xd0c", "0x41", _ARMV8_2),
     "a64fx": CpuModel("0x001", "0x46", _ARMV8_2 + " sve"),
+    # QEMU 7.2 has no Cortex-A55. Its ISA is the A76's (ARMv8.2 + dot product), so the A76
+    # model runs it, while /proc/cpuinfo names an A55 (part 0xd05): XNNPACK then picks its
+    # in-order A55 kernels, as on the phone. (The cortex-a53 model would be ARMv8.0: no dot
+    # product, so other int8 kernels altogether.)
+    "cortex-a55": CpuModel("0xd05", "0x41", _ARMV8_2, qemu="cortex-a76"),
 }
+
+
+def qemu_model(cpu: str) -> str:
+    """The ``-cpu`` model QEMU runs ``cpu`` on."""
+    return CPU_MODELS[cpu].qemu or cpu
 
 
 def cpu_root(layout: Layout, cpu: str) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 
 from edgepack.core.errors import EdgepackError
 from edgepack.runners.emulated import _et_bench
-from edgepack.runners.emulated._cpus import cpu_root
+from edgepack.runners.emulated._cpus import cpu_root, qemu_model
 from edgepack.runners.emulated._layout import PYTHON, Layout, layout
 
 GUEST_BENCH = Path(__file__).with_name("guest_bench.py")
@@ -101,7 +101,7 @@ def run_guest(
     spec = {"model": str(model.resolve()), "format": fmt, **spec}
     with tempfile.TemporaryDirectory(prefix="edgepack-emulated-") as folder:
         out = Path(folder) / "count.json"
-        argv = ["setarch", "-R", "qemu-aarch64", "-cpu", cpu, "-L", str(root)]
+        argv = ["setarch", "-R", "qemu-aarch64", "-cpu", qemu_model(cpu), "-L", str(root)]
         for key, value in _guest_env(where).items():
             argv += ["-E", f"{key}={value}"]
         argv += ["-plugin", f"{plugin or where.plugin},out={out}"]
