@@ -25,7 +25,12 @@ from typing import Any, cast
 from edgepack.core.errors import ConfigError, InputError, MissingExtraError
 from edgepack.core.registry import Registry
 from edgepack.exporters._contract import Exporter, ExportRequest, Int8Export, Int8Recipe
-from edgepack.exporters._detector_contract import AppFigure, DetectorExporter, DetectorRequest
+from edgepack.exporters._detector_contract import (
+    Agreement,
+    AppFigure,
+    DetectorExporter,
+    DetectorRequest,
+)
 from edgepack.exporters._format import Format
 
 # Public for scripts and tools outside the build: the PT2E int8 module every PT2E format lowers,
@@ -35,6 +40,7 @@ from edgepack.exporters._pt2e import quantize_pt2e_int8
 
 __all__ = [
     "FORMATS",
+    "Agreement",
     "AppFigure",
     "DetectorExporter",
     "DetectorRequest",

@@ -46,6 +46,21 @@ class AppFigure:
     key: str  # the manifest's key under ``accuracy``, e.g. "int8_artifact_in_mediapipe"
     what: str  # one line for the README's table row
     detections: list[Detections]
+    # The app framework's own run proving edgepack's replay of it: the verify stage fails
+    # where the two disagree by more than this allows.
+    agrees_with: Agreement | None = None
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely an :class:`AppFigure` must match another figure (its key ``other``): at
+    least ``min_shared`` of its detections found there exactly (same pixels, class and score),
+    and, on at least ``min_images`` held-out images, mAP@0.5:0.95 within ``tolerance_pp``."""
+
+    other: str
+    tolerance_pp: float
+    min_images: int
+    min_shared: float
 
 
 class DetectorExporter(Protocol):

@@ -14,8 +14,9 @@ checked exactly against the unedited graph on every output.
 This module is LiteRT's detector export for the build (the names of
 :class:`edgepack.exporters._detector_contract.DetectorExporter`): :func:`lower`, :func:`detect`
 (the raw outputs in LiteRT, decoded by edgepack), :func:`inspect` (:mod:`.detector_inspect`) and
-:func:`app_figures`, what LiteRT alone adds: MediaPipe's post-processing of the same outputs,
-and MediaPipe Tasks' ObjectDetector itself on the file; and the contract's optional
+:func:`app_figures`, what LiteRT alone adds: the app's mAP (edgepack's LiteRT outputs through
+MediaPipe's post-processing, :mod:`.detector_mediapipe`) and MediaPipe Tasks' ObjectDetector
+itself on the file, which must agree with it; and the contract's optional
 :func:`with_decoding` (:mod:`.detector_decoding`): a timing-only copy with MediaPipe's
 decoding appended in LiteRT, which the latency stage times as the app pays it.
 """
@@ -30,11 +31,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgepack.core.errors import InputError
-from edgepack.exporters._detector_contract import AppFigure, DetectorRequest
+from edgepack.exporters._detector_contract import Agreement, AppFigure, DetectorRequest
 from edgepack.exporters.tflite import _graph
 from edgepack.exporters.tflite.convert import lower_float, lower_int8
 from edgepack.exporters.tflite.detector_decoding import DECODING_TIMED, with_decoding
 from edgepack.exporters.tflite.detector_inspect import inspect
+from edgepack.exporters.tflite.detector_mediapipe import (
+    APP_MIN_IMAGES,
+    APP_MIN_SHARED,
+    APP_TOLERANCE_PP,
+    app_postprocess,
+    mediapipe_detect,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -72,9 +80,7 @@ OUTPUT_MEANING = (
     "MediaPipe Tasks' ObjectDetector decodes both and suppresses overlaps."
 )
 LOADS_IN = "MediaPipe Tasks ObjectDetector (anchors and decoding in the metadata)"
-# MediaPipe ObjectDetector's default suppression (class-agnostic NMS at IoU 0.3): what an app
-# gets (the same as edgepack.tasks.detection.task.IOU_THRESHOLD).
-MEDIAPIPE_IOU = 0.3
+APP_KEY = "int8_artifact_app_postprocessing"  # the manifest's key for the app's mAP
 
 
 def lower(request: DetectorRequest, int8_path: Path, float_path: Path) -> tuple[Int8Export, Path]:
@@ -110,46 +116,44 @@ def lower(request: DetectorRequest, int8_path: Path, float_path: Path) -> tuple[
 
 def detect(path: Path, pixels: np.ndarray, request: DetectorRequest) -> list[Detections]:
     """The file's raw outputs in LiteRT, decoded by edgepack (RetinaNet-style)."""
-    return _decoded(path, pixels, request, style="retinanet")
-
-
-def app_figures(path: Path, pixels: np.ndarray, request: DetectorRequest) -> list[AppFigure]:
-    """What an Android app gets from the same file: MediaPipe's post-processing of the LiteRT
-    outputs (one class per anchor, class-agnostic NMS at IoU 0.3), and MediaPipe Tasks'
-    ObjectDetector itself, which also truncates boxes to whole pixels of the frame."""
-    styled = _decoded(path, pixels, request, style="mediapipe")
-    frames = np.ascontiguousarray(pixels)
-    return [
-        AppFigure(
-            "int8_artifact_app_postprocessing",
-            "the same outputs, MediaPipe's post-processing",
-            styled,
-        ),
-        AppFigure(
-            "int8_artifact_in_mediapipe",
-            "the file in MediaPipe's ObjectDetector (what the app gets)",
-            mediapipe_detect(path, frames, score_threshold=0.05),
-        ),
-    ]
-
-
-def _decoded(
-    path: Path, pixels: np.ndarray, request: DetectorRequest, *, style: str
-) -> list[Detections]:
     import torch
 
     from edgepack.tasks.detection import postprocess
 
     mean, std = _pixel_units(request)
     raw, logits = predict_detector(path, pixels, mean=mean, std=std)
-    iou = {"retinanet": 0.5, "mediapipe": MEDIAPIPE_IOU}[style]
-    return postprocess(
-        torch.from_numpy(raw),
-        torch.from_numpy(logits),
-        torch.from_numpy(np.asarray(request.anchors, dtype=np.float32)),
-        style=style,
-        iou_threshold=iou,
-    )
+    anchors = np.asarray(request.anchors, dtype=np.float32)
+    return postprocess(torch.from_numpy(raw), torch.from_numpy(logits), torch.from_numpy(anchors))
+
+
+def app_figures(path: Path, pixels: np.ndarray, request: DetectorRequest) -> list[AppFigure]:
+    """What an Android app gets from the same file: edgepack's LiteRT outputs put through
+    MediaPipe ObjectDetector's post-processing step by step (:mod:`.detector_mediapipe`: one
+    class per anchor, class-agnostic NMS at IoU 0.3 in libc++'s order, whole pixels of the
+    frame), and MediaPipe's ObjectDetector itself on the file, which must agree with it (the
+    verify stage fails otherwise; the settings are :mod:`.detector_mediapipe`'s)."""
+    from edgepack.exporters.tflite.detector_metadata import read_detector_metadata
+
+    found = read_detector_metadata(path.read_bytes())
+    if found is None:
+        raise InputError(f"{path.name} has no MediaPipe detector metadata to decode it with")
+    mean, std = _pixel_units(request)
+    raw, logits = predict_detector(path, pixels, mean=mean, std=std)
+    height, width = pixels.shape[1:3]
+    replayed = app_postprocess(raw, logits, found["anchors"], frame_size=(width, height))
+    return [
+        AppFigure(
+            APP_KEY,
+            "the app's mAP (MediaPipe ObjectDetector's post-processing of these outputs)",
+            replayed,
+        ),
+        AppFigure(
+            "int8_artifact_in_mediapipe",
+            "MediaPipe ObjectDetector on the file",
+            mediapipe_detect(path, np.ascontiguousarray(pixels)),
+            agrees_with=Agreement(APP_KEY, APP_TOLERANCE_PP, APP_MIN_IMAGES, APP_MIN_SHARED),
+        ),
+    ]
 
 
 def _pixel_units(request: DetectorRequest) -> tuple[list[float], list[float]]:
@@ -222,59 +226,3 @@ def predict_detector(
         boxes.append(out[BOXES_NAME][0])
         logits.append(out[SCORES_NAME][0])
     return np.stack(boxes), np.stack(logits)
-
-
-def mediapipe_detect(
-    path: Path, pixels: np.ndarray, *, score_threshold: float = 0.05, max_results: int = 100
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """MediaPipe Tasks' ObjectDetector on the file alone (anchors, decoding, normalisation and
-    labels from its metadata) for each uint8 image in ``pixels`` (N, H, W, 1 or 3); a gray image
-    is handed over as the RGB frame it would be in an app. Per image: boxes (n, 4) as
-    ``(xmin, ymin, xmax, ymax)`` normalised by the image size, scores (n,), class indices (n,).
-
-    MediaPipe reports whole pixels the way its ``DetectionTransformationCalculator`` makes
-    them: the top-left corner and the size each truncated and clamped to [0, W] (or H) on their
-    own, so a box reaching past the left or top edge comes back moved inside, size kept.
-    The category index comes from the label's position in ``labels.txt``: with labels in the
-    metadata MediaPipe reports the name and drops the index."""
-    import mediapipe as mp
-    from mediapipe.tasks.python import BaseOptions, vision
-
-    if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[-1] not in (1, 3):
-        raise InputError(
-            f"expected uint8 (N, H, W, 1 or 3) pixels, got {pixels.dtype} {pixels.shape}"
-        )
-    options = vision.ObjectDetectorOptions(
-        base_options=BaseOptions(model_asset_path=str(path)),
-        score_threshold=score_threshold,
-        max_results=max_results,
-    )
-    labels = _packed_labels(path)
-    height, width = pixels.shape[1:3]
-    size = np.array([width, height, width, height], dtype=np.float32)
-    found = []
-    with vision.ObjectDetector.create_from_options(options) as detector:
-        for image in pixels:
-            frame = np.ascontiguousarray(np.broadcast_to(image, (height, width, 3)))
-            result = detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=frame))
-            boxes = np.zeros((len(result.detections), 4), dtype=np.float32)
-            scores = np.zeros(len(result.detections), dtype=np.float32)
-            classes = np.zeros(len(result.detections), dtype=np.int64)
-            for i, detection in enumerate(result.detections):
-                box, (top,) = detection.bounding_box, detection.categories
-                boxes[i] = [box.origin_x, box.origin_y, box.width, box.height]
-                scores[i] = top.score
-                classes[i] = labels.index(top.category_name) if top.index is None else top.index
-            boxes[:, 2:] += boxes[:, :2]
-            found.append((boxes / size, scores, classes))
-    return found
-
-
-def _packed_labels(path: Path) -> list[str]:
-    """The class names in ``labels.txt`` inside the model file (empty without one)."""
-    from edgepack.exporters.tflite import metadata
-
-    if not path.is_file():
-        raise InputError(f"no .tflite model at {path}")
-    text = metadata.packed_files(path.read_bytes()).get(metadata.LABELS_FILE, "")
-    return text.splitlines()

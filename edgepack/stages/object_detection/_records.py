@@ -128,6 +128,9 @@ class DetectorCheck:
             shown += f", {value:.1%} of the {name.partition('_vs_')[2].replace('_', ' ')}'s boxes"
         for figure in self.app_figures.values():
             shown += f"; {figure['what']}: {figure['map']:.3f}"
+            gaps = [v for k, v in figure.items() if k.startswith("vs_") and k.endswith("_pp")]
+            if gaps and "detections_shared" in figure:  # a framework's run proving a replay
+                shown += f" ({gaps[0]:.2f} pp apart, {figure['detections_shared']:.0%} same boxes)"
         drop = self.int8_vs_float_pp
         versus = "" if drop is None else f" ({-drop:+.2f} pp vs the float file)"
         return (

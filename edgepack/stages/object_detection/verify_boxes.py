@@ -3,9 +3,11 @@ inspection, then run in its own runtime on the held-out images and scored with e
 RetinaNet-style decoding (the one the teacher and the float student are scored with, so the
 budgets compare like with like), its float twin the same way, and its detections compared box by
 box with the torch int8 twin's (or, where the format's quantizer has none, the float
-student's). The format may add what an app's framework makes of the same file (LiteRT:
-MediaPipe's post-processing and MediaPipe's ObjectDetector). Where the runtime cannot run here
-(Core ML off macOS), the inspection stands alone and the mAP budgets are skipped with the reason.
+student's). The format may add what an app's framework makes of the same file (LiteRT: the
+app's mAP, edgepack's outputs through MediaPipe's post-processing, and MediaPipe's
+ObjectDetector itself); a figure that names another to agree with fails the stage where the
+two disagree. Where the runtime cannot run here (Core ML off macOS), the inspection stands
+alone and the mAP budgets are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgepack.core.errors import VerificationError
 from edgepack.stages.context import BuildContext
 from edgepack.stages.object_detection._records import BoxData, DetectorCheck, DetectorStudent
 from edgepack.stages.object_detection.read_boxes import model_input
@@ -24,7 +27,7 @@ from edgepack.stages.records import ExportResult
 if TYPE_CHECKING:
     import torch
 
-    from edgepack.exporters import ExportRequest
+    from edgepack.exporters import AppFigure, ExportRequest
     from edgepack.tasks.detection import Detections
 
 
@@ -63,10 +66,9 @@ def verify_boxes(context: BuildContext, got: Products) -> DetectorCheck:
             )
         }
     float_found = detector.detect(export.float_reference, pixels, request)
-    figures = {
-        figure.key: {"what": figure.what, **scored(figure.detections)}
-        for figure in detector.app_figures(path, pixels, request)
-    }
+    made = detector.app_figures(path, pixels, request)
+    figures = {figure.key: {"what": figure.what, **scored(figure.detections)} for figure in made}
+    check_agreement(made, figures)
     return DetectorCheck(
         inspection=inspection,
         test_samples=len(data.test),
@@ -76,6 +78,52 @@ def verify_boxes(context: BuildContext, got: Products) -> DetectorCheck:
         float_scores=None if float_found is None else scored(float_found),
         app_figures=figures,
     )
+
+
+def check_agreement(made: list[AppFigure], figures: dict[str, dict[str, Any]]) -> None:
+    """Each figure that names another to agree with (MediaPipe's own run, edgepack's replay of
+    it) shares enough of its detections with it exactly and, on enough images, lies within its
+    mAP tolerance; else one VerificationError naming both figures. The measured agreement is
+    recorded beside the figure."""
+    by_key = {figure.key: figure for figure in made}
+    for figure in made:
+        wanted = figure.agrees_with
+        if wanted is None:
+            continue
+        mine, theirs = figures[figure.key], figures[wanted.other]
+        shared = same_detections(figure.detections, by_key[wanted.other].detections)
+        gap = abs(mine["map"] - theirs["map"]) * 100
+        judged = len(figure.detections) >= wanted.min_images
+        mine.update(
+            {
+                f"vs_{wanted.other}_pp": round(gap, 3),
+                "tolerance_pp": wanted.tolerance_pp if judged else None,
+                "detections_shared": round(shared, 4),
+            }
+        )
+        if shared < wanted.min_shared or (judged and gap > wanted.tolerance_pp):
+            raise VerificationError(
+                f"{figure.what} disagrees with {theirs['what']}: {shared:.1%} of its detections "
+                f"are the same (at least {wanted.min_shared:.0%} expected), mAP@0.5:0.95 "
+                f"{mine['map']:.4f} vs {theirs['map']:.4f}, {gap:.2f} pp apart (at most "
+                f"{wanted.tolerance_pp} pp expected from {wanted.min_images} images on, "
+                f"{len(figure.detections)} here)"
+            )
+
+
+def same_detections(a: list[Detections], b: list[Detections]) -> float:
+    """Share of ``a``'s detections that ``b`` has exactly on the same image: the same box (to
+    1e-5 of the image), class and score (to 1e-5); 1.0 when ``a`` has none."""
+    found = total = 0
+    for (boxes, scores, classes), (b_boxes, b_scores, b_classes) in zip(a, b, strict=True):
+        total += len(boxes)
+        if not len(boxes) or not len(b_boxes):
+            continue
+        close = (np.abs(boxes[:, None] - b_boxes[None]) <= 1e-5).all(2)
+        close &= np.abs(scores[:, None] - b_scores[None]) <= 1e-5
+        close &= classes[:, None] == b_classes[None]
+        found += int(close.any(1).sum())
+    return 1.0 if total == 0 else found / total
 
 
 def decoded_boxes(
