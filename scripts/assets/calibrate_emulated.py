@@ -204,20 +204,9 @@ def mobilenet_v1(width: float):  # -> torch.nn.Module: 3x3 stem, 13 depthwise-se
 
 # MNv4-Conv-S (MobileNetV4 paper, Table 11): (start dw k, middle dw k, expanded, out, stride);
 # 0 = no such depthwise conv. The stride sits on the middle dw, else the start one.
-MNV4_S_UIB = [
-    (5, 5, 192, 96, 2),
-    (0, 3, 192, 96, 1),
-    (0, 3, 192, 96, 1),
-    (0, 3, 192, 96, 1),
-    (0, 3, 192, 96, 1),
-    (3, 0, 384, 96, 1),
-    (3, 3, 576, 128, 2),
-    (5, 5, 512, 128, 1),
-    (0, 5, 512, 128, 1),
-    (0, 5, 384, 128, 1),
-    (0, 3, 512, 128, 1),
-    (0, 3, 512, 128, 1),
-]
+MNV4_S_UIB = [(5, 5, 192, 96, 2)] + [(0, 3, 192, 96, 1)] * 4 + [(3, 0, 384, 96, 1)]
+MNV4_S_UIB += [(3, 3, 576, 128, 2), (5, 5, 512, 128, 1), (0, 5, 512, 128, 1), (0, 5, 384, 128, 1)]
+MNV4_S_UIB += [(0, 3, 512, 128, 1)] * 2
 
 
 def mnv4_conv_small():  # -> torch.nn.Module: stem, two FusedIBs, the UIB blocks, MNv3's head
