@@ -90,9 +90,9 @@ def test_per_op_refuses_a_runner_that_cannot_attribute(tmp_path: Path) -> None:
 def test_per_op_refuses_formats_outside_the_slice(tmp_path: Path) -> None:
     latency = Latency("emulated", "estimate", 1.0, 1.0, 1.0, 1, 1)
     answer = emulated.per_op(
-        tmp_path / "m.onnx", "onnx", latency, threads=1, warmup=1, iterations=1, options=None
+        tmp_path / "m.pte", "executorch", latency, threads=1, warmup=1, iterations=1, options=None
     )
-    assert isinstance(answer, Unavailable) and "not onnx" in answer.reason
+    assert isinstance(answer, Unavailable) and "not executorch" in answer.reason
 
 
 # ---- under QEMU -------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from edgepack.cli._app import DEVICE_HELP, main
     "--per-op",
     is_flag=True,
     help="Also show where the instructions go, by graph op and kernel family (emulated "
-    "runner, LiteRT).",
+    "runner, LiteRT and ONNX Runtime).",
 )
 def bench(model: Path, target_ref: str, device: str | None, as_json: bool, per_op: bool) -> None:
     """Time a model file of any format edgepack exports (.tflite, .onnx, .pte, ...) on a
@@ -41,10 +41,10 @@ def bench(model: Path, target_ref: str, device: str | None, as_json: bool, per_o
 
     With an emulated runner the figure is an estimate for the profile's device, from the guest
     instructions counted per inference and the profile's calibrated constant; with the host
-    runner it is wall time on this machine. With --per-op (emulated runner, .tflite) a second
-    emulated run attributes the instructions to the graph's ops (XNNPACK's operators mapped to
-    the model's nodes) and to kernel families: tables whose rows add up to the whole-model
-    count. Exit 2 if the model is missing or unsupported.
+    runner it is wall time on this machine. With --per-op (emulated runner, .tflite or .onnx)
+    another emulated run attributes the instructions to the graph's ops (XNNPACK's operators
+    mapped to the model's nodes; onnxruntime's profiled nodes placed on the counted windows) and
+    to kernel families: tables whose rows add up to the whole-model count. Exit 2 if the model is missing or unsupported.
     """
     import json
 
@@ -133,17 +133,12 @@ def _per_op(attribute: Any, target: Any, model: Path, fmt: str, result: Any) -> 
 def _per_op_lines(table: dict[str, Any]) -> list[str]:
     lines = [f"where the instructions go, by {table['rows_by']}:"]
     if table["rows_by"] == "op":
-        lines += _rows_lines(table["rows"], lambda row: f"{row['node']:>4} {row['op'][:26]:26}",
-                             31, family=True)  # fmt: skip
-        fused = ", ".join(f"{f['op']} {f['node']} into {f['into']}" for f in table["fused"])
-        if fused:
-            lines.append(f"  fused by XNNPACK (no operator of their own): {fused}")
-        check = table["mapping_check"]
-        lines.append(
-            f"  {check['operator_windows']} XNNPACK operators on {check['delegated_ops']} "
-            f"delegated ops ({check['fused']} fused, {check['mismatched']} of a kernel kind "
-            "unlike their op's)"
-        )
+        width = min(40, max(4, *(len(str(row["node"])) for row in table["rows"])))
+        lines += _rows_lines(
+            table["rows"], lambda row: f"{str(row['node'])[-width:]:>{width}} {row['op'][:26]:26}",
+            width + 27, family=True,
+        )  # fmt: skip
+        lines += _check_lines(table)
         top = sorted(table["rows"], key=lambda row: -row["share"])[:5]
         lines.append(
             "  top five: " + ", ".join(f"{r['op']} {r['node']} {r['share']:.1%}" for r in top)
@@ -160,6 +155,31 @@ def _per_op_lines(table: dict[str, Any]) -> list[str]:
     top_kernel = table["top_kernels"][0] if table["top_kernels"] else None
     if top_kernel is not None:
         lines.append(f"  busiest kernel: {top_kernel['kernel']} ({top_kernel['share']:.1%})")
+    return lines
+
+
+def _check_lines(table: dict[str, Any]) -> list[str]:
+    """The op mapping's fused nodes and check figures: XNNPACK's (LiteRT) or onnxruntime's."""
+    check, xnnpack = table["mapping_check"], "operator_windows" in table["mapping_check"]
+    fused = ", ".join(f"{f['op']} {f['node']}" + (f" into {f['into']}" if f["into"] else "")
+                      for f in table["fused"])  # fmt: skip
+    lines = []
+    if fused:
+        by = "XNNPACK (no operator" if xnnpack else "onnxruntime (no kernel"
+        lines.append(f"  fused by {by} of their own): {fused}")
+    if xnnpack:
+        lines.append(
+            f"  {check['operator_windows']} XNNPACK operators on {check['delegated_ops']} "
+            f"delegated ops ({check['fused']} fused, {check['mismatched']} of a kernel kind "
+            "unlike their op's)"
+        )
+    else:
+        lines.append(
+            f"  {check['kernel_events']} onnxruntime kernel events placed on the profile's "
+            f"windows (timestamps within {check['worst_timestamp_offset_us']} µs); the "
+            f"profiler's own work ({check['profiler_share']:.0%} more instructions) taken out, "
+            f"{check['shared_removed_share']:.0%} of the profiled run split from shared code"
+        )
     return lines
 
 

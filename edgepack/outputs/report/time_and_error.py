@@ -3,7 +3,9 @@
 Time: the per-op table the emulated runner records under ``latency.details.per_op`` when the
 profile asks for it (``runner: {name: emulated, per_op: true}``; see
 :mod:`edgepack.runners.emulated._op_windows`). Error: recovery's ``worst_layers`` (local SQNR of
-each layer's int8 output against its float output, measured on the PT2E graph).
+each layer's int8 output against its float output, measured on the PT2E graph). ONNX Runtime's
+rows (:mod:`edgepack.runners.emulated._ort_ops`) are named nodes in run order: the k-th is
+their position.
 
 The join is by kind and order: recovery names a layer by its torch.fx node (``conv2d_7`` is
 the 8th convolution of the graph, ``linear`` the first linear layer), and the k-th conv2d is
@@ -20,13 +22,13 @@ from typing import Any
 
 from edgepack.outputs.report import page
 
-# torch.fx call names → the .tflite ops they become.
+# torch.fx call names → the .tflite ops (and onnxruntime kernels) they become.
 FX_TO_TFLITE = {
-    "conv2d": ("CONV_2D", "DEPTHWISE_CONV_2D"),
-    "linear": ("FULLY_CONNECTED",),
-    "add": ("ADD",),
-    "mul": ("MUL",),
-    "mean": ("MEAN",),
+    "conv2d": ("CONV_2D", "DEPTHWISE_CONV_2D", "Conv", "FusedConv", "QLinearConv"),
+    "linear": ("FULLY_CONNECTED", "Gemm", "QGemm", "MatMul", "QLinearMatMul"),
+    "add": ("ADD", "Add", "QLinearAdd"),
+    "mul": ("MUL", "Mul", "QLinearMul"),
+    "mean": ("MEAN", "ReduceMean", "GlobalAveragePool", "QLinearGlobalAveragePool"),
 }
 _FX_NODE = re.compile(r"^([a-z0-9]+?)(?:_(\d+))?$")
 SHOWN = 10  # the busiest ops; layers recovery flagged are shown too
@@ -55,15 +57,20 @@ def time_and_error_section(manifest: dict[str, Any]) -> list[str]:
 def _parts(per_op: dict[str, Any], layers: list[dict[str, Any]]) -> list[str]:
     rows = [row for row in per_op.get("rows", []) if isinstance(row, dict)]
     by_node = {str(row.get("node")): row for row in rows}
+    # LiteRT labels nodes "#index" (fused ones too); onnxruntime's rows are named, in run order.
+    numbered = all(_index(node) >= 0 for node in by_node if node)
+    position = {n: _index(n) if numbered else at for at, n in enumerate(by_node) if n}
+    label = {at: node for node, at in position.items()}
+    fused = per_op.get("fused", []) if numbered else []
     nodes = sorted(
-        [(_index(row.get("node")), str(row.get("op"))) for row in rows if row.get("node")]
-        + [(_index(f.get("node")), str(f.get("op"))) for f in per_op.get("fused", [])]
+        [(at, str(by_node[node].get("op"))) for node, at in position.items()]
+        + [(_index(f.get("node")), str(f.get("op"))) for f in fused]
     )
     error: dict[str, dict[str, Any]] = {}
     for layer in layers:
         node = node_of(str(layer.get("node", "")), nodes)
         if node is not None:
-            error[f"#{node}"] = layer
+            error[label.get(node, f"#{node}")] = layer
     busiest = sorted(rows, key=lambda row: -float(row.get("estimated_ms", 0)))[:SHOWN]
     shown = busiest + [by_node[n] for n in error if n in by_node and by_node[n] not in busiest]
     table_rows = [_cells(row, error.get(str(row.get("node")))) for row in shown]

@@ -74,7 +74,9 @@ class EmulatedOptions:
     ``details.per_op``, so the manifest and the report's "where time and error go" carry it;
     off by default: it is a second emulated run under the slower profile plugin (measured with
     ``bench --per-op``, 1 thread: the sample student +4.7 s on a 4.6 s count, MobileNetV2
-    1.0@224 int8 +9 s on 6 s, float +33 s on 48 s).
+    1.0@224 int8 +9 s on 6 s, float +33 s on 48 s; ONNX Runtime takes two more runs, one
+    with its profiler: the sample student int8 +39 s on 13 s, MobileNetV2 1.0@224 int8 +37 s
+    on 14 s, float +194 s on 44 s).
     """
 
     cpu: str = field(default=DEFAULT_CPU, metadata=one_of(CPUS))
@@ -190,10 +192,10 @@ def measure(
 
 
 # Formats whose counted instructions :func:`per_op` can name: LiteRT, whose aarch64 runtime
-# keeps its symbol table (see _profile.py and _op_windows.py for what the rows can and cannot say).
-# Not onnxruntime: its aarch64 wheel is stripped (libonnxruntime.so.1.28.0 exports two symbols),
-# so neither kernels nor the executor's per-node calls can be named by address.
-PER_OP_FORMATS = ("litert",)
+# keeps its symbol table (see _profile.py and _op_windows.py for what the rows can and cannot say),
+# and onnxruntime, whose stripped wheel names nothing by address but whose profiler's clock reads
+# cut the run into nodes (_ort_windows.py). Not ExecuTorch (its runner sees no node boundaries).
+PER_OP_FORMATS = ("litert", "onnxruntime")
 
 
 def per_op(

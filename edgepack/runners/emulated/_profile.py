@@ -5,8 +5,10 @@ one, gives (address, length, executions) for every block of the timed region; ea
 named from the guest's memory map and the objects' symbol tables (:mod:`._symbols`) and sorted
 into a kernel family (:mod:`._families`). For LiteRT the plugin also cuts the region into
 XNNPACK operator windows, which :mod:`._op_windows` maps to the graph's nodes (:mod:`._tflite_nodes`): the op
-rows. Both tables add up to every instruction the plugin saw in the region; the caller compares
-that sum with the whole-model count of the counting plugin.
+rows. For ONNX Runtime, whose aarch64 library is stripped, a second run with onnxruntime's
+profiler on places its per-node events on the plugin's windows (:mod:`._ort_ops`). Both tables
+add up to every instruction the plugin saw in the region; the caller compares that sum with the
+whole-model count of the counting plugin.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.runners.emulated import _op_windows as _ops
+from edgepack.runners.emulated import _ort_ops
 from edgepack.runners.emulated._cpus import cpu_root
 from edgepack.runners.emulated._families import family_of
 from edgepack.runners.emulated._layout import Layout, layout
@@ -68,6 +71,9 @@ def attribute(
     )
     resolver = Resolver(parse_maps(str(facts.get("maps", ""))), cpu_root(where, cpu))
     found = tabulate(counted, resolver, top=top)
+    if fmt == "onnx":
+        return _onnx(model, found, counted["blocks"], plugin=plugin, cpu=cpu, spec=spec,
+                     timeout_s=timeout_s)  # fmt: skip
     if bounds is None:
         return _without_ops(found, f"op rows cover LiteRT models; this is {fmt}")
     if not facts.get("boundaries_sent"):
@@ -96,6 +102,23 @@ def boundaries(where: Layout) -> dict[str, Any] | None:
         return None
     start, low, last = (int(offset) for offset in offsets if offset is not None)
     return {"object": path.name, "open": [start], "close": [[low, last + 1]]}
+
+
+def _onnx(
+    model: Path, found: Attribution, base: list[list[int]], *, plugin: Path, cpu: str,
+    spec: dict[str, Any], timeout_s: float,
+) -> Attribution:  # fmt: skip
+    """``found`` with ONNX Runtime's op rows, its families regrouped from them (the stripped
+    library names no kernel by address)."""
+    try:
+        ops = _ort_ops.op_rows(model, base, plugin=plugin, cpu=cpu, spec=spec, timeout_s=timeout_s)
+    except ValueError as exc:
+        return _without_ops(found, str(exc))
+    by_family: dict[str, int] = defaultdict(int)
+    for row in ops["rows"]:
+        by_family[row["kernel_family"]] += row["count"]
+    families = _rows(by_family, sum(by_family.values()), found.inferences)
+    return Attribution(families, found.kernels, found.total, found.inferences, ops)
 
 
 def _without_ops(found: Attribution, note: str) -> Attribution:
@@ -134,6 +157,9 @@ def table(found: Attribution, *, estimate_ms: float, whole: float) -> dict[str, 
         ]  # fmt: skip
 
     families = rows(found.families, "family")
+    summed = found.total  # LiteRT's op rows split exactly these; ONNX's come from another run
+    if found.ops is not None:
+        summed = sum(row["count"] for row in found.ops["rows"]) / found.inferences
     made: dict[str, Any] = {
         "rows_by": "op" if found.ops is not None else "kernel family",
         "rows": families
@@ -141,10 +167,10 @@ def table(found: Attribution, *, estimate_ms: float, whole: float) -> dict[str, 
         else _op_rows(found.ops, found.inferences, estimate_ms),
         "families": families,
         "top_kernels": rows(found.kernels, "kernel"),
-        "rows_sum_instructions": found.total,
+        "rows_sum_instructions": summed,
         "whole_model_instructions": whole,
-        "sum_vs_whole": found.total / whole - 1 if whole else None,
-        "mapping": OP_MAPPING if found.ops is not None else MAPPING,
+        "sum_vs_whole": summed / whole - 1 if whole else None,
+        "mapping": MAPPING if found.ops is None else found.ops.get("mapping", OP_MAPPING),
     }
     if found.ops is not None:
         made["fused"], made["mapping_check"] = found.ops["fused"], found.ops["check"]

@@ -5,12 +5,15 @@ Only the standard library, numpy and the runtime are available in the guest. Usa
     python3.11 guest_bench.py '{"model": ..., "format": "tflite"|"onnx", "threads": 1,
                                 "warmup": 1, "iterations": 2, "maps": false,
                                 "boundaries": {"object": ..., "open": [offset],
-                                               "close": [[start, end]]}}'
+                                               "close": [[start, end]]},
+                                "cut_syscall": 113, "ort_profile": false}'
 
 It loads the model, runs ``warmup`` inferences, then emits the start marker, runs
 ``iterations`` inferences and emits the end marker (the insn_count plugin counts guest
 instructions between the two), and prints one JSON line of facts (with ``maps``, the
-process's memory map too, read after the end marker).
+process's memory map too, read after the end marker; with ``ort_profile``, onnxruntime's
+per-node kernel events, its profiler on for the whole run). ``cut_syscall`` asks the profile
+plugin to cut its windows at every such syscall (onnxruntime's profiler reads the clock there).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import importlib
 import json
 import os
 import sys
+import tempfile
 import time
 
 # Marker syscalls the plugin watches: lseek on fd -1 fails with EBADF and changes nothing.
@@ -28,6 +32,7 @@ MAGIC_END = 0x45504B5F454E4421
 # With the profile plugin: "whence" values that hand it a code address in the offset argument
 # (insn_profile.c): the entry that opens an operator window, and a range that closes one.
 WHENCE_OPEN, WHENCE_CLOSE_LO, WHENCE_CLOSE_HI = 0x45504B4F, 0x45504B4C, 0x45504B48
+WHENCE_CUT = 0x45504B43  # the offset argument is a syscall number that cuts windows
 
 
 def marker(magic: int, whence: int) -> None:
@@ -80,7 +85,7 @@ def rss_kb() -> dict[str, int]:
     return found
 
 
-def tflite_session(model, threads):
+def tflite_session(model, threads, profile=False):
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
@@ -93,16 +98,19 @@ def tflite_session(model, threads):
 
     integer = (np.int8, np.uint8, np.int16)
     quantized = any(t["dtype"] in integer for t in interpreter.get_tensor_details())
-    return interpreter.invoke, "ai-edge-litert " + version, quantized
+    return interpreter.invoke, "ai-edge-litert " + version, quantized, dict
 
 
-def onnx_session(model, threads):
+def onnx_session(model, threads, profile=False):
     import numpy as np
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if profile:
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     node = session.get_inputs()[0]
     shape = [dim if isinstance(dim, int) else 1 for dim in node.shape]
@@ -116,7 +124,39 @@ def onnx_session(model, threads):
     with open(model, "rb") as file:
         raw = file.read()
     quantized = any(op in raw for op in (b"QuantizeLinear", b"QLinear", b"ConvInteger"))
-    return invoke, "onnxruntime " + ort.__version__, quantized
+
+    def finish():
+        return {"ort_profile": kernel_events(session)} if profile else {}
+
+    return invoke, "onnxruntime " + ort.__version__, quantized, finish
+
+
+def kernel_events(session):
+    """onnxruntime's profile, ended now: its start (ns, CLOCK_REALTIME) and one row per node
+    kernel event [node, ts µs, dur µs, kernel op, provider, first input's type]."""
+    start = session.get_profiling_start_time_ns()
+    path = session.end_profiling()
+    with open(path, encoding="utf-8") as file:
+        events = json.load(file)
+    os.remove(path)
+    os.rmdir(os.path.dirname(path))
+    rows = []
+    for event in events:
+        name, args = event.get("name", ""), event.get("args", {})
+        if event.get("cat") != "Node" or not name.endswith("_kernel_time"):
+            continue
+        types = [next(iter(shape), "") for shape in args.get("input_type_shape", [])]
+        rows.append(
+            [
+                name[: -len("_kernel_time")],
+                event["ts"],
+                event["dur"],
+                args.get("op_name", ""),
+                args.get("provider", ""),
+                types[0] if types else "",
+            ]
+        )
+    return {"start_ns": start, "events": rows}
 
 
 def fixed_input(np, shape, dtype):
@@ -140,7 +180,11 @@ def main(argv):
     importlib.import_module(RUNTIMES[spec["format"]])
     before = rss_kb()
     sent = send_boundaries(spec["boundaries"]) if spec.get("boundaries") else 0
-    invoke, version, quantized = SESSIONS[spec["format"]](spec["model"], spec["threads"])
+    if spec.get("cut_syscall"):
+        marker(spec["cut_syscall"], WHENCE_CUT)
+    invoke, version, quantized, finish = SESSIONS[spec["format"]](
+        spec["model"], spec["threads"], spec.get("ort_profile", False)
+    )
     for _ in range(spec["warmup"]):
         invoke()
     iterations = spec["iterations"]
@@ -159,6 +203,7 @@ def main(argv):
         "rss_after_kb": after.get("VmRSS"),
         "hwm_kb": after.get("VmHWM"),
         "boundaries_sent": sent,
+        **finish(),
     }
     if spec.get("maps"):  # where each library lies, to name the counted addresses (_symbols.py)
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:

@@ -24,16 +24,24 @@
  * in order. Only blocks translated after the addresses arrived get the switch callbacks: the
  * guest sends them right after importing the runtime, before any inference.
  *
+ * Syscall cuts (optional, ONNX Runtime): lseek(-1, NR, WHENCE_CUT) names a syscall number; each
+ * such syscall in the region closes the current window and opens a new one, stamped with the
+ * host's CLOCK_REALTIME (ns) at the call. With onnxruntime's profiler on, every clock read of
+ * its per-node events is a clock_gettime syscall (QEMU 7.2 gives an aarch64 guest no vDSO), so
+ * the windows fall between the profiler's timestamps and the host matches them (_ort_windows.py).
+ *
  * Output (plugin argument out=PATH), written at the end marker: one JSON object,
  * {"inferences": N, "threads": [{"vcpu": v, "instructions": n}...], "total": {"instructions": n},
  *  "blocks": [[vaddr, insns, executions], ...],
- *  "windows": [{"operator": 0|1, "blocks": [[vaddr, insns, executions], ...]}, ...]}
- * with the region's deltas only ("windows" empty when no address arrived).
+ *  "windows": [{"operator": 0|1, "t_ns": T, "blocks": [[vaddr, insns, executions], ...]}, ...],
+ *  "end_ns": T}
+ * with the region's deltas only ("windows" empty when neither addresses nor a cut arrived).
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <glib.h>
 #include <qemu-plugin.h>
@@ -47,6 +55,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 #define WHENCE_OPEN 0x45504b4f     /* "EPKO": a2 is an address that opens an operator window */
 #define WHENCE_CLOSE_LO 0x45504b4c /* "EPKL": a2 is the first address of a closing range */
 #define WHENCE_CLOSE_HI 0x45504b48 /* "EPKH": a2 is the end (exclusive) of that range */
+#define WHENCE_CUT 0x45504b43      /* "EPKC": a2 is a syscall number that cuts windows */
 #define MAX_BOUNDS 16
 
 typedef struct {
@@ -59,6 +68,7 @@ typedef struct {
 
 typedef struct {
     int operator;   /* 1: an operator's window; 0: the gap between operators */
+    uint64_t t_ns;  /* host CLOCK_REALTIME when the window opened */
     GArray *counts; /* (Block *, executions) pairs, the window's deltas */
 } Window;
 
@@ -79,6 +89,14 @@ static int n_opens;
 static uint64_t close_lo[MAX_BOUNDS], close_hi[MAX_BOUNDS];
 static int n_closes;
 static GPtrArray *windows; /* in order; the last one is the current window */
+static int64_t cut_nr = -1; /* the syscall that cuts windows, or -1 */
+
+static uint64_t now_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (uint64_t)now.tv_sec * UINT64_C(1000000000) + (uint64_t)now.tv_nsec;
+}
 
 static void tb_exec(unsigned int vcpu_index, void *udata)
 {
@@ -106,6 +124,7 @@ static void switch_window(int operator)
     }
     Window *next = g_new0(Window, 1);
     next->operator = operator;
+    next->t_ns = now_ns();
     next->counts = g_array_new(FALSE, FALSE, sizeof(Count));
     g_ptr_array_add(windows, next);
 }
@@ -165,6 +184,7 @@ static void mark_start(void)
         block->mark = block->start;
     }
     Window *first = g_new0(Window, 1);
+    first->t_ns = now_ns();
     first->counts = g_array_new(FALSE, FALSE, sizeof(Count));
     g_ptr_array_add(windows, first);
     memcpy(start_totals, totals, sizeof(start_totals));
@@ -174,6 +194,7 @@ static void mark_start(void)
 
 static void write_region(uint64_t inferences)
 {
+    uint64_t end_ns = now_ns();
     FILE *f = fopen(out_path, "w");
     if (f == NULL) {
         qemu_plugin_outs("insn_profile: cannot open the out= file\n");
@@ -206,11 +227,12 @@ static void write_region(uint64_t inferences)
         first = 0;
     }
     fprintf(f, "], \"windows\": [");
-    if (n_opens > 0) {
+    if (n_opens > 0 || cut_nr >= 0) {
         switch_window(0); /* closes the last window; the new empty one is not written */
         for (guint w = 0; w + 1 < windows->len; w++) {
             Window *window = g_ptr_array_index(windows, w);
-            fprintf(f, "%s{\"operator\": %d, \"blocks\": [", w ? ", " : "", window->operator);
+            fprintf(f, "%s{\"operator\": %d, \"t_ns\": %" PRIu64 ", \"blocks\": [", w ? ", " : "",
+                    window->operator, window->t_ns);
             for (guint i = 0; i < window->counts->len; i++) {
                 Count *count = &g_array_index(window->counts, Count, i);
                 fprintf(f, "%s[%" PRIu64 ", %" PRIu64 ", %" PRIu64 "]", i ? ", " : "",
@@ -220,7 +242,7 @@ static void write_region(uint64_t inferences)
         }
     }
     g_mutex_unlock(&lock);
-    fprintf(f, "]}\n");
+    fprintf(f, "], \"end_ns\": %" PRIu64 "}\n", end_ns);
     fclose(f);
 }
 
@@ -228,7 +250,19 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num
                        uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6,
                        uint64_t a7, uint64_t a8)
 {
+    if (num == cut_nr) {
+        g_mutex_lock(&lock);
+        if (started && !written) {
+            switch_window(1);
+        }
+        g_mutex_unlock(&lock);
+        return;
+    }
     if (num != NR_LSEEK_AARCH64 || a1 != UINT64_MAX) {
+        return;
+    }
+    if (a3 == WHENCE_CUT) {
+        cut_nr = (int64_t)a2;
         return;
     }
     if (a3 == WHENCE_OPEN || a3 == WHENCE_CLOSE_LO || a3 == WHENCE_CLOSE_HI) {
