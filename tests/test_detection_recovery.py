@@ -5,8 +5,10 @@ teacher in YOLOv8's layout, 64 px), its held-out set the training images themsel
 few quick epochs give the student a float mAP above zero. Three profiles in one build share
 that student:
 
-- ``misses-alone``: ``min_map`` above anything the student reaches: plain PTQ misses, the
-  float student misses by itself, so the ladder does not climb and says why;
+- ``misses-alone``: Core ML, ``min_map`` above anything the student reaches: plain PTQ misses,
+  the float student misses by itself, so the ladder does not climb and says why (the ladder's
+  logic is the same for every format with a torch twin; Core ML lowers in seconds where the
+  LiteRT conversion takes about a minute, and LiteRT's path is the ``ladder`` build's);
 - ``onnx-misses``: ONNX, whose quantizer has no torch twin: recovery is not run, and says why;
 - ``ladder``: ``min_map`` at the float student's own mAP with per-tensor weights, built after a
   first build measured that mAP: plain PTQ misses, rungs are tried and recorded, and the
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 QUICK = {"min_steps": 150, "calibration_samples": 8}
 PROFILES: dict[str, dict[str, Any]] = {
-    "misses-alone": {"extends": "android-detect", "budgets": {"min_map": 0.99}},
+    "misses-alone": {"extends": "ios-detect", "budgets": {"min_map": 0.99}},
     "onnx-misses": {"extends": "onnx-detect", "budgets": {"min_map": 0.99}},
 }
 
@@ -106,14 +108,10 @@ def test_the_float_student_missing_by_itself_stops_the_ladder(project: Path, fir
     assert rung["chosen"] and not rung["meets_budget"]
     assert manifest["quantization"]["calibration"] == rung["calibration"]
     accuracy = manifest["accuracy"]
-    # The int8 cost, both ways: file against float file, twin against float student.
-    assert accuracy["int8_vs_float_pp"] == pytest.approx(
-        (accuracy["float_artifact"] - accuracy["int8_artifact"]) * 100, abs=1e-3
-    )
     assert accuracy["int8_twin_vs_float_student_pp"] == pytest.approx(
         (accuracy["float_student"] - rung["accuracy"]) * 100, abs=1e-3
     )
-    assert "recover" in first.output and "pp vs the float file" in first.output
+    assert "recover" in first.output
 
 
 def test_onnx_records_why_recovery_cannot_run(project: Path, first: Result) -> None:
@@ -151,6 +149,11 @@ def test_the_ladder_climbs_and_the_artifact_is_the_kept_rung(
     assert quantization["calibration"] == want
     accuracy = manifest["accuracy"]
     assert accuracy["box_agreement_vs_int8_twin"] >= 0.9
+    # The int8 cost, both ways: file against float file, twin against float student.
+    assert accuracy["int8_vs_float_pp"] == pytest.approx(
+        (accuracy["float_artifact"] - accuracy["int8_artifact"]) * 100, abs=1e-3
+    )
+    assert "pp vs the float file" in result.output
     assert accuracy["int8_twin_vs_float_student_pp"] == pytest.approx(
         (accuracy["float_student"] - kept["accuracy"]) * 100, abs=1e-3
     )
