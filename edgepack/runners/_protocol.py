@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgepack.core.errors import InputError
+
+if TYPE_CHECKING:  # numpy loads where a figure is computed, not for `edgepack --help`
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def latency_from_samples(
 ) -> Latency:
     """The Latency of per-run wall-clock figures: every runner that measures computes its
     percentiles here, so a phone's p50 and this machine's p50 mean the same thing."""
+    import numpy as np
+
     samples = np.asarray(samples_ms, dtype=np.float64)
     if samples.size == 0 or not np.all(np.isfinite(samples)) or np.any(samples < 0):
         raise InputError(f"the {runner} runner got no usable per-run timings")
