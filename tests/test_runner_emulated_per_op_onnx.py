@@ -19,7 +19,13 @@ from edgepack.outputs.report.time_and_error import time_and_error_section
 from edgepack.runners import emulated
 from edgepack.runners._protocol import Latency
 from edgepack.runners.emulated import EmulatedOptions
-from edgepack.runners.emulated._ort_nodes import GraphNode, kernel_family, original_name
+from edgepack.runners.emulated._ort_nodes import (
+    GraphNode,
+    kernel_family,
+    not_run,
+    onnx_nodes,
+    original_name,
+)
 from edgepack.runners.emulated._ort_windows import Span, node_counts, spans, unprofiled
 
 MS = 1_000_000  # ns
@@ -84,6 +90,29 @@ def test_kernel_family_of_an_onnxruntime_kernel(
     op: str, input_type: str, node: GraphNode | None, family: str
 ) -> None:
     assert kernel_family(op, input_type, node).startswith(family)
+
+
+def test_onnx_nodes_read_groups_and_kernels_and_name_the_nodes_that_ran_none(
+    tmp_path: Path,
+) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [4, 1, 3, 3], [0.0] * 36)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="/dw", group=4, kernel_shape=[3, 3]),
+         helper.make_node("Relu", ["y"], ["z"], name="/relu")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [weights],
+    )  # fmt: skip
+    path = tmp_path / "dw.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    nodes = onnx_nodes(path)
+    assert nodes == [GraphNode("/dw", "Conv", 4, (3, 3)), GraphNode("/relu", "Relu")]
+    # onnxruntime fused the Relu into the convolution (FusedConv "/dw"): it ran no kernel.
+    assert [node.name for node in not_run(nodes, {"/dw"})] == ["/relu"]
 
 
 def test_original_name_drops_the_layout_pass_suffix() -> None:

@@ -175,11 +175,13 @@ def _check_lines(table: dict[str, Any]) -> list[str]:
         )
     else:
         lines.append(
-            f"  {check['kernel_events']} onnxruntime kernel events placed on the profile's "
-            f"windows (timestamps within {check['worst_timestamp_offset_us']} µs); the "
-            f"profiler's own work ({check['profiler_share']:.0%} more instructions) taken out, "
-            f"{check['shared_removed_share']:.0%} of the profiled run split from shared code"
+            f"  {check['kernel_events']} onnxruntime kernel events placed on the windows cut at "
+            f"their clock reads; the profiler's own work ({check['profiler_share']:.0%} more "
+            f"instructions) taken out, {check['shared_removed_share']:.0%} of the profiled run "
+            "split from shared code"
         )
+        if check.get("graph", "read") != "read":
+            lines.append(f"  the .onnx graph: {check['graph']}")
     return lines
 
 

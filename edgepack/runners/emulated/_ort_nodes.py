@@ -11,6 +11,7 @@ name (``group`` > 1: depthwise; a 1x1 kernel: a GEMM), in the family names of
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +47,11 @@ class GraphNode:
     kernel: tuple[int, ...] = ()
 
 
-def onnx_nodes(path: Path) -> list[GraphNode]:
-    """The nodes of the .onnx at ``path``, in file (topological) order."""
+def onnx_nodes(path: Path) -> list[GraphNode] | None:
+    """The nodes of the .onnx at ``path``, in file (topological) order; None without the
+    ``onnx`` package (timing an .onnx under QEMU needs none on the host)."""
+    if importlib.util.find_spec("onnx") is None:
+        return None
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph

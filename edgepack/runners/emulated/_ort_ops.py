@@ -23,6 +23,12 @@ MAPPING = (
 )
 
 
+GRAPH_UNREAD = (
+    "not read (no onnx package on the host): convolutions' families say conv, not depthwise "
+    "or 1x1, and no fused nodes are listed"
+)
+
+
 def op_rows(
     model: Path, base: list[list[int]], *, plugin: Path, cpu: str, spec: dict[str, Any],
     timeout_s: float,
@@ -39,7 +45,8 @@ def op_rows(
     found, worst_us = _windows.spans(windows, int(counted["end_ns"]), facts["ort_profile"])
     kept, removed = _windows.unprofiled([w["blocks"] for w in windows], base)
     nodes, outside = _windows.node_counts(found, kept, int(counted["inferences"]))
-    graph = {node.name: node for node in _nodes.onnx_nodes(model)}
+    read = _nodes.onnx_nodes(model)
+    graph = {node.name: node for node in read or []}
     rows = [
         {"op": span.op, "node": span.node, "count": count,
          "kernel_family": _nodes.kernel_family(
@@ -59,5 +66,6 @@ def op_rows(
         "worst_timestamp_offset_us": round(worst_us, 1),
         "profiler_share": profiled / max(1, sum(n * e for _, n, e in base)) - 1,
         "shared_removed_share": removed["shared_removed"] / max(1.0, profiled),
+        "graph": "read" if read is not None else GRAPH_UNREAD,
     }
     return {"rows": rows, "fused": fused, "check": check, "mapping": MAPPING}
