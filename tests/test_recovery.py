@@ -38,6 +38,7 @@ from edgepack.stages.records import (
     LatencyResult,
     PreparedData,
     Recovery,
+    SearchResult,
     TeacherLogits,
     TeacherModel,
 )
@@ -432,3 +433,26 @@ def test_profile_recovery_keys_are_checked(
         return
     with pytest.raises(ConfigError, match=expected):
         load_target(str(path))
+
+
+def test_a_per_tensor_search_choice_is_quantized_per_tensor(
+    digits: dict[str, Any], tmp_path: Path
+) -> None:
+    """A per-channel profile whose search chose a per-tensor twin (its per-channel file was
+    over the size budget: 1 KB here): plain PTQ and every later rung keep per-tensor weights,
+    and without an accuracy budget the exporter is still told per-tensor."""
+    context, got = _context(tmp_path, qat_epochs=0), _products(digits)
+    assert context.target.quantization.per_channel
+    budgets = dataclasses.replace(context.target.budgets, max_size_kb=1.0)
+    context = dataclasses.replace(
+        context, target=dataclasses.replace(context.target, budgets=budgets)
+    )
+    got.add(SearchResult(context.target.student, searched=True, per_channel=False))
+    recovery = recover(context, got)
+    steps = [(r.step, r.per_channel) for r in recovery.ladder]
+    assert steps[0] == ("plain PTQ", False) and len(steps) > 1
+    assert all(not per_channel for _, per_channel in steps), steps
+    assert recovery.per_channel is False and "per-channel weights not tried" in recovery.outcome
+    no_budget = dataclasses.replace(context.target, budgets=Budgets(1.0, None, None, None))
+    plain = recover(dataclasses.replace(context, target=no_budget), got)
+    assert plain.ladder == () and plain.recipe.per_channel is False

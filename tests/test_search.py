@@ -88,6 +88,38 @@ def _sample_calibration() -> object:
     return torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
 
+def test_per_tensor_twins_are_offered_only_where_recovery_can_run_qat(tmp_path: Path) -> None:
+    from edgepack.selection.candidates import per_tensor_lever
+
+    assert per_tensor_lever(load_target("android")) is None
+    assert "onnx quantizes outside torch" in (per_tensor_lever(load_target("onnx")) or "")
+    cases = {
+        "search.per_tensor is off": {"search": {"per_tensor": False}},
+        "per-tensor already": {"quantization": {"per_channel": False}},
+        "no size budget": {"budgets": {"max_size_kb": None}},
+        "no accuracy budget": {"budgets": {"min_accuracy": None, "max_accuracy_drop_pp": None}},
+        "cannot run QAT": {"quantization": {"qat_epochs": 0}},
+    }
+    for i, (reason, sections) in enumerate(cases.items()):
+        target = load_target(str(_profile(tmp_path, f"p{i}", **sections)))
+        assert reason in (per_tensor_lever(target) or ""), (reason, per_tensor_lever(target))
+
+
+def test_a_per_tensor_choice_pins_its_weights(tmp_path: Path) -> None:
+    from edgepack.config.profiles import StudentSpec
+    from edgepack.selection.table import pin_lines
+
+    twin = Candidate("mobilenetv2_small", 0.35, 28).per_tensor()
+    assert twin.name == "mobilenetv2_small ×0.35 @28 per-tensor" and not twin.per_channel
+    assert twin < Candidate("mobilenetv2_small", 0.35, 28)  # candidate order: weights last
+    spec = StudentSpec("mobilenetv2_small", 0.35, 28)
+    assert "quantization" not in pin_lines(spec) + pin_lines(spec, True)
+    path = tmp_path / "pinned.yaml"
+    path.write_text(f"extends: android\n{pin_lines(spec, False)}")
+    target = load_target(str(path))
+    assert target.student.width == 0.35 and target.quantization.per_channel is False
+
+
 def test_untrained_candidates_have_distinct_batchnorm_buffers() -> None:
     import torch
 
@@ -198,6 +230,12 @@ def test_ties_within_the_validation_noise_go_to_the_smaller_file() -> None:
     # the deciding round ranks by the int8 twin when asked
     int8 = [large.but(int8_accuracy=0.80), far.but(int8_accuracy=0.90)]
     assert tolerant_order(int8, True, 1.0, 5000)[0].size_bytes == 40
+    # within the noise a per-channel candidate beats a smaller per-tensor twin; beyond it, not
+    twin = small.but(per_channel=False, accuracy=0.909)
+    assert tolerant_order([twin, large], False, 1.0, 5000) == [large, twin]
+    assert tolerant_order([twin.but(accuracy=0.92), large], False, 1.0, 5000)[0] == twin.but(
+        accuracy=0.92
+    )
 
 
 # --- end to end -----------------------------------------------------------------------------
@@ -264,3 +302,37 @@ def test_fit_prints_lines_that_pin_the_choice(tmp_path: Path, shared_cache: Path
     assert target.student.family in AUTO["search"]["families"]  # type: ignore[index]
     second = CliRunner().invoke(main, [*args, "--cache-dir", str(shared_cache)])
     assert second.output.split("with:\n\n", 1)[1] == pinned  # same inputs, same choice
+
+
+@pytest.mark.slow
+def test_fit_offers_the_per_tensor_twin_of_a_file_over_the_size_budget(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    """LiteRT (the per-tensor lever needs a PT2E format): ×0.25 exports to ~63 KB with
+    per-channel weights, ~39 KB per-tensor; under 60 KB only the twin fits, and the fit prints
+    the line that keeps its weights per-tensor."""
+    from edgepack.cli import main
+
+    sections = {
+        "student": "auto",
+        "search": {"families": ["mobilenetv2_small"], "widths": [0.25]},
+        "budgets": {"max_size_kb": 60, "max_latency_ms": None},
+        **HOST,
+    }
+    profile = _profile(tmp_path, "tight", **sections)
+    args = ["fit", "--quick", "--no-progress", "--target", str(profile)]
+    result = CliRunner().invoke(main, [*args, "--cache-dir", str(shared_cache)])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("mobilenetv2_small")]
+    names = [row.split("  ")[0] for row in rows]
+    # after the name: params, MACs, size KB, ...
+    sizes = {
+        name: float(row[len(name) :].split()[2]) for name, row in zip(names, rows, strict=True)
+    }
+    assert set(sizes) == {"mobilenetv2_small ×0.25 @28", "mobilenetv2_small ×0.25 @28 per-tensor"}
+    assert (
+        sizes["mobilenetv2_small ×0.25 @28"] > 60 > sizes["mobilenetv2_small ×0.25 @28 per-tensor"]
+    )
+    assert "twins rank by float accuracy" in result.output
+    pinned = result.output.split("with:\n\n", 1)[1]
+    assert pinned.endswith("quantization:\n  per_channel: false\n")

@@ -24,9 +24,10 @@ compares them fairly before recovery; the int8 twins are still scored and listed
 
 Ties: accuracies within ``tie_errors`` binomial standard errors of the best still in the
 running, sqrt(p(1 - p) / n) on the n validation images (n = 5,000 at p = 0.92: 0.38 points),
-are noise, not a ranking; among them the smaller file wins, then the lower latency, then the
-candidate order (family, width, resolution, weights): the choice is a function of the inputs
-alone.
+are noise, not a ranking; among them a per-channel candidate beats a per-tensor twin (its int8
+accuracy is measured, the twin's is QAT's promise), then the smaller file wins, then the lower
+latency, then the candidate order (family, width, resolution, weights): the choice is a
+function of the inputs alone.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TIE_BREAK = (
-    "ties (within the binomial standard error of the validation accuracy): smaller file, "
-    "lower latency, candidate order"
+    "ties (within the binomial standard error of the validation accuracy): per-channel "
+    "weights, then smaller file, lower latency, candidate order"
 )
 
 
@@ -147,8 +148,8 @@ def _rounds(count: int) -> int:
 
 
 def tolerant_order(rows: list[Row], by_int8: bool, tie_errors: float, images: int) -> list[Row]:
-    """``rows`` best first: repeatedly, of those left, the cheapest (smaller file, then lower
-    latency, then candidate order) among the scores within ``tie_errors`` binomial standard
+    """``rows`` best first: repeatedly, of those left, the safest and cheapest (per-channel
+    weights, smaller file, lower latency, candidate order) among the scores within ``tie_errors`` binomial standard
     errors of the best score left (on ``images`` validation images)."""
     left = sorted(rows, key=lambda row: (-_score_of(row, by_int8), _cost_key(row)))
     ordered = []
@@ -173,7 +174,9 @@ def _score_of(row: Row, by_int8: bool) -> float:
 
 
 def _cost_key(row: Row) -> tuple[Any, ...]:
-    return (row.size_bytes or 0, row.latency_ms or 0.0, row.candidate)
+    # A per-tensor twin's int8 accuracy is a promise (QAT in the build), a per-channel
+    # candidate's is measured: within the noise the measured one wins, whatever the bytes.
+    return (not row.per_channel, row.size_bytes or 0, row.latency_ms or 0.0, row.candidate)
 
 
 def _score(
