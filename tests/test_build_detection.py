@@ -215,6 +215,11 @@ def test_check_rejudges_the_folder(built: tuple[Path, Result], inside: Path) -> 
     result = CliRunner().invoke(main, ["check", str(out), "--target", "small-detect.yaml"])
     assert result.exit_code == 0, result.output
     assert "min_map" in result.output and "≥" in result.output
+    measured = CliRunner().invoke(
+        main, ["check", str(out), "--target", "small-detect.yaml", "--json"]
+    )
+    (entry,) = json.loads(measured.stdout)["targets"]  # delegate coverage measured again
+    assert entry["delegation"]["measured"] is True and entry["delegation"]["fallback_ops"] == 0
 
 
 # A rebuild into another folder reusing the trained student (a full LiteRT rebuild here) is

@@ -279,6 +279,9 @@ def test_report_section_lists_the_fallbacks_and_says_why_when_unmeasured() -> No
     (html,) = delegation_section(section)
     assert "<b>3</b> of 9 ops ran outside the XNNPACK delegate (2 delegate partition(s))" in html
     assert "(the first 1)" in html and "&lt;PAD&gt;" in html and "<PAD>" not in html
+    assert "post-processing" not in html
+    (detector,) = delegation_section({**section, "postprocessing_ops": 48})
+    assert "; 48 post-processing ops (decoding, NMS) are float by design, not counted" in detector
     (unmeasured,) = delegation_section(not_measured("needs macOS"))
     assert "Not measured: needs macOS" in unmeasured
     assert delegation_section(None) == [] and delegation_section("junk") == []

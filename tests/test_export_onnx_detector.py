@@ -165,3 +165,20 @@ def test_bad_anchors_and_settings_are_one_line_errors(student, tmp_path: Path) -
 
         export_detector_onnx(model, anchors, _images(2, 0), tmp_path / "c.onnx")
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_decoding_and_nms_are_postprocessing_not_fallbacks(onnx_file: Path) -> None:
+    """Delegate coverage counts the in-graph decoding and NMS apart (float by design) and still
+    sees the network's own float ops: this file is a float export, so its convolutions are."""
+    import onnx
+
+    from edgepack.exporters.onnx.delegation import POSTPROCESS_PREFIX, coverage
+
+    nodes = onnx.load(str(onnx_file)).graph.node
+    post = {n.op_type for n in nodes if n.name.startswith(POSTPROCESS_PREFIX)}
+    assert "NonMaxSuppression" in post and "Conv" not in post
+    found = coverage(onnx_file)
+    ops = {fallback.op for fallback in found.fallback}
+    assert found.postprocessing >= 10 and "NonMaxSuppression" not in ops
+    assert any("Conv" in op for op in ops)  # the float network is not hidden by the rule
+    assert found.to_dict()["postprocessing_ops"] == found.postprocessing

@@ -120,7 +120,7 @@ def check(
 
         detector = manifest["task"] == "detection"
         latency = _app_latency(target, artifact) if detector else measure(target, artifact)
-        delegation = _delegation(target, artifact, manifest["task"])
+        delegation = _delegation(target, artifact)
     accuracy = manifest["accuracy"]
     # Measured here at build time, else on the runner's device (Core ML on a Mac).
     artifact_accuracy = accuracy.get("int8_artifact")
@@ -145,14 +145,11 @@ def check(
     return CheckResult(target, artifact, latency, verdicts, sizes, manifest, delegation)
 
 
-def _delegation(target: Target, artifact: Path, task: str) -> dict[str, Any]:
+def _delegation(target: Target, artifact: Path) -> dict[str, Any]:
     """Delegate coverage measured again, like latency (a runtime upgrade may take more ops, or
-    fewer), for the builds that record it: classifiers, so far."""
+    fewer), for every task's artifact."""
     from edgepack.exporters import delegate_coverage
-    from edgepack.exporters._delegation import not_measured
 
-    if task != DEFAULT_TASK:
-        return not_measured(f"delegate coverage is not recorded for {task} builds yet")
     return delegate_coverage(target.format, artifact)
 
 

@@ -45,6 +45,9 @@ class Coverage:
     nodes: int  # ops in the graph the rule looked at
     fallback: tuple[Fallback, ...]
     partitions: int | None = None  # delegate partitions (LiteRT, ExecuTorch); None: no such thing
+    # Nodes of post-processing the model carries by design (a detector's decoding and NMS,
+    # float in every runtime): listed apart, never counted as fallbacks.
+    postprocessing: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +60,7 @@ class Coverage:
             "fallback_by_op": dict(Counter(f.op for f in self.fallback)),
             "fallback": [_entry(f) for f in self.fallback[:LISTED]],
             "partitions": self.partitions,
+            "postprocessing_ops": self.postprocessing,
         }
 
 

@@ -73,7 +73,11 @@ def build_detector_manifest(
             "calibration_samples": record.export.calibration_samples,
             **record.export.int8.details,
         },
-        "inspection": {k: v for k, v in inspection.items() if k not in ("inputs", "outputs")},
+        # which ops ran outside the runtime's fast path (exporters/_delegation.py)
+        "delegation": inspection.get("delegation"),
+        "inspection": {
+            k: v for k, v in inspection.items() if k not in ("inputs", "outputs", "delegation")
+        },
         "accuracy": _accuracy(record, task.metric),
         "recovery": {"metric": task.metric, **record.recovery.to_dict()},
         "latency": _latency(record),

@@ -57,7 +57,7 @@ def judge_build(
     int8 figure unless ``latency`` names the one to judge: a detector's with the app's
     decoding) and the task's scores (teacher and artifact), for any task's build.
     ``delegation``: the verify stage's delegate coverage; a task whose build does not record
-    it (detection, for now) has ``max_fallback_ops`` skipped with that reason."""
+    it has ``max_fallback_ops`` skipped with that reason."""
     from edgepack.exporters._delegation import not_measured
 
     export = got[ExportResult]

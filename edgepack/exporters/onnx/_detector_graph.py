@@ -36,6 +36,7 @@ from edgepack.exporters.onnx.convert import (
     _export_failure,
     pools_for_means,
 )
+from edgepack.exporters.onnx.delegation import POSTPROCESS_PREFIX
 
 if TYPE_CHECKING:
     import onnx
@@ -104,6 +105,7 @@ def join(student: onnx.ModelProto, post: onnx.ModelProto) -> onnx.ModelProto:
     from onnx import compose
 
     post = compose.add_prefix(post, _PREFIX, rename_outputs=False)
+    own_nodes = len(student.graph.node)  # merge_models puts the student's nodes first
     version = max(student.ir_version, post.ir_version)
     student.ir_version = post.ir_version = version
     io_map = [(RAW_BOXES, _PREFIX + RAW_BOXES), (LOGITS, _PREFIX + LOGITS)]
@@ -118,6 +120,10 @@ def join(student: onnx.ModelProto, post: onnx.ModelProto) -> onnx.ModelProto:
     source.type.tensor_type.shape.dim[0].Clear()
     source.type.tensor_type.shape.dim[0].dim_value = 1
     _compact(joint.graph)
+    # Delegate coverage tells the float decoding and NMS (by design) from float fallbacks in
+    # the network by this prefix (exporters/onnx/delegation.py).
+    for node in joint.graph.node[own_nodes:]:
+        node.name = POSTPROCESS_PREFIX + node.name
     onnx.checker.check_model(joint, full_check=True)
     return joint
 

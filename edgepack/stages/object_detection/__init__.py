@@ -46,7 +46,13 @@ def check_detector_budgets(context: BuildContext, got: Products) -> BudgetReport
     unavailable = {} if check.skipped is None else {"map": check.skipped}
     latency = got[DetectorLatency]
     verdicts = judge_build(
-        context, got, got[TeacherBoxes].map, artifact, unavailable, latency=latency.judged
+        context,
+        got,
+        got[TeacherBoxes].map,
+        artifact,
+        unavailable,
+        latency=latency.judged,
+        delegation=check.inspection.get("delegation"),
     )
     return BudgetReport(tuple(_say_decoding(v, latency) for v in verdicts))
 

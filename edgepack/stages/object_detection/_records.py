@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from edgepack.exporters._delegation import summary as delegation_summary
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -133,9 +135,11 @@ class DetectorCheck:
                 shown += f" ({gaps[0]:.2f} pp apart, {figure['detections_shared']:.0%} same boxes)"
         drop = self.int8_vs_float_pp
         versus = "" if drop is None else f" ({-drop:+.2f} pp vs the float file)"
+        fallback = delegation_summary(self.inspection.get("delegation"))
         return (
             f"int8 mAP@0.5:0.95 {self.scores['map']:.3f}{versus}, "
             f"mAP@0.5 {self.scores['map50']:.3f} in {self.runtime}{shown}"
+            + ("" if fallback is None else f"; {fallback}")
         )
 
 

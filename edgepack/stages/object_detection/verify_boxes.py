@@ -32,7 +32,12 @@ if TYPE_CHECKING:
 
 
 def verify_boxes(context: BuildContext, got: Products) -> DetectorCheck:
-    from edgepack.exporters import DetectorRequest, get_detector, runtime_unavailable
+    from edgepack.exporters import (
+        DetectorRequest,
+        delegate_coverage,
+        get_detector,
+        runtime_unavailable,
+    )
     from edgepack.tasks.detection import agreement, coco_map
 
     data, export, student = got[BoxData], got[ExportResult], got[DetectorStudent]
@@ -40,6 +45,7 @@ def verify_boxes(context: BuildContext, got: Products) -> DetectorCheck:
     request = DetectorRequest(export.request, student.anchors)
     path = export.int8.path
     inspection = detector.inspect(path, request)
+    inspection["delegation"] = delegate_coverage(export.format, path)  # ops off the fast path
     pixels = np.ascontiguousarray(data.test.images)
     skipped = runtime_unavailable(export.format)
     found = None if skipped else detector.detect(path, pixels, request)
