@@ -13,7 +13,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -262,6 +262,25 @@ def test_a_project_that_cannot_build_stops_with_one_line(
     assert result.exit_code == 2, result.output
     assert message in result.output, result.output
     assert "Traceback" not in result.output
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("student", "message"),
+    [
+        ("auto", "student: auto searches classifier students only; a detector profile names"),
+        ({"family": "resnet18", "width": 1.0}, "unknown student family 'resnet18'; choose one"),
+    ],
+)
+def test_a_student_no_detector_can_be_built_on_stops_before_any_work(
+    inside: Path, student: Any, message: str, tmp_path: Path
+) -> None:
+    profile = inside / "bad-student.yaml"
+    profile.write_text(yaml.safe_dump({"extends": "android-detect", "student": student}))
+    result = _build("--target", str(profile), "--out", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "mobilenetv2" in result.output, result.output
+    assert "load teacher" not in result.output and "Traceback" not in result.output
     assert not list(tmp_path.iterdir())
 
 

@@ -28,8 +28,22 @@ def _check(target: Target, project: Project) -> None:
 
     check_format(target.format)
     check_budget_keys(target.budgets, project.task, target.name)
+    _check_backbone(target)
     if distributed.world().size > 1:
         raise ConfigError("task: detection builds run in one process so far, not under torchrun")
+
+
+def _check_backbone(target: Target) -> None:
+    """ConfigError, before any work, for ``student: auto``: the search ranks classifier students
+    only (an unknown family is refused where the profile is read)."""
+    from edgepack.students import family_names
+
+    if target.student.auto:
+        raise ConfigError(
+            f"{target.source.name}: student: auto searches classifier students only; a detector "
+            f"profile names its SSDLite backbone and width, e.g. student: {{family: mobilenetv2, "
+            f"width: 0.5}} (backbones: {', '.join(family_names())})"
+        )
 
 
 def _package(built: DetectorBuildRecord, staging: Path, work: Path) -> dict[str, Any]:
