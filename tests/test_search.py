@@ -336,3 +336,23 @@ def test_fit_offers_the_per_tensor_twin_of_a_file_over_the_size_budget(
     assert "twins rank by float accuracy" in result.output
     pinned = result.output.split("with:\n\n", 1)[1]
     assert pinned.endswith("quantization:\n  per_channel: false\n")
+
+
+def test_the_report_tells_a_per_tensor_twin_from_its_network() -> None:
+    from edgepack.outputs.report.search_section import search_section
+
+    row = {"family": "mobilenetv2_small", "width": 0.25, "resolution": 28, "status": "chosen",
+           "size_bytes": 39_722, "latency_ms": 0.585, "accuracy": 0.8964}  # fmt: skip
+    pruned = {**row, "status": "pruned", "size_bytes": 64_512, "accuracy": None}
+    rows = [{**row, "per_channel": False}, pruned]
+    manifest = {"search": {"chosen_by": "search", "candidates": rows},
+                "target": {"profile": {"budgets": {"max_size_kb": 60}}}}  # fmt: skip
+    drawn: list[object] = []
+    html = search_section(manifest, lambda *args: drawn.append(args) or "") or ""
+    assert html.count("<td>per-tensor</td>") == 1 and html.count("<td>per-channel</td>") == 1
+
+    class Plots:
+        def pareto(self, points: list[dict[str, object]], *_: object) -> list[object]:
+            return [point["name"] for point in points]
+
+    assert drawn[0][2](Plots()) == ["mobilenetv2_small ×0.25 per-tensor"]  # type: ignore[index]

@@ -46,7 +46,7 @@ def _point(row: dict[str, Any], key: str) -> dict[str, Any]:
     size = row.get("size_bytes")
     x = size / 1024 if key == "size_kb" and size is not None else row.get(key)
     score = row.get("accuracy")  # float, as every trained row has it (int8: finalists only)
-    name = f"{row['family']} ×{row['width']:g}"
+    name = f"{row['family']} ×{row['width']:g}{_weights(row, ' ')}"
     return {"name": name, "x": x, "accuracy": score, "chosen": row.get("status") == "chosen"}
 
 
@@ -67,6 +67,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 r["family"],
                 f"{r['width']:g}",
                 r["resolution"],
+                _weights(r, "") or "per-channel",
                 "—" if r.get("params") is None else f"{r['params']:,}",
                 "—" if r.get("macs") is None else f"{r['macs']:,}",
                 "—" if size is None else f"{size:,}",
@@ -76,11 +77,17 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 status,
             ]
         )
-    header = ("family", "width", "px", "params", "MACs", "size B", "latency ms",
+    header = ("family", "width", "px", "weights", "params", "MACs", "size B", "latency ms",
               "short-run acc", "int8 acc", "status")  # fmt: skip
     note = (
         "<p>Sizes and latencies are of untrained exports (same graph, same bytes); accuracies "
         "are on a validation split of the training images after each candidate's last "
         "(short) round, int8 by the PT2E twin in the final round.</p>"
     )
-    return page.table(header, body, numeric=(1, 2, 3, 4, 5, 6, 7, 8)) + note
+    return page.table(header, body, numeric=(1, 2, 4, 5, 6, 7, 8, 9)) + note
+
+
+def _weights(row: dict[str, Any], before: str) -> str:
+    """ "per-tensor" for a per-tensor twin (edgepack.selection), "" otherwise (older manifests
+    have no ``per_channel``: per-channel)."""
+    return f"{before}per-tensor" if row.get("per_channel") is False else ""
