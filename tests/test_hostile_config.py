@@ -230,6 +230,17 @@ PROFILE_CASES = [
     ),
     pytest.param("student:\n  neck: -1\n", ("student.neck must be between 0 and 1024",), id="neck"),
     pytest.param(
+        "compress:\n  prune: 0.95\n", ("compress.prune must be between 0 and 0.9",), id="prune"
+    ),
+    pytest.param("compress:\n  prune: lots\n", ("compress.prune", "lots"), id="prune-text"),
+    pytest.param(
+        "compress:\n  recover_epochs: -1\n",
+        ("compress.recover_epochs must be between 0 and 100",),
+        id="recover-epochs",
+    ),
+    pytest.param("compress:\n  ratio: 0.3\n", ("unknown key", "ratio"), id="compress-key"),
+    pytest.param("compress: 0.3\n", ("compress must be a mapping",), id="compress-scalar"),
+    pytest.param(
         "student:\n  neck: 96\n",
         ("student.neck lifts a detector's feature maps", "got neck 96"),
         id="neck-on-a-classifier",

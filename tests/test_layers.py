@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("build", "check"),
     ("outputs",),
     ("stages",),
-    ("selection", "recovery"),
+    ("selection", "recovery", "compression"),
     ("training",),
     ("release",),
     ("config",),

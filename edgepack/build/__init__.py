@@ -28,6 +28,7 @@ from edgepack.core import distributed
 from edgepack.core.errors import ConfigError, InputError
 from edgepack.release.verdicts import Verdict
 from edgepack.stages.budgets import check_budgets
+from edgepack.stages.compress import compress_student
 from edgepack.stages.context import BuildContext, BuildOptions, SharedWork
 from edgepack.stages.distill import distill_student
 from edgepack.stages.latency import measure_latency
@@ -69,6 +70,13 @@ STAGES: list[Stage[BuildContext]] = [
         distill_student,
         DistilledStudent,
         needs=(PreparedData, TeacherLogits, SearchResult),
+    ),
+    # Makes the DistilledStudent the later stages take: pruned and recovered, or unchanged.
+    Stage(
+        "compress",
+        compress_student,
+        DistilledStudent,
+        needs=(PreparedData, DistilledStudent, TeacherLogits, SearchResult),
     ),
     Stage(
         "recover",

@@ -29,6 +29,11 @@ def _check(target: Target, project: Project) -> None:
     check_format(target.format)
     check_budget_keys(target.budgets, project.task, target.name)
     _check_backbone(target)
+    if target.compress.active:
+        raise ConfigError(
+            f"{target.source.name}: compress.prune prunes classifier students only so far; a "
+            f"detector profile leaves it null, got prune {target.compress.prune}"
+        )
     if distributed.world().size > 1:
         raise ConfigError("task: detection builds run in one process so far, not under torchrun")
 

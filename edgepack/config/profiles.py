@@ -93,6 +93,21 @@ class DistillSpec:
 
 
 @dataclass(frozen=True)
+class CompressSpec:
+    """Structured channel pruning of the distilled student (edgepack/compression/), then a
+    short distillation from the same teacher logits to recover. Off by default."""
+
+    # Fraction of each layer's channels removed (lowest L2 norm first); null or 0: off.
+    prune: float | None = field(default=None, metadata=between(0, 0.9))
+    # Epochs of recovery distillation after pruning (the distill recipe, fewer epochs).
+    recover_epochs: int = field(default=4, metadata=at_least(0, 100))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.prune)
+
+
+@dataclass(frozen=True)
 class QuantSpec:
     """Post-training quantization, and what the build may do when int8 costs too much accuracy
     (:mod:`edgepack.recovery`). The recovery keys default so that profiles and manifests
@@ -199,6 +214,8 @@ class Target:
     input: AppInputSpec = field(default_factory=AppInputSpec)
     # How `student: auto` searches; ignored for a named student.
     search: SearchSpec = field(default_factory=SearchSpec)
+    # Channel pruning after distillation; off unless `prune` is set.
+    compress: CompressSpec = field(default_factory=CompressSpec)
     # The format's own options: keys and types come from the exporter's OPTIONS dataclass
     # (edgepack/exporters/<format>.py), checked once the format is known.
     export: Any = field(default=None)

@@ -53,6 +53,10 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
             "params": record.student.params,
             "distill": distilled,
         },
+        # channel pruning after distillation (edgepack/compression/); None: off
+        "compression": None
+        if record.student.compression is None
+        else record.student.compression.to_dict(),
         "compute": _compute(compute),
         "quantization": {
             "scheme": target.quantization.scheme,

@@ -17,6 +17,9 @@ from edgepack.stages.records import DistilledStudent, PreparedData, SearchResult
 from edgepack.training.predict import batched
 
 if TYPE_CHECKING:
+    import torch
+
+    from edgepack.training.distillation import DistillStats
     from edgepack.training.epoch_report import EpochReport
 
 
@@ -70,9 +73,7 @@ def _train(
 ) -> DistilledStudent:
     import torch
 
-    from edgepack.core.devices import teacher_on
     from edgepack.students import create
-    from edgepack.training.distillation import distill
 
     project, device = context.project, context.options.torch_device
     torch.manual_seed(recipe.seed)
@@ -82,26 +83,7 @@ def _train(
         num_classes=len(project.labels),
         in_channels=project.input.channels,
     )
-    with teacher_on(data.teacher.run, device) as teacher:
-        stats = distill(
-            student,
-            data.train_x,
-            logits.train_labels,
-            logits.train_logits,
-            recipe,
-            augment=project.augment,
-            teacher=teacher,
-            checkpoint=context.options.cache_dir / "students" / f"{key}.ckpt",
-            progress=context.options.progress,
-            evaluate=_held_out_score(data, device.spec, context.task.score),
-            device=device,
-            objective=context.task.distillation_loss,
-            on_epoch=_epoch_lines(context),
-        )
-    # Back to the CPU whatever it trained on: the PT2E quantizer, the converters and the
-    # runtimes that verify the artifact are CPU code, and so is the phone's int8 kernel.
-    student.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    student.eval()
+    stats = fit(context, data, logits, recipe, student, key)
     test_logits = batched(student, data.test_x)
     labels = data.test.labels
     return DistilledStudent(
@@ -124,6 +106,45 @@ def _train(
         },
         augmented=project.augment.active,
     )
+
+
+def fit(
+    context: BuildContext,
+    data: PreparedData,
+    logits: TeacherLogits,
+    recipe: DistillSpec,
+    student: torch.nn.Module,
+    key: str,
+) -> DistillStats:
+    """Distil ``student`` in place on the build's data and teacher, checkpointed under ``key``
+    in the cache; it ends on the CPU in eval mode. The compress stage's recovery uses it too."""
+    import torch
+
+    from edgepack.core.devices import teacher_on
+    from edgepack.training.distillation import distill
+
+    project, device = context.project, context.options.torch_device
+    with teacher_on(data.teacher.run, device) as teacher:
+        stats = distill(
+            student,
+            data.train_x,
+            logits.train_labels,
+            logits.train_logits,
+            recipe,
+            augment=project.augment,
+            teacher=teacher,
+            checkpoint=context.options.cache_dir / "students" / f"{key}.ckpt",
+            progress=context.options.progress,
+            evaluate=_held_out_score(data, device.spec, context.task.score),
+            device=device,
+            objective=context.task.distillation_loss,
+            on_epoch=_epoch_lines(context),
+        )
+    # Back to the CPU whatever it trained on: the PT2E quantizer, the converters and the
+    # runtimes that verify the artifact are CPU code, and so is the phone's int8 kernel.
+    student.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    student.eval()
+    return stats
 
 
 def _held_out_score(

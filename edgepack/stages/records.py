@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from edgepack.compression.pruned import PruneRecipe
     from edgepack.config.profiles import DistillSpec, StudentSpec, Target
     from edgepack.config.project import Project
     from edgepack.data.batches import ModelInputs
@@ -163,8 +164,11 @@ class DistilledStudent:
     stats: dict[str, Any]  # epochs, resumed_from_epoch, steps, loss, seconds, rates
     shared: bool = False
     augmented: bool = False
+    compression: PruneRecipe | None = None  # set by the compress stage (pruned or off)
 
     def summary(self) -> str:
+        if self.compression is not None:  # the compress stage's line
+            return self.compression.summary()
         resumed = self.stats["resumed_from_epoch"]
         if self.shared:
             note = " (shared with an earlier target)"
