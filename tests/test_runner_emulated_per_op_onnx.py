@@ -16,9 +16,6 @@ from click.testing import CliRunner
 
 from edgepack.cli import main
 from edgepack.outputs.report.time_and_error import time_and_error_section
-from edgepack.runners import emulated
-from edgepack.runners._protocol import Latency
-from edgepack.runners.emulated import EmulatedOptions
 from edgepack.runners.emulated._ort_nodes import (
     GraphNode,
     kernel_family,
@@ -153,23 +150,25 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def benched(emulated_ready: object, tiny_onnx: Path) -> dict:
+    """`edgepack bench tiny.onnx --target rpi5 --per-op --json`, run once for the module: its
+    count, profiled and unprofiled emulated runs are the slow part (about a minute)."""
+    args = ["bench", str(tiny_onnx), "--target", "rpi5", "--per-op", "--json"]
+    emitted = CliRunner().invoke(main, args)
+    assert emitted.exit_code == 0, emitted.output
+    return json.loads(emitted.stdout)
+
+
 @pytest.mark.slow
-def test_onnx_rows_follow_the_kernel_events_and_add_up(
-    emulated_ready: object, tiny_onnx: Path
-) -> None:
-    options = EmulatedOptions(max_iterations=1)
-    latency = emulated.measure(
-        tiny_onnx, "onnx", threads=1, warmup=1, iterations=1, options=options
-    )
-    assert isinstance(latency, Latency)
-    table = emulated.per_op(
-        tiny_onnx, "onnx", latency, threads=1, warmup=1, iterations=1, options=options
-    )
+def test_onnx_rows_follow_the_kernel_events_and_add_up(benched: dict) -> None:
+    table = benched["per_op"]
     assert isinstance(table, dict) and table["rows_by"] == "op", table.get("ops_note")
     nodes = [row for row in table["rows"] if row["node"]]
     assert table["mapping_check"]["kernel_events"] == len(nodes) > 10
     assert abs(table["sum_vs_whole"]) < 0.01
-    assert sum(row["estimated_ms"] for row in table["rows"]) == pytest.approx(latency.p50_ms)
+    p50 = benched["p50_ms"]
+    assert sum(row["estimated_ms"] for row in table["rows"]) == pytest.approx(p50)
     # Run order is graph order for this chain: the stem first, the classifier's Gemm last.
     assert nodes[0]["op"] in ("Conv", "FusedConv") and nodes[-1]["op"] == "Gemm"
     families = {row["family"]: row["share"] for row in table["families"]}
@@ -183,15 +182,11 @@ def test_onnx_rows_follow_the_kernel_events_and_add_up(
 
 
 @pytest.mark.slow
-def test_cli_prints_the_onnx_table(emulated_ready: object, tiny_onnx: Path) -> None:
-    args = ["bench", str(tiny_onnx), "--target", "rpi5", "--per-op", "--json"]
-    emitted = CliRunner().invoke(main, args)
-    assert emitted.exit_code == 0, emitted.output
-    table = json.loads(emitted.output)["per_op"]
+def test_cli_prints_the_onnx_table(benched: dict) -> None:
+    from edgepack.cli._bench_command import _per_op_lines
+
+    table = benched["per_op"]
     assert table["rows_by"] == "op", table.get("ops_note")
     assert "onnxruntime's profiler" in table["mapping"]
-    text = CliRunner().invoke(main, args[:-1])
-    assert text.exit_code == 0, text.output
-    assert (
-        "onnxruntime kernel events placed" in text.output and "float depthwise conv" in text.output
-    )
+    text = "\n".join(_per_op_lines(table))  # what the command prints without --json
+    assert "onnxruntime kernel events placed" in text and "float depthwise conv" in text
