@@ -251,6 +251,12 @@ def _classification_check(target: Target, project: Project) -> None:
             f"{target.source.name}: student.neck lifts a detector's feature maps (task: "
             f"detection); a classifier has none, got neck {target.student.neck}"
         )
+    if target.compress.active and distributed.world().size > 1:
+        # the recovery distillation runs on rank 0 alone, after the others have left
+        raise ConfigError(
+            f"{target.source.name}: compress.prune runs in one process so far, not under "
+            f"torchrun (world size {distributed.world().size}); build it without torchrun"
+        )
 
 
 PIPELINES.add(
