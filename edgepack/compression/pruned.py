@@ -45,9 +45,11 @@ class PruneRecipe:
         """The manifest's ``compression`` section (None when off)."""
         if self.pruning is None:
             return None
+        facts = asdict(self.pruning)
+        facts["pruning_seconds"] = facts.pop("seconds")  # `seconds` below is the whole stage
         return {
             "method": "channel pruning, group L2 magnitude (torch-pruning)",
-            **asdict(self.pruning),
+            **facts,
             "recover_epochs": self.recover_epochs,
             "float_accuracy": {
                 "distilled": self.accuracy_before,
