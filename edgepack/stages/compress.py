@@ -25,7 +25,7 @@ from edgepack.stages.records import DistilledStudent, PreparedData, SearchResult
 from edgepack.training.predict import batched
 
 if TYPE_CHECKING:
-    import torch
+    import numpy as np
 
 
 def compress_student(context: BuildContext, got: Products) -> DistilledStudent:
@@ -60,15 +60,15 @@ def _prune(
     started = time.perf_counter()
     model = copy.deepcopy(student.model).cpu().eval()
     pruning = prune_channels(model, spec.prune, data.train_x[:1])
-    pruned_accuracy = _accuracy(context, data, model)
+    pruned_accuracy = _accuracy(context, data, batched(model, data.test_x))
     epochs = _recover_epochs(context, student, spec)
     resumed = 0
     if epochs:
         recipe = dataclasses.replace(student.recipe, epochs=epochs)
         stats = fit(context, data, got[TeacherLogits], recipe, model, key)
         resumed = stats.resumed_from_epoch
-    test_logits = batched(model, data.test_x)
-    accuracy = _accuracy(context, data, model)
+    test_logits = batched(model, data.test_x)  # once: the accuracy and the later stages
+    accuracy = _accuracy(context, data, test_logits)
     recipe_run = PruneRecipe(
         pruning=pruning,
         recover_epochs=epochs,
@@ -88,8 +88,6 @@ def _prune(
     )
 
 
-def _accuracy(context: BuildContext, data: PreparedData, model: torch.nn.Module) -> float | None:
+def _accuracy(context: BuildContext, data: PreparedData, logits: np.ndarray) -> float | None:
     labels = data.test.labels
-    if labels is None:
-        return None
-    return context.task.score(batched(model, data.test_x), labels)
+    return None if labels is None else context.task.score(logits, labels)

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgepack.core.errors import InputError, VerificationError
 from edgepack.exporters.tflite import _graph
-from edgepack.tasks.detection.task import IOU_THRESHOLD
+from edgepack.exporters.tflite.detector_mediapipe import IOU_THRESHOLD, MAX_RESULTS, SCORE_THRESHOLD
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -53,11 +53,11 @@ OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_dete
 # measured with (detector.app_figures): more candidates than the README's Kotlin snippet keeps
 # (0.3, 10 results), so the timed decoding is the dearer end of what an app configures.
 DECODING: dict[str, Any] = {
-    "max_detections": 100,
+    "max_detections": MAX_RESULTS,  # 100
     "max_classes_per_detection": 1,
-    "detections_per_class": 100,  # read only by the regular (per-class) NMS
+    "detections_per_class": MAX_RESULTS,  # read only by the regular (per-class) NMS
     "use_regular_nms": False,
-    "nms_score_threshold": 0.05,
+    "nms_score_threshold": SCORE_THRESHOLD,  # 0.05
     "nms_iou_threshold": IOU_THRESHOLD,  # 0.3
 }
 DECODING_TIMED = (

@@ -42,6 +42,7 @@ import numpy as np
 
 from edgepack.core.errors import InputError
 from edgepack.exporters.tflite.detector_sort_order import libcxx_sort
+from edgepack.tasks.detection.task import IOU_THRESHOLD
 
 if TYPE_CHECKING:
     from edgepack.tasks.detection import Detections
@@ -57,9 +58,9 @@ __all__ = [
     "mediapipe_detect",
 ]
 
-# The settings both sides run with: MediaPipe's default suppression (the mediapipe 1.2.2 Python
-# API cannot change it), and a floor and count low and high enough for mAP's recall.
-IOU_THRESHOLD = 0.3
+# The settings both sides run with: MediaPipe's default suppression (IOU_THRESHOLD, the task's;
+# the mediapipe 1.2.2 Python API cannot change it), and a floor and count low and high enough
+# for mAP's recall.
 SCORE_THRESHOLD = 0.05
 MAX_RESULTS = 100
 # How closely MediaPipe's own run must match the replay (the verify stage's Agreement), from the
