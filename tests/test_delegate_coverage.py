@@ -282,6 +282,9 @@ def test_report_section_lists_the_fallbacks_and_says_why_when_unmeasured() -> No
     assert "post-processing" not in html
     (detector,) = delegation_section({**section, "postprocessing_ops": 48})
     assert "; 48 post-processing ops (decoding, NMS) are float by design, not counted" in detector
+    for junk in ("<b>9</b>", -3, True, None):  # a damaged manifest shows no such clause
+        (html_junk,) = delegation_section({**section, "postprocessing_ops": junk})
+        assert "post-processing" not in html_junk
     (unmeasured,) = delegation_section(not_measured("needs macOS"))
     assert "Not measured: needs macOS" in unmeasured
     assert delegation_section(None) == [] and delegation_section("junk") == []

@@ -241,6 +241,16 @@ PROFILE_CASES = [
     pytest.param("compress:\n  ratio: 0.3\n", ("unknown key", "ratio"), id="compress-key"),
     pytest.param("compress: 0.3\n", ("compress must be a mapping",), id="compress-scalar"),
     pytest.param(
+        "search:\n  tie_standard_errors: 1e9\n",
+        ("search.tie_standard_errors must be between 0 and 5",),
+        id="tie-huge",
+    ),
+    pytest.param(
+        "search:\n  tie_standard_errors: .nan\n", ("search.tie_standard_errors",), id="tie-nan"
+    ),
+    pytest.param("search:\n  per_tensor: maybe\n", ("search.per_tensor", "maybe"), id="pt-text"),
+    pytest.param("runner:\n  cpu: cortex-x9\n", ("cortex-x9", "cortex-a55"), id="cpu-unknown"),
+    pytest.param(
         "student:\n  neck: 96\n",
         ("student.neck lifts a detector's feature maps", "got neck 96"),
         id="neck-on-a-classifier",

@@ -30,7 +30,7 @@ def _parts(section: dict[str, Any]) -> list[str]:
     if partitions is not None:
         head += f" ({escape(str(partitions))} delegate partition(s))"
     post = section.get("postprocessing_ops")
-    if isinstance(post, int) and post > 0:
+    if isinstance(post, int) and not isinstance(post, bool) and post > 0:
         head += f"; {post} post-processing ops (decoding, NMS) are float by design, not counted"
     definition = f"<p>Counted: {escape(str(section.get('definition', '')))}.</p>"
     listed = section.get("fallback") or []
