@@ -103,4 +103,4 @@ def fit(
     click.echo(
         f"\nchosen: pin it in {target.portable_source()} (or a profile extending it) with:\n"
     )
-    click.echo(pin_lines(result.student, result.per_channel), nl=False)
+    click.echo(pin_lines(result.student, result.per_channel, result.prune), nl=False)

@@ -78,6 +78,9 @@ class SearchSpec:
     # Validation accuracies within this many binomial standard errors of the best count as a
     # tie, which the smaller file (then the lower latency) wins; 0: the best score alone.
     tie_standard_errors: float = field(default=1.0, metadata=between(0, 5))
+    # Channel-pruning ratios tried on a candidate whose plain network breaks the size or latency
+    # budget (edgepack.selection.candidates.prune_lever); null: [0.3], []: none.
+    prune: list[float] | None = field(default=None, metadata=above(0, 0.9) | {"each": True})
 
 
 @dataclass(frozen=True)
@@ -94,17 +97,37 @@ class DistillSpec:
 
 @dataclass(frozen=True)
 class CompressSpec:
-    """Structured channel pruning of the distilled student (edgepack/compression/), then a
-    short distillation from the same teacher logits to recover. Off by default."""
+    """Structured channel pruning and unstructured magnitude sparsity of the distilled student
+    (edgepack/compression/), then a short distillation from the same teacher logits to
+    recover. Off by default."""
 
     # Fraction of each layer's channels removed (lowest L2 norm first); null or 0: off.
     prune: float | None = field(default=None, metadata=between(0, 0.9))
+    # Fraction of each sparsified layer's weights set to exactly zero, smallest magnitude
+    # first (edgepack/compression/sparsity.py says which layers); null or 0: off. Only where
+    # budgets.size_counts is compressed: the zeros shrink the deflated file, nothing else.
+    sparsity: float | None = field(default=None, metadata=between(0, 0.95))
     # Epochs of recovery distillation after pruning (the distill recipe, fewer epochs).
     recover_epochs: int = field(default=4, metadata=at_least(0, 100))
 
     @property
     def active(self) -> bool:
-        return bool(self.prune)
+        return bool(self.prune) or bool(self.sparsity)
+
+    def asked(self) -> str:
+        """The keys that are on, for messages: ``prune 0.3, sparsity 0.5``."""
+        on = {"prune": self.prune, "sparsity": self.sparsity}
+        return ", ".join(f"{key} {value:g}" for key, value in on.items() if value)
+
+    def check(self, budgets: Budgets, profile: str) -> None:
+        """ConfigError for ``sparsity`` under a size budget that counts raw bytes."""
+        if self.sparsity and budgets.size_counts != "compressed":
+            raise ConfigError(
+                f"{profile}: compress.sparsity {self.sparsity:g} needs budgets.size_counts: "
+                f"compressed, got {budgets.size_counts}: sparsity shrinks only the deflated "
+                "file; an app that stores the model uncompressed (noCompress, to memory-map "
+                "it) gains nothing"
+            )
 
 
 @dataclass(frozen=True)

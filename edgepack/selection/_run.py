@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgepack.config.profiles import StudentSpec, Target
-from edgepack.selection.candidates import Candidate, enumerate_candidates, per_tensor_lever
+from edgepack.selection.candidates import (
+    Candidate,
+    enumerate_candidates,
+    per_tensor_lever,
+    prune_lever,
+    prune_ratios,
+)
 from edgepack.selection.prune import Verdict, over_size_only, prune
 from edgepack.selection.rank import TIE_BREAK, split, successive_halving
 from edgepack.selection.table import STATUSES, Row
@@ -57,6 +63,7 @@ class Outcome:
     rows: list[Row]
     seconds: dict[str, float] = field(default_factory=dict)
     per_channel: bool = True  # the chosen candidate's int8 weights
+    prune: float = 0.0  # the chosen candidate's channel-pruning ratio (the compress stage's)
 
 
 def search(inputs: SearchInputs) -> Outcome:
@@ -74,15 +81,14 @@ def search(inputs: SearchInputs) -> Outcome:
     fitting: list[Row] = []
     cache = None if inputs.cache_dir is None else inputs.cache_dir / "search"
     calibration = inputs.calibration_x[:32]
-    lever_off = per_tensor_lever(target)
+    lever_off, ratios = per_tensor_lever(target), prune_ratios(target)
     queue = list(candidates)
     while queue:
         candidate = queue.pop(0)
         verdict = prune(candidate, target, inputs.project, calibration, inputs.work, cache)
         row = _measured(candidate, verdict)
         (rows if verdict.problem else fitting).append(row)
-        if lever_off is None and candidate.per_channel and over_size_only(verdict, target):
-            queue.insert(0, candidate.per_tensor())  # the same network, smaller scales
+        queue[:0] = _levers(candidate, verdict, target, lever_off, ratios)
     pruned_at = time.perf_counter()
     if not fitting:
         chosen, ranked = _least_over(rows)
@@ -104,13 +110,33 @@ def search(inputs: SearchInputs) -> Outcome:
             fitting, pool, target.distill, first, progress=inputs.progress, cache=cache,
             tie_errors=spec.tie_standard_errors,
         )  # fmt: skip
-        chosen, rule = ranked[0].candidate, RULE + weights_rule(lever_off)
+        chosen = ranked[0].candidate
+        rule = RULE + weights_rule(lever_off) + prune_rule(prune_lever(target), ratios)
     seconds = {
         "prune": round(pruned_at - started, 1),
         "rank": round(time.perf_counter() - pruned_at, 1),
     }
     table = sorted(ranked + [r for r in rows if r.candidate != chosen], key=_table_order)
-    return Outcome(chosen.spec(), rule, _dedupe(table), seconds, chosen.per_channel)
+    return Outcome(
+        chosen.spec(), rule, _dedupe(table), seconds, chosen.per_channel, chosen.prune
+    )
+
+
+def _levers(
+    candidate: Candidate,
+    verdict: Verdict,
+    target: Target,
+    lever_off: str | None,
+    ratios: tuple[float, ...],
+) -> list[Candidate]:
+    """The variants a plain candidate over a budget earns: its per-tensor twin (over the size
+    budget only, where twins are offered) and its pruned versions (over any budget). Variants
+    earn none themselves: the search stays one step from the enumerated networks."""
+    variant = candidate.prune or candidate.per_channel != target.quantization.per_channel
+    if verdict.problem is None or variant:
+        return []
+    twin = lever_off is None and over_size_only(verdict, target)
+    return [candidate.per_tensor()] * twin + [candidate.pruned(r) for r in ratios]
 
 
 def weights_rule(lever_off: str | None) -> str:
@@ -124,10 +150,22 @@ def weights_rule(lever_off: str | None) -> str:
     )
 
 
+def prune_rule(lever_off: str | None, ratios: tuple[float, ...]) -> str:
+    """The rule's sentence on pruned candidates."""
+    if lever_off is not None:
+        return f"; pruned candidates not offered ({lever_off})"
+    shown = ", ".join(f"{r:g}" for r in ratios)
+    return (
+        f"; a candidate over a budget is sized again with channels pruned at {shown}; a pruned "
+        "candidate's short run distils its base width, prunes it and recovers on half the "
+        "round's images (the build's compress stage prunes the chosen one)"
+    )
+
+
 def _row(candidate: Candidate, status: str, reason: str) -> Row:
     return Row(
         candidate.family, candidate.width, candidate.resolution, status, reason,
-        per_channel=candidate.per_channel,
+        per_channel=candidate.per_channel, prune=candidate.prune,
     )  # fmt: skip
 
 

@@ -10,6 +10,11 @@ so after folding many convs share identical bias and scale buffers, and the Lite
 stores identical buffers once: the untrained file came out smaller than the trained one. Random
 BN affine parameters and running statistics make every buffer distinct, as training does.
 
+A pruned candidate is sized the same way: the untrained, trained-like network is pruned at its
+ratio before the export. The pruned shape does not depend on the weights (the compress stage
+removes the same share of every layer's channels; only which channels go depends on them), so
+the file and the timing are those of the student the build will prune.
+
 Measurements are cached as JSON under ``<cache>/search/``, keyed by the candidate, the format
 and its options, the runner configuration, the model's I/O and the converter versions, so a
 rerun of the search measures nothing it has measured before.
@@ -115,6 +120,7 @@ def measure(
     request = shipped_request(target, project, model, calibration[:1], [calibration])
     request = dataclasses.replace(request, int8=Int8Recipe(per_channel=candidate.per_channel))
     weights = "" if candidate.per_channel else "-per-tensor"
+    weights += f"-pruned-{candidate.prune:g}" if candidate.prune else ""
     folder = (
         work / "search" / f"{candidate.family}-{candidate.width:g}-{candidate.resolution}{weights}"
     )
@@ -135,7 +141,7 @@ def measure(
 
 def untrained(candidate: Candidate, seed: int, project: Project) -> torch.nn.Module:
     """The candidate with seeded random weights and trained-like BatchNorm (see the module
-    docstring), in eval mode."""
+    docstring), pruned at its ratio, in eval mode."""
     import torch
 
     from edgepack.students import create
@@ -158,6 +164,11 @@ def untrained(candidate: Candidate, seed: int, project: Project) -> torch.nn.Mod
                 assert stats[0] is not None and stats[1] is not None  # track_running_stats
                 stats[0].copy_(0.1 * torch.randn(n, generator=generator))
                 stats[1].copy_(0.5 + torch.rand(n, generator=generator))
+    if candidate.prune:
+        from edgepack.compression.channels import prune_channels
+
+        side = candidate.resolution
+        prune_channels(model, candidate.prune, torch.zeros(1, project.input.channels, side, side))
     return model.eval()
 
 
@@ -168,7 +179,7 @@ def cache_key(candidate: Candidate, target: Target, project: Project) -> str:
 
     parts: dict[str, Any] = {
         "v": CACHE_VERSION,
-        "candidate": asdict(candidate),
+        "candidate": candidate.key_parts(),
         "format": target.format,
         "export": repr(target.export),
         "per_channel": candidate.per_channel,

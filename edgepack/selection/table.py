@@ -31,10 +31,11 @@ class Row:
     round: int | None = None  # the last round it trained in (0-based)
     images: int | None = None  # training images it saw in that round
     per_channel: bool = True  # int8 weights it is sized (and would ship) with
+    prune: float = 0.0  # share of each layer's channels removed (0: the plain network)
 
     @property
     def candidate(self) -> Candidate:
-        return Candidate(self.family, self.width, self.resolution, self.per_channel)
+        return Candidate(self.family, self.width, self.resolution, self.per_channel, self.prune)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,13 +77,15 @@ def describe_status(row: Row) -> str:
     return f"{row.status} ({row.reason})" if row.reason else row.status
 
 
-def pin_lines(spec: StudentSpec, per_channel: bool | None = None) -> str:
+def pin_lines(spec: StudentSpec, per_channel: bool | None = None, prune: float = 0.0) -> str:
     """The profile lines that build ``spec`` without searching again (and, for a per-tensor
-    choice, the quantization line that keeps its weights per-tensor)."""
+    choice, the quantization line that keeps its weights per-tensor; for a pruned one, the
+    compress line that prunes it)."""
     weights = "" if per_channel is not False else "quantization:\n  per_channel: false\n"
+    pruned = f"compress:\n  prune: {prune:g}\n" if prune else ""
     return (
         f"student:\n  family: {spec.family}\n  width: {spec.width:g}\n"
-        f"  resolution: {spec.resolution}\n{weights}"
+        f"  resolution: {spec.resolution}\n{weights}{pruned}"
     )
 
 

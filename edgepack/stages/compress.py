@@ -1,7 +1,8 @@
-"""Stage ``compress``: structured channel pruning of the distilled student, then a short
-distillation from the same teacher logits to win back what pruning cost
-(:mod:`edgepack.compression`). It returns the student the later stages take: the pruned and
-recovered one, or the distilled one unchanged when ``compress.prune`` is off.
+"""Stage ``compress``: structured channel pruning and/or unstructured magnitude sparsity of
+the distilled student (pruning first when both are set), then a short distillation from the same
+teacher logits to win back what they cost, the sparsity's zeros held through it and made
+permanent after (:mod:`edgepack.compression`). It returns the student the later stages take: the
+compressed and recovered one, or the distilled one unchanged when both keys are off.
 
 A rebuild of unchanged inputs never reaches this stage (the folder is up to date). With
 ``--rebuild`` the pruning runs again (it is deterministic, well under a second on the sample),
@@ -28,16 +29,27 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+def compress_spec(context: BuildContext, got: Products) -> CompressSpec:
+    """The profile's compress recipe; where it sets no ``compress.prune``, the ratio the
+    student search sized its chosen student with (``student: auto``)."""
+    spec, searched = context.target.compress, got[SearchResult].prune
+    if spec.prune is None and searched:
+        return dataclasses.replace(spec, prune=searched)
+    return spec
+
+
 def compress_student(context: BuildContext, got: Products) -> DistilledStudent:
-    student, spec = got[DistilledStudent], context.target.compress
+    student, spec = got[DistilledStudent], compress_spec(context, got)
     if not spec.active:
         return dataclasses.replace(student, compression=PruneRecipe())
     data = got[PreparedData]
     base = student_key(context, data, student.recipe, got[SearchResult].student)
-    key = f"{base}-pruned-{spec.prune!r}-{_recover_epochs(context, student, spec)}"
+    # the sparsity joins the key only where set: keys of pruned-only students stay as they were
+    sparse = f"-sparse-{spec.sparsity!r}" if spec.sparsity else ""
+    key = f"{base}-pruned-{spec.prune!r}{sparse}-{_recover_epochs(context, student, spec)}"
     reused = key in context.shared.students
     if not reused:
-        context.shared.students[key] = _prune(context, got, student, key)
+        context.shared.students[key] = _prune(context, got, student, key, spec)
     pruned = context.shared.students[key]
     # Each target gets its own copy: exporters may trace or rewrite the module they are given.
     return dataclasses.replace(pruned, model=copy.deepcopy(pruned.model), shared=reused)
@@ -51,15 +63,17 @@ def _recover_epochs(context: BuildContext, student: DistilledStudent, spec: Comp
 
 
 def _prune(
-    context: BuildContext, got: Products, student: DistilledStudent, key: str
+    context: BuildContext, got: Products, student: DistilledStudent, key: str, spec: CompressSpec
 ) -> DistilledStudent:
     from edgepack.compression.channels import prune_channels
+    from edgepack.compression.sparsity import hold_sparsity, make_permanent
 
-    data, spec = got[PreparedData], context.target.compress
-    assert spec.prune is not None  # active
+    data = got[PreparedData]
     started = time.perf_counter()
     model = copy.deepcopy(student.model).cpu().eval()
-    pruning = prune_channels(model, spec.prune, data.train_x[:1])
+    pruning = prune_channels(model, spec.prune, data.train_x[:1]) if spec.prune else None
+    # masks held through the recovery below (weight = weight_orig * weight_mask)
+    sparsity = hold_sparsity(model, spec.sparsity) if spec.sparsity else None
     pruned_accuracy = _accuracy(context, data, batched(model, data.test_x))
     epochs = _recover_epochs(context, student, spec)
     resumed = 0
@@ -67,6 +81,7 @@ def _prune(
         recipe = dataclasses.replace(student.recipe, epochs=epochs)
         stats = fit(context, data, got[TeacherLogits], recipe, model, key)
         resumed = stats.resumed_from_epoch
+    make_permanent(model)  # plain weights with real zeros for the exporters
     test_logits = batched(model, data.test_x)  # once: the accuracy and the later stages
     accuracy = _accuracy(context, data, test_logits)
     recipe_run = PruneRecipe(
@@ -77,11 +92,12 @@ def _prune(
         accuracy_recovered=accuracy,
         seconds=time.perf_counter() - started,
         resumed_from_epoch=resumed,
+        sparsity=sparsity,
     )
     return dataclasses.replace(
         student,
         model=model,
-        params=pruning.params_after,
+        params=student.params if pruning is None else pruning.params_after,
         test_logits=test_logits,
         accuracy=accuracy,
         compression=recipe_run,

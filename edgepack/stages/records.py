@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgepack.compression.shipped import summary as shipped
 from edgepack.exporters._delegation import summary as delegation_summary
 
 if TYPE_CHECKING:
@@ -122,11 +123,17 @@ class SearchResult:
     # The int8 weights the search sized the student with (None: the profile's); the recover
     # stage quantizes with them.
     per_channel: bool | None = None
+    # The channel-pruning ratio the search sized the student with (0: none); the compress stage
+    # applies it where the profile sets no compress.prune.
+    prune: float = 0.0
 
     def summary(self) -> str:
         spec = self.student
         weights = " per-tensor" if self.per_channel is False else ""
-        name = f"{spec.family} ×{spec.width:g} @{spec.resolution}{weights}"
+        from edgepack.selection.candidates import pruned_label
+
+        pruned = f" {pruned_label(self.prune)}" if self.prune else ""
+        name = f"{spec.family} ×{spec.width:g} @{spec.resolution}{pruned}{weights}"
         if not self.searched:
             return f"{name}, named by the profile"
         pruned = sum(row.status == "pruned" for row in self.rows)
@@ -143,8 +150,9 @@ class SearchResult:
         return {
             "chosen_by": "search" if self.searched else "profile",
             "rule": self.rule,
-            "pin": pin_lines(self.student, self.per_channel) if self.searched else "",
+            "pin": pin_lines(self.student, self.per_channel, self.prune) if self.searched else "",
             "per_channel": self.per_channel,
+            "prune": self.prune,
             "seconds": self.seconds,
             "candidates": [row.to_dict() for row in self.rows],
         }
@@ -267,9 +275,8 @@ class Verification:
             checks += f"; accuracy on the {self.on_device['device_runner']} device {device:.2%}"
         elif "prediction_on_device" in self.on_device:
             checks += f"; on the device {self.on_device['prediction_on_device']}"
-        fallback = delegation_summary(self.inspection.get("delegation"))
-        if fallback is not None:
-            checks += f"; {fallback}"
+        notes = (delegation_summary(self.inspection.get("delegation")), shipped(self.inspection))
+        checks += "".join(f"; {note}" for note in notes if note is not None)
         if self.skipped is not None:
             return f"{checks}; prediction skipped: {self.skipped}"
         accuracy = self.int8_accuracy

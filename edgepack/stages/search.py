@@ -54,4 +54,5 @@ def search_student(context: BuildContext, got: Products) -> SearchResult:
         rows=tuple(outcome.rows),
         seconds=outcome.seconds,
         per_channel=outcome.per_channel,
+        prune=outcome.prune,
     )
