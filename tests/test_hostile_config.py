@@ -238,6 +238,29 @@ PROFILE_CASES = [
         ("compress.recover_epochs must be between 0 and 100",),
         id="recover-epochs",
     ),
+    pytest.param("compress:\n  sparsity: lots\n", ("compress.sparsity", "lots"), id="sparse-text"),
+    pytest.param(
+        "compress:\n  sparsity: -0.5\n",
+        ("compress.sparsity must be between 0 and 0.95",),
+        id="sparse-negative",
+    ),
+    pytest.param(
+        "compress:\n  sparsity: 0.96\n",
+        ("compress.sparsity must be between 0 and 0.95",),
+        id="sparse-high",
+    ),
+    pytest.param("compress:\n  sparsity: .nan\n", ("compress.sparsity", "nan"), id="sparse-nan"),
+    pytest.param(
+        "compress:\n  sparsity: 0.5\n",  # android counts raw bytes
+        (
+            "phone.yaml: compress.sparsity 0.5 needs budgets.size_counts: compressed, got raw",
+            "noCompress, to memory-map it) gains nothing",
+        ),
+        id="sparse-raw-size",
+    ),
+    pytest.param(
+        "budgets:\n  size_counts: compressed\ncompress:\n  sparsity: 0.95\n", None, id="sparse-ok"
+    ),
     pytest.param("compress:\n  ratio: 0.3\n", ("unknown key", "ratio"), id="compress-key"),
     pytest.param("compress: 0.3\n", ("compress must be a mapping",), id="compress-scalar"),
     pytest.param(

@@ -254,8 +254,9 @@ def _classification_check(target: Target, project: Project) -> None:
     if target.compress.active and distributed.world().size > 1:
         # the recovery distillation runs on rank 0 alone, after the others have left
         raise ConfigError(
-            f"{target.source.name}: compress.prune runs in one process so far, not under "
-            f"torchrun (world size {distributed.world().size}); build it without torchrun"
+            f"{target.source.name}: compress ({target.compress.asked()}) runs in one process "
+            f"so far, not under torchrun (world size {distributed.world().size}); build it "
+            "without torchrun"
         )
 
 

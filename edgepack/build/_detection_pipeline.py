@@ -31,8 +31,8 @@ def _check(target: Target, project: Project) -> None:
     _check_backbone(target)
     if target.compress.active:
         raise ConfigError(
-            f"{target.source.name}: compress.prune prunes classifier students only so far; a "
-            f"detector profile leaves it null, got prune {target.compress.prune}"
+            f"{target.source.name}: compress prunes and sparsifies classifier students only "
+            f"so far; a detector profile leaves it off, got {target.compress.asked()}"
         )
     if distributed.world().size > 1:
         raise ConfigError("task: detection builds run in one process so far, not under torchrun")

@@ -119,6 +119,7 @@ def target_from_profile(profile: dict[str, Any], label: Path) -> Target:
 def _finish(merged: dict[str, Any], chain: tuple[Path, ...], name: str, source: Path) -> Target:
     _check_name(name, source)
     target: Target = build(Target, merged, chain, "", name=name, source=source)
+    target.compress.check(target.budgets, show(source))  # keys that only make sense together
     export = _plugin_options(
         options_class(target.format), merged.get("export", {}), chain, "export."
     )

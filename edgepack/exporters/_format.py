@@ -58,6 +58,9 @@ class Format:
     # measured, and ``coverage_note`` says why (exporters/_delegation.py).
     coverage: str | None = None
     coverage_note: str = ""
+    # "package.module:function" reading an artifact file into (zero weights, weights): the
+    # compress stage's sparsity as shipped (edgepack/compression/shipped.py); None: not read.
+    zeros: str | None = None
 
     def breakdown_reader(self) -> Callable[[Path], Breakdown] | None:
         """The imported :attr:`breakdown` function, or None when the format declares none."""
@@ -70,6 +73,12 @@ class Format:
         if self.coverage is None:
             return None
         return cast(Callable[[Path], "Coverage"], _imported(self.coverage))
+
+    def zeros_reader(self) -> Callable[[Path], tuple[int, int]] | None:
+        """The imported :attr:`zeros` function, or None when the format declares none."""
+        if self.zeros is None:
+            return None
+        return cast(Callable[[Path], tuple[int, int]], _imported(self.zeros))
 
 
 def _imported(path: str) -> object:

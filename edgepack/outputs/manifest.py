@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 MANIFEST_VERSION = 1
 # Inspection facts the manifest shows in sections of their own (input, output, delegation).
-_OWN_SECTIONS = ("inputs", "outputs", "delegation")
+# (sparsity: the artifact's zero weights, shown in the compression section)
+_OWN_SECTIONS = ("inputs", "outputs", "delegation", "sparsity")
 
 
 def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -> dict[str, Any]:
@@ -53,10 +54,8 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
             "params": record.student.params,
             "distill": distilled,
         },
-        # channel pruning after distillation (edgepack/compression/); None: off
-        "compression": None
-        if record.student.compression is None
-        else record.student.compression.to_dict(),
+        # pruning and sparsity after distillation (edgepack/compression/); None: off
+        "compression": _compression(record),
         "compute": _compute(compute),
         "quantization": {
             "scheme": target.quantization.scheme,
@@ -81,6 +80,16 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
         "search": None if record.search is None else record.search.to_dict(),
         "versions": versions(target.format),
     }
+
+
+def _compression(record: BuildRecord) -> dict[str, Any] | None:
+    """The compress stage's recipe, with the verify stage's reading of the artifact's zeros
+    under ``sparsity.shipped`` where sparsity was asked."""
+    recipe = record.student.compression
+    section = None if recipe is None else recipe.to_dict()
+    if section is not None and section["sparsity"] is not None:
+        section["sparsity"]["shipped"] = record.verification.inspection.get("sparsity")
+    return section
 
 
 def header(

@@ -140,11 +140,22 @@ def quantization_aware(
     graph = export_batch_dynamic(folded, example)
     remove_eval_dropout(graph)
     prepared = prepare_qat_pt2e(graph, _qat_quantizer(per_channel))
+    hold_zeros(prepared)
     allow_exported_model_train_eval(prepared)
     move_exported_model_to_train(prepared)
     result = train(prepared)
     move_exported_model_to_eval(prepared)
     return convert(prepared), result
+
+
+def hold_zeros(model: torch.nn.Module) -> None:
+    """Weights that are exactly zero (``compress.sparsity``'s) stay zero through QAT: their
+    gradient is masked, and SGD with momentum (or AdamW) never moves a weight whose gradient
+    was always zero. A dense student has no exact zeros, so nothing changes for it."""
+    for parameter in model.parameters():
+        if parameter.dim() >= 2 and not bool(parameter.detach().all()):
+            kept = parameter.detach() != 0
+            parameter.register_hook(lambda grad, kept=kept: grad * kept)
 
 
 def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgepack.compression.shipped import shipped_sparsity
 from edgepack.core.errors import VerificationError
 from edgepack.stages.context import BuildContext
 from edgepack.stages.pipeline import Products
@@ -31,6 +32,9 @@ def verify(context: BuildContext, got: Products) -> Verification:
     export, data = got[ExportResult], got[PreparedData]
     inspection = exporter.inspect(export.int8.path, export.request)
     inspection["delegation"] = delegate_coverage(fmt, export.int8.path)  # ops off the fast path
+    # compress.sparsity: the artifact's own zero weights and bytes (raises if zeros were lost)
+    if shipped := shipped_sparsity(got[DistilledStudent].compression, fmt, export.int8.path):
+        inspection["sparsity"] = shipped
     skipped = runtime_unavailable(fmt)
     # A grayscale project's RGB model sees each gray image as equal R, G and B (same luma).
     channels = export.request.input.channels

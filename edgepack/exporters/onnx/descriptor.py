@@ -16,4 +16,5 @@ FORMAT = Format(
     app_platform="onnxruntime",
     detector="edgepack.exporters.onnx.detector",
     coverage="edgepack.exporters.onnx.delegation:coverage",
+    zeros="edgepack.exporters.onnx.zeros:weight_zeros",
 )

@@ -17,4 +17,5 @@ FORMAT = Format(
     app_platform="android",
     detector="edgepack.exporters.tflite.detector",
     coverage="edgepack.exporters.tflite.delegation:coverage",
+    zeros="edgepack.exporters.tflite.zeros:weight_zeros",
 )
