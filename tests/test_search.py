@@ -245,12 +245,13 @@ def test_ties_within_the_validation_noise_go_to_the_smaller_file() -> None:
 # images (not the 4,800 the quick subset leaves) and the chosen student trains one epoch
 # (94 steps, not quick's 200), which halves the build; it still scores far above 0.3.
 # ONNX: pruning exports every candidate through the target's exporter, and onnxruntime's
-# quantizer takes seconds where LiteRT's takes tens of them.
+# quantizer takes seconds where LiteRT's takes tens of them. No pruned candidates here
+# (test_search_prune.py builds one).
 AUTO = {
     "extends": "onnx",
     "student": "auto",
     "search": {"families": ["mobilenetv2_small", "mobilenetv3_lowres"], "widths": [0.35, 1.0],
-               "first_round_images": 1000},
+               "first_round_images": 1000, "prune": []},
     "quick": {"min_steps": 1},
     "budgets": {"max_size_kb": 150, "max_latency_ms": None, "max_accuracy_drop_pp": 60.0,
                 "min_accuracy": 0.3},
@@ -315,7 +316,7 @@ def test_fit_offers_the_per_tensor_twin_of_a_file_over_the_size_budget(
 
     sections = {
         "student": "auto",
-        "search": {"families": ["mobilenetv2_small"], "widths": [0.25]},
+        "search": {"families": ["mobilenetv2_small"], "widths": [0.25], "prune": []},
         "budgets": {"max_size_kb": 60, "max_latency_ms": None},
         **HOST,
     }

@@ -117,9 +117,7 @@ def search(inputs: SearchInputs) -> Outcome:
         "rank": round(time.perf_counter() - pruned_at, 1),
     }
     table = sorted(ranked + [r for r in rows if r.candidate != chosen], key=_table_order)
-    return Outcome(
-        chosen.spec(), rule, _dedupe(table), seconds, chosen.per_channel, chosen.prune
-    )
+    return Outcome(chosen.spec(), rule, _dedupe(table), seconds, chosen.per_channel, chosen.prune)
 
 
 def _levers(

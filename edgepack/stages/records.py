@@ -128,12 +128,12 @@ class SearchResult:
     prune: float = 0.0
 
     def summary(self) -> str:
-        spec = self.student
-        weights = " per-tensor" if self.per_channel is False else ""
         from edgepack.selection.candidates import pruned_label
 
-        pruned = f" {pruned_label(self.prune)}" if self.prune else ""
-        name = f"{spec.family} ×{spec.width:g} @{spec.resolution}{pruned}{weights}"
+        spec = self.student
+        weights = " per-tensor" if self.per_channel is False else ""
+        channels = f" {pruned_label(self.prune)}" if self.prune else ""
+        name = f"{spec.family} ×{spec.width:g} @{spec.resolution}{channels}{weights}"
         if not self.searched:
             return f"{name}, named by the profile"
         pruned = sum(row.status == "pruned" for row in self.rows)

@@ -191,10 +191,19 @@ def distillation_curve(history: Sequence[dict[str, Any]]) -> str:
         return _svg(figure)
 
 
+# Pareto markers by candidate kind (a point's "kind"), named in the legend: shape and colour
+# both differ, so the kinds stay apart in grey print and for colour-blind readers.
+_KINDS = {
+    "plain": ("o", COLOURS[0], "plain network"),
+    "per-tensor": ("s", COLOURS[1], "per-tensor weights"),
+    "pruned": ("^", COLOURS[4], "channels pruned"),
+}
+
+
 def pareto(points: Sequence[dict[str, Any]], x_label: str, limit: float | None) -> str:
     """Short-run accuracy of each trained search candidate against a cost; the chosen one
     ringed, the Pareto front (no other candidate both cheaper and more accurate) joined, the
-    budget dashed."""
+    budget dashed. A point's ``kind`` (plain, per-tensor, pruned) picks its marker."""
     import matplotlib
 
     ordered = sorted(points, key=lambda p: (p["x"], -p["accuracy"]))
@@ -208,9 +217,14 @@ def pareto(points: Sequence[dict[str, Any]], x_label: str, limit: float | None) 
         axes = figure.add_subplot()
         axes.plot([p["x"] for p in front], [p["accuracy"] * 100 for p in front],
                   color=COLOURS[2], linewidth=1, zorder=2)  # fmt: skip
+        shown: set[str] = set()
         for point in ordered:
             y = point["accuracy"] * 100
-            axes.scatter(point["x"], y, s=40, color=COLOURS[0], zorder=3)
+            kind = point.get("kind", "plain")
+            marker, colour, label = _KINDS.get(kind, _KINDS["plain"])
+            axes.scatter(point["x"], y, s=40, marker=marker, color=colour, zorder=3,
+                         label=None if kind in shown else label)  # fmt: skip
+            shown.add(kind)
             if point["chosen"]:
                 axes.scatter(point["x"], y, s=160, facecolors="none", edgecolors=COLOURS[3],
                              linewidths=2, zorder=4)  # fmt: skip
@@ -218,6 +232,8 @@ def pareto(points: Sequence[dict[str, Any]], x_label: str, limit: float | None) 
                           xytext=(5, 3), fontsize=7)  # fmt: skip
         if limit is not None:
             axes.axvline(limit, color="#555", linestyle="--", linewidth=1)
+        if shown - {"plain"}:
+            axes.legend(loc="lower right", fontsize=7, frameon=False)
         axes.set_xlabel(x_label)
         axes.set_ylabel("short-run accuracy (%)")
         axes.margins(x=0.15, y=0.2)

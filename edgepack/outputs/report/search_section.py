@@ -28,7 +28,10 @@ def search_section(manifest: dict[str, Any], plot: Callable[..., str]) -> str | 
         ("size_kb", "size (KB, untrained export)", budgets.get("max_size_kb")),
         ("latency_ms", "latency (ms, on the profile's runner)", budgets.get("max_latency_ms")),
     ):
-        caption = f"short-run accuracy against {label}; dashed: the budget, ringed: chosen"
+        caption = (
+            f"short-run accuracy against {label}; dashed: the budget, ringed: chosen; "
+            "circles: plain networks, squares: per-tensor weights, triangles: channels pruned"
+        )
         points = [_point(r, key) for r in trained if _point(r, key)["x"] is not None]
         if not points:
             plots.append(page.plot(f"pareto-{key}", caption, None, "no candidate was trained"))
@@ -46,8 +49,10 @@ def _point(row: dict[str, Any], key: str) -> dict[str, Any]:
     size = row.get("size_bytes")
     x = size / 1024 if key == "size_kb" and size is not None else row.get(key)
     score = row.get("accuracy")  # float, as every trained row has it (int8: finalists only)
-    name = f"{row['family']} ×{row['width']:g}{_weights(row, ' ')}"
-    return {"name": name, "x": x, "accuracy": score, "chosen": row.get("status") == "chosen"}
+    name = f"{row['family']} ×{row['width']:g}{_pruned(row, ' ')}{_weights(row, ' ')}"
+    kind = "pruned" if row.get("prune") else "per-tensor" if _weights(row, "") else "plain"
+    chosen = row.get("status") == "chosen"
+    return {"name": name, "x": x, "accuracy": score, "chosen": chosen, "kind": kind}
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -68,6 +73,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 f"{r['width']:g}",
                 r["resolution"],
                 _weights(r, "") or "per-channel",
+                _pruned(r, "").removeprefix("pruned ") or "—",
                 "—" if r.get("params") is None else f"{r['params']:,}",
                 "—" if r.get("macs") is None else f"{r['macs']:,}",
                 "—" if size is None else f"{size:,}",
@@ -77,14 +83,25 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 status,
             ]
         )
-    header = ("family", "width", "px", "weights", "params", "MACs", "size B", "latency ms",
-              "short-run acc", "int8 acc", "status")  # fmt: skip
+    header = ("family", "width", "px", "weights", "channels pruned", "params", "MACs", "size B",
+              "latency ms", "short-run acc", "int8 acc", "status")  # fmt: skip
     note = (
         "<p>Sizes and latencies are of untrained exports (same graph, same bytes); accuracies "
         "are on a validation split of the training images after each candidate's last "
-        "(short) round, int8 by the PT2E twin in the final round.</p>"
+        "(short) round, int8 by the PT2E twin in the final round. A pruned candidate is "
+        "sized pruned; its short run distils the base width, prunes it and recovers on half "
+        "the round's images.</p>"
     )
-    return page.table(header, body, numeric=(1, 2, 4, 5, 6, 7, 8, 9)) + note
+    return page.table(header, body, numeric=(1, 2, 4, 5, 6, 7, 8, 9, 10)) + note
+
+
+def _pruned(row: dict[str, Any], before: str) -> str:
+    """ "pruned 30 %" for a candidate with channels pruned, "" otherwise (older manifests have
+    no ``prune``: unpruned)."""
+    from edgepack.selection.candidates import pruned_label
+
+    ratio = row.get("prune")
+    return f"{before}{pruned_label(ratio)}" if ratio else ""
 
 
 def _weights(row: dict[str, Any], before: str) -> str:
