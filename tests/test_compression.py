@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from helpers import SHAPE, tiny_student
 
 from edgepack.cli import main
@@ -84,26 +85,35 @@ def test_recipe_line_and_manifest_section() -> None:
     assert "pruned 25% of the channels" in recipe.summary()
 
 
-@pytest.mark.slow
-def test_build_prunes_records_the_recipe_and_reuses_it(tmp_path: Path, shared_cache: Path) -> None:
-    profile = tmp_path / "pruned.yaml"
+def compress_build(
+    folder: Path, cache: Path, name: str, compress: dict[str, Any], **budgets: Any
+) -> tuple[list[str], Result, dict[str, Any]]:
+    """A quick ONNX build of the sample with ``compress`` (accuracy budgets off, ``budgets``
+    over the onnx profile's) in ``folder``: the CLI arguments, the result and the manifest."""
+    profile = folder / f"{name}.yaml"
     profile.write_text(
         yaml.safe_dump(
             {
                 "extends": "onnx",
-                "compress": {"prune": 0.3, "recover_epochs": 1},
-                "budgets": {"max_accuracy_drop_pp": None, "min_accuracy": None},
+                "compress": compress,
+                "budgets": {"max_accuracy_drop_pp": None, "min_accuracy": None, **budgets},
                 "quick": {"train_samples": 640, "min_steps": 10, "test_samples": 200},
                 "runner": {"iterations": 5, "warmup": 1},
             }
         )
     )
     args = ["build", "--quick", "--no-progress", "--target", str(profile)]
-    args += ["--out", str(tmp_path / "dist"), "--cache-dir", str(shared_cache)]
+    args += ["--out", str(folder / "dist"), "--cache-dir", str(cache)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
+    return args, result, json.loads((folder / "dist" / name / "manifest.json").read_text())
+
+
+@pytest.mark.slow
+def test_build_prunes_records_the_recipe_and_reuses_it(tmp_path: Path, shared_cache: Path) -> None:
+    compress = {"prune": 0.3, "recover_epochs": 1}
+    args, result, manifest = compress_build(tmp_path, shared_cache, "pruned", compress)
     assert "compress" in result.output and "pruned 30% of the channels" in result.output
-    manifest = json.loads((tmp_path / "dist" / "pruned" / "manifest.json").read_text())
     section = manifest["compression"]
     assert section["params_after"] < section["params_before"]
     assert section["macs_after"] < section["macs_before"]
