@@ -24,6 +24,7 @@ from edgepack.outputs.starter import Normalisation, Starter
 from edgepack.teachers import TeacherSpec
 
 SECRET = "TOPSECRET-0123456789abcdef"
+SPARSITY_RANGE = "compress.sparsity must be between 0 and 0.95"
 
 CONFIG = """\
 teacher: teacher.pt2
@@ -239,15 +240,9 @@ PROFILE_CASES = [
         id="recover-epochs",
     ),
     pytest.param("compress:\n  sparsity: lots\n", ("compress.sparsity", "lots"), id="sparse-text"),
-    pytest.param(
-        "compress:\n  sparsity: -0.5\n",
-        ("compress.sparsity must be between 0 and 0.95",),
-        id="sparse-negative",
-    ),
-    pytest.param(
-        "compress:\n  sparsity: 0.96\n",
-        ("compress.sparsity must be between 0 and 0.95",),
-        id="sparse-high",
+    *(
+        pytest.param(f"compress:\n  sparsity: {bad}\n", (SPARSITY_RANGE, bad), id=f"sparse{bad}")
+        for bad in ("-0.5", "0.96")
     ),
     pytest.param("compress:\n  sparsity: .nan\n", ("compress.sparsity", "nan"), id="sparse-nan"),
     pytest.param(
