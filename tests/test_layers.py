@@ -27,7 +27,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("build", "check"),
     ("outputs",),
     ("stages",),
-    ("selection", "recovery", "compression"),
+    ("selection", "recovery"),
+    ("compression",),  # the search sizes and ranks pruned candidates
     ("training",),
     ("release",),
     ("config",),

@@ -171,7 +171,8 @@ def test_pruning_rejects_over_budget_candidates_with_the_reason(tmp_path: Path) 
 # --- ranking --------------------------------------------------------------------------------
 
 
-def _pool() -> object:
+def _pool(fingerprint: str = "") -> object:
+    """640 16×16 images whose labels shift their mean; a ``fingerprint`` caches their scores."""
     import torch
 
     from edgepack.selection.rank import split
@@ -183,7 +184,7 @@ def _pool() -> object:
         + torch.from_numpy(labels).float().view(-1, 1, 1, 1) / 5
     )  # a learnable signal
     logits = np.eye(10, dtype=np.float32)[labels] * 4
-    return split(x, logits, labels.astype(np.int64), 128, seed=0)
+    return split(x, logits, labels.astype(np.int64), 128, seed=0, fingerprint=fingerprint)
 
 
 def test_ranking_is_deterministic() -> None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from test_search import _pool
 
 from edgepack.config.profile_files import load_target
 from edgepack.config.profiles import DistillSpec
@@ -147,19 +148,6 @@ def test_pruning_sizes_pruned_candidates_and_judges_them_on_the_budget(tmp_path:
 # --- ranking: distil, prune, recover, score --------------------------------------------------
 
 
-def _pool() -> object:
-    from edgepack.selection.rank import split
-
-    generator = torch.Generator().manual_seed(1)
-    labels = np.random.default_rng(1).integers(0, 10, 640)
-    x = (
-        torch.randn(640, 1, 16, 16, generator=generator)
-        + torch.from_numpy(labels).float().view(-1, 1, 1, 1) / 5
-    )  # a learnable signal
-    logits = np.eye(10, dtype=np.float32)[labels] * 4
-    return split(x, logits, labels.astype(np.int64), 128, seed=0, fingerprint="tiny")
-
-
 RECIPE = DistillSpec(epochs=1, batch_size=64, lr=0.05, temperature=4.0, alpha=0.7, seed=0)
 
 
@@ -169,7 +157,7 @@ def test_a_pruned_candidate_trains_prunes_recovers_and_ranks(tmp_path: Path) -> 
     from edgepack.compression.channels import prune_channels
     from edgepack.selection.rank import successive_halving, train_short
 
-    pool = _pool()
+    pool = _pool("tiny")
     base = Candidate("mobilenetv2_small", 0.5, 16)
     model = train_short(base.pruned(0.3), 256, pool, RECIPE)  # type: ignore[arg-type]
     plain = train_short(base, 256, pool, RECIPE)  # type: ignore[arg-type]

@@ -120,20 +120,17 @@ class SearchResult:
     rule: str = ""
     rows: tuple[Row, ...] = ()
     seconds: dict[str, float] = field(default_factory=dict)
-    # The int8 weights the search sized the student with (None: the profile's); the recover
-    # stage quantizes with them.
+    # The int8 weights (None: the profile's) and the channel-pruning ratio the search sized the
+    # student with; the recover stage quantizes with them, the compress stage prunes at the
+    # ratio where the profile sets no compress.prune.
     per_channel: bool | None = None
-    # The channel-pruning ratio the search sized the student with (0: none); the compress stage
-    # applies it where the profile sets no compress.prune.
     prune: float = 0.0
 
     def summary(self) -> str:
-        from edgepack.selection.candidates import pruned_label
+        from edgepack.selection.candidates import Candidate
 
-        spec = self.student
-        weights = " per-tensor" if self.per_channel is False else ""
-        channels = f" {pruned_label(self.prune)}" if self.prune else ""
-        name = f"{spec.family} ×{spec.width:g} @{spec.resolution}{channels}{weights}"
+        spec, per_channel = self.student, self.per_channel is not False
+        name = Candidate(spec.family, spec.width, spec.resolution, per_channel, self.prune).name
         if not self.searched:
             return f"{name}, named by the profile"
         pruned = sum(row.status == "pruned" for row in self.rows)
