@@ -233,7 +233,8 @@ def pareto(points: Sequence[dict[str, Any]], x_label: str, limit: float | None) 
         if limit is not None:
             axes.axvline(limit, color="#555", linestyle="--", linewidth=1)
         if shown - {"plain"}:
-            axes.legend(loc="lower right", fontsize=7, frameon=False)
+            # below the axes: inside, it covered the candidates' labels
+            figure.legend(loc="outside lower center", ncols=3, fontsize=7, frameon=False)
         axes.set_xlabel(x_label)
         axes.set_ylabel("short-run accuracy (%)")
         axes.margins(x=0.15, y=0.2)
