@@ -165,8 +165,12 @@ def _cpu(context: BuildContext) -> dict[str, Any]:
 
 
 def _epoch_lines(context: BuildContext) -> Callable[[EpochReport], None] | None:
-    """One line per epoch where no progress bar shows (CI and bootstrap logs are not TTYs)."""
+    """A line per epoch where no progress bar shows (CI and bootstrap logs are not TTYs), at
+    most one every ten seconds."""
+    from edgepack.core.log_lines import throttled
+
     sink = context.options.progress_lines
     if sink is None or context.options.progress:
         return None
-    return lambda report: sink(f"    {report.line()}")
+    emit = throttled(sink)
+    return lambda report: emit(f"    {report.line()}")

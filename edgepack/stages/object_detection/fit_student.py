@@ -185,7 +185,10 @@ def _store(model: torch.nn.Module, path: Path) -> None:
 
 
 def _lines(context: BuildContext) -> Callable[[str], None] | None:
+    from edgepack.core.log_lines import throttled
+
     sink = context.options.progress_lines
     if sink is None:
         return None
-    return lambda line: sink(f"    {line}")
+    emit = throttled(sink)
+    return lambda line: emit(f"    {line}")
