@@ -358,3 +358,25 @@ def test_the_report_tells_a_per_tensor_twin_from_its_network() -> None:
             return [point["name"] for point in points]
 
     assert drawn[0][2](Plots()) == ["mobilenetv2_small ×0.25 per-tensor"]  # type: ignore[index]
+
+
+def test_the_chosen_reason_says_when_a_tie_decided() -> None:
+    """The sample's 100 KB search: a per-tensor twin scored 0.24 points higher, within the
+    noise, and the per-channel pruned candidate won the tie: the reason says so, not "best"."""
+    from edgepack.selection.rank import chosen_reason
+
+    pruned = Row("mobilenetv2_small", 0.6, 28, "chosen", size_bytes=94_250, accuracy=0.9182,
+                 round=3, prune=0.3)  # fmt: skip
+    twin = Row("mobilenetv3_lowres", 0.35, 28, "trained", size_bytes=79_150, accuracy=0.9206,
+               round=3, per_channel=False)  # fmt: skip
+    earlier = Row("mobilenetv2_small", 0.25, 28, "eliminated", accuracy=0.99, round=2)
+    reason = chosen_reason(pruned, [twin, earlier], by_int8=False)
+    assert reason == (
+        "tied on float validation accuracy with mobilenetv3_lowres ×0.35 @28 per-tensor "
+        "(91.82% vs 92.06%, within the noise): per-channel weights"
+    )
+    assert chosen_reason(twin.but(accuracy=0.93), [pruned], by_int8=False) == (
+        "best float validation accuracy"
+    )
+    smaller = pruned.but(per_channel=False, size_bytes=50_000, accuracy=0.9200)
+    assert chosen_reason(smaller, [twin], by_int8=False).endswith("): smaller file")

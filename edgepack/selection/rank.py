@@ -154,9 +154,29 @@ def successive_halving(
         if final:
             break
         images *= 2
-    scored_by = "int8 (PT2E twin)" if by_int8 else "float"
-    winner = alive[0].but(status="chosen", reason=f"best {scored_by} validation accuracy")
+    winner = alive[0].but(status="chosen", reason=chosen_reason(alive[0], done, by_int8))
     return [winner, *done]
+
+
+def chosen_reason(winner: Row, finalists: list[Row], by_int8: bool) -> str:
+    """Why the winner won its final round: the best score, or a tie with a better score that
+    the tie rule settled (the first of :func:`_cost_key`'s criteria that differs)."""
+    scored_by = "int8 (PT2E twin)" if by_int8 else "float"
+    rivals = [row for row in finalists if row.round == winner.round]
+    best = max(rivals, key=lambda row: _score_of(row, by_int8), default=winner)
+    if _score_of(best, by_int8) <= _score_of(winner, by_int8):
+        return f"best {scored_by} validation accuracy"
+    mine, theirs = _cost_key(winner), _cost_key(best)
+    why = next(
+        label
+        for label, a, b in zip(_COST_LABELS, mine, theirs, strict=True)
+        if a != b or label == _COST_LABELS[-1]
+    )
+    return (
+        f"tied on {scored_by} validation accuracy with {best.candidate.name} "
+        f"({_score_of(winner, by_int8):.2%} vs {_score_of(best, by_int8):.2%}, within the "
+        f"noise): {why}"
+    )
 
 
 def _rounds(count: int) -> int:
@@ -187,6 +207,9 @@ def standard_error(accuracy: float, images: int) -> float:
 def _score_of(row: Row, by_int8: bool) -> float:
     score = row.int8_accuracy if by_int8 else row.accuracy
     return score or 0.0
+
+
+_COST_LABELS = ("per-channel weights", "smaller file", "lower latency", "candidate order")
 
 
 def _cost_key(row: Row) -> tuple[Any, ...]:
