@@ -267,6 +267,10 @@ PROFILE_CASES = [
         "search:\n  tie_standard_errors: .nan\n", ("search.tie_standard_errors",), id="tie-nan"
     ),
     pytest.param("search:\n  per_tensor: maybe\n", ("search.per_tensor", "maybe"), id="pt-text"),
+    pytest.param("search:\n  prune: [.nan]\n", ("search.prune", "nan"), id="search-prune-nan"),
+    pytest.param(
+        "search:\n  prune: 0.3\n", ("search.prune must be a list",), id="search-prune-scalar"
+    ),
     pytest.param("runner:\n  cpu: cortex-x9\n", ("cortex-x9", "cortex-a55"), id="cpu-unknown"),
     pytest.param(
         "student:\n  neck: 96\n",
