@@ -268,7 +268,6 @@ def test_a_project_that_cannot_build_stops_with_one_line(
 @pytest.mark.parametrize(
     ("student", "message"),
     [
-        ("auto", "student: auto searches classifier students only; a detector profile names"),
         ({"family": "resnet18", "width": 1.0}, "unknown student family 'resnet18'; choose one"),
     ],
 )

@@ -39,16 +39,11 @@ def _check(target: Target, project: Project) -> None:
 
 
 def _check_backbone(target: Target) -> None:
-    """ConfigError, before any work, for ``student: auto``: the search ranks classifier students
-    only (an unknown family is refused where the profile is read)."""
-    from edgepack.students import family_names
+    """ConfigError, before any work, for a family the profile names (its student, or the
+    search's bounds with ``student: auto``) that is not registered."""
+    from edgepack.selection.candidates import check_families
 
-    if target.student.auto:
-        raise ConfigError(
-            f"{target.source.name}: student: auto searches classifier students only; a detector "
-            f"profile names its SSDLite backbone and width, e.g. student: {{family: mobilenetv2, "
-            f"width: 0.5}} (backbones: {', '.join(family_names())})"
-        )
+    check_families(target)
 
 
 def _package(built: DetectorBuildRecord, staging: Path, work: Path) -> dict[str, Any]:

@@ -63,7 +63,8 @@ def fit(
     are ranked by short distillations on the cached teacher logits. Nothing is written to the
     output folder; measurements are cached, so a second run is fast.
     """
-    from edgepack.build import STAGES, BuildOptions, SharedWork
+    from edgepack.build import BuildOptions, SharedWork
+    from edgepack.build._pipelines import PIPELINES
     from edgepack.selection.candidates import check_families
     from edgepack.selection.table import format_table, pin_lines
     from edgepack.stages.context import BuildContext
@@ -88,7 +89,10 @@ def fit(
         progress=show,
         cpu=cpu,
     )
-    stages = STAGES[: [stage.makes for stage in STAGES].index(SearchResult) + 1]
+    pipeline = PIPELINES.get(project.task)  # the task's stages: a detector's searches SSDLite
+    pipeline.check(target, project)
+    every = list(pipeline.stages())
+    stages = every[: [stage.makes for stage in every].index(SearchResult) + 1]
     click.echo(cpu.describe())
     click.echo(f"searching a student for {target.name} ({target.format})")
     with tempfile.TemporaryDirectory(prefix="edgepack-fit-") as work:

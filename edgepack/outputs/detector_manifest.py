@@ -61,7 +61,7 @@ def build_detector_manifest(
         "files": files,
         "size_bytes": record.export.size_bytes,
         "student": {
-            **asdict(target.student),
+            **asdict(target.student if record.search is None else record.search.student),
             "head": "SSDLite",
             "params": record.student.params,
             "distill": record.student.stats,
@@ -84,9 +84,18 @@ def build_detector_manifest(
         "budgets": [v.to_dict() for v in record.budgets.verdicts],
         "passed": record.budgets.passed,
         "stages_seconds": record.timings,
-        "search": None,
+        "search": _search(record),
         "versions": versions(target.format),
     }
+
+
+def _search(record: DetectorBuildRecord) -> dict[str, Any] | None:
+    """The classifier's ``search`` section, its scores named: short-run mAP, not accuracy."""
+    from edgepack.selection.detector_search import METRIC
+
+    if record.search is None:
+        return None
+    return {**record.search.to_dict(), "metric": METRIC}
 
 
 def _accuracy(record: DetectorBuildRecord, metric: str) -> dict[str, Any]:

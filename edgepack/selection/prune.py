@@ -37,6 +37,8 @@ from edgepack.core.cache import discard, parse_json, read_entry, write_entry
 from edgepack.selection.candidates import Candidate
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
     from edgepack.config.project import Project
@@ -76,14 +78,26 @@ def prune(
     cache: Path | None,
 ) -> Verdict:
     """Measure ``candidate`` (or read its cached figures) and judge it on the budgets."""
-    budgets = target.budgets
     key = cache_key(candidate, target, project)
     path = None if cache is None else cache / f"{key}.json"
+    cost = measured(path, target, lambda: measure(candidate, target, project, calibration, work))
+    return judge(cost, target)
+
+
+def measured(path: Path | None, target: Target, measure: Callable[[], Cost]) -> Cost:
+    """The cost cached at ``path`` when it answers ``target``'s budgets, else ``measure()``'s
+    (then cached there): the classifier's search and the detector's share it."""
     cost = _cached(path)
     if cost is None or not _answers(cost, target):
-        cost = measure(candidate, target, project, calibration, work)
+        cost = measure()
         if path is not None:
             write_entry(path, json.dumps(asdict(cost)).encode(), _ENTRY)
+    return cost
+
+
+def judge(cost: Cost, target: Target) -> Verdict:
+    """``cost`` against the size and latency budgets: the first one it breaks, or none."""
+    budgets = target.budgets
     if cost.size_bytes is None or _params_over(cost.params, target):
         limit = budgets.max_size_kb
         return Verdict(cost, f"{cost.params:,} int8 weights alone exceed {limit:g} KB")
@@ -153,6 +167,20 @@ def untrained(candidate: Candidate, seed: int, project: Project) -> torch.nn.Mod
         num_classes=len(project.labels),
         in_channels=project.input.channels,
     )
+    trained_like(model, seed)
+    if candidate.prune:
+        from edgepack.compression.channels import prune_channels
+
+        side = candidate.resolution
+        prune_channels(model, candidate.prune, torch.zeros(1, project.input.channels, side, side))
+    return model.eval()
+
+
+def trained_like(model: torch.nn.Module, seed: int) -> None:
+    """Seeded random BatchNorm affine parameters and running statistics, in place (see the
+    module docstring: a fresh BatchNorm would let the converter share buffers)."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -164,12 +192,6 @@ def untrained(candidate: Candidate, seed: int, project: Project) -> torch.nn.Mod
                 assert stats[0] is not None and stats[1] is not None  # track_running_stats
                 stats[0].copy_(0.1 * torch.randn(n, generator=generator))
                 stats[1].copy_(0.5 + torch.rand(n, generator=generator))
-    if candidate.prune:
-        from edgepack.compression.channels import prune_channels
-
-        side = candidate.resolution
-        prune_channels(model, candidate.prune, torch.zeros(1, project.input.channels, side, side))
-    return model.eval()
 
 
 def cache_key(candidate: Candidate, target: Target, project: Project) -> str:

@@ -22,6 +22,7 @@ def search_section(manifest: dict[str, Any], plot: Callable[..., str]) -> str | 
         f"Rule: {escape(str(search.get('rule', '')))}. Pin it with:</p>"
         f"<pre>{escape(str(search.get('pin', '')))}</pre>"
     )
+    metric = search.get("metric")  # a detector's: short-run mAP in ``accuracy``
     trained = [r for r in rows if r.get("accuracy") is not None]
     plots = ['<div class="grid">']
     for key, label, limit in (
@@ -29,7 +30,7 @@ def search_section(manifest: dict[str, Any], plot: Callable[..., str]) -> str | 
         ("latency_ms", "latency (ms, on the profile's runner)", budgets.get("max_latency_ms")),
     ):
         caption = (
-            f"short-run accuracy against {label}; dashed: the budget, ringed: chosen; "
+            f"short-run {metric or 'accuracy'} against {label}; dashed: the budget, ringed: chosen; "
             "circles: plain networks, squares: per-tensor weights, triangles: channels pruned"
         )
         points = [_point(r, key) for r in trained if _point(r, key)["x"] is not None]
@@ -38,7 +39,7 @@ def search_section(manifest: dict[str, Any], plot: Callable[..., str]) -> str | 
             continue
         plots.append(plot(f"pareto-{key}", caption, _draw(points, label, limit)))
     plots.append("</div>")
-    return page.section("Student search", intro, _table(rows), *plots)
+    return page.section("Student search", intro, _table(rows, metric), *plots)
 
 
 def _draw(points: list[dict[str, Any]], label: str, limit: Any) -> Callable[[Any], str]:
@@ -55,9 +56,9 @@ def _point(row: dict[str, Any], key: str) -> dict[str, Any]:
     return {"name": name, "x": x, "accuracy": score, "chosen": chosen, "kind": kind}
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def _table(rows: list[dict[str, Any]], metric: str | None = None) -> str:
     def pct(value: Any) -> str:
-        return "—" if value is None else f"{value:.2%}"
+        return "—" if value is None else f"{value:.3f}" if metric else f"{value:.2%}"
 
     body = []
     for r in rows:
@@ -83,8 +84,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 status,
             ]
         )
+    score = f"short-run {metric}" if metric else "short-run acc"
     header = ("family", "width", "px", "weights", "channels pruned", "params", "MACs", "size B",
-              "latency ms", "short-run acc", "int8 acc", "status")  # fmt: skip
+              "latency ms", score, "int8 acc", "status")  # fmt: skip
     note = (
         "<p>Sizes and latencies are of untrained exports (same graph, same bytes); accuracies "
         "are on a validation split of the training images after each candidate's last "
@@ -92,6 +94,13 @@ def _table(rows: list[dict[str, Any]]) -> str:
         "sized pruned; its short run distils the base width, prunes it and recovers on half "
         "the round's images.</p>"
     )
+    if metric:
+        note = (
+            "<p>Sizes and latencies are of untrained exports (same graph, same bytes); scores "
+            f"are float {metric} on a held-out split of the training images after each "
+            "candidate's last (short) round. Detector candidates have no per-tensor or pruned "
+            "variants.</p>"
+        )
     return page.table(header, body, numeric=(1, 2, 4, 5, 6, 7, 8, 9, 10)) + note
 
 

@@ -2,7 +2,8 @@
 classifier's, sharing its ``load teacher`` stage, its export record and its latency measurement.
 
 load teacher → load data (boxes; the teacher's output layout checked) → teacher detections
-(decoded by edgepack) → distill (SSDLite student, ground truth + teacher boxes) → recover
+(decoded by edgepack) → search (the profile's student, or with ``student: auto`` the SSDLite
+candidate :mod:`edgepack.selection.detector_search` finds within the budgets) → distill (SSDLite student, ground truth + teacher boxes) → recover
 (plain PTQ's torch int8 twin judged by mAP, the recovery ladder when it misses) →
 quantize+export (the format's detector module: int8 .tflite with MediaPipe metadata, QDQ .onnx
 with NMS inside, or a Core ML pipeline for Vision) → verify (mAP in the format's runtime, where it
@@ -31,10 +32,17 @@ from edgepack.stages.object_detection.export_detector import check_format, expor
 from edgepack.stages.object_detection.fit_student import fit_student
 from edgepack.stages.object_detection.read_boxes import read_boxes
 from edgepack.stages.object_detection.recover_boxes import recover_boxes
+from edgepack.stages.object_detection.search_boxes import search_boxes
 from edgepack.stages.object_detection.teacher_boxes import teacher_boxes
 from edgepack.stages.object_detection.verify_boxes import verify_boxes
 from edgepack.stages.pipeline import Products, Stage
-from edgepack.stages.records import BudgetReport, ExportResult, Recovery, TeacherModel
+from edgepack.stages.records import (
+    BudgetReport,
+    ExportResult,
+    Recovery,
+    SearchResult,
+    TeacherModel,
+)
 
 __all__ = ["STAGES", "BoxData", "DetectorBuildRecord", "check_format", "record"]
 
@@ -69,7 +77,8 @@ STAGES: list[Stage[BuildContext]] = [
     Stage("load teacher", load_teacher, TeacherModel),
     Stage("load data", read_boxes, BoxData, needs=(TeacherModel,)),
     Stage("teacher boxes", teacher_boxes, TeacherBoxes, needs=(BoxData,)),
-    Stage("distill", fit_student, DetectorStudent, needs=(BoxData, TeacherBoxes)),
+    Stage("search", search_boxes, SearchResult, needs=(BoxData, TeacherBoxes)),
+    Stage("distill", fit_student, DetectorStudent, needs=(BoxData, TeacherBoxes, SearchResult)),
     Stage("recover", recover_boxes, Recovery, needs=(BoxData, TeacherBoxes, DetectorStudent)),
     Stage(
         "quantize+export", export_detector, ExportResult, needs=(BoxData, DetectorStudent, Recovery)
@@ -93,6 +102,7 @@ def record(context: BuildContext, got: Products, timings: dict[str, float]) -> D
         data=got[BoxData],
         teacher_boxes=got[TeacherBoxes],
         student=got[DetectorStudent],
+        search=got[SearchResult],
         recovery=got[Recovery],
         export=got[ExportResult],
         verification=got[DetectorCheck],

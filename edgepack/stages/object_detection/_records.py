@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         ExportResult,
         LatencyResult,
         Recovery,
+        SearchResult,
         TeacherModel,
     )
     from edgepack.tasks.detection import Detections
@@ -192,3 +193,4 @@ class DetectorBuildRecord:
     latency: DetectorLatency
     budgets: BudgetReport
     timings: dict[str, float]
+    search: SearchResult | None = None  # the search stage's (None: a record made without it)

@@ -1,4 +1,5 @@
-"""Stage ``distill`` of a detector build: an SSDLite student on the profile's backbone, trained
+"""Stage ``distill`` of a detector build: an SSDLite student on the profile's backbone (or the
+one the ``search`` stage chose for ``student: auto``), trained
 on the ground-truth boxes and the teacher's decoded detections
 (:func:`edgepack.training.detector_fit.fit_detector`), cached by everything that changes its
 weights so a rebuild (or a profile that changes only budgets or export options) reuses it."""
@@ -11,12 +12,14 @@ import hashlib
 import io
 from typing import TYPE_CHECKING, Any
 
-from edgepack.config.profiles import DistillSpec
+from edgepack.config.profiles import DistillSpec, StudentSpec
+from edgepack.selection.detector_candidates import new_detector
 from edgepack.stages.context import BuildContext
 from edgepack.stages.distill import quick_recipe
 from edgepack.stages.object_detection._records import BoxData, DetectorStudent, TeacherBoxes
 from edgepack.stages.object_detection.teacher_boxes import truths
 from edgepack.stages.pipeline import Products
+from edgepack.stages.records import SearchResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,10 +40,10 @@ def fit_student(context: BuildContext, got: Products) -> DetectorStudent:
     recipe = target.distill
     if context.options.quick:
         recipe = quick_recipe(target, len(data.train))
-    spec = target.student
+    spec = got[SearchResult].student
     # Seeded before the weights are drawn, so the initial student is the recipe's too.
     torch.manual_seed(recipe.seed)
-    model, anchors = new_student(
+    model, anchors = new_detector(
         spec.family,
         spec.width,
         len(project.labels),
@@ -48,7 +51,7 @@ def fit_student(context: BuildContext, got: Products) -> DetectorStudent:
         data.resolution,
         neck=spec.neck,
     )
-    key = _key(context, data, recipe)
+    key = _key(context, data, recipe, spec)
     path = context.options.cache_dir / "students" / f"{key}.detector"
     stats: dict[str, Any]
     if _restore(model, path):
@@ -87,28 +90,6 @@ def fit_student(context: BuildContext, got: Products) -> DetectorStudent:
     )
 
 
-def new_student(
-    family: str, width: float, classes: int, channels: int, resolution: int, *, neck: int = 0
-) -> tuple[torch.nn.Module, torch.Tensor]:
-    """An untrained SSDLite student and its anchors (the task's scales and ratios); ``neck``
-    lifts narrower taps to that many channels (``student.neck``)."""
-    from edgepack.students.ssdlite import ssdlite
-    from edgepack.tasks.detection import AnchorSpec, make_anchors
-    from edgepack.tasks.detection.task import ANCHOR_RATIOS, ANCHOR_SCALES
-
-    per_cell = len(ANCHOR_RATIOS) + 1
-    model = ssdlite(
-        family,
-        width=width,
-        num_classes=classes,
-        in_channels=channels,
-        anchors_per_cell=(per_cell,) * len(ANCHOR_SCALES),
-        neck=neck,
-    )
-    spec = AnchorSpec(model.feature_sizes(resolution), ANCHOR_SCALES, ANCHOR_RATIOS)
-    return model, make_anchors(spec)
-
-
 def score_model(
     model: torch.nn.Module,
     data: BoxData,
@@ -132,12 +113,12 @@ def score_model(
     )
 
 
-def _key(context: BuildContext, data: BoxData, recipe: DistillSpec) -> str:
+def _key(context: BuildContext, data: BoxData, recipe: DistillSpec, spec: StudentSpec) -> str:
     parts = [
         "detector",
         data.teacher.info.fingerprint,
         data.train.fingerprint(),
-        repr(context.target.student),
+        repr(spec),
         repr(recipe),
         repr(context.project.input),
     ]
