@@ -24,6 +24,7 @@ from edgepack.build._pipelines import PIPELINES, Pipeline
 from edgepack.build._up_to_date import inputs_key, reusable, stamp
 from edgepack.config.profiles import Target
 from edgepack.config.project import Project
+from edgepack.config.student_side import student_side
 from edgepack.core import distributed
 from edgepack.core.errors import ConfigError, InputError
 from edgepack.release.verdicts import Verdict
@@ -85,9 +86,17 @@ STAGES: list[Stage[BuildContext]] = [
         needs=(PreparedData, DistilledStudent, TeacherLogits, SearchResult),
     ),
     Stage(
-        "quantize+export", export, ExportResult, needs=(PreparedData, DistilledStudent, Recovery)
+        "quantize+export",
+        export,
+        ExportResult,
+        needs=(PreparedData, DistilledStudent, Recovery, SearchResult),
     ),
-    Stage("verify", verify, Verification, needs=(ExportResult, PreparedData, DistilledStudent)),
+    Stage(
+        "verify",
+        verify,
+        Verification,
+        needs=(ExportResult, PreparedData, DistilledStudent, SearchResult),
+    ),
     Stage("latency", measure_latency, LatencyResult, needs=(ExportResult,)),
     Stage(
         "budgets",
@@ -194,9 +203,7 @@ def follow(target: Target, project: Project, options: BuildOptions, shared: Shar
 def _as_run(target: Target, project: Project, options: BuildOptions) -> Target:
     if options.quick:
         target = target.with_quick()
-    if project.input.size is not None:  # the project fixes the input size its teacher takes
-        target = target.with_resolution(project.input.size)
-    return target
+    return student_side(target, project)  # input.size, or below it with student.downscale
 
 
 def _record(context: BuildContext, got: Products, timings: dict[str, float]) -> BuildRecord:

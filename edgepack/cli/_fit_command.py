@@ -65,6 +65,7 @@ def fit(
     """
     from edgepack.build import BuildOptions, SharedWork
     from edgepack.build._pipelines import PIPELINES
+    from edgepack.config.student_side import student_side
     from edgepack.selection.candidates import check_families
     from edgepack.selection.table import format_table, pin_lines
     from edgepack.stages.context import BuildContext
@@ -79,8 +80,7 @@ def fit(
     check_families(target)  # an unknown family fails before any work
     if quick:
         target = target.with_quick()
-    if project.input.size is not None:
-        target = target.with_resolution(project.input.size)
+    target = student_side(target, project)  # auto: the project's input.size
     show = sys.stderr.isatty() if progress is None else progress
     options = BuildOptions(
         out_root=Path("."),

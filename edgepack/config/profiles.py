@@ -48,6 +48,10 @@ class StudentSpec:
     # Detectors only: a tapped feature map narrower than this is lifted to it by a 1×1
     # convolution before the SSDLite predictors (edgepack.students.ssdlite); 0 is off.
     neck: int = field(default=0, metadata=at_least(0, 1024))
+    # Classifiers: true keeps ``resolution`` below a project's input.size (the student reads the
+    # images downscaled, the teacher its own size); false lets input.size replace it. Not in
+    # the repr, which keys cached students: ``resolution`` already tells the two apart.
+    downscale: bool = field(default=False, repr=False)
 
     @property
     def auto(self) -> bool:

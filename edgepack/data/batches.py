@@ -49,6 +49,31 @@ def to_model_input(images: np.ndarray, spec: InputSpec, resolution: int) -> torc
     return x.clone(memory_format=torch.contiguous_format)
 
 
+# How a student below the teacher's side sees an image: antialiased bilinear (a triangle filter
+# widened by the scale factor), the one op used in training, calibration, verification and the
+# search's short runs. Plain bilinear (torch's default, Android's createScaledBitmap) reads only
+# the 2×2 pixels nearest each output pixel, so a 28 -> 20 px resize drops detail unevenly
+# across the image; the antialiased filter weighs every source pixel in, is what PIL's
+# Image.resize(BILINEAR) and tf.image.resize(antialias=True) compute (torch documents the PIL
+# match), and is close to OpenCV's INTER_AREA: an app has it at hand.
+RESAMPLING = "antialiased bilinear (PIL Image.resize BILINEAR, tf.image.resize antialias=True)"
+
+
+def downscale(x: torch.Tensor, side: int) -> torch.Tensor:
+    """NCHW ``x`` resized to ``side``×``side`` by :data:`RESAMPLING`; ``x`` itself at that side.
+
+    Applied after normalisation: the filter's weights sum to one, so it commutes with the
+    per-channel ``(pixel / 255 - mean) / std``."""
+    import torch
+
+    if x.shape[-1] == side and x.shape[-2] == side:
+        return x
+    small = torch.nn.functional.interpolate(
+        x, size=(side, side), mode="bilinear", align_corners=False, antialias=True
+    )
+    return small.clone(memory_format=torch.contiguous_format)
+
+
 def inference_batch(inputs: Any, cap: int = MAX_INFERENCE_BATCH) -> int:
     """Images per no-grad inference batch over ``inputs`` (anything with a 4-D ``shape``)."""
     per_image = math.prod(inputs.shape[1:]) or 1
@@ -60,17 +85,31 @@ class ModelInputs:
 
     Behaves like the float32 NCHW tensor it replaces where consumers need it: ``len``,
     ``shape`` and indexing by an int, a slice, an integer array or a LongTensor, each returning
-    a float32 NCHW tensor made from only the images asked for."""
+    a float32 NCHW tensor made from only the images asked for.
 
-    def __init__(self, images: np.ndarray | StoredImages, spec: InputSpec, resolution: int) -> None:
+    ``side`` below ``resolution``: each batch, made at ``resolution`` (the teacher's), is then
+    downscaled to ``side`` (:func:`downscale`), as a student reading a smaller image sees it."""
+
+    def __init__(
+        self,
+        images: np.ndarray | StoredImages,
+        spec: InputSpec,
+        resolution: int,
+        side: int | None = None,
+    ) -> None:
         self.images, self.spec, self.resolution = images, spec, resolution
+        self.side = resolution if side is None else side
 
     def __len__(self) -> int:
         return len(self.images)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        return (len(self), self.images.shape[3], self.resolution, self.resolution)
+        return (len(self), self.images.shape[3], self.side, self.side)
+
+    def at_side(self, side: int) -> ModelInputs:
+        """The same images as a student reading ``side`` px sees them (no copy is made)."""
+        return ModelInputs(self.images, self.spec, self.resolution, side)
 
     def __getitem__(self, key: Any) -> torch.Tensor:
         if isinstance(key, (int, np.integer)):
@@ -79,7 +118,8 @@ class ModelInputs:
             index = np.arange(len(self))[key]
         else:
             index = np.asarray(key.numpy() if hasattr(key, "numpy") else key, np.int64)
-        return to_model_input(self.images[index], self.spec, self.resolution)
+        x = to_model_input(self.images[index], self.spec, self.resolution)
+        return downscale(x, self.side)
 
     def batches(self, size: int | None = None) -> Iterator[torch.Tensor]:
         """Consecutive batches over the whole set, in order."""

@@ -43,6 +43,7 @@ def build_manifest(record: BuildRecord, files: dict[str, dict], artifact: str) -
             # as the app feeds it: a grayscale project's model may take RGB (exporters/_input.py)
             **record.export.request.input.to_dict(),
             "layout": _input_layout(record.export.format),
+            **_downscaled(project, example.shape[-1]),
         },
         "output": {
             **_io(inspection, "outputs"),
@@ -124,6 +125,16 @@ def _compute(compute: dict[str, Any] | None) -> dict[str, Any] | None:
         "note": "teacher logits and distillation; quantization, export and verification run "
         "on the CPU (rank 0)",
     }
+
+
+def _downscaled(project: Project, side: int) -> dict[str, Any]:
+    """How a student below the teacher's side got its images (edgepack.config.student_side)."""
+    from edgepack.data.batches import RESAMPLING
+
+    native = project.input.size
+    if native is None or side >= native:
+        return {}
+    return {"downscaled_from": native, "resampling": RESAMPLING}
 
 
 def _io(inspection: dict[str, Any], key: str) -> dict[str, Any]:

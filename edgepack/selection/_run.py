@@ -67,6 +67,7 @@ class Outcome:
 
 
 def search(inputs: SearchInputs) -> Outcome:
+    from edgepack.data.batches import downscale
     from edgepack.students import FAMILIES, family_names
 
     spec, target = inputs.target.search, inputs.target
@@ -85,7 +86,8 @@ def search(inputs: SearchInputs) -> Outcome:
     queue = list(candidates)
     while queue:
         candidate = queue.pop(0)
-        verdict = prune(candidate, target, inputs.project, calibration, inputs.work, cache)
+        sized = downscale(calibration, candidate.resolution)  # exported at the candidate's side
+        verdict = prune(candidate, target, inputs.project, sized, inputs.work, cache)
         row = _measured(candidate, verdict)
         (rows if verdict.problem else fitting).append(row)
         queue[:0] = _levers(candidate, verdict, target, lever_off, ratios)

@@ -1,10 +1,12 @@
 """The candidates a search considers: registered families × widths × input resolutions.
 
 Resolutions are bounded by the data: a student never sees more pixels than the images have
-(upsampling adds MACs, not information). And the build feeds every student the images at one
-resolution, the teacher's (its logits are cached at that size, and a teacher exported with a
-static shape takes nothing else), so a candidate at another resolution is listed, with why it
-is not built, rather than silently dropped.
+(upsampling adds MACs, not information), so a candidate above the build's side is listed, with
+why it is not built, rather than silently dropped. One below it reads the same images
+downscaled (:func:`edgepack.data.batches.downscale`) in its untrained export, its short runs
+and, if chosen, the build; the teacher still sees them at its own size, and its cached logits
+serve every side. ``search.resolutions`` defaults to the build's side alone, so a default
+search costs what it did; a profile opts in with e.g. ``search: {resolutions: [28, 24, 20]}``.
 
 The ImageNet families (32× downsampling, tables sized for 224 px) build at 28 px too (their
 last feature map is 1×1); they stay in and are judged by their measured cost like any other,
@@ -125,8 +127,6 @@ def enumerate_candidates(
 def _resolution_problem(side: int, native: int) -> str | None:
     if side > native:
         return f"above the data's {native} px (would upsample)"
-    if side != native:
-        return f"the build feeds students the teacher's {native} px; lower resolutions are not built yet"
     return None
 
 

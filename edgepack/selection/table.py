@@ -84,9 +84,10 @@ def pin_lines(spec: StudentSpec, per_channel: bool | None = None, prune: float =
     weights = "" if per_channel is not False else "quantization:\n  per_channel: false\n"
     pruned = f"compress:\n  prune: {prune:g}\n" if prune else ""
     neck = f"  neck: {spec.neck}\n" if spec.neck else ""  # a detector's (student.neck)
+    smaller = "  downscale: true\n" if spec.downscale else ""  # below the teacher's side
     return (
         f"student:\n  family: {spec.family}\n  width: {spec.width:g}\n"
-        f"  resolution: {spec.resolution}\n{neck}{weights}{pruned}"
+        f"  resolution: {spec.resolution}\n{neck}{smaller}{weights}{pruned}"
     )
 
 

@@ -23,6 +23,7 @@ from edgepack.stages.context import BuildContext
 from edgepack.stages.distill import fit, student_key
 from edgepack.stages.pipeline import Products
 from edgepack.stages.records import DistilledStudent, PreparedData, SearchResult, TeacherLogits
+from edgepack.stages.student_view import student_data
 from edgepack.training.predict import batched
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def compress_student(context: BuildContext, got: Products) -> DistilledStudent:
     student, spec = got[DistilledStudent], compress_spec(context, got)
     if not spec.active:
         return dataclasses.replace(student, compression=PruneRecipe())
-    data = got[PreparedData]
+    data = student_data(got)
     base = student_key(context, data, student.recipe, got[SearchResult].student)
     # the sparsity joins the key only where set: keys of pruned-only students stay as they were
     sparse = f"-sparse-{spec.sparsity!r}" if spec.sparsity else ""
@@ -68,7 +69,7 @@ def _prune(
     from edgepack.compression.channels import prune_channels
     from edgepack.compression.sparsity import hold_sparsity, make_permanent
 
-    data = got[PreparedData]
+    data = student_data(got)
     started = time.perf_counter()
     model = copy.deepcopy(student.model).cpu().eval()
     pruning = prune_channels(model, spec.prune, data.train_x[:1]) if spec.prune else None

@@ -14,6 +14,7 @@ from edgepack.core import distributed
 from edgepack.stages.context import BuildContext
 from edgepack.stages.pipeline import Products
 from edgepack.stages.records import DistilledStudent, PreparedData, SearchResult, TeacherLogits
+from edgepack.stages.student_view import student_data
 from edgepack.training.predict import batched
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def distill_student(context: BuildContext, got: Products) -> DistilledStudent:
-    data, logits = got[PreparedData], got[TeacherLogits]
+    data, logits = student_data(got), got[TeacherLogits]
     recipe = context.target.distill
     if context.options.quick:
         recipe = quick_recipe(context.target, len(data.train))

@@ -1,4 +1,9 @@
-"""Stage ``load data``: the project's images at the student's resolution, as model inputs.
+"""Stage ``load data``: the project's images at the teacher's side, as model inputs.
+
+The side is the project's ``input.size`` (the profile's ``student.resolution`` without one):
+the teacher sees it and its logits are cached at it. A student below it (``student.downscale``,
+or a search candidate) reads the same images downscaled, through
+:func:`edgepack.stages.student_view.student_data` after the search stage.
 
 Nothing is converted here: the images stay uint8 (a large folder in its on-disk store) and the
 record's inputs convert per batch (:class:`edgepack.data.batches.ModelInputs`), so this stage's
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from edgepack.config.student_side import teacher_side
 from edgepack.core.errors import InputError
 from edgepack.stages.context import BuildContext
 from edgepack.stages.pipeline import Products
@@ -26,7 +32,7 @@ def load_data(context: BuildContext, got: Products) -> PreparedData:
     if shared.project_data is None:
         shared.project_data = context.project.load_data(options.cache_dir, options.progress)
     key = (
-        target.student.resolution,
+        teacher_side(target, context.project),
         options.quick,
         target.quick.train_samples,
         target.quick.test_samples,
@@ -54,7 +60,7 @@ def _prepare(context: BuildContext, teacher: TeacherModel, data: ProjectData) ->
                 f"{split} images have {images.images.shape[-1]} channels; the project's input "
                 f"spec expects {project.input.channels}"
             )
-    resolution = target.student.resolution
+    resolution = teacher_side(target, project)
     train_x = ModelInputs(train.images, project.input, resolution)
     test_x = ModelInputs(test.images, project.input, resolution)
     calibration_x = train_x

@@ -13,6 +13,7 @@ from edgepack.release.request import calibration_batches, shipped_request
 from edgepack.stages.context import BuildContext
 from edgepack.stages.pipeline import Products
 from edgepack.stages.records import DistilledStudent, ExportResult, PreparedData, Recovery
+from edgepack.stages.student_view import student_data
 
 if TYPE_CHECKING:
     import torch
@@ -37,7 +38,7 @@ def export_request(
 def export(context: BuildContext, got: Products) -> ExportResult:
     from edgepack.exporters import get_exporter
 
-    data, student, recovery = got[PreparedData], got[DistilledStudent], got[Recovery]
+    data, student, recovery = student_data(got), got[DistilledStudent], got[Recovery]
     exporter = get_exporter(context.target.format)
     request = dataclasses.replace(
         export_request(context, data, student.model), int8=recovery.recipe

@@ -26,6 +26,7 @@ from edgepack.stages.context import BuildContext
 from edgepack.stages.pipeline import Products
 from edgepack.stages.quantize_export import export_request
 from edgepack.stages.records import DistilledStudent, PreparedData, Recovery, TeacherLogits
+from edgepack.stages.student_view import student_data
 
 if TYPE_CHECKING:
     import torch
@@ -46,7 +47,7 @@ def recover(context: BuildContext, got: Products) -> Recovery:
     if reason is not None:
         plain = Int8Recipe(spec.calibration, per_channel=spec.per_channel)
         return Recovery(plain, f"not run: {reason}")
-    data, student = got[PreparedData], got[DistilledStudent]
+    data, student = student_data(got), got[DistilledStudent]
     goal = _goal(context, got)
     # The model the exporter will be asked for: a grayscale student already folded to its RGB
     # input, so the int8 module chosen here is the one the artifact is made from.
@@ -105,7 +106,7 @@ def ladder(
     qat = None
     if spec.qat_epochs > 0:
         logits, student = got[TeacherLogits], got[DistilledStudent]
-        train = (got[PreparedData].train_x, logits.train_labels, logits.train_logits)
+        train = (student_data(got).train_x, logits.train_labels, logits.train_logits)
         loss = context.task.distillation_loss
         qat = qat_maker(trials.request, train, student.recipe, spec, loss)  # type: ignore[arg-type]
     calibration = spec.calibration

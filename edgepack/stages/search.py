@@ -4,6 +4,8 @@ untrained exports, ranked by short distillations on the cached teacher logits)."
 
 from __future__ import annotations
 
+import dataclasses
+
 from edgepack.core import distributed
 from edgepack.core.errors import ConfigError
 from edgepack.stages.context import BuildContext
@@ -47,8 +49,11 @@ def search_student(context: BuildContext, got: Products) -> SearchResult:
             ),
         )
     )
+    chosen = outcome.chosen
+    if chosen.resolution < data.resolution:  # read downscaled: pinned, it needs the key too
+        chosen = dataclasses.replace(chosen, downscale=True)
     return SearchResult(
-        student=outcome.chosen,
+        student=chosen,
         searched=True,
         rule=outcome.rule,
         rows=tuple(outcome.rows),

@@ -13,7 +13,8 @@ from edgepack.compression.shipped import shipped_sparsity
 from edgepack.core.errors import VerificationError
 from edgepack.stages.context import BuildContext
 from edgepack.stages.pipeline import Products
-from edgepack.stages.records import DistilledStudent, ExportResult, PreparedData, Verification
+from edgepack.stages.records import DistilledStudent, ExportResult, Verification
+from edgepack.stages.student_view import student_data
 from edgepack.training.predict import batched
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def verify(context: BuildContext, got: Products) -> Verification:
 
     fmt = context.target.format
     exporter = get_exporter(fmt)
-    export, data = got[ExportResult], got[PreparedData]
+    export, data = got[ExportResult], student_data(got)
     inspection = exporter.inspect(export.int8.path, export.request)
     inspection["delegation"] = delegate_coverage(fmt, export.int8.path)  # ops off the fast path
     # compress.sparsity: the artifact's own zero weights and bytes (raises if zeros were lost)

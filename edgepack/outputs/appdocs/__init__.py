@@ -59,6 +59,7 @@ def render_readme(manifest: dict[str, Any], labels: tuple[str, ...]) -> str:
         colour=facts.colour,
         formula=facts.formula,
         converts=f"\n- {esc.markdown(facts.converts)}" if facts.converts else "",
+        resize=f"; {esc.markdown(facts.resize)}" if facts.resize else "",
         mean=_numbers(mean),
         std=_numbers(std),
         gain=_numbers([1 / (255 * s) for s in std]),

@@ -33,6 +33,7 @@ class Facts:
     std: tuple[float, ...]
     formula: str
     converts: str  # what the model does to its input beyond the formula, or ""
+    resize: str  # how the build shrank the teacher's images for this student, or ""
     input_name: str
     output_name: str
     budgets: tuple[dict[str, Any], ...]
@@ -87,10 +88,22 @@ def facts_from(manifest: dict[str, Any], labels: tuple[str, ...]) -> Facts:
         std=tuple(put["std"]),
         formula=put["formula"],
         converts=str(put.get("converts") or ""),
+        resize=_resize(put),
         input_name=put.get("name", "image"),
         output_name=manifest["output"].get("name", "logits"),
         budgets=tuple(manifest["budgets"]),
         passed=bool(manifest["passed"]),
         accuracy=manifest["accuracy"],
         export=profile.get("export") or {},
+    )
+
+
+def _resize(put: dict[str, Any]) -> str:
+    """The input section's note for a student below the teacher's side, or ""."""
+    native = put.get("downscaled_from")
+    if not native:
+        return ""
+    return (
+        f"trained and verified on the {native}x{native} images downscaled by "
+        f"{put['resampling']}: resize yours the same way"
     )

@@ -60,7 +60,8 @@ def target_html(folder: Path, manifest: dict[str, Any]) -> str:
     passed = all(b.get("status") != "fail" for b in manifest.get("budgets", []))
     subtitle = (
         f"{escape(target['format'])} · {escape(manifest.get('effort', ''))} effort · built "
-        f"{escape(manifest.get('created', ''))} · {page.verdict(passed)}"
+        f"{escape(manifest.get('created', ''))} · {escape(_input_side(manifest))}"
+        f"{page.verdict(passed)}"
     )
     labels = _labels(folder)
     history = manifest.get("student", {}).get("distill", {}).get("history") or []
@@ -103,6 +104,17 @@ def target_html(folder: Path, manifest: dict[str, Any]) -> str:
     if searched is not None:
         sections.insert(1, searched)
     return page.page(f"edgepack · {target['name']}", subtitle, sections)
+
+
+def _input_side(manifest: dict[str, Any]) -> str:
+    """The side the artifact takes ("input 20×20 px, downscaled from 28 · "), when recorded."""
+    put = manifest.get("input") or {}
+    shape = put.get("example_nchw_shape")
+    if not shape:
+        return ""
+    native = put.get("downscaled_from")
+    downscaled = f", downscaled from {native}×{native}" if native else ""
+    return f"input {shape[-2]}×{shape[-1]} px{downscaled} · "
 
 
 def _budget_table(budgets: list[dict[str, Any]]) -> str:
