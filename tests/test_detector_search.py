@@ -241,3 +241,32 @@ def test_a_forged_cached_score_is_a_miss(tmp_path: Path, payload: bytes) -> None
     assert _cached(path) is None
     write_entry(path, b'{"map": 0.25}', _SCORES)
     assert _cached(path) == 0.25
+
+
+def test_a_lone_candidate_is_chosen_without_training() -> None:
+    from edgepack.selection.detector_rank import halve
+
+    lone = _row("mobilenetv3_small", 0.35, 0.0, 300_000).but(accuracy=None, round=None)
+    pool = None  # never read: nothing is trained for one candidate
+    (chosen,) = halve([lone], pool, None, 64)  # type: ignore[arg-type]
+    assert chosen.status == "chosen" and chosen.reason == "the only candidate within the budgets"
+    assert chosen.accuracy is None and chosen.images is None
+
+
+def test_nothing_fits_names_the_closest_or_why_none_was_measured() -> None:
+    from types import SimpleNamespace
+
+    from edgepack.selection.detector_search import nothing_fits
+
+    target = SimpleNamespace(source=Path("tight.yaml"))
+    big = Row("mobilenetv2", 0.5, 96, "pruned", "size 1064.5 KB > 900 KB", size_bytes=1_090_081)
+    small = Row(
+        "mobilenetv3_small", 0.35, 96, "pruned", "size 329.4 KB > 300 KB", size_bytes=337_293
+    )
+    message = nothing_fits(target, [big, small])  # type: ignore[arg-type]
+    assert message == (
+        "tight.yaml: student: auto found no detector within the budgets; the closest, "
+        "mobilenetv3_small ×0.35 @96: size 329.4 KB > 300 KB; raise the budget or widen search:"
+    )
+    skipped = Row("mobilenetv2_small", 0.5, 96, "skipped", "not a detector backbone: …")
+    assert "(mobilenetv2_small: not a detector backbone" in nothing_fits(target, [skipped])  # type: ignore[arg-type]
