@@ -27,7 +27,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("build", "check"),
     ("outputs",),
     ("stages",),
-    ("selection", "recovery"),
+    ("selection",),
+    ("recovery",),  # the search's deciding round runs a per-tensor twin's short QAT
     ("compression",),  # the search sizes and ranks pruned candidates
     ("training",),
     ("release",),

@@ -3,6 +3,7 @@ deterministic ranking, and the quick end-to-end build and fit on the sample."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -175,7 +176,7 @@ def _pool(fingerprint: str = "") -> object:
     """640 16×16 images whose labels shift their mean; a ``fingerprint`` caches their scores."""
     import torch
 
-    from edgepack.selection.rank import split
+    from edgepack.selection.pool import split
 
     generator = torch.Generator().manual_seed(1)
     labels = np.random.default_rng(1).integers(0, 10, 640)
@@ -217,7 +218,8 @@ def test_ties_go_to_the_smaller_file_then_candidate_order() -> None:
 
 
 def test_ties_within_the_validation_noise_go_to_the_smaller_file() -> None:
-    from edgepack.selection.rank import standard_error, tolerant_order
+    from edgepack.selection.pool import standard_error
+    from edgepack.selection.rank import tolerant_order
 
     # 5,000 validation images at 91 %: one standard error is 0.40 points
     assert standard_error(0.91, 5000) == pytest.approx(0.00405, abs=1e-5)
@@ -335,7 +337,9 @@ def test_fit_offers_the_per_tensor_twin_of_a_file_over_the_size_budget(
     assert (
         sizes["mobilenetv2_small ×0.25 @28"] > 60 > sizes["mobilenetv2_small ×0.25 @28 per-tensor"]
     )
-    assert "twins rank by float accuracy" in result.output
+    assert "or for a per-tensor twin that PTQ hurt, the better of that and a short QAT" in (
+        " ".join(result.output.split())
+    )
     pinned = result.output.split("with:\n\n", 1)[1]
     assert pinned.endswith("quantization:\n  per_channel: false\n")
 
@@ -380,3 +384,60 @@ def test_the_chosen_reason_says_when_a_tie_decided() -> None:
     )
     smaller = pruned.but(per_channel=False, size_bytes=50_000, accuracy=0.9200)
     assert chosen_reason(smaller, [twin], by_int8=False).endswith("): smaller file")
+
+
+def test_the_deciding_round_ranks_a_per_tensor_twin_by_its_measured_int8() -> None:
+    """The sample's 100 KB final again, ranked by int8 as it is now: every finalist's int8 is
+    measured (a per-tensor twin's after the short QAT where PTQ hurt it), so within the noise
+    the smaller file wins, per-tensor or not; beyond the noise the better int8 does."""
+    from edgepack.selection.rank import chosen_reason, tolerant_order
+
+    pruned = Row("mobilenetv2_small", 0.6, 28, "fits", size_bytes=94_250, accuracy=0.9182,
+                 int8_accuracy=0.9176, round=3, prune=0.3)  # fmt: skip
+    twin = Row("mobilenetv3_lowres", 0.35, 28, "fits", size_bytes=79_150, accuracy=0.9206,
+               int8_accuracy=0.9170, qat=True, round=3, per_channel=False)  # fmt: skip
+    assert tolerant_order([pruned, twin], True, 1.0, 5000) == [twin, pruned]
+    assert chosen_reason(twin, [pruned], by_int8=True) == (
+        "tied on int8 validation accuracy with mobilenetv2_small ×0.6 @28 pruned 30 % "
+        "(91.70% vs 91.76%, within the noise): smaller file"
+    )
+    worse = twin.but(int8_accuracy=0.9050)  # 1.3 points below: beyond one standard error
+    assert tolerant_order([worse, pruned], True, 1.0, 5000) == [pruned, worse]
+    # ranked by float (an earlier round), the per-channel candidate still wins the tie
+    assert tolerant_order([pruned, twin], False, 1.0, 5000) == [pruned, twin]
+
+
+def test_a_per_tensor_finalist_that_ptq_hurt_gets_a_short_qat(tmp_path: Path) -> None:
+    """Real PTQ and real QAT on a tiny pool: the figure is the better of the two, flagged when
+    QAT's; a per-channel finalist, or a twin PTQ did not hurt, is scored by PTQ alone."""
+    from edgepack.selection import final_score
+    from edgepack.selection.candidates import Candidate
+    from edgepack.selection.rank import successive_halving, train_short
+
+    pool, quant = _pool("qat"), load_target("android").quantization
+    recipe = load_target("android").distill
+    twin = Candidate("mobilenetv2_small", 0.35, 16).per_tensor()
+    model = train_short(twin, 256, pool, recipe)  # type: ignore[arg-type]
+    score = final_score._scorer(pool)  # type: ignore[arg-type]
+    ptq = score(final_score.int8_twin(model, pool, per_channel=False))  # type: ignore[arg-type]
+    args = (model, twin, pool, 256, recipe, quant)
+    # a float figure far above PTQ's: the twin was hurt, so QAT runs and the better one counts
+    hurt, qat = final_score.shipped_int8(*args, 1.0)  # type: ignore[arg-type]
+    assert hurt >= ptq and qat == (hurt > ptq)
+    # PTQ within the noise of the float figure: no QAT
+    assert final_score.shipped_int8(*args, ptq) == (ptq, False)  # type: ignore[arg-type]
+    no_qat = dataclasses.replace(quant, qat_epochs=0)  # the build would ship PTQ: so is it scored
+    assert final_score.shipped_int8(*args[:5], no_qat, 1.0) == (ptq, False)  # type: ignore[arg-type]
+    plain = Candidate("mobilenetv2_small", 0.35, 16)
+    ptq_pc = score(final_score.int8_twin(model, pool))  # type: ignore[arg-type]
+    assert final_score.shipped_int8(model, plain, pool, 256, recipe, quant, 1.0) == (ptq_pc, False)  # type: ignore[arg-type]
+    # through the ranking, cached with its flag: a rerun trains nothing and says the same
+    rows = [
+        Row("mobilenetv2_small", 0.35, 16, "fits", size_bytes=40_000, per_channel=False),
+        Row("mobilenetv2_small", 0.5, 16, "fits", size_bytes=69_000),
+    ]
+    cache = tmp_path / "search"
+    ranked = successive_halving(rows, pool, recipe, 256, cache=cache, quant=quant)  # type: ignore[arg-type]
+    again = successive_halving(rows, pool, recipe, 256, cache=cache, quant=quant)  # type: ignore[arg-type]
+    assert again == ranked and all(row.int8_accuracy is not None for row in ranked)
+    assert not any(row.qat for row in ranked if row.per_channel)

@@ -37,7 +37,8 @@ def _profile(tmp: Path, name: str, extends: str = "android", **sections: object)
 
 
 def test_pruned_candidates_are_named_ordered_and_keyed_by_their_ratio() -> None:
-    from edgepack.selection.rank import _score_key, split
+    from edgepack.selection.pool import split
+    from edgepack.selection.rank import _score_key
 
     pruned = WIDE.pruned(0.3)
     assert pruned.name == "mobilenetv2_small ×0.6 @28 pruned 30 %"
@@ -50,8 +51,11 @@ def test_pruned_candidates_are_named_ordered_and_keyed_by_their_ratio() -> None:
     assert len(keys) == 3
 
 
-def test_the_profile_key_defaults_to_one_ratio_and_is_checked(tmp_path: Path) -> None:
-    assert prune_ratios(load_target("android")) == (0.3,)
+def test_the_profile_key_is_opt_in_and_checked(tmp_path: Path) -> None:
+    assert prune_ratios(load_target("android")) == ()
+    assert "opt in" in (prune_lever(load_target("android")) or "")
+    one = load_target(str(_profile(tmp_path, "one", search={"prune": [0.3]})))
+    assert prune_ratios(one) == (0.3,) and prune_lever(one) is None
     two = load_target(str(_profile(tmp_path, "two", search={"prune": [0.5, 0.3, 0.5]})))
     assert prune_ratios(two) == (0.3, 0.5)
     bad = [
@@ -66,15 +70,18 @@ def test_the_profile_key_defaults_to_one_ratio_and_is_checked(tmp_path: Path) ->
 
 def test_pruned_candidates_are_offered_only_where_the_build_can_prune(tmp_path: Path) -> None:
     cases = {
-        "search.prune is empty": {"search": {"prune": []}},
-        "sets compress.prune itself": {"compress": {"prune": 0.2}},
-        "no size or latency budget": {"budgets": {"max_size_kb": None, "max_latency_ms": None}},
+        "search.prune is not set": {"search": {"prune": []}},
+        "sets compress.prune itself": {"compress": {"prune": 0.2}, "search": {"prune": [0.3]}},
+        "no size or latency budget": {
+            "budgets": {"max_size_kb": None, "max_latency_ms": None},
+            "search": {"prune": [0.3]},
+        },
     }
     for i, (reason, sections) in enumerate(cases.items()):
         target = load_target(str(_profile(tmp_path, f"p{i}", **sections)))
         assert reason in (prune_lever(target) or ""), (reason, prune_lever(target))
         assert prune_ratios(target) == ()
-    latency_only = {"budgets": {"max_size_kb": None}}
+    latency_only = {"budgets": {"max_size_kb": None}, "search": {"prune": [0.3]}}
     assert prune_lever(load_target(str(_profile(tmp_path, "lat", **latency_only)))) is None
 
 
@@ -328,7 +335,7 @@ def test_quick_auto_build_prunes_the_searched_student(tmp_path: Path, shared_cac
 
     sections = {
         "student": "auto",
-        "search": {"families": ["mobilenetv2_small"], "widths": [0.6]},
+        "search": {"families": ["mobilenetv2_small"], "widths": [0.6], "prune": [0.3]},
         "quick": {"min_steps": 1},
         "compress": {"recover_epochs": 1},
         "budgets": {"max_size_kb": 100, "max_latency_ms": None, "max_accuracy_drop_pp": 60.0,

@@ -83,7 +83,7 @@ class SearchSpec:
     # tie, which the smaller file (then the lower latency) wins; 0: the best score alone.
     tie_standard_errors: float = field(default=1.0, metadata=between(0, 5))
     # Channel-pruning ratios tried on a candidate whose plain network breaks the size or latency
-    # budget (edgepack.selection.candidates.prune_lever); null: [0.3], []: none.
+    # budget (edgepack.selection.candidates.prune_lever); null or []: none (opt in, e.g. [0.3]).
     prune: list[float] | None = field(default=None, metadata=above(0, 0.9) | {"each": True})
 
 

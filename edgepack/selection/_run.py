@@ -17,8 +17,9 @@ from edgepack.selection.candidates import (
     prune_lever,
     prune_ratios,
 )
+from edgepack.selection.pool import split
 from edgepack.selection.prune import Verdict, over_size_only, prune
-from edgepack.selection.rank import TIE_BREAK, split, successive_halving
+from edgepack.selection.rank import TIE_BREAK, successive_halving
 from edgepack.selection.table import STATUSES, Row
 
 if TYPE_CHECKING:
@@ -33,8 +34,8 @@ log = logging.getLogger(__name__)
 RULE = (
     "prune on the size and latency budgets (untrained exports on the profile's runner); "
     "successive halving of short distillations, each round keeping the better half by accuracy "
-    "on a validation split of the training images (the final round: the int8 twin's when "
-    "every finalist has per-channel weights); "
+    "on a validation split of the training images (the final round by int8: the PT2E twin's, "
+    "or for a per-tensor twin that PTQ hurt, the better of that and a short QAT's); "
     f"{TIE_BREAK}"
 )
 
@@ -110,7 +111,7 @@ def search(inputs: SearchInputs) -> Outcome:
             first = min(first, len(pool.train_x))
         ranked = successive_halving(
             fitting, pool, target.distill, first, progress=inputs.progress, cache=cache,
-            tie_errors=spec.tie_standard_errors,
+            tie_errors=spec.tie_standard_errors, quant=target.quantization,
         )  # fmt: skip
         chosen = ranked[0].candidate
         rule = RULE + weights_rule(lever_off) + prune_rule(prune_lever(target), ratios)
@@ -145,8 +146,8 @@ def weights_rule(lever_off: str | None) -> str:
         return f"; per-tensor twins not offered ({lever_off})"
     return (
         "; a candidate over the size budget with per-channel weights is sized again with "
-        "per-tensor weights; such twins rank by float accuracy (the build's recover stage "
-        "runs QAT on them when plain int8 misses the accuracy budget)"
+        "per-tensor weights (the build's recover stage runs QAT on such a twin when plain int8 "
+        "misses the accuracy budget)"
     )
 
 

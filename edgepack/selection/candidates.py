@@ -22,11 +22,13 @@ from edgepack.config.profiles import SearchSpec, StudentSpec, Target
 from edgepack.core.errors import ConfigError
 
 DEFAULT_WIDTHS = (0.25, 0.35, 0.5, 0.6, 0.75, 1.0)
-# One ratio: each pruned candidate adds an untrained export to size it and, where it fits, a short
-# run that costs about 1.5 plain ones (edgepack.selection.rank), and pruned candidates are offered
-# only for networks over a budget. 0.3 is the ratio the compress stage was measured at on the
-# sample (×0.6: 148.7 -> 92.0 KB, int8 93.14 -> 92.58 %), between the plain widths' steps.
-DEFAULT_PRUNE = (0.3,)
+# No pruning ratios unless the profile asks (``search: {prune: [0.3]}``). Measured on the sample:
+# each pruned candidate adds an untrained export to size it and, where it fits, a short run that
+# costs about 1.5 plain ones; at 100 KB the axis added 1,460 s to a 2,073 s search (past the
+# bound of a search at most doubling a build), and its choice (×0.6 pruned 30 %, int8 93.20 %)
+# came out below the plain V3 ×0.35 twin (93.36 %). At equal epochs pruning 30 % did not beat the
+# plain width of its size either (scripts/benchmarks/bench_low_rank.py). A project whose own
+# student prunes well opts in; 0.3 is the ratio the compress stage was measured at.
 
 
 def check_families(target: Target) -> None:
@@ -170,8 +172,7 @@ def prune_ratios(target: Target) -> tuple[float, ...]:
     :func:`prune_lever` says why not."""
     if prune_lever(target) is not None:
         return ()
-    ratios = target.search.prune
-    return tuple(sorted(set(DEFAULT_PRUNE if ratios is None else ratios)))
+    return tuple(sorted(set(target.search.prune or ())))
 
 
 def prune_lever(target: Target) -> str | None:
@@ -182,7 +183,7 @@ def prune_lever(target: Target) -> str | None:
     search's ratio (a profile that sets ``compress.prune`` keeps its own)."""
     budgets = target.budgets
     reasons = (
-        (target.search.prune == [], "search.prune is empty"),
+        (not target.search.prune, "search.prune is not set; opt in with e.g. [0.3]"),
         (target.compress.prune is not None, "the profile sets compress.prune itself"),
         (
             budgets.max_size_kb is None and budgets.max_latency_ms is None,

@@ -9,24 +9,24 @@ full recipe per candidate.
 
 Ranking uses a validation split carved from the training images, never the test set: the
 test set then still gives an unbiased accuracy for the chosen student. The deciding round
-(two candidates or fewer) ranks by the PT2E int8 twin's accuracy, since int8 is what ships
-and a hard-swish/squeeze-excite student can lose more to int8 than a ReLU6 one.
+(two candidates or fewer) ranks by int8 accuracy, since int8 is what ships and a
+hard-swish/squeeze-excite student can lose more to int8 than a ReLU6 one: the PT2E twin's, and
+for a per-tensor twin that PTQ hurt, the better of that and a short QAT's
+(:mod:`edgepack.selection.final_score` says why and what it costs).
 
 Each short run's scores are cached under ``<cache>/search/`` keyed by the candidate, its
 images, the recipe and the data's and teacher's fingerprints: ``edgepack fit`` followed by a
 ``student: auto`` build ranks once.
 
 Per-tensor twins (a network whose per-channel file broke the size budget, sized again with
-one weight scale per tensor) train and score like any candidate, but per-tensor PTQ loses
-points that the build's QAT wins back (the sample's ×0.75: 93.81 % after QAT). So a deciding
-round with a per-tensor finalist ranks every finalist by float accuracy, the one figure that
-compares them fairly before recovery; the int8 twins are still scored and listed.
+one weight scale per tensor) train and score like any candidate; earlier rounds rank them by
+float accuracy like the rest.
 
 Pruned candidates (a network over a budget with a share of each layer's channels removed,
 sized pruned) rank on the build's own recipe in small: the base width distilled on the round's
 images, pruned (real torch-pruning), then recovered by distilling again on the first
 ``RECOVER_SHARE`` of the same images, and scored like any candidate on the same validation
-split, by the same tie rule (the final round by the int8 twin). A pruned candidate's run thus
+split, by the same tie rule (the final round by int8). A pruned candidate's run thus
 costs 1 + RECOVER_SHARE = 1.5 short runs of its base width, less in practice (the recovery
 trains the pruned, cheaper network): for the sample's ×0.6 pruned 30 %, about 1.25 short runs
 of ×0.6 (the pruned net has 49 % fewer MACs). Why half and not the build's ratio
@@ -38,10 +38,10 @@ student does (its recipe plus ``recover_epochs``).
 
 Ties: accuracies within ``tie_errors`` binomial standard errors of the best still in the
 running, sqrt(p(1 - p) / n) on the n validation images (n = 5,000 at p = 0.92: 0.38 points),
-are noise, not a ranking; among them a per-channel candidate beats a per-tensor twin (its int8
-accuracy is measured, the twin's is QAT's promise), then the smaller file wins, then the lower
-latency, then the candidate order (family, width, resolution, weights): the choice is a
-function of the inputs alone.
+are noise, not a ranking; among them, in a round ranked by float accuracy, a per-channel
+candidate beats a per-tensor twin (the twin's int8 is not measured yet); then the smaller file
+wins, then the lower latency, then the candidate order (family, width, resolution, weights):
+the choice is a function of the inputs alone.
 """
 
 from __future__ import annotations
@@ -51,73 +51,26 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from edgepack.config.profiles import DistillSpec
+from edgepack.config.profiles import DistillSpec, QuantSpec
 from edgepack.core.cache import discard, parse_json, read_entry, write_entry
 from edgepack.selection.candidates import Candidate
+from edgepack.selection.pool import Pool, standard_error
 from edgepack.selection.table import Row
-from edgepack.tasks import DEFAULT_TASK
 
 if TYPE_CHECKING:
     import torch
-
-    from edgepack.data.batches import ModelInputs
 
 log = logging.getLogger(__name__)
 
 RECOVER_SHARE = 0.5  # a pruned candidate recovers on this share of its round's images
 
 TIE_BREAK = (
-    "ties (within the binomial standard error of the validation accuracy): per-channel "
-    "weights, then smaller file, lower latency, candidate order"
+    "ties (within the binomial standard error of the validation accuracy): smaller file, "
+    "lower latency, candidate order (per-channel weights first in rounds ranked by float)"
 )
-
-
-@dataclass(frozen=True)
-class Pool:
-    """The training images split for ranking: ``train`` to learn from, ``val`` to score on."""
-
-    train_x: torch.Tensor
-    train_logits: np.ndarray
-    train_labels: np.ndarray
-    val_x: torch.Tensor
-    val_labels: np.ndarray
-    calibration: torch.Tensor
-    fingerprint: str = ""  # teacher, data and split: part of every cached score's key
-    task: str = DEFAULT_TASK  # whose metric scores a candidate (edgepack.tasks)
-
-
-def split(
-    x: ModelInputs | torch.Tensor,
-    logits: np.ndarray,
-    labels: np.ndarray,
-    val_images: int,
-    seed: int,
-    fingerprint: str = "",
-    task: str = DEFAULT_TASK,
-) -> Pool:
-    """A seeded split: at most ``val_images`` and at most a fifth of the images to score on."""
-    import torch
-
-    order = np.random.default_rng(seed).permutation(len(x))
-    count = max(1, min(val_images, len(x) // 5))
-    val, train = np.sort(order[:count]), order[count:]  # train keeps the seeded order
-    index = torch.from_numpy(train)
-    return Pool(
-        train_x=x[index],
-        train_logits=logits[train],
-        train_labels=labels[train],
-        val_x=x[torch.from_numpy(val)],
-        val_labels=labels[val],
-        calibration=x[index[:128]],
-        fingerprint=f"{fingerprint}|{val_images}|{seed}" if fingerprint else "",
-        task=task,
-    )
 
 
 def successive_halving(
@@ -129,10 +82,12 @@ def successive_halving(
     progress: bool = False,
     cache: Path | None = None,
     tie_errors: float = 1.0,
+    quant: QuantSpec | None = None,
 ) -> list[Row]:
     """Train and score ``rows`` (candidates within the budgets); returns them with their
     accuracies and statuses, the winner marked ``chosen``. ``tie_errors``: how many binomial
-    standard errors of the validation accuracy count as a tie (the smaller file wins it)."""
+    standard errors of the validation accuracy count as a tie (the smaller file wins it);
+    ``quant``: the profile's, whose QAT settings a per-tensor finalist's short QAT takes."""
     if len(rows) == 1:
         return [rows[0].but(status="chosen", reason="the only candidate within the budgets")]
     done: list[Row] = []
@@ -141,10 +96,10 @@ def successive_halving(
     for round_ in range(_rounds(len(rows))):
         final = len(alive) <= 2
         scored = [
-            _score(row, round_, images, pool, recipe, final=final, progress=progress, cache=cache)
+            _score(row, round_, images, pool, recipe, final, progress, cache, quant)
             for row in alive
         ]
-        by_int8 = final and all(row.per_channel for row in scored)
+        by_int8 = final  # every finalist's int8 is measured (a short QAT where it shipped one)
         scored = tolerant_order(scored, by_int8, tie_errors, len(pool.val_labels))
         keep = 1 if final else math.ceil(len(scored) / 2)
         alive = scored[:keep]
@@ -161,12 +116,12 @@ def successive_halving(
 def chosen_reason(winner: Row, finalists: list[Row], by_int8: bool) -> str:
     """Why the winner won its final round: the best score, or a tie with a better score that
     the tie rule settled (the first of :func:`_cost_key`'s criteria that differs)."""
-    scored_by = "int8 (PT2E twin)" if by_int8 else "float"
+    scored_by = "int8" if by_int8 else "float"
     rivals = [row for row in finalists if row.round == winner.round]
     best = max(rivals, key=lambda row: _score_of(row, by_int8), default=winner)
     if _score_of(best, by_int8) <= _score_of(winner, by_int8):
         return f"best {scored_by} validation accuracy"
-    mine, theirs = _cost_key(winner), _cost_key(best)
+    mine, theirs = _cost_key(winner, by_int8), _cost_key(best, by_int8)
     why = next(
         label
         for label, a, b in zip(_COST_LABELS, mine, theirs, strict=True)
@@ -187,21 +142,16 @@ def tolerant_order(rows: list[Row], by_int8: bool, tie_errors: float, images: in
     """``rows`` best first: repeatedly, of those left, the safest and cheapest (per-channel
     weights, smaller file, lower latency, candidate order) among the scores within ``tie_errors`` binomial standard
     errors of the best score left (on ``images`` validation images)."""
-    left = sorted(rows, key=lambda row: (-_score_of(row, by_int8), _cost_key(row)))
+    left = sorted(rows, key=lambda row: (-_score_of(row, by_int8), _cost_key(row, by_int8)))
     ordered = []
     while left:
         best = _score_of(left[0], by_int8)
         margin = tie_errors * standard_error(best, images)
         tied = [row for row in left if _score_of(row, by_int8) >= best - margin - 1e-12]
-        pick = min(tied, key=_cost_key)
+        pick = min(tied, key=lambda row: _cost_key(row, by_int8))
         ordered.append(pick)
         left.remove(pick)
     return ordered
-
-
-def standard_error(accuracy: float, images: int) -> float:
-    """The binomial standard error of an accuracy measured on ``images`` images."""
-    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(images, 1))
 
 
 def _score_of(row: Row, by_int8: bool) -> float:
@@ -212,10 +162,12 @@ def _score_of(row: Row, by_int8: bool) -> float:
 _COST_LABELS = ("per-channel weights", "smaller file", "lower latency", "candidate order")
 
 
-def _cost_key(row: Row) -> tuple[Any, ...]:
-    # A per-tensor twin's int8 accuracy is a promise (QAT in the build), a per-channel
-    # candidate's is measured: within the noise the measured one wins, whatever the bytes.
-    return (not row.per_channel, row.size_bytes or 0, row.latency_ms or 0.0, row.candidate)
+def _cost_key(row: Row, by_int8: bool) -> tuple[Any, ...]:
+    # Ranked by float, a per-tensor twin's int8 is not measured yet, a per-channel candidate's
+    # costs little: within the noise the per-channel one wins, whatever the bytes. Ranked by
+    # int8, both are measured (final_score) and the bytes decide.
+    risky = not (by_int8 or row.per_channel)
+    return (risky, row.size_bytes or 0, row.latency_ms or 0.0, row.candidate)
 
 
 def _score(
@@ -224,66 +176,85 @@ def _score(
     images: int,
     pool: Pool,
     recipe: DistillSpec,
-    *,
     final: bool,
     progress: bool,
     cache: Path | None = None,
+    quant: QuantSpec | None = None,
 ) -> Row:
     path = None
     if cache is not None and pool.fingerprint:
-        path = cache / f"score-{_score_key(row.candidate, images, recipe, pool, final)}.json"
+        key = _score_key(row.candidate, images, recipe, pool, final, quant)
+        path = cache / f"score-{key}.json"
     scores = _cached_scores(path)
     if scores is None:
-        scores = _train_and_score(row.candidate, images, pool, recipe, final, progress)
+        scores = _train_and_score(row.candidate, images, pool, recipe, final, progress, quant)
         if path is not None:
             write_entry(path, json.dumps(scores).encode(), _SCORES)
     log.info("search: %s images %d scores %s", row.candidate.name, images, scores)
     return row.but(
-        accuracy=scores["float"], int8_accuracy=scores["int8"], round=round_, images=images
+        accuracy=scores["float"],
+        int8_accuracy=scores["int8"],
+        qat=bool(scores.get("qat")),
+        round=round_,
+        images=images,
     )
 
 
 def _train_and_score(
-    candidate: Candidate, images: int, pool: Pool, recipe: DistillSpec, final: bool, progress: bool
-) -> dict[str, float | None]:
+    candidate: Candidate,
+    images: int,
+    pool: Pool,
+    recipe: DistillSpec,
+    final: bool,
+    progress: bool,
+    quant: QuantSpec | None = None,
+) -> dict[str, float | bool | None]:
+    from edgepack.selection.final_score import shipped_int8
+    from edgepack.selection.sides import pool_at_side
     from edgepack.tasks import get_task
     from edgepack.training.predict import batched
 
+    pool = pool_at_side(pool, candidate.resolution)  # below the build's side: downscaled
     score = get_task(pool.task).score
     model = train_short(candidate, images, pool, recipe, progress=progress)
     float_accuracy = score(batched(model, pool.val_x), pool.val_labels)
-    int8 = None
-    if final:
-        twin = int8_twin(model, pool, per_channel=candidate.per_channel)
-        int8 = score(batched(twin, pool.val_x), pool.val_labels)
-    return {"float": float_accuracy, "int8": int8}
+    if not final:
+        return {"float": float_accuracy, "int8": None, "qat": False}
+    int8, qat = shipped_int8(model, candidate, pool, images, recipe, quant, float_accuracy)
+    return {"float": float_accuracy, "int8": int8, "qat": qat}
 
 
 _SCORES = "search score"
 
 
 def _score_key(
-    candidate: Candidate, images: int, recipe: DistillSpec, pool: Pool, final: bool
+    candidate: Candidate,
+    images: int,
+    recipe: DistillSpec,
+    pool: Pool,
+    final: bool,
+    quant: QuantSpec | None = None,
 ) -> str:
-    # An unpruned candidate's repr as it was before pruning joined: its cached scores still count.
-    shown = repr(candidate) if candidate.prune else repr(candidate).replace(", prune=0.0", "")
+    shown = json.dumps(candidate.key_parts(), sort_keys=True)  # the sizing cache's fields
     parts = [shown, str(images), repr(recipe), pool.fingerprint, str(final)]
+    if final and not candidate.per_channel:
+        parts.append(f"qat={quant.qat_epochs > 0},{quant.qat_lr}" if quant else "qat=None")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-def _cached_scores(path: Path | None) -> dict[str, float | None] | None:
+def _cached_scores(path: Path | None) -> dict[str, float | bool | None] | None:
     entry = None if path is None else read_entry(path, _SCORES)
     if entry is None:
         return None
     try:
         scores = parse_json(entry[0])
-        if not isinstance(scores, dict) or set(scores) != {"float", "int8"}:
+        if not isinstance(scores, dict) or set(scores) != {"float", "int8", "qat"}:
             raise ValueError("unexpected keys")
-        if not all(
+        if not isinstance(scores["qat"], bool) or not all(
             value is None or (isinstance(value, float) and 0.0 <= value <= 1.0)
-            for value in scores.values()
+            for value in (scores["float"], scores["int8"])
         ):
-            raise ValueError("scores must be accuracies between 0 and 1")
+            raise ValueError("scores must be accuracies between 0 and 1 and a qat flag")
         return scores
     except ValueError as exc:  # a stale layout or a forged entry: train again
         assert path is not None
@@ -339,11 +310,3 @@ def _distill(
         objective=get_task(pool.task).distillation_loss,
     )
     model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-
-
-def int8_twin(model: torch.nn.Module, pool: Pool, *, per_channel: bool = True) -> Any:
-    """The PT2E int8 model (the torch twin the LiteRT and Core ML exports agree with)."""
-    from edgepack.exporters._pt2e import quantize_pt2e_int8
-
-    calibration = pool.calibration
-    return quantize_pt2e_int8(model, calibration[:1], [calibration], per_channel=per_channel)

@@ -27,7 +27,8 @@ class Row:
     latency_ms: float | None = None
     # short-run held-out (validation split) accuracy of the float student in its last round
     accuracy: float | None = None
-    int8_accuracy: float | None = None  # PT2E int8 twin, final round only
+    int8_accuracy: float | None = None  # final round only: PT2E twin (PTQ), or QAT's if ``qat``
+    qat: bool = False  # int8_accuracy came from the short QAT a per-tensor finalist gets
     round: int | None = None  # the last round it trained in (0-based)
     images: int | None = None  # training images it saw in that round
     per_channel: bool = True  # int8 weights it is sized (and would ship) with
@@ -58,7 +59,7 @@ def format_table(rows: list[Row]) -> str:
                 "—" if row.size_bytes is None else f"{row.size_bytes / 1024:.1f}",
                 "—" if row.latency_ms is None else f"{row.latency_ms:.3f}",
                 _pct(row.accuracy),
-                _pct(row.int8_accuracy),
+                _pct(row.int8_accuracy) + (" QAT" if row.qat else ""),
                 describe_status(row),
             )
         )
