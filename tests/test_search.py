@@ -350,12 +350,13 @@ def test_the_report_tells_a_per_tensor_twin_from_its_network() -> None:
     row = {"family": "mobilenetv2_small", "width": 0.25, "resolution": 28, "status": "chosen",
            "size_bytes": 39_722, "latency_ms": 0.585, "accuracy": 0.8964}  # fmt: skip
     pruned = {**row, "status": "pruned", "size_bytes": 64_512, "accuracy": None}
-    rows = [{**row, "per_channel": False}, pruned]
+    rows = [{**row, "per_channel": False, "int8_accuracy": 0.8931, "qat": True}, pruned]
     manifest = {"search": {"chosen_by": "search", "candidates": rows},
                 "target": {"profile": {"budgets": {"max_size_kb": 60}}}}  # fmt: skip
     drawn: list[object] = []
     html = search_section(manifest, lambda *args: drawn.append(args) or "") or ""
     assert html.count("<td>per-tensor</td>") == 1 and html.count("<td>per-channel</td>") == 1
+    assert html.count("89.31% (QAT)</td>") == 1  # the twin's int8 came from its short QAT
 
     class Plots:
         def pareto(self, points: list[dict[str, object]], *_: object) -> list[object]:

@@ -80,7 +80,7 @@ def _table(rows: list[dict[str, Any]], metric: str | None = None) -> str:
                 "—" if size is None else f"{size:,}",
                 "—" if latency is None else f"{latency:.3f}",
                 pct(r.get("accuracy")),
-                pct(r.get("int8_accuracy")),
+                pct(r.get("int8_accuracy")) + (" (QAT)" if r.get("qat") else ""),
                 status,
             ]
         )
@@ -90,7 +90,8 @@ def _table(rows: list[dict[str, Any]], metric: str | None = None) -> str:
     note = (
         "<p>Sizes and latencies are of untrained exports (same graph, same bytes); accuracies "
         "are on a validation split of the training images after each candidate's last "
-        "(short) round, int8 by the PT2E twin in the final round. A pruned candidate is "
+        "(short) round, int8 by the PT2E twin in the final round (marked QAT: a per-tensor "
+        "twin that PTQ hurt, scored after a short QAT). A pruned candidate is "
         "sized pruned; its short run distils the base width, prunes it and recovers on half "
         "the round's images.</p>"
     )
