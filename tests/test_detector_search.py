@@ -145,6 +145,11 @@ def test_fit_on_a_detection_project_prints_the_table_and_the_pin(
             "search.families: unknown student family 'resnet18'",
         ),
         (
+            {"search": {**SEARCH, "families": ["mobilenetv2_small"]}},
+            "search.families: mobilenetv2_small carry no SSDLite head (not a detector backbone: "
+            "its SSDLite taps strides 1, 2, 4 px",
+        ),
+        (
             {"budgets": {"max_size_kb": 20, "max_map_drop_pp": 100, "min_map": 0.0}},
             "student: auto found no detector within the budgets; the closest, mobilenetv3_small ×0.35 "
             "@64: 160,928 int8 weights alone exceed 20 KB",
@@ -160,7 +165,7 @@ def test_hostile_search_bounds_stop_with_one_line(
     assert message in result.output, result.output
     assert "Traceback" not in result.output
     assert not list(tmp_path.iterdir())
-    if "families" in message:  # an unknown family fails before any work
+    if "families" in message:  # bounds naming no detector backbone fail before any work
         assert "load teacher" not in result.output
 
 

@@ -40,10 +40,21 @@ def _check(target: Target, project: Project) -> None:
 
 def _check_backbone(target: Target) -> None:
     """ConfigError, before any work, for a family the profile names (its student, or the
-    search's bounds with ``student: auto``) that is not registered."""
+    search's bounds with ``student: auto``) that is not registered, and for search bounds that
+    name no detector backbone."""
     from edgepack.selection.candidates import check_families
+    from edgepack.selection.detector_candidates import backbone_problem
+    from edgepack.students import family_names
 
     check_families(target)
+    named = target.search.families if target.student.auto else None
+    side = target.student.resolution
+    if named and all(backbone_problem(family, side) for family in named):
+        fit = [f for f in family_names() if backbone_problem(f, side) is None]
+        raise ConfigError(
+            f"{target.source.name}: search.families: {', '.join(named)} carry no SSDLite head "
+            f"({backbone_problem(named[0], side)}); detector backbones: {', '.join(fit)}"
+        )
 
 
 def _package(built: DetectorBuildRecord, staging: Path, work: Path) -> dict[str, Any]:
