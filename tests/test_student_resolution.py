@@ -145,7 +145,7 @@ def test_a_side_above_the_teacher_is_one_line_exit_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fit_ranks_a_lower_side_with_a_score(tmp_path: Path) -> None:
+def test_fit_ranks_a_lower_side_with_a_score(tmp_path: Path, shared_cache: Path) -> None:
     from edgepack.cli import main
 
     profile = _profile(
@@ -155,7 +155,7 @@ def test_fit_ranks_a_lower_side_with_a_score(tmp_path: Path) -> None:
         **HOST,
     )  # fmt: skip
     args = ["fit", "--quick", "--no-progress", "--threads", "1", "--target", str(profile)]
-    result = CliRunner().invoke(main, [*args, "--cache-dir", str(tmp_path / "cache")])
+    result = CliRunner().invoke(main, [*args, "--cache-dir", str(shared_cache)])
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if "mobilenetv2_small" in line]
     assert any("@20" in row and "%" in row for row in rows), result.output
@@ -170,3 +170,26 @@ def _write(tmp: Path, base: Path, pinned: str) -> Path:
     path = tmp / "pinned.yaml"
     path.write_text(f"extends: {base.name}\n{pinned}")
     return path
+
+
+@pytest.mark.slow
+def test_an_auto_build_that_chooses_a_lower_side_builds_it_downscaled(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    from edgepack.cli import main
+
+    profile = _profile(
+        tmp_path, "auto20", student="auto", quick=QUICK, budgets=RELAXED,
+        search={"families": ["mobilenetv2_small"], "widths": [0.35], "resolutions": [20],
+                "prune": []},
+        **HOST,
+    )  # fmt: skip
+    dist = tmp_path / "dist"
+    args = ["build", "--quick", "--no-progress", "--threads", "1", "--target", str(profile)]
+    result = CliRunner().invoke(main, [*args, "--out", str(dist), "--cache-dir", str(shared_cache)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((dist / "auto20" / "manifest.json").read_text())
+    assert manifest["input"]["example_nchw_shape"][2:] == [20, 20]
+    assert manifest["input"]["downscaled_from"] == 28
+    assert manifest["student"]["resolution"] == 20 and manifest["student"]["downscale"]
+    assert "  resolution: 20\n  downscale: true\n" in manifest["search"]["pin"]
