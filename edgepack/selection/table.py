@@ -45,10 +45,12 @@ class Row:
         return replace(self, **changes)
 
 
-def format_table(rows: list[Row]) -> str:
-    """A fixed-width table for the terminal."""
-    header = ("candidate", "params", "MACs", "size KB", "latency ms", "short acc", "int8 acc",
-              "status")  # fmt: skip
+def format_table(rows: list[Row], metric: str | None = None) -> str:
+    """A fixed-width table for the terminal. ``metric``: what ``accuracy`` holds where it is not
+    top-1 (a detector's mAP, shown as a fraction as its manifest writes it)."""
+    score = _pct if metric is None else _fraction
+    header = ("candidate", "params", "MACs", "size KB", "latency ms", f"short {metric or 'acc'}",
+              "int8 acc", "status")  # fmt: skip
     lines = [header]
     for row in rows:
         lines.append(
@@ -58,7 +60,7 @@ def format_table(rows: list[Row]) -> str:
                 _num(row.macs, ","),
                 "—" if row.size_bytes is None else f"{row.size_bytes / 1024:.1f}",
                 "—" if row.latency_ms is None else f"{row.latency_ms:.3f}",
-                _pct(row.accuracy),
+                score(row.accuracy),
                 _pct(row.int8_accuracy) + (" QAT" if row.qat else ""),
                 describe_status(row),
             )
@@ -98,3 +100,7 @@ def _num(value: int | None, sep: str) -> str:
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.2%}"
+
+
+def _fraction(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
