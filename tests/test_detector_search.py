@@ -132,7 +132,7 @@ def test_fit_on_a_detection_project_prints_the_table_and_the_pin(
     assert result.exit_code == 0, result.output
     pick = next(r for r in manifest["search"]["candidates"] if r["status"] == "chosen")
     assert f"family: {pick['family']}" in result.output and "neck: 96" in result.output
-    assert "pruned (size " in result.output
+    assert "pruned (size " in result.output and "short mAP@0.5:0.95" in result.output
     assert _scores(project) == before
 
 

@@ -71,6 +71,7 @@ def fit(
     from edgepack.stages.context import BuildContext
     from edgepack.stages.pipeline import run_stages
     from edgepack.stages.records import SearchResult
+    from edgepack.tasks import DEFAULT_TASK, get_task
 
     cpu = _cpu_plan(threads)
     project = _project(config_path, teacher)
@@ -100,7 +101,8 @@ def fit(
         got, _ = run_stages(stages, context, _echo_stage)
     result = got[SearchResult]
     click.echo("")
-    click.echo(format_table(list(result.rows)))
+    detects = project.task != DEFAULT_TASK  # the detector search scores mAP (a fraction)
+    click.echo(format_table(list(result.rows), get_task(project.task).metric if detects else None))
     click.echo(f"\nrule: {result.rule}")
     spent = ", ".join(f"{part} {seconds:.0f} s" for part, seconds in result.seconds.items())
     click.echo(f"time: {spent}")
