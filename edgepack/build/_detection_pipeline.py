@@ -42,11 +42,12 @@ def _check_backbone(target: Target) -> None:
     """ConfigError, before any work, for a family the profile names (its student, or the
     search's bounds with ``student: auto``) that is not registered, and for search bounds that
     name no detector backbone."""
-    from edgepack.selection.candidates import check_families
+    from edgepack.selection.candidates import check_families, refuse_overrides
     from edgepack.selection.detector_candidates import backbone_problem
     from edgepack.students import family_names
 
     check_families(target)
+    refuse_overrides(target)
     named = target.search.families if target.student.auto else None
     side = target.student.resolution
     if named and all(backbone_problem(family, side) for family in named):

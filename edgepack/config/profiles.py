@@ -24,6 +24,7 @@ from edgepack.core.schema import (
 )
 from edgepack.exporters import format_names
 from edgepack.exporters.calibration import CALIBRATIONS
+from edgepack.students.overrides import StudentOverrides
 
 KNOWN_FORMATS = format_names()
 KNOWN_SCHEMES = ("int8",)
@@ -52,10 +53,25 @@ class StudentSpec:
     # images downscaled, the teacher its own size); false lets input.size replace it. Not in
     # the repr, which keys cached students: ``resolution`` already tells the two apart.
     downscale: bool = field(default=False, repr=False)
+    # Classifiers: a multiplier of every expanding block's width, and the head's (last 1×1
+    # conv's) channels whatever the width; null: the family's. At tight size budgets they hold
+    # much of the int8 bytes. Not in the repr (cache keys of students without them stay put):
+    # keys add :meth:`overrides`.
+    expand: float | None = field(default=None, repr=False, metadata=between(0.5, 2))
+    head: int | None = field(default=None, repr=False, metadata=at_least(8, 4096))
 
     @property
     def auto(self) -> bool:
         return self.family == AUTO
+
+    def overrides(self) -> StudentOverrides:
+        """The overrides that are set (keyword arguments of ``students.create``)."""
+        found = StudentOverrides()
+        if self.expand is not None:
+            found["expand"] = self.expand
+        if self.head is not None:
+            found["head"] = self.head
+        return found
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,10 @@ class SearchSpec:
     # Channel-pruning ratios tried on a candidate whose plain network breaks the size or latency
     # budget (edgepack.selection.candidates.prune_lever); null or []: none (opt in, e.g. [0.3]).
     prune: list[float] | None = field(default=None, metadata=above(0, 0.9) | {"each": True})
+    # Expansion multipliers and head widths (student.expand, student.head) tried beside each
+    # family's own (always in); null or []: only the family's. The candidates multiply.
+    expands: list[float] | None = field(default=None, metadata=between(0.5, 2) | {"each": True})
+    heads: list[int] | None = field(default=None, metadata=at_least(8, 4096) | {"each": True})
 
 
 @dataclass(frozen=True)

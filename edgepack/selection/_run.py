@@ -164,10 +164,7 @@ def prune_rule(lever_off: str | None, ratios: tuple[float, ...]) -> str:
 
 
 def _row(candidate: Candidate, status: str, reason: str) -> Row:
-    return Row(
-        candidate.family, candidate.width, candidate.resolution, status, reason,
-        per_channel=candidate.per_channel, prune=candidate.prune,
-    )  # fmt: skip
+    return Row.of(candidate, status, reason)
 
 
 def _measured(candidate: Candidate, verdict: Verdict) -> Row:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from edgepack.config.profiles import SearchSpec, StudentSpec, Target
 from edgepack.core.errors import ConfigError
+from edgepack.students.overrides import StudentOverrides
 
 DEFAULT_WIDTHS = (0.25, 0.35, 0.5, 0.6, 0.75, 1.0)
 # No pruning ratios unless the profile asks (``search: {prune: [0.3]}``). Measured on the sample:
@@ -32,40 +33,94 @@ DEFAULT_WIDTHS = (0.25, 0.35, 0.5, 0.6, 0.75, 1.0)
 
 
 def check_families(target: Target) -> None:
-    """Every family the profile names (its student, or the search's bounds) is registered:
-    checked before any work, the error naming the profile."""
+    """Every family the profile names (its student, or the search's bounds) is registered and
+    takes the overrides asked of it: checked before any work, the error naming the profile."""
     from edgepack import students
 
-    named = [] if target.student.auto else [("student.family", target.student.family)]
-    named += [("search.families", family) for family in target.search.families or ()]
+    student, search = target.student, target.search
+    named = [] if student.auto else [("student.family", student.family)]
+    named += [("search.families", family) for family in search.families or ()]
     for key, family in named:
         try:
             students.FAMILIES.get(family)
         except ConfigError as exc:
             raise ConfigError(f"{target.source.name}: {key}: {exc}") from None
+    asked = [(student.family, list(student.overrides()))] if not student.auto else []
+    if student.auto:
+        axes = {"expand": search.expands, "head": search.heads}
+        wanted = [key for key, values in axes.items() if values]
+        asked += [(f, wanted) for f in search.families or students.family_names()]
+    for family, keys in asked:
+        try:
+            students.check_overrides(family, keys)
+        except ConfigError as exc:
+            raise ConfigError(f"{target.source.name}: {exc}") from None
+
+
+def refuse_overrides(target: Target) -> None:
+    """ConfigError for expansion or head overrides on a detector (SSDLite) student: its
+    backbone keeps the family's own, so a set value would be silently ignored."""
+    student, search = target.student, target.search
+    asked = {
+        "student.expand": student.expand, "student.head": student.head,
+        "search.expands": search.expands, "search.heads": search.heads,
+    }  # fmt: skip
+    shown = ", ".join(f"{key} {value}" for key, value in asked.items() if value)
+    if shown:
+        raise ConfigError(
+            f"{target.source.name}: expansion and head overrides apply to classifier students "
+            f"only so far; a detector profile leaves them null, got {shown}"
+        )
 
 
 @dataclass(frozen=True, order=True)
 class Candidate:
-    """One student configuration; ordered by family, width, resolution, weights, pruning (the
-    tie-break). ``per_channel`` False: the same network with per-tensor int8 weights; ``prune``
-    above 0: the network with that share of each layer's channels removed after distillation
-    (the build's compress stage)."""
+    """One student configuration; ordered by family, width, resolution, weights, pruning,
+    expansion, head (the tie-break). ``per_channel`` False: the same network with per-tensor
+    int8 weights; ``prune`` above 0: the network with that share of each layer's channels
+    removed after distillation (the build's compress stage); ``expand`` and ``head``: the
+    profile's ``student.expand`` and ``student.head`` (1.0 and 0: the family's own; numbers
+    rather than None so candidates stay ordered)."""
 
     family: str
     width: float
     resolution: int
     per_channel: bool = True
     prune: float = 0.0
+    expand: float = 1.0
+    head: int = 0
+
+    @classmethod
+    def of(cls, spec: StudentSpec, per_channel: bool = True, prune: float = 0.0) -> Candidate:
+        """The candidate that builds ``spec``."""
+        return cls(
+            spec.family, spec.width, spec.resolution, per_channel, prune,
+            spec.expand or 1.0, spec.head or 0,
+        )  # fmt: skip
 
     @property
     def name(self) -> str:
         weights = "" if self.per_channel else " per-tensor"
         pruned = f" {pruned_label(self.prune)}" if self.prune else ""
-        return f"{self.family} ×{self.width:g} @{self.resolution}{pruned}{weights}"
+        return (
+            f"{self.family} ×{self.width:g} @{self.resolution}{self.shape_label}{pruned}{weights}"
+        )
+
+    @property
+    def shape_label(self) -> str:
+        """How names show the overrides: " expand ×0.75 head 96", or "" for the family's."""
+        expand = f" expand ×{self.expand:g}" if self.expand != 1 else ""
+        return expand + (f" head {self.head}" if self.head else "")
+
+    def overrides(self) -> StudentOverrides:
+        """The overrides that are set (keyword arguments of ``students.create``)."""
+        return self.spec().overrides()
 
     def spec(self) -> StudentSpec:
-        return StudentSpec(self.family, self.width, self.resolution)
+        expand = None if self.expand == 1 else self.expand
+        return StudentSpec(
+            self.family, self.width, self.resolution, expand=expand, head=self.head or None
+        )
 
     def per_tensor(self) -> Candidate:
         """The same network with one weight scale per tensor (a smaller file)."""
@@ -76,12 +131,13 @@ class Candidate:
         return dataclasses.replace(self, prune=ratio)
 
     def key_parts(self) -> dict[str, object]:
-        """The fields cache keys hash: an unpruned candidate's are those it had before pruning
-        joined the search, so the figures cached then still answer."""
+        """The fields cache keys hash: fields at their default are left out (an unpruned
+        candidate's are those it had before pruning joined the search; a family's own
+        expansion and head, those before the overrides did), so the figures cached then still
+        answer."""
+        defaults = {"prune": 0.0, "expand": 1.0, "head": 0}
         parts = dataclasses.asdict(self)
-        if not self.prune:
-            del parts["prune"]
-        return parts
+        return {k: v for k, v in parts.items() if k not in defaults or v != defaults[k]}
 
 
 def pruned_label(ratio: float) -> str:
@@ -113,7 +169,14 @@ def enumerate_candidates(
     names = sorted(set(spec.families)) if spec.families else sorted(families)
     widths = sorted(set(spec.widths or DEFAULT_WIDTHS))
     sides = sorted(set(spec.resolutions or [resolution]))
-    every = [Candidate(f, float(w), r, per_channel) for f in names for w in widths for r in sides]
+    shapes = [(e, h) for e in sorted({1.0, *(spec.expands or ())}) for h in _heads(spec)]
+    every = [
+        Candidate(f, float(w), r, per_channel, 0.0, e, h)
+        for f in names
+        for w in widths
+        for r in sides
+        for e, h in shapes
+    ]
     kept, skipped = [], []
     for candidate in every:
         reason = _resolution_problem(candidate.resolution, resolution)
@@ -124,6 +187,11 @@ def enumerate_candidates(
     if quick and len(kept) > spec.quick_candidates:
         kept = _spread(kept, spec.quick_candidates)
     return kept, skipped
+
+
+def _heads(spec: SearchSpec) -> list[int]:
+    """The head widths tried: the family's own (0) and ``search.heads``."""
+    return sorted({0, *(spec.heads or ())})
 
 
 def _resolution_problem(side: int, native: int) -> str | None:

@@ -166,6 +166,7 @@ def untrained(candidate: Candidate, seed: int, project: Project) -> torch.nn.Mod
         width=candidate.width,
         num_classes=len(project.labels),
         in_channels=project.input.channels,
+        **candidate.overrides(),
     )
     trained_like(model, seed)
     if candidate.prune:

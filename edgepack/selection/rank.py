@@ -279,6 +279,7 @@ def train_short(
         width=candidate.width,
         num_classes=pool.train_logits.shape[1],
         in_channels=pool.train_x.shape[1],
+        **candidate.overrides(),
     )
     _distill(model, images, pool, recipe, progress)
     if candidate.prune:

@@ -33,10 +33,24 @@ class Row:
     images: int | None = None  # training images it saw in that round
     per_channel: bool = True  # int8 weights it is sized (and would ship) with
     prune: float = 0.0  # share of each layer's channels removed (0: the plain network)
+    expand: float = 1.0  # expansion multiplier (1.0: the family's own)
+    head: int = 0  # head width (0: the family's own)
+
+    @classmethod
+    def of(cls, candidate: Candidate, status: str, reason: str = "") -> Row:
+        """The row of ``candidate``, before any measurement."""
+        return cls(
+            candidate.family, candidate.width, candidate.resolution, status, reason,
+            per_channel=candidate.per_channel, prune=candidate.prune,
+            expand=candidate.expand, head=candidate.head,
+        )  # fmt: skip
 
     @property
     def candidate(self) -> Candidate:
-        return Candidate(self.family, self.width, self.resolution, self.per_channel, self.prune)
+        return Candidate(
+            self.family, self.width, self.resolution, self.per_channel, self.prune,
+            self.expand, self.head,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,9 +102,10 @@ def pin_lines(spec: StudentSpec, per_channel: bool | None = None, prune: float =
     pruned = f"compress:\n  prune: {prune:g}\n" if prune else ""
     neck = f"  neck: {spec.neck}\n" if spec.neck else ""  # a detector's (student.neck)
     smaller = "  downscale: true\n" if spec.downscale else ""  # below the teacher's side
+    shape = "".join(f"  {key}: {value:g}\n" for key, value in spec.overrides().items())
     return (
         f"student:\n  family: {spec.family}\n  width: {spec.width:g}\n"
-        f"  resolution: {spec.resolution}\n{neck}{smaller}{weights}{pruned}"
+        f"  resolution: {spec.resolution}\n{shape}{neck}{smaller}{weights}{pruned}"
     )
 
 

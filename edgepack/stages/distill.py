@@ -51,7 +51,9 @@ def quick_recipe(target: Target, train_images: int) -> DistillSpec:
 def student_key(
     context: BuildContext, data: PreparedData, recipe: DistillSpec, spec: StudentSpec
 ) -> str:
-    """Everything that changes the trained weights: teacher, data, student and recipe."""
+    """Everything that changes the trained weights: teacher, data, student and recipe (the
+    student's expansion and head overrides only when set, so other keys stay as they were)."""
+    overrides = spec.overrides()
     parts = [
         data.teacher.info.fingerprint,
         data.train.fingerprint(),
@@ -60,6 +62,7 @@ def student_key(
         repr(context.project.input),
         repr(context.project.augment),
         "labelled" if data.train.labelled else "teacher-labelled",
+        *([repr(sorted(overrides.items()))] if overrides else []),
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
@@ -83,6 +86,7 @@ def _train(
         width=spec.width,
         num_classes=len(project.labels),
         in_channels=project.input.channels,
+        **spec.overrides(),
     )
     stats = fit(context, data, logits, recipe, student, key)
     test_logits = batched(student, data.test_x)

@@ -130,7 +130,7 @@ class SearchResult:
         from edgepack.selection.candidates import Candidate
 
         spec, per_channel = self.student, self.per_channel is not False
-        name = Candidate(spec.family, spec.width, spec.resolution, per_channel, self.prune).name
+        name = Candidate.of(spec, per_channel, self.prune).name
         if not self.searched:
             return f"{name}, named by the profile"
         pruned = sum(row.status == "pruned" for row in self.rows)

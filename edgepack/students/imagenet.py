@@ -9,7 +9,10 @@ Hard-swish is written with relu6 (see ``HardSwish``) so the int8 graph has no fl
 
 from __future__ import annotations
 
-from edgepack.students.mobilenet import BlockSpec, MobileNet
+from typing import Unpack
+
+from edgepack.students.mobilenet import BlockSpec, MobileNet, family_args
+from edgepack.students.overrides import FamilyArgs
 
 # MobileNetV2, Table 2: expansion t, output channels c, repeats n, first stride s.
 _V2 = [
@@ -65,22 +68,11 @@ _V3_SMALL = [
 ]
 
 
-def mobilenetv2(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
-    return MobileNet(
-        _V2,
-        stem=32,
-        stem_stride=2,
-        head=1280,
-        dropout=0.2,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        width=width,
-    )
+def mobilenetv2(**args: Unpack[FamilyArgs]) -> MobileNet:
+    return MobileNet(_V2, stem=32, stem_stride=2, head=1280, dropout=0.2, **family_args(args))
 
 
-def _mobilenetv3(
-    table: list[BlockSpec], pre_logits: int, *, width: float, num_classes: int, in_channels: int
-) -> MobileNet:
+def _mobilenetv3(table: list[BlockSpec], pre_logits: int, args: FamilyArgs) -> MobileNet:
     return MobileNet(
         table,
         stem=16,
@@ -89,19 +81,13 @@ def _mobilenetv3(
         pre_logits=pre_logits,
         dropout=0.2,
         act="hswish",
-        num_classes=num_classes,
-        in_channels=in_channels,
-        width=width,
+        **family_args(args),
     )
 
 
-def mobilenetv3_large(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
-    return _mobilenetv3(
-        _V3_LARGE, 1280, width=width, num_classes=num_classes, in_channels=in_channels
-    )
+def mobilenetv3_large(**args: Unpack[FamilyArgs]) -> MobileNet:
+    return _mobilenetv3(_V3_LARGE, 1280, args)
 
 
-def mobilenetv3_small(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
-    return _mobilenetv3(
-        _V3_SMALL, 1024, width=width, num_classes=num_classes, in_channels=in_channels
-    )
+def mobilenetv3_small(**args: Unpack[FamilyArgs]) -> MobileNet:
+    return _mobilenetv3(_V3_SMALL, 1024, args)

@@ -9,9 +9,23 @@ Written here rather than imported from torchvision/timm: on the CPU torch wheel 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+
+from edgepack.students.overrides import FamilyArgs
+
+
+def family_args(args: FamilyArgs) -> dict[str, Any]:
+    """``args`` as :class:`MobileNet`'s keyword arguments."""
+    return {
+        "width": args["width"],
+        "num_classes": args["num_classes"],
+        "in_channels": args["in_channels"],
+        "expand_scale": args.get("expand"),
+        "head_channels": args.get("head"),
+    }
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -134,10 +148,22 @@ class BlockSpec:
     act: str = "relu6"
     hidden: int | None = None
 
-    def hidden_channels(self, cin: int, width: float) -> int:
+    def hidden_channels(self, cin: int, width: float, scale: float = 1.0) -> int:
+        """The expansion width; ``scale`` multiplies it (``student.expand``) in a block that
+        expands, and leaves a block without an expansion layer (hidden = input) as it is."""
         if self.hidden is not None:
-            return make_divisible(self.hidden * width)
-        return make_divisible(cin * self.expand)
+            hidden = make_divisible(self.hidden * width)
+            return hidden if hidden == cin else make_divisible(self.hidden * width * scale)
+        if self.expand == 1:
+            return make_divisible(cin)
+        return make_divisible(cin * self.expand * scale)
+
+
+def _head_channels(cin: int, width: float, head: int | None, head_expand: float | None) -> int:
+    """The family's own head width (see :class:`MobileNet`)."""
+    if head is not None:
+        return make_divisible(head * max(1.0, width))
+    return int(cin * (head_expand or 0))
 
 
 class MobileNet(nn.Module):
@@ -149,6 +175,11 @@ class MobileNet(nn.Module):
     MobileNetV3's hard-swish layer without BatchNorm between pooling and the classifier; like
     ``head`` it keeps its size below width 1, the rule of the authors' TF code, whose published
     V3-Large 0.75 count (4.0 M) it matches (3.93 M; scaled, it would be 3.4 M).
+
+    ``expand_scale`` and ``head_channels`` are a profile's overrides (``student.expand``,
+    ``student.head``): a multiplier of every expanding block's width, and the last 1×1 conv's
+    exact channel count whatever the width. At tight size budgets the head and the expansions
+    hold much of the int8 bytes, so trimming them can pay for a wider network.
     """
 
     def __init__(
@@ -165,6 +196,8 @@ class MobileNet(nn.Module):
         stem_stride: int = 1,
         dropout: float = 0.0,
         act: str = "relu6",
+        expand_scale: float | None = None,
+        head_channels: int | None = None,
     ) -> None:
         super().__init__()
         if (head is None) == (head_expand is None):
@@ -175,15 +208,13 @@ class MobileNet(nn.Module):
             cout = make_divisible(spec.channels * width)
             for i in range(spec.repeats):
                 stride = spec.stride if i == 0 else 1
-                hidden = spec.hidden_channels(cin, width)
+                hidden = spec.hidden_channels(cin, width, expand_scale or 1.0)
                 layers.append(
                     InvertedResidual(cin, cout, stride, hidden, spec.kernel, spec.se, spec.act)
                 )
                 cin = cout
-        if head is not None:
-            head_channels = make_divisible(head * max(1.0, width))
-        else:
-            head_channels = int(cin * (head_expand or 0))
+        if head_channels is None:
+            head_channels = _head_channels(cin, width, head, head_expand)
         layers.append(ConvBNAct(cin, head_channels, 1, act=act))
         self.features = nn.Sequential(*layers)
         features = head_channels

@@ -3,7 +3,10 @@ nothing of a 28×28 image; these stop at 4× and keep the first stage at full re
 
 from __future__ import annotations
 
-from edgepack.students.mobilenet import BlockSpec, MobileNet
+from typing import Unpack
+
+from edgepack.students.mobilenet import BlockSpec, MobileNet, family_args
+from edgepack.students.overrides import FamilyArgs
 
 # Expansion 3 rather than MobileNetV2's 6: measured on Fashion-MNIST at ~140 KB of int8
 # .tflite, it matched the accuracy of expansion 6 while training 1.2× faster on 2 CPU cores and
@@ -24,20 +27,10 @@ _V3_SMALL = [
 ]
 
 
-def mobilenetv2_small(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
-    return MobileNet(
-        _V2_SMALL, stem=16, head=160, num_classes=num_classes, in_channels=in_channels, width=width
-    )
+def mobilenetv2_small(**args: Unpack[FamilyArgs]) -> MobileNet:
+    return MobileNet(_V2_SMALL, stem=16, head=160, **family_args(args))
 
 
 # Not "mobilenetv3_small": that name is the MobileNetV3-Small of the paper (imagenet.py).
-def mobilenetv3_lowres(*, width: float, num_classes: int, in_channels: int) -> MobileNet:
-    return MobileNet(
-        _V3_SMALL,
-        stem=16,
-        head=256,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        width=width,
-        act="hswish",
-    )
+def mobilenetv3_lowres(**args: Unpack[FamilyArgs]) -> MobileNet:
+    return MobileNet(_V3_SMALL, stem=16, head=256, act="hswish", **family_args(args))

@@ -50,7 +50,7 @@ def _point(row: dict[str, Any], key: str) -> dict[str, Any]:
     size = row.get("size_bytes")
     x = size / 1024 if key == "size_kb" and size is not None else row.get(key)
     score = row.get("accuracy")  # float, as every trained row has it (int8: finalists only)
-    name = f"{row['family']} ×{row['width']:g}{_pruned(row, ' ')}{_weights(row, ' ')}"
+    name = f"{row['family']} ×{row['width']:g}{_shape(row)}{_pruned(row, ' ')}{_weights(row, ' ')}"
     kind = "pruned" if row.get("prune") else "per-tensor" if _weights(row, "") else "plain"
     chosen = row.get("status") == "chosen"
     return {"name": name, "x": x, "accuracy": score, "chosen": chosen, "kind": kind}
@@ -71,7 +71,7 @@ def _table(rows: list[dict[str, Any]], metric: str | None = None) -> str:
         body.append(
             [
                 r["family"],
-                f"{r['width']:g}",
+                f"{r['width']:g}{_shape(r)}",
                 r["resolution"],
                 _weights(r, "") or "per-channel",
                 _pruned(r, "").removeprefix("pruned ") or "—",
@@ -112,6 +112,15 @@ def _pruned(row: dict[str, Any], before: str) -> str:
 
     ratio = row.get("prune")
     return f"{before}{pruned_label(ratio)}" if ratio else ""
+
+
+def _shape(row: dict[str, Any]) -> str:
+    """ " expand ×0.75 head 96" for a candidate with the family's expansion or head overridden,
+    "" otherwise (older manifests have neither)."""
+    from edgepack.selection.candidates import Candidate
+
+    shape = Candidate("", 0.0, 0, expand=row.get("expand") or 1.0, head=row.get("head") or 0)
+    return shape.shape_label
 
 
 def _weights(row: dict[str, Any], before: str) -> str:
