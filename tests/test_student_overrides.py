@@ -111,13 +111,27 @@ def test_a_family_without_the_keyword_is_refused_by_name(
 
 
 def test_a_detector_profile_refuses_the_overrides(tmp_path: Path) -> None:
+    """On a detection project's build: one line, exit 2, before any work."""
+    import contextlib
+
+    from test_build_detection import write_project
+
+    from edgepack.cli import main
+
     refuse_overrides(load_target(str(_profile(tmp_path, "plain"))))
+    root = write_project(tmp_path, {"det": "onnx-detect"}, train=4, held_out=2, max_size_kb=900)
     for name, sections in {
         "student": {"student": {"head": 64}},
-        "search": {"search": {"expands": [0.75]}},
+        "search": {"student": "auto", "search": {"expands": [0.75]}},
     }.items():
-        with pytest.raises(ConfigError, match=r"classifier students only so far.*got (stu|sea)"):
-            refuse_overrides(load_target(str(_profile(tmp_path, name, **sections))))
+        (root / f"{name}.yaml").write_text(yaml.safe_dump({"extends": "det.yaml", **sections}))
+        with contextlib.chdir(root):
+            args = ["build", "--quick", "--no-progress", "--target", f"{name}.yaml"]
+            result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        assert "classifier students only so far" in result.output, result.output
+        assert f"got {name}." in result.output and "load teacher" not in result.output
+        assert "Traceback" not in result.output and not (root / "dist").exists()
 
 
 # --- the networks --------------------------------------------------------------------------
