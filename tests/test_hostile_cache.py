@@ -349,8 +349,15 @@ def test_forged_search_measurements_are_measured_again(tmp_path: Path, forged: o
 
 @pytest.mark.parametrize(
     "forged",
-    [{"float": "0.9", "int8": 0.8}, {"float": 2.5, "int8": 0.8}, {"float": 0.9}, [0.9, 0.8]],
-    ids=["str", "above-1", "missing", "list"],
+    [
+        {"float": "0.9", "int8": 0.8, "qat": False},
+        {"float": 2.5, "int8": 0.8, "qat": False},
+        {"float": 0.9, "qat": False},
+        {"float": 0.9, "int8": 0.8, "qat": "yes"},
+        {"float": 0.9, "int8": 0.8},  # the layout before the final round's QAT flag
+        [0.9, 0.8],
+    ],
+    ids=["str", "above-1", "missing", "qat-str", "no-qat", "list"],
 )
 def test_forged_search_scores_are_trained_again(tmp_path: Path, forged: object) -> None:
     from edgepack.selection import rank
@@ -358,5 +365,5 @@ def test_forged_search_scores_are_trained_again(tmp_path: Path, forged: object) 
     path = tmp_path / "score.json"
     assert _cache.write_entry(path, json.dumps(forged).encode(), rank._SCORES)
     assert rank._cached_scores(path) is None
-    assert _cache.write_entry(path, b'{"float": 0.9, "int8": null}', rank._SCORES)
-    assert rank._cached_scores(path) == {"float": 0.9, "int8": None}
+    assert _cache.write_entry(path, b'{"float": 0.9, "int8": null, "qat": false}', rank._SCORES)
+    assert rank._cached_scores(path) == {"float": 0.9, "int8": None, "qat": False}

@@ -21,7 +21,7 @@ from helpers import SHAPE, tiny_student
 from torch import nn
 
 from edgepack.config.profile_files import load_target
-from edgepack.config.profiles import Budgets, DistillSpec
+from edgepack.config.profiles import Budgets, DistillSpec, StudentSpec
 from edgepack.config.project import sample_project
 from edgepack.data.images import ImageSet
 from edgepack.exporters._pt2e import quantize_pt2e_int8
@@ -136,6 +136,8 @@ def _products(case: dict[str, Any]) -> Products:
         )
     )
     got.add(TeacherLogits(batched(model, x[train]), y[train], float_accuracy, "the float net"))
+    # the search stage's record: the profile's student, at the data's side (no downscaling)
+    got.add(SearchResult(StudentSpec("digits-net", 1.0, SIDE), searched=False))
     got.add(
         DistilledStudent(
             model=copy.deepcopy(model),
