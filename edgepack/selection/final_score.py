@@ -15,8 +15,8 @@ two. The QAT runs one pass over ``QAT_SHARE`` of the round's images at the profi
 Why a quarter: the build's QAT (``qat_epochs`` 2 over the training set) is a twelfth of its 24
 distillation epochs, but QAT from a trained float student gets most of its gain in its first few
 hundred steps; a quarter of a final round (12,000 of 48,000 images on the sample) gives it
-those steps, at about half a short run's cost (a fake-quantized step costs about twice a float
-one), paid only by per-tensor finalists that PTQ hurt.
+those steps. Only per-tensor finalists that PTQ hurt pay it: one fake-quantized pass over a
+quarter of the round's images (not yet timed on a full search).
 """
 
 from __future__ import annotations
