@@ -13,9 +13,9 @@ trails its own float accuracy by more than the validation noise (one binomial st
 it also gets a short QAT, as the recover stage would give it, and is scored by the better of the
 two. The QAT runs one pass over ``QAT_SHARE`` of the round's images at the profile's ``qat_lr``.
 Why a quarter: the build's QAT (``qat_epochs`` 2 over the training set) is a twelfth of its 24
-distillation epochs, but QAT from a trained float student gets most of its gain in its first few
-hundred steps; a quarter of a final round (12,000 of 48,000 images on the sample) gives it
-those steps. Only per-tensor finalists that PTQ hurt pay it: one fake-quantized pass over a
+distillation epochs; a short run is far from converged, and QAT fine-tunes its weights rather
+than training them, so a quarter of a final round (12,000 of 48,000 images on the sample's
+three-round search) is a choice, not a measured optimum. Only per-tensor finalists that PTQ hurt pay it: one fake-quantized pass over a
 quarter of the round's images (not yet timed on a full search).
 """
 
