@@ -58,11 +58,12 @@ class TeacherModel:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """The project's images, and the same images as model inputs at the student's resolution.
+    """The project's images, and the same images as model inputs at the teacher's side.
 
     The images stay uint8 (in memory, or in a store on disk for large sets); ``*_x`` convert
     to normalised float32 NCHW only the batch a consumer indexes (:class:`ModelInputs`), so
-    no float copy of a data set is ever made."""
+    no float copy of a data set is ever made. Stages after ``search`` read them through
+    :func:`edgepack.stages.student_view.student_data` (downscaled for a smaller student)."""
 
     train: ImageSet
     test: ImageSet
