@@ -166,3 +166,14 @@ def test_python_dash_m() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown target 'nope'")
     assert "Traceback" not in result.stderr
+
+
+def test_targets_row_shows_student_overrides(tmp_path: Path) -> None:
+    from edgepack.cli._targets_command import _target_row
+    from edgepack.config.profile_files import load_target
+
+    path = tmp_path / "narrow-head.yaml"
+    path.write_text("extends: android\nstudent:\n  head: 96\n  expand: 0.75\n")
+    row = _target_row(load_target(str(path)))
+    assert row["STUDENT"] == "mobilenetv2_small x0.6 @28px expand x0.75 head 96"
+    assert _target_row(load_target("android"))["STUDENT"] == "mobilenetv2_small x0.6 @28px"

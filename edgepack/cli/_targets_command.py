@@ -39,7 +39,9 @@ def _target_row(target: Target) -> dict[str, str]:
     return {
         "NAME": target.name,
         "FORMAT": target.format,
-        "STUDENT": f"{student.family} x{student.width:g} @{student.resolution}px",
+        "STUDENT": f"{student.family} x{student.width:g} @{student.resolution}px"
+        + (f" expand x{student.expand:g}" if student.expand is not None else "")
+        + (f" head {student.head}" if student.head is not None else ""),
         "LATENCY ON": _runner_summary(target),
         "BUDGETS": _budget_summary(target.budgets),
     }
