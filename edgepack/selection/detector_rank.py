@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +48,7 @@ import numpy as np
 from edgepack.config.profiles import DistillSpec
 from edgepack.core.cache import discard, parse_json, read_entry, write_entry
 from edgepack.selection.candidates import Candidate
-from edgepack.selection.rank import chosen_reason, tolerant_order
+from edgepack.selection.rank import chosen_reason, halving
 from edgepack.selection.table import Row
 
 if TYPE_CHECKING:
@@ -120,27 +119,19 @@ def halve(
     tie_errors: float = 1.0,
 ) -> list[Row]:
     """Train and score ``rows`` (candidates within the budgets); returns them with their mAP
-    (in ``accuracy``), the winner ``chosen`` first."""
-    if len(rows) == 1:
-        return [rows[0].but(status="chosen", reason="the only candidate within the budgets")]
-    held_out = len(pool.val_images)
-    images, alive, out = min(first_round_images, len(pool.train_images)), list(rows), []
-    for round_ in range(max(1, math.ceil(math.log2(len(rows))))):
-        last = len(alive) <= 2
-        ranked = tolerant_order(
-            [_score(row, round_, images, pool, recipe, cache) for row in alive],
-            False,
-            tie_errors,
-            held_out,
-        )
-        keep = 1 if last else math.ceil(len(ranked) / 2)
-        alive, lost = ranked[:keep], ranked[keep:]
-        out += [row.but(status="trained" if last else "eliminated") for row in lost]
-        log.info("detector search round %d: %d images each, kept %d", round_, images, len(alive))
-        if last:
-            break
-        images *= 2
-    return [alive[0].but(status="chosen", reason=_reason(alive[0], out)), *out]
+    (in ``accuracy``), the winner ``chosen`` first: the classifier's rounds
+    (:func:`edgepack.selection.rank.halving`), every one ranked by float mAP."""
+
+    def score(row: Row, round_: int, images: int, final: bool) -> Row:
+        return _score(row, round_, images, pool, recipe, cache)
+
+    if len(rows) == 1:  # chosen untrained: the pool is not needed
+        return halving(rows, 0, score, 0, tie_errors, final_by_int8=False)
+    first = min(first_round_images, len(pool.train_images))
+    return halving(
+        rows, first, score, len(pool.val_images), tie_errors,
+        final_by_int8=False, reason=lambda winner, finalists, _: _reason(winner, finalists),
+    )  # fmt: skip
 
 
 def _reason(winner: Row, finalists: list[Row]) -> str:

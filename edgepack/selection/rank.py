@@ -51,6 +51,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,19 +89,41 @@ def successive_halving(
     accuracies and statuses, the winner marked ``chosen``. ``tie_errors``: how many binomial
     standard errors of the validation accuracy count as a tie (the smaller file wins it);
     ``quant``: the profile's, whose QAT settings a per-tensor finalist's short QAT takes."""
+
+    def score(row: Row, round_: int, images: int, final: bool) -> Row:
+        return _score(row, round_, images, pool, recipe, final, progress, cache, quant)
+
+    # the final round ranks by int8: every finalist's is measured (a short QAT where it ships one)
+    return halving(
+        rows, min(first_round_images, len(pool.train_x)), score, len(pool.val_labels),
+        tie_errors, final_by_int8=True,
+    )  # fmt: skip
+
+
+def halving(
+    rows: list[Row],
+    images: int,
+    score: Callable[[Row, int, int, bool], Row],
+    held_out: int,
+    tie_errors: float,
+    *,
+    final_by_int8: bool,
+    reason: Callable[[Row, list[Row], bool], str] | None = None,
+) -> list[Row]:
+    """The rounds of successive halving, for any task: ``score(row, round, images, final)``
+    trains and scores one candidate; each round keeps the better half (:func:`tolerant_order`
+    on ``held_out`` images), the next doubles ``images``; the winner first, ``chosen``, with
+    ``reason`` (default :func:`chosen_reason`) saying why."""
     if len(rows) == 1:
         return [rows[0].but(status="chosen", reason="the only candidate within the budgets")]
     done: list[Row] = []
     alive = list(rows)
-    images = min(first_round_images, len(pool.train_x))
+    by_int8 = False
     for round_ in range(_rounds(len(rows))):
         final = len(alive) <= 2
-        scored = [
-            _score(row, round_, images, pool, recipe, final, progress, cache, quant)
-            for row in alive
-        ]
-        by_int8 = final  # every finalist's int8 is measured (a short QAT where it shipped one)
-        scored = tolerant_order(scored, by_int8, tie_errors, len(pool.val_labels))
+        by_int8 = final and final_by_int8
+        scored = [score(row, round_, images, final) for row in alive]
+        scored = tolerant_order(scored, by_int8, tie_errors, held_out)
         keep = 1 if final else math.ceil(len(scored) / 2)
         alive = scored[:keep]
         losers = [r.but(status="trained" if final else "eliminated") for r in scored[keep:]]
@@ -109,8 +132,8 @@ def successive_halving(
         if final:
             break
         images *= 2
-    winner = alive[0].but(status="chosen", reason=chosen_reason(alive[0], done, by_int8))
-    return [winner, *done]
+    why = (reason or chosen_reason)(alive[0], done, by_int8)
+    return [alive[0].but(status="chosen", reason=why), *done]
 
 
 def chosen_reason(winner: Row, finalists: list[Row], by_int8: bool) -> str:
