@@ -170,6 +170,20 @@ def test_the_axes_multiply_the_candidates_and_always_keep_the_familys() -> None:
     assert "mobilenetv2_small ×0.5 @28 head 64" in names and "mobilenetv2_small ×0.5 @28" in names
 
 
+def test_an_override_equal_to_the_familys_own_is_not_a_second_candidate() -> None:
+    """mobilenetv2_small keeps a 160-wide head below width 1: ``heads: [160, 64]`` makes one
+    repeat per width, named beside the candidate it repeats; head 64 is a network of its own."""
+    from edgepack.config.project import sample_project
+    from edgepack.selection.prune import distinct
+
+    spec = SearchSpec(families=["mobilenetv2_small"], widths=[0.35, 0.5], heads=[160, 64])
+    kept, _ = enumerate_candidates(spec, 28, [])
+    repeats = distinct(kept, sample_project())
+    assert sorted((r.width, r.head, k.head) for r, k in repeats) == [(0.35, 160, 0), (0.5, 160, 0)]
+    plain = enumerate_candidates(SearchSpec(families=["mobilenetv2_small"]), 28, [])[0]
+    assert distinct(plain, sample_project()) == []  # no overrides: nothing is compared
+
+
 def test_plain_candidates_keep_their_cache_keys() -> None:
     """The keys the sizing and score caches hash: a candidate without overrides has exactly the
     fields it had before the axes existed, so figures cached then still answer."""
@@ -295,5 +309,8 @@ def test_a_pinned_override_is_distilled_and_recorded(tmp_path: Path) -> None:
                             expand=0.75, head=64)  # fmt: skip
     plain = students.create("mobilenetv2_small", width=0.35, num_classes=10, in_channels=1)
     assert recorded["params"] == _params(built) < _params(plain)
+    assert f"mobilenetv2_small ×0.35 expand ×0.75 head 64, {_params(built):,} params" in (
+        result.output
+    )  # the distill stage's line names the overrides
     assert manifest["target"]["profile"]["student"]["head"] == 64
     assert len(list((tmp_path / "students").glob("*.ckpt"))) == 1

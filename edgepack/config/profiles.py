@@ -73,6 +73,12 @@ class StudentSpec:
             found["head"] = self.head
         return found
 
+    @property
+    def shape_label(self) -> str:
+        """How names show the overrides: " expand ×0.75 head 96", or "" for the family's."""
+        expand = f" expand ×{self.expand:g}" if self.expand is not None else ""
+        return expand + (f" head {self.head}" if self.head is not None else "")
+
 
 @dataclass(frozen=True)
 class SearchSpec:

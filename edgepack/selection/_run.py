@@ -18,9 +18,9 @@ from edgepack.selection.candidates import (
     prune_ratios,
 )
 from edgepack.selection.pool import split
-from edgepack.selection.prune import Verdict, over_size_only, prune
+from edgepack.selection.prune import Verdict, distinct, over_size_only, prune
 from edgepack.selection.rank import TIE_BREAK, successive_halving
-from edgepack.selection.table import STATUSES, Row
+from edgepack.selection.table import Row, final_table, measured_row
 
 if TYPE_CHECKING:
     import numpy as np
@@ -79,7 +79,10 @@ def search(inputs: SearchInputs) -> Outcome:
         spec, inputs.resolution, family_names(), quick=inputs.quick,
         per_channel=target.quantization.per_channel,
     )  # fmt: skip
-    rows = [_row(s.candidate, "skipped", s.reason) for s in skipped]
+    rows = [Row.of(s.candidate, "skipped", s.reason) for s in skipped]
+    for repeat, kept in distinct(candidates, inputs.project):
+        candidates.remove(repeat)
+        rows.append(Row.of(repeat, "skipped", f"the same network as {kept.name}"))
     fitting: list[Row] = []
     cache = None if inputs.cache_dir is None else inputs.cache_dir / "search"
     calibration = inputs.calibration_x[:32]
@@ -89,7 +92,7 @@ def search(inputs: SearchInputs) -> Outcome:
         candidate = queue.pop(0)
         sized = downscale(calibration, candidate.resolution)  # exported at the candidate's side
         verdict = prune(candidate, target, inputs.project, sized, inputs.work, cache)
-        row = _measured(candidate, verdict)
+        row = measured_row(candidate, verdict)
         (rows if verdict.problem else fitting).append(row)
         queue[:0] = _levers(candidate, verdict, target, lever_off, ratios)
     pruned_at = time.perf_counter()
@@ -119,8 +122,8 @@ def search(inputs: SearchInputs) -> Outcome:
         "prune": round(pruned_at - started, 1),
         "rank": round(time.perf_counter() - pruned_at, 1),
     }
-    table = sorted(ranked + [r for r in rows if r.candidate != chosen], key=_table_order)
-    return Outcome(chosen.spec(), rule, _dedupe(table), seconds, chosen.per_channel, chosen.prune)
+    table = final_table(ranked, rows, chosen)
+    return Outcome(chosen.spec(), rule, table, seconds, chosen.per_channel, chosen.prune)
 
 
 def _levers(
@@ -163,18 +166,6 @@ def prune_rule(lever_off: str | None, ratios: tuple[float, ...]) -> str:
     )
 
 
-def _row(candidate: Candidate, status: str, reason: str) -> Row:
-    return Row.of(candidate, status, reason)
-
-
-def _measured(candidate: Candidate, verdict: Verdict) -> Row:
-    cost = verdict.cost
-    row = _row(candidate, "pruned" if verdict.problem else "fits", verdict.problem or "")
-    return row.but(
-        params=cost.params, macs=cost.macs, size_bytes=cost.size_bytes, latency_ms=cost.latency_ms
-    )
-
-
 def _least_over(rows: list[Row]) -> tuple[Candidate, list[Row]]:
     measured = [r for r in rows if r.status == "pruned"]
     if not measured:
@@ -185,21 +176,3 @@ def _least_over(rows: list[Row]) -> tuple[Candidate, list[Row]]:
         measured, key=lambda r: (r.size_bytes or r.params or 0, r.latency_ms or 0.0, r.candidate)
     )
     return best.candidate, [best.but(status="chosen", reason="no candidate fits: least over")]
-
-
-_ORDER = {status: i for i, status in enumerate(STATUSES)}
-
-
-def _table_order(row: Row) -> tuple[object, ...]:
-    """Chosen first, then by how far each got (later rounds first), then candidate order."""
-    return (_ORDER.get(row.status, 9), -(row.round or 0), row.candidate)
-
-
-def _dedupe(rows: list[Row]) -> list[Row]:
-    seen: set[Candidate] = set()
-    kept = []
-    for row in rows:
-        if row.candidate not in seen:
-            seen.add(row.candidate)
-            kept.append(row)
-    return kept

@@ -108,9 +108,8 @@ class Candidate:
 
     @property
     def shape_label(self) -> str:
-        """How names show the overrides: " expand ×0.75 head 96", or "" for the family's."""
-        expand = f" expand ×{self.expand:g}" if self.expand != 1 else ""
-        return expand + (f" head {self.head}" if self.head else "")
+        """How names show the overrides (:attr:`StudentSpec.shape_label`)."""
+        return self.spec().shape_label
 
     def overrides(self) -> StudentOverrides:
         """The overrides that are set (keyword arguments of ``students.create``)."""

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 from edgepack.config.profiles import StudentSpec, Target
 from edgepack.core.errors import ConfigError
-from edgepack.selection._run import Outcome, _dedupe, _measured, _row, _table_order
+from edgepack.selection._run import Outcome
 from edgepack.selection.detector_candidates import AXES_NOTE, detector_candidates
 from edgepack.selection.detector_prune import Sizing, prune_detector
 from edgepack.selection.detector_rank import TIE_BREAK, halve, split_boxes
-from edgepack.selection.table import Row
+from edgepack.selection.table import Row, final_table, measured_row
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,14 +64,14 @@ def search_detector(inputs: DetectorSearchInputs) -> Outcome:
     spec, side = target.search, int(inputs.images.shape[1])
     started = time.perf_counter()
     candidates, skipped = detector_candidates(spec, side, family_names(), quick=inputs.quick)
-    rows = [_row(s.candidate, "skipped", s.reason) for s in skipped]
+    rows = [Row.of(s.candidate, "skipped", s.reason) for s in skipped]
     cache = None if inputs.cache_dir is None else inputs.cache_dir / "search"
     calibration = to_model_input(inputs.images[:32], project.input, side)
     sizing = Sizing(target, project, calibration, inputs.work, cache)
     fitting: list[Row] = []
     for candidate in candidates:
         verdict = prune_detector(candidate, sizing)
-        (rows if verdict.problem else fitting).append(_measured(candidate, verdict))
+        (rows if verdict.problem else fitting).append(measured_row(candidate, verdict))
     pruned_at = time.perf_counter()
     if not fitting:
         raise ConfigError(nothing_fits(target, rows))
@@ -98,10 +98,10 @@ def search_detector(inputs: DetectorSearchInputs) -> Outcome:
         "prune": round(pruned_at - started, 1),
         "rank": round(time.perf_counter() - pruned_at, 1),
     }
-    table = sorted(ranked + [r for r in rows if r.candidate != chosen], key=_table_order)
+    table = final_table(ranked, rows, chosen)
     neck = target.student.neck
     student = StudentSpec(chosen.family, chosen.width, chosen.resolution, neck=neck)
-    return Outcome(student, RULE, _dedupe(table), seconds)
+    return Outcome(student, RULE, table, seconds)
 
 
 def nothing_fits(target: Target, rows: list[Row]) -> str:

@@ -177,6 +177,36 @@ def untrained(candidate: Candidate, seed: int, project: Project) -> torch.nn.Mod
     return model.eval()
 
 
+def distinct(candidates: list[Candidate], project: Project) -> list[tuple[Candidate, Candidate]]:
+    """Pairs (candidate, the earlier one it repeats) for every candidate whose overrides build
+    the very network another candidate builds: a ``search.heads`` value equal to the family's
+    own head at that width, say. Compared by parameter names and shapes (the weights aside,
+    that is the network); the candidate with fewer overrides is kept."""
+    from edgepack.students import create
+
+    overridden = {c.family for c in candidates if c.overrides()}
+    seen: dict[tuple[object, ...], Candidate] = {}
+    repeats = []
+    for candidate in sorted(candidates, key=lambda c: (c.expand != 1) + (c.head != 0)):
+        if candidate.family not in overridden:
+            continue  # nothing of this family could repeat it
+        model = create(
+            candidate.family,
+            width=candidate.width,
+            num_classes=len(project.labels),
+            in_channels=project.input.channels,
+            **candidate.overrides(),
+        )
+        shapes = tuple((n, tuple(t.shape)) for n, t in model.state_dict().items())
+        c = candidate
+        key = (c.family, c.width, c.resolution, c.per_channel, c.prune, shapes)
+        if key in seen:
+            repeats.append((candidate, seen[key]))
+        else:
+            seen[key] = candidate
+    return repeats
+
+
 def trained_like(model: torch.nn.Module, seed: int) -> None:
     """Seeded random BatchNorm affine parameters and running statistics, in place (see the
     module docstring: a fresh BatchNorm would let the converter share buffers)."""

@@ -4,10 +4,13 @@ and the profile lines that pin the chosen student."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgepack.config.profiles import StudentSpec
 from edgepack.selection.candidates import Candidate
+
+if TYPE_CHECKING:
+    from edgepack.selection.prune import Verdict
 
 # status values: "chosen", "trained" (reached the last round, lost), "eliminated"
 # (lost in round `round`), "pruned" (over a budget before training), "skipped" (not built)
@@ -57,6 +60,35 @@ class Row:
 
     def but(self, **changes: Any) -> Row:
         return replace(self, **changes)
+
+
+def measured_row(candidate: Candidate, verdict: Verdict) -> Row:
+    """``candidate``'s row once sized: "fits", or "pruned" with the budget it breaks."""
+    cost = verdict.cost
+    row = Row.of(candidate, "pruned" if verdict.problem else "fits", verdict.problem or "")
+    return row.but(
+        params=cost.params, macs=cost.macs, size_bytes=cost.size_bytes, latency_ms=cost.latency_ms
+    )
+
+
+_ORDER = {status: i for i, status in enumerate(STATUSES)}
+
+
+def final_table(ranked: list[Row], rows: list[Row], chosen: Candidate) -> list[Row]:
+    """The search's table: the ranked rows and every other row but the chosen one's, chosen
+    first, then by how far each got (later rounds first), then candidate order; one row per
+    candidate (its first)."""
+    table = sorted(
+        ranked + [r for r in rows if r.candidate != chosen],
+        key=lambda row: (_ORDER.get(row.status, 9), -(row.round or 0), row.candidate),
+    )
+    seen: set[Candidate] = set()
+    unique = []
+    for row in table:
+        if row.candidate not in seen:
+            seen.add(row.candidate)
+            unique.append(row)
+    return unique
 
 
 def format_table(rows: list[Row], metric: str | None = None) -> str:

@@ -95,6 +95,7 @@ def _train(
         model=student,
         family=spec.family,
         width=spec.width,
+        shape=spec.shape_label,
         recipe=recipe,
         params=sum(p.numel() for p in student.parameters()),
         test_logits=test_logits,

@@ -171,6 +171,7 @@ class DistilledStudent:
     shared: bool = False
     augmented: bool = False
     compression: PruneRecipe | None = None  # set by the compress stage (pruned or off)
+    shape: str = ""  # the overrides, " expand ×0.75 head 96", or "" for the family's own
 
     def summary(self) -> str:
         if self.compression is not None:  # the compress stage's line
@@ -183,10 +184,8 @@ class DistilledStudent:
         if self.augmented:
             note += ", augmented (teacher on every batch)"
         shown = "not measured" if self.accuracy is None else f"{self.accuracy:.2%}"
-        return (
-            f"{self.family} ×{self.width:g}, {self.params:,} params, "
-            f"{self.stats['epochs']} epochs{note}: float accuracy {shown}"
-        )
+        return (f"{self.family} ×{self.width:g}{self.shape}, {self.params:,} params, "
+                f"{self.stats['epochs']} epochs{note}: float accuracy {shown}")  # fmt: skip
 
 
 @dataclass(frozen=True)
