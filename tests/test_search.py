@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 
@@ -298,6 +299,14 @@ def test_fit_prints_lines_that_pin_the_choice(tmp_path: Path, shared_cache: Path
     result = CliRunner().invoke(main, [*args, "--cache-dir", str(shared_cache)])
     assert result.exit_code == 0, result.output
     assert "eliminated" in result.output or "trained" in result.output
+    # no progress bar under CliRunner: a line per candidate sized and per short run, as a log needs
+    assert re.search(
+        r"^    sized mobilenetv\S+ ×[\d.]+ @28.*: (fits|pruned \()", result.output, re.M
+    )
+    runs = re.findall(
+        r"^    round (\d), ([\d,]+) images: (.+) float (\d+\.\d\d)%", result.output, re.M
+    )
+    assert runs and runs[0][0] == "0", result.output
     pinned = result.output.split("with:\n\n", 1)[1]
     path = tmp_path / "pinned.yaml"
     path.write_text(f"extends: {profile.name}\n{pinned}")
@@ -442,3 +451,17 @@ def test_a_per_tensor_finalist_that_ptq_hurt_gets_a_short_qat(tmp_path: Path) ->
     again = successive_halving(rows, pool, recipe, 256, cache=cache, quant=quant)  # type: ignore[arg-type]
     assert again == ranked and all(row.int8_accuracy is not None for row in ranked)
     assert not any(row.qat for row in ranked if row.per_channel)
+
+
+def test_a_short_run_line_says_round_images_scores_and_time() -> None:
+    from edgepack.selection.table import Row, short_run_line
+
+    row = Row.of(Candidate("mobilenetv2_small", 0.6, 28, False, head=96), "fits").but(
+        accuracy=0.9022, round=2, images=48_000
+    )
+    assert short_run_line(row, 41.2) == (
+        "round 2, 48,000 images: mobilenetv2_small ×0.6 @28 head 96 per-tensor float 90.22% (41 s)"
+    )
+    final = row.but(int8_accuracy=0.9244, qat=True)
+    assert short_run_line(final, 3).endswith("float 90.22%, int8 92.44% (QAT) (3 s)")
+    assert "float mAP 0.120" in short_run_line(row.but(accuracy=0.12), 1, "mAP")

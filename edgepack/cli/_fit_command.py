@@ -89,6 +89,7 @@ def fit(
         quick=quick,
         progress=show,
         cpu=cpu,
+        progress_lines=click.echo,  # a line per sized and scored candidate where no bar shows
     )
     pipeline = PIPELINES.get(project.task)  # the task's stages: a detector's searches SSDLite
     pipeline.check(target, project)

@@ -20,9 +20,11 @@ from edgepack.selection.candidates import (
 from edgepack.selection.pool import split
 from edgepack.selection.prune import Verdict, distinct, over_size_only, prune
 from edgepack.selection.rank import TIE_BREAK, successive_halving
-from edgepack.selection.table import Row, final_table, measured_row
+from edgepack.selection.table import Row, describe_status, final_table, measured_row
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
     import torch
 
@@ -55,6 +57,8 @@ class SearchInputs:
     quick: bool = False
     progress: bool = False
     fingerprint: str = ""  # teacher and training data: keys the cached short-run scores
+    # where no progress bar shows (a log): one line per candidate sized and per short run
+    lines: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ def search(inputs: SearchInputs) -> Outcome:
         sized = downscale(calibration, candidate.resolution)  # exported at the candidate's side
         verdict = prune(candidate, target, inputs.project, sized, inputs.work, cache)
         row = measured_row(candidate, verdict)
+        if inputs.lines is not None:
+            inputs.lines(f"    sized {candidate.name}: {describe_status(row)}")
         (rows if verdict.problem else fitting).append(row)
         queue[:0] = _levers(candidate, verdict, target, lever_off, ratios)
     pruned_at = time.perf_counter()
@@ -114,7 +120,7 @@ def search(inputs: SearchInputs) -> Outcome:
             first = min(first, len(pool.train_x))
         ranked = successive_halving(
             fitting, pool, target.distill, first, progress=inputs.progress, cache=cache,
-            tie_errors=spec.tie_standard_errors, quant=target.quantization,
+            tie_errors=spec.tie_standard_errors, quant=target.quantization, lines=inputs.lines,
         )  # fmt: skip
         chosen = ranked[0].candidate
         rule = RULE + weights_rule(lever_off) + prune_rule(prune_lever(target), ratios)

@@ -39,6 +39,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +51,7 @@ from edgepack.config.profiles import DistillSpec
 from edgepack.core.cache import discard, parse_json, read_entry, write_entry
 from edgepack.selection.candidates import Candidate
 from edgepack.selection.rank import chosen_reason, halving
-from edgepack.selection.table import Row
+from edgepack.selection.table import Row, short_run_line
 
 if TYPE_CHECKING:
     import torch
@@ -117,13 +119,18 @@ def halve(
     *,
     cache: Path | None = None,
     tie_errors: float = 1.0,
+    lines: Callable[[str], None] | None = None,
 ) -> list[Row]:
     """Train and score ``rows`` (candidates within the budgets); returns them with their mAP
     (in ``accuracy``), the winner ``chosen`` first: the classifier's rounds
     (:func:`edgepack.selection.rank.halving`), every one ranked by float mAP."""
 
     def score(row: Row, round_: int, images: int, final: bool) -> Row:
-        return _score(row, round_, images, pool, recipe, cache)
+        started = time.perf_counter()
+        scored = _score(row, round_, images, pool, recipe, cache)
+        if lines is not None:  # a log without progress bars: a line per short run
+            lines(f"    {short_run_line(scored, time.perf_counter() - started, 'mAP')}")
+        return scored
 
     if len(rows) == 1:  # chosen untrained: the pool is not needed
         return halving(rows, 0, score, 0, tie_errors, final_by_int8=False)

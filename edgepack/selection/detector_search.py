@@ -27,6 +27,8 @@ from edgepack.selection.detector_rank import TIE_BREAK, halve, split_boxes
 from edgepack.selection.table import Row, final_table, measured_row
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
 
     from edgepack.config.project import Project
@@ -53,6 +55,7 @@ class DetectorSearchInputs:
     cache_dir: Path | None
     quick: bool = False
     fingerprint: str = ""  # teacher, training data and input: keys the cached short-run scores
+    lines: Callable[[str], None] | None = None  # where no progress bar shows: one per short run
 
 
 def search_detector(inputs: DetectorSearchInputs) -> Outcome:
@@ -91,8 +94,9 @@ def search_detector(inputs: DetectorSearchInputs) -> Outcome:
     if inputs.quick:  # one pass over the quick subset: a smoke run, not a ranking to trust
         first = min(first, len(pool.train_images))
     ranked = halve(
-        fitting, pool, target.distill, first, cache=cache, tie_errors=spec.tie_standard_errors
-    )
+        fitting, pool, target.distill, first, cache=cache, tie_errors=spec.tie_standard_errors,
+        lines=inputs.lines,
+    )  # fmt: skip
     chosen = ranked[0].candidate
     seconds = {
         "prune": round(pruned_at - started, 1),

@@ -51,6 +51,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,7 @@ from edgepack.config.profiles import DistillSpec, QuantSpec
 from edgepack.core.cache import discard, parse_json, read_entry, write_entry
 from edgepack.selection.candidates import Candidate
 from edgepack.selection.pool import Pool, standard_error
-from edgepack.selection.table import Row
+from edgepack.selection.table import Row, short_run_line
 
 if TYPE_CHECKING:
     import torch
@@ -84,14 +85,20 @@ def successive_halving(
     cache: Path | None = None,
     tie_errors: float = 1.0,
     quant: QuantSpec | None = None,
+    lines: Callable[[str], None] | None = None,
 ) -> list[Row]:
     """Train and score ``rows`` (candidates within the budgets); returns them with their
     accuracies and statuses, the winner marked ``chosen``. ``tie_errors``: how many binomial
     standard errors of the validation accuracy count as a tie (the smaller file wins it);
-    ``quant``: the profile's, whose QAT settings a per-tensor finalist's short QAT takes."""
+    ``quant``: the profile's, whose QAT settings a per-tensor finalist's short QAT takes;
+    ``lines``: where a line per short run goes (a log without progress bars)."""
 
     def score(row: Row, round_: int, images: int, final: bool) -> Row:
-        return _score(row, round_, images, pool, recipe, final, progress, cache, quant)
+        started = time.perf_counter()
+        scored = _score(row, round_, images, pool, recipe, final, progress, cache, quant)
+        if lines is not None:
+            lines(f"    {short_run_line(scored, time.perf_counter() - started)}")
+        return scored
 
     # the final round ranks by int8: every finalist's is measured (a short QAT where it ships one)
     return halving(
