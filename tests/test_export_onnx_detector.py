@@ -98,7 +98,10 @@ def _assert_same(got, want) -> None:
     assert boxes.dtype == np.float32 and scores.dtype == np.float32 and classes.dtype == np.int64
     assert boxes.shape == (len(want[0]), 4) and scores.shape == classes.shape == (len(want[0]),)
     np.testing.assert_allclose(boxes, want[0], atol=1e-4)
-    np.testing.assert_allclose(scores, want[1], atol=1e-6)
+    # sigmoid scores near 0.7: onnxruntime's and torch's float kernels sum in different orders
+    # per CPU (1.6e-6 apart measured on an AMD EPYC); what must not move is which boxes survive
+    # NMS and in which order, checked through the boxes and classes.
+    np.testing.assert_allclose(scores, want[1], atol=1e-5)
     np.testing.assert_array_equal(classes, want[2])
 
 

@@ -24,8 +24,8 @@ from edgepack.selection.candidates import enumerate_candidates
 
 GRAY = InputSpec(1, (0.5,), (0.5,), size=28)
 HOST = {"runner": {"name": "host", "warmup": 2, "iterations": 10}}
-# Quick effort's wiring, not its accuracy: 1,000 training images, 200 steps, relaxed budgets.
-QUICK = {"train_samples": 1000, "test_samples": 500, "min_steps": 200}
+# Quick effort's wiring, not its accuracy: 1,000 training images, 80 steps, relaxed budgets.
+QUICK = {"train_samples": 1000, "test_samples": 500, "min_steps": 80}
 RELAXED = {"max_size_kb": 150, "max_latency_ms": None, "max_accuracy_drop_pp": 60.0,
            "min_accuracy": 0.3}  # fmt: skip
 
