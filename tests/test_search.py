@@ -465,3 +465,12 @@ def test_a_short_run_line_says_round_images_scores_and_time() -> None:
     final = row.but(int8_accuracy=0.9244, qat=True)
     assert short_run_line(final, 3).endswith("float 90.22%, int8 92.44% (QAT) (3 s)")
     assert "float mAP 0.120" in short_run_line(row.but(accuracy=0.12), 1, "mAP")
+    assert short_run_line(row, None).endswith("float 90.22% (cached)")
+
+
+def test_the_rule_names_a_tie_margin_off_the_default() -> None:
+    from edgepack.selection.pool import tie_note
+
+    assert tie_note(1.0) == ""
+    assert tie_note(0.0) == "; search.tie_standard_errors is 0: only equal scores tie"
+    assert "is 2: ties within that many standard errors" in tie_note(2.0)

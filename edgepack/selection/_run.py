@@ -17,7 +17,7 @@ from edgepack.selection.candidates import (
     prune_lever,
     prune_ratios,
 )
-from edgepack.selection.pool import split
+from edgepack.selection.pool import split, tie_note
 from edgepack.selection.prune import Verdict, distinct, over_size_only, prune
 from edgepack.selection.rank import TIE_BREAK, successive_halving
 from edgepack.selection.table import Row, describe_status, final_table, measured_row
@@ -123,7 +123,8 @@ def search(inputs: SearchInputs) -> Outcome:
             tie_errors=spec.tie_standard_errors, quant=target.quantization, lines=inputs.lines,
         )  # fmt: skip
         chosen = ranked[0].candidate
-        rule = RULE + weights_rule(lever_off) + prune_rule(prune_lever(target), ratios)
+        rule = RULE + tie_note(spec.tie_standard_errors) + weights_rule(lever_off)
+        rule += prune_rule(prune_lever(target), ratios)
     seconds = {
         "prune": round(pruned_at - started, 1),
         "rank": round(time.perf_counter() - pruned_at, 1),

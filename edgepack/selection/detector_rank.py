@@ -127,9 +127,10 @@ def halve(
 
     def score(row: Row, round_: int, images: int, final: bool) -> Row:
         started = time.perf_counter()
-        scored = _score(row, round_, images, pool, recipe, cache)
+        scored, cached = _score(row, round_, images, pool, recipe, cache)
         if lines is not None:  # a log without progress bars: a line per short run
-            lines(f"    {short_run_line(scored, time.perf_counter() - started, 'mAP')}")
+            seconds = None if cached else time.perf_counter() - started
+            lines(f"    {short_run_line(scored, seconds, 'mAP')}")
         return scored
 
     if len(rows) == 1:  # chosen untrained: the pool is not needed
@@ -148,17 +149,19 @@ def _reason(winner: Row, finalists: list[Row]) -> str:
 
 def _score(
     row: Row, round_: int, images: int, pool: BoxPool, recipe: DistillSpec, cache: Path | None
-) -> Row:
+) -> tuple[Row, bool]:
+    """``row`` scored, and whether the score came from the cache."""
     path = None
     if cache is not None and pool.fingerprint:
         path = cache / f"detector-score-{_key(row.candidate, images, recipe, pool)}.json"
     found = _cached(path)
+    cached = found is not None
     if found is None:
         found = score_short(row.candidate, images, pool, recipe)
         if path is not None:
             write_entry(path, json.dumps({"map": found}).encode(), _SCORES)
     log.info("detector search: %s images %d mAP %.4f", row.candidate.name, images, found)
-    return row.but(accuracy=found, round=round_, images=images)
+    return row.but(accuracy=found, round=round_, images=images), cached
 
 
 def score_short(candidate: Candidate, images: int, pool: BoxPool, recipe: DistillSpec) -> float:

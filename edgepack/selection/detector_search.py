@@ -24,6 +24,7 @@ from edgepack.selection._run import Outcome
 from edgepack.selection.detector_candidates import AXES_NOTE, detector_candidates
 from edgepack.selection.detector_prune import Sizing, prune_detector
 from edgepack.selection.detector_rank import TIE_BREAK, halve, split_boxes
+from edgepack.selection.pool import tie_note
 from edgepack.selection.table import Row, final_table, measured_row
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def search_detector(inputs: DetectorSearchInputs) -> Outcome:
     table = final_table(ranked, rows, chosen)
     neck = target.student.neck
     student = StudentSpec(chosen.family, chosen.width, chosen.resolution, neck=neck)
-    return Outcome(student, RULE, table, seconds)
+    return Outcome(student, RULE + tie_note(spec.tie_standard_errors), table, seconds)
 
 
 def nothing_fits(target: Target, rows: list[Row]) -> str:

@@ -63,3 +63,12 @@ def split(
 def standard_error(accuracy: float, images: int) -> float:
     """The binomial standard error of an accuracy measured on ``images`` images."""
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(images, 1))
+
+
+def tie_note(tie_errors: float) -> str:
+    """What the rule adds when the profile moves the tie margin off one standard error."""
+    if tie_errors == 1.0:
+        return ""
+    if tie_errors == 0:
+        return "; search.tie_standard_errors is 0: only equal scores tie"
+    return f"; search.tie_standard_errors is {tie_errors:g}: ties within that many standard errors"

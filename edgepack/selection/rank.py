@@ -95,9 +95,10 @@ def successive_halving(
 
     def score(row: Row, round_: int, images: int, final: bool) -> Row:
         started = time.perf_counter()
-        scored = _score(row, round_, images, pool, recipe, final, progress, cache, quant)
+        scored, cached = _score(row, round_, images, pool, recipe, final, progress, cache, quant)
         if lines is not None:
-            lines(f"    {short_run_line(scored, time.perf_counter() - started)}")
+            seconds = None if cached else time.perf_counter() - started
+            lines(f"    {short_run_line(scored, seconds)}")
         return scored
 
     # the final round ranks by int8: every finalist's is measured (a short QAT where it ships one)
@@ -210,24 +211,27 @@ def _score(
     progress: bool,
     cache: Path | None = None,
     quant: QuantSpec | None = None,
-) -> Row:
+) -> tuple[Row, bool]:
+    """``row`` scored, and whether the scores came from the cache."""
     path = None
     if cache is not None and pool.fingerprint:
         key = _score_key(row.candidate, images, recipe, pool, final, quant)
         path = cache / f"score-{key}.json"
     scores = _cached_scores(path)
+    cached = scores is not None
     if scores is None:
         scores = _train_and_score(row.candidate, images, pool, recipe, final, progress, quant)
         if path is not None:
             write_entry(path, json.dumps(scores).encode(), _SCORES)
     log.info("search: %s images %d scores %s", row.candidate.name, images, scores)
-    return row.but(
+    scored = row.but(
         accuracy=scores["float"],
         int8_accuracy=scores["int8"],
         qat=bool(scores.get("qat")),
         round=round_,
         images=images,
     )
+    return scored, cached
 
 
 def _train_and_score(

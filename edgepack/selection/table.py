@@ -91,15 +91,16 @@ def final_table(ranked: list[Row], rows: list[Row], chosen: Candidate) -> list[R
     return unique
 
 
-def short_run_line(row: Row, seconds: float, metric: str | None = None) -> str:
+def short_run_line(row: Row, seconds: float | None, metric: str | None = None) -> str:
     """One short run, for a log: "round 1, 24,000 images: <name> float 90.22% (41 s)";
-    ``metric``: what ``accuracy`` holds where it is not top-1 (a detector's mAP, a fraction)."""
+    ``seconds`` None: its scores came from the cache; ``metric``: what ``accuracy`` holds where
+    it is not top-1 (a detector's mAP, a fraction)."""
     shown = _pct(row.accuracy) if metric is None else f"{metric} {_fraction(row.accuracy)}"
     int8 = "" if row.int8_accuracy is None else f", int8 {row.int8_accuracy:.2%}"
     qat = " (QAT)" if row.qat else ""
     return (
         f"round {row.round}, {row.images or 0:,} images: {row.candidate.name} float "
-        f"{shown}{int8}{qat} ({seconds:.0f} s)"
+        f"{shown}{int8}{qat} ({'cached' if seconds is None else f'{seconds:.0f} s'})"
     )
 
 
