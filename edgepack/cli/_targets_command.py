@@ -40,8 +40,7 @@ def _target_row(target: Target) -> dict[str, str]:
         "NAME": target.name,
         "FORMAT": target.format,
         "STUDENT": f"{student.family} x{student.width:g} @{student.resolution}px"
-        + (f" expand x{student.expand:g}" if student.expand is not None else "")
-        + (f" head {student.head}" if student.head is not None else ""),
+        + student.shape_label.replace("×", "x"),  # the table stays ASCII
         "LATENCY ON": _runner_summary(target),
         "BUDGETS": _budget_summary(target.budgets),
     }

@@ -25,7 +25,7 @@ from edgepack.selection.detector_candidates import AXES_NOTE, detector_candidate
 from edgepack.selection.detector_prune import Sizing, prune_detector
 from edgepack.selection.detector_rank import TIE_BREAK, halve, split_boxes
 from edgepack.selection.pool import tie_note
-from edgepack.selection.table import Row, final_table, measured_row
+from edgepack.selection.table import Row, describe_status, final_table, measured_row
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -56,7 +56,8 @@ class DetectorSearchInputs:
     cache_dir: Path | None
     quick: bool = False
     fingerprint: str = ""  # teacher, training data and input: keys the cached short-run scores
-    lines: Callable[[str], None] | None = None  # where no progress bar shows: one per short run
+    # where no progress bar shows: one line per candidate sized and per short run
+    lines: Callable[[str], None] | None = None
 
 
 def search_detector(inputs: DetectorSearchInputs) -> Outcome:
@@ -75,7 +76,10 @@ def search_detector(inputs: DetectorSearchInputs) -> Outcome:
     fitting: list[Row] = []
     for candidate in candidates:
         verdict = prune_detector(candidate, sizing)
-        (rows if verdict.problem else fitting).append(measured_row(candidate, verdict))
+        row = measured_row(candidate, verdict)
+        if inputs.lines is not None:
+            inputs.lines(f"    sized {candidate.name}: {describe_status(row)}")
+        (rows if verdict.problem else fitting).append(row)
     pruned_at = time.perf_counter()
     if not fitting:
         raise ConfigError(nothing_fits(target, rows))

@@ -198,8 +198,7 @@ def distinct(candidates: list[Candidate], project: Project) -> list[tuple[Candid
             **candidate.overrides(),
         )
         shapes = tuple((n, tuple(t.shape)) for n, t in model.state_dict().items())
-        c = candidate
-        key = (c.family, c.width, c.resolution, c.per_channel, c.prune, shapes)
+        key = (dataclasses.replace(candidate, expand=1.0, head=0), shapes)
         if key in seen:
             repeats.append((candidate, seen[key]))
         else:

@@ -33,8 +33,13 @@ class BuildOptions:
     torch_device: TorchDevice = CPU  # where distillation and the teacher run (not the runner's)
     cpu: CpuPlan | None = None  # torch's CPU threads and why (None: not decided, e.g. tests)
     # Where long stages report progress as lines when no progress bar shows (a CI or bootstrap
-    # log): one line per distillation epoch. The CLI passes its printer; None: say nothing.
+    # log): one line per distillation epoch, per searched candidate. The CLI passes its
+    # printer; None: say nothing.
     progress_lines: Callable[[str], None] | None = None
+
+    def log_lines(self) -> Callable[[str], None] | None:
+        """``progress_lines`` where no progress bar shows, else None (the bar says it)."""
+        return None if self.progress else self.progress_lines
 
 
 @dataclass(frozen=True)

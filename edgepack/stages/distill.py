@@ -175,8 +175,8 @@ def _epoch_lines(context: BuildContext) -> Callable[[EpochReport], None] | None:
     most one every ten seconds."""
     from edgepack.core.log_lines import throttled
 
-    sink = context.options.progress_lines
-    if sink is None or context.options.progress:
+    sink = context.options.log_lines()
+    if sink is None:
         return None
     emit = throttled(sink)
     return lambda report: emit(f"    {report.line()}")

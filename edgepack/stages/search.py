@@ -5,7 +5,6 @@ untrained exports, ranked by short distillations on the cached teacher logits)."
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 from edgepack.core import distributed
 from edgepack.core.errors import ConfigError
@@ -41,7 +40,7 @@ def search_student(context: BuildContext, got: Products) -> SearchResult:
             cache_dir=context.options.cache_dir,
             quick=context.options.quick,
             progress=context.options.progress,
-            lines=search_lines(context),
+            lines=context.options.log_lines(),  # a search runs minutes to an hour
             fingerprint="|".join(
                 (
                     data.teacher.info.fingerprint,
@@ -63,10 +62,3 @@ def search_student(context: BuildContext, got: Products) -> SearchResult:
         per_channel=outcome.per_channel,
         prune=outcome.prune,
     )
-
-
-def search_lines(context: BuildContext) -> Callable[[str], None] | None:
-    """A line per sized candidate and per short run where no progress bar shows (CI and
-    bootstrap logs are not terminals): a search runs minutes to an hour."""
-    sink = context.options.progress_lines
-    return None if sink is None or context.options.progress else sink

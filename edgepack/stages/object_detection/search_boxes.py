@@ -12,7 +12,6 @@ from edgepack.stages.object_detection._records import BoxData, TeacherBoxes
 from edgepack.stages.object_detection.teacher_boxes import truths
 from edgepack.stages.pipeline import Products
 from edgepack.stages.records import SearchResult
-from edgepack.stages.search import search_lines
 
 UNDER_TORCHRUN = (
     "a detector's student: auto searches in one process, not under torchrun; run `edgepack "
@@ -45,7 +44,7 @@ def search_boxes(context: BuildContext, got: Products) -> SearchResult:
             cache_dir=options.cache_dir,
             quick=options.quick,
             fingerprint="|".join(fingerprint),
-            lines=search_lines(context),
+            lines=options.log_lines(),
         )
     )
     return SearchResult(outcome.chosen, True, outcome.rule, tuple(outcome.rows), outcome.seconds)
