@@ -67,8 +67,10 @@ def test_per_batch_conversion_equals_whole_array_conversion(
 def test_inference_batches_shrink_with_the_image() -> None:
     small = ModelInputs(_pixels(1, 28)[..., :1], InputSpec(1, (0.5,), (0.5,)), 28)
     camera = ModelInputs(_pixels(1, 8), RGB, 224)
-    assert inference_batch(small) == 500  # the sample keeps its old batch
-    assert inference_batch(camera) == (1 << 23) // (3 * 224 * 224)
+    assert inference_batch(small) == 128  # the most a batch holds: 167 would fit 2^17 values
+    assert inference_batch(camera) == 16  # 2^17 values is 2.6 images: the per-op floor wins
+    assert inference_batch(ModelInputs(_pixels(1, 8), RGB, 40)) == (1 << 17) // (3 * 40 * 40)
+    assert inference_batch(camera, cap=4) == 4  # a caller's cap stays the most
 
 
 # --- the store ------------------------------------------------------------------------------------
