@@ -71,6 +71,8 @@ def test_inference_batches_shrink_with_the_image() -> None:
     assert inference_batch(camera) == 16  # 2^17 values is 2.6 images: the per-op floor wins
     assert inference_batch(ModelInputs(_pixels(1, 8), RGB, 40)) == (1 << 17) // (3 * 40 * 40)
     assert inference_batch(camera, cap=4) == 4  # a caller's cap stays the most
+    huge = ModelInputs(_pixels(1, 8), RGB, 1024)  # memory wins over the floor: 2^23 values
+    assert inference_batch(huge) == (1 << 23) // (3 * 1024 * 1024) == 2
 
 
 # --- the store ------------------------------------------------------------------------------------

@@ -26,12 +26,16 @@ if TYPE_CHECKING:
 # Input values (pixels × channels) one no-grad inference batch holds: 2^17, so that a batch's
 # activations stay in the CPU's caches. Bigger is slower on a CPU, not faster: on 2 cores (AMD
 # EPYC; scripts/benchmarks/bench_inference_batch.py) the sample student ran 10 k 28×28 images
-# 2.6× faster at batch 128 than at the 500 used before, the sample teacher 1.2× faster, and
-# MobileNetV3-Small at 224×224 RGB 2.3× faster at 16 than at 55. Below 16 images the per-op
-# overhead wins again (224 px: batch 4 ran at 0.75× of batch 16).
+# 2.1× faster at batch 128 than at the 500 used before, the sample teacher 1.1× faster, and
+# MobileNetV3-Small at 224×224 RGB 2.2× faster at 16 than at 55. Below 16 images the per-op
+# overhead wins again (224 px: batch 4 ran at 0.61× of batch 16).
 INFERENCE_VALUES = 1 << 17
 MIN_INFERENCE_BATCH = 16
 MAX_INFERENCE_BATCH = 128
+# But never more than 2^23 input values (32 MiB of float input), whatever the floor: the
+# network's activations, not the input, dominate memory (a ResNet-50's first stage is 21× its
+# input), so 16 images at 1024×1024 RGB would need gigabytes; 2 fit.
+MEMORY_VALUES = 1 << 23
 
 
 def to_model_input(images: np.ndarray, spec: InputSpec, resolution: int) -> torch.Tensor:
@@ -80,7 +84,8 @@ def downscale(x: torch.Tensor, side: int) -> torch.Tensor:
 def inference_batch(inputs: Any, cap: int = MAX_INFERENCE_BATCH) -> int:
     """Images per no-grad inference batch over ``inputs`` (anything with a 4-D ``shape``)."""
     per_image = math.prod(inputs.shape[1:]) or 1
-    return max(min(MIN_INFERENCE_BATCH, cap), min(cap, INFERENCE_VALUES // per_image))
+    fast = max(MIN_INFERENCE_BATCH, INFERENCE_VALUES // per_image)
+    return max(1, min(cap, fast, MEMORY_VALUES // per_image))
 
 
 class ModelInputs:
