@@ -72,18 +72,18 @@ def main() -> None:
     parser.add_argument("--stem-stride", type=int, default=1, choices=(1, 2))
     args = parser.parse_args()
 
-    import numpy as np
     import torch
 
     from edgepack.build import STAGES
     from edgepack.config.profile_files import load_target
     from edgepack.config.project import sample_project
     from edgepack.exporters._pt2e import quantize_pt2e_int8
+    from edgepack.release.request import calibration_batches
     from edgepack.stages.context import BuildContext, BuildOptions, SharedWork
     from edgepack.stages.pipeline import run_stages
     from edgepack.stages.records import PreparedData, TeacherLogits
-    from edgepack.students.mobilenet import BlockSpec, MobileNet
-    from edgepack.students.small import mobilenetv2_small
+    from edgepack.students import small
+    from edgepack.students.mobilenet import MobileNet
     from edgepack.training.distillation import distill
     from edgepack.training.predict import batched
 
@@ -105,15 +105,15 @@ def main() -> None:
 
     torch.manual_seed(recipe.seed)
     channels, width = data.train_x.shape[1], target.student.width
-    if args.stem_stride == 2:  # the 28 px stage dropped; stage 2 keeps 14 px, the rest as before
-        stages = [BlockSpec(1, 16, 1, 1), BlockSpec(3, 24, 2, 1)]
-        stages += [BlockSpec(3, 48, 3, 2), BlockSpec(3, 96, 3, 1)]
+    if args.stem_stride == 2:  # the 28 px stage dropped: the stem strides, stage 2 does not
+        stages = list(small._V2_SMALL)
+        stages[1] = dataclasses.replace(stages[1], stride=1)
         student = MobileNet(
             stages, stem=16, head=160, stem_stride=2, width=width, num_classes=10,
             in_channels=channels,
         )  # fmt: skip
     else:
-        student = mobilenetv2_small(width=width, num_classes=10, in_channels=channels)
+        student = small.mobilenetv2_small(width=width, num_classes=10, in_channels=channels)
     started = time.perf_counter()
     distill(
         resized(student, bounds, args.steps, args.bf16),
@@ -126,8 +126,7 @@ def main() -> None:
     student.to(memory_format=torch.contiguous_format).eval()
     labels = data.test.labels
     float_accuracy = float((batched(student, data.test_x).argmax(1) == labels).mean())
-    chosen = np.random.default_rng(0).permutation(len(data.train_x))[:1000]
-    calibration = [data.train_x[torch.from_numpy(chosen[i : i + 100])] for i in range(0, 1000, 100)]
+    calibration = calibration_batches(target, data.calibration_x)  # the build's own images
     twin = quantize_pt2e_int8(student, calibration[0][:1], calibration, per_channel=True)
     int8_accuracy = float((batched(twin, data.test_x).argmax(1) == labels).mean())
     print(
